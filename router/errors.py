@@ -1,0 +1,85 @@
+"""The error hierarchy: each error knows its HTTP status and problem type (RFC 9457)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class RouterError(Exception):
+    """Base of every error the router reports to a client."""
+
+    status: int = 500
+    type: str = "about:blank"
+    title: str = "Router error"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class ValidationError(RouterError):
+    status = 422
+    type = "/problems/validation"
+    title = "Invalid request"
+
+    @classmethod
+    def of(cls, field: str, message: str) -> ValidationError:
+        """A validation error about one field."""
+        return cls(f"{field}: {message}", [FieldError(field, message)])
+
+
+class ConfigError(ValidationError):
+    title = "Invalid configuration"
+
+
+class NotFound(RouterError):
+    status = 404
+    type = "/problems/not-found"
+    title = "Not found"
+
+
+class Conflict(RouterError):
+    status = 409
+    type = "/problems/conflict"
+    title = "State conflict"
+
+
+class OfferExpired(Conflict):
+    type = "/problems/offer-expired"
+    title = "Offer expired"
+
+
+class NotOffered(Conflict):
+    type = "/problems/not-offered"
+    title = "Not offered to this agent"
+
+
+class NotConnected(Conflict):
+    type = "/problems/not-connected"
+    title = "Not connected to this agent"
+
+
+class QueueFull(Conflict):
+    type = "/problems/queue-full"
+    title = "Queue full"
+
+
+class IdempotencyConflict(Conflict):
+    type = "/problems/idempotency-conflict"
+    title = "Same id, different request"
+
+
+class StoreUnavailable(RouterError):
+    status = 503
+    type = "/problems/store-unavailable"
+    title = "Store unavailable"

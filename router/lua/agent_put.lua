@@ -1,0 +1,27 @@
+-- agent_put: create an agent (logged out) or update its skills, channels and name; a logged-in
+-- agent is re-indexed at once and routed (§3.4: a change of skills can make a match possible).
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, id, skills, channels, name?}
+-- Returns  {'ok', agent, created}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local a = M.args
+local ag = M.load_ag(a.id)
+local created = ag == nil
+if created then
+  ag = {id = a.id, state = 'logged_out', state_since = NOW, act = {}, misses = 0}
+  redis.call('ZADD', M.K_AGENTS, 0, a.id)
+end
+ag.skills = a.skills
+ag.channels = a.channels
+ag.name = a.name
+M.save_ag(ag)
+if ag.state ~= 'logged_out' then
+  M.classify_agent(ag)
+  M.reindex_agent(ag)
+  M.match_agent(ag)
+end
+return M.reply('ok', M.load_ag(a.id), created)

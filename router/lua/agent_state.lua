@@ -1,0 +1,36 @@
+-- agent_state: the agent sets its state (§3.5). Leaving `available` withdraws pending offers
+-- (the interactions keep their place and are routed again at once); `available` ends wrap-up
+-- early and resets the miss count; a forced logout completes connected interactions with
+-- outcome agent_lost.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, id, state, reason?, force}
+-- Returns  {'ok', agent}
+--          {'not_found'} | {'connected'} (logout with a connected interaction, not forced)
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local a = M.args
+M.apply_due_of({'wu:' .. a.id})
+local ag = M.load_ag(a.id)
+if not ag then return M.reply('not_found') end
+if a.state == 'logged_out' and not a.force then
+  for _, act in pairs(ag.act) do
+    if act.st == 'connected' then return M.reply('connected') end
+  end
+end
+if ag.state == a.state and a.state == 'available' then
+  if not ag.wrap_until then return M.reply('ok', ag) end
+  -- Already available: ends wrap-up early (§3.8).
+  ag.misses = 0
+  M.end_wrap_up(ag, NOW)
+  M.save_ag(ag)
+  M.reindex_agent(ag)
+  M.match_agent(ag)
+  return M.reply('ok', ag)
+end
+if ag.state == a.state and ag.reason == a.reason then return M.reply('ok', ag) end
+local requeued = M.change_state(ag, a.state, a.reason)
+M.rematch_after_change(ag, requeued)
+return M.reply('ok', M.load_ag(a.id))

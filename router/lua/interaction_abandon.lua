@@ -1,0 +1,32 @@
+-- interaction_abandon: the caller hung up (DELETE). Queued or offered -> abandoned (an offer is
+-- withdrawn from its agent, who is routed again); a waiting callback -> cancelled.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, id}
+-- Returns  {'ok', interaction} (also when already abandoned or cancelled: a retry)
+--          {'not_found'} | {'connected'} | {'ended'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local id = M.args.id
+M.apply_due_of_interaction(id)
+local ix = M.load_ix(id)
+if not ix then return M.reply('not_found') end
+if ix.status == 'abandoned' or ix.status == 'cancelled' then return M.reply('ok', ix) end
+if ix.status == 'connected' then return M.reply('connected') end
+if M.TERMINAL[ix.status] then return M.reply('ended') end
+if ix.status == 'callback' then
+  M.finish(ix, 'cancelled', {})
+  return M.reply('ok', ix)
+end
+local ag
+if ix.status == 'offered' then
+  ag = M.load_ag(ix.agent)
+  ag.act[id] = nil
+  M.save_ag(ag)
+  M.reindex_agent(ag)
+end
+M.finish(ix, 'abandoned', {agent_id = ix.agent, waited_s = (NOW - ix.enq) / 1000})
+if ag then M.match_agent(ag) end
+return M.reply('ok', ix)

@@ -1,0 +1,36 @@
+-- interaction_accept: the agent answered the offer; the interaction is connected (§3.5).
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, id, agent_id}
+-- Returns  {'ok', interaction} (also when already connected to that agent: a retry)
+--          {'not_found'} | {'offer_expired'} (expired or withdrawn; an expiry that was due is
+--          applied by this same call) | {'not_offered'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local id, agent_id = M.args.id, M.args.agent_id
+M.apply_due_of_interaction(id)
+local ix = M.load_ix(id)
+if not ix then return M.reply('not_found') end
+if ix.status == 'connected' and ix.agent == agent_id then return M.reply('ok', ix) end
+if ix.status ~= 'offered' or ix.agent ~= agent_id then
+  if ix.last_offer and ix.last_offer.agent == agent_id then return M.reply('offer_expired') end
+  return M.reply('not_offered')
+end
+local ag = M.load_ag(agent_id)
+M.unplace(ix)
+redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
+redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
+for _, kind in ipairs({'off', 'esc', 'mw', 'pw'}) do M.disarm(kind, ix.id) end
+ix.status = 'connected'
+ix.answered = NOW
+ix.exp = nil
+ix.pref_until = nil
+ag.act[id].st = 'connected'
+ag.misses = 0
+M.save_ix(ix)
+M.save_ag(ag)
+M.emit('interaction.connected', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
+                                 waited_s = (NOW - ix.enq) / 1000})
+return M.reply('ok', ix)

@@ -1,0 +1,39 @@
+-- interaction_create: queue a new interaction (§3.1, §3.2, §3.9), routing it at once.
+-- KEYS[1]  namespace prefix `acd:{ns}:`
+-- ARGV[1]  msgpack {now, cfg, ix = {id, queue, channel?, priority?, credit_ms?, skills,
+--          pref, pref_wait_ms, data, fp}}; fp fingerprints the request for idempotency
+-- Returns  msgpack {'ok', interaction, created}
+--          {'idempotency_conflict'} same id, different request
+--          {'unknown_queue'} | {'channel_mismatch'} | {'too_many_skills'} | {'class_limit'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local req = M.args.ix
+local existing = M.load_ix(req.id)
+if existing then
+  if existing.fp ~= req.fp then return M.reply('idempotency_conflict') end
+  return M.reply('ok', existing, false)
+end
+local q = M.queue(req.queue)
+if not q then return M.reply('unknown_queue') end
+if req.channel and req.channel ~= q.channel then return M.reply('channel_mismatch') end
+local cid, err = M.arrival_class(q, req.skills)
+if not cid then return M.reply(err) end
+local ix = {
+  id = req.id, queue = q.name, channel = q.channel,
+  priority = req.priority or q.priority,
+  credit = req.credit_ms or math.floor(q.credit_s * 1000 + 0.5),
+  skills = req.skills, pref = req.pref, data = req.data, fp = req.fp,
+  created = NOW, enq = NOW, cls = cid, step = 0, excl = {}, attempts = 0, cb_offered = false,
+}
+if q.max_waiting > 0 and redis.call('ZCARD', P .. 'ql:' .. q.name) >= q.max_waiting then
+  ix.status = 'blocked'
+  ix.ended = NOW
+  M.save_ix(ix)
+  M.emit('interaction.blocked', {interaction_id = ix.id, queue = ix.queue})
+  return M.reply('ok', ix, true)
+end
+M.enqueue(ix, q, req.pref_wait_ms)
+return M.reply('ok', M.load_ix(ix.id), true)

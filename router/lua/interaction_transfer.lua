@@ -1,0 +1,47 @@
+-- interaction_transfer: the connected agent sends the interaction to another queue (§3.9).
+-- It leaves the agent (wrap-up of the source queue) and enters the target as a new arrival
+-- with the same priority, credit, extra skills and data, without preferred agents or exclusions.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, id, agent_id, queue}
+-- Returns  {'ok', interaction}
+--          {'not_found'} | {'not_connected'} | {'unknown_queue'} | {'channel_mismatch'}
+--          {'queue_full'} (the interaction stays with the agent) | {'too_many_skills'}
+--          {'class_limit'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local id, agent_id = M.args.id, M.args.agent_id
+local ix = M.load_ix(id)
+if not ix then return M.reply('not_found') end
+if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_connected') end
+local target = M.queue(M.args.queue)
+if not target then return M.reply('unknown_queue') end
+if target.channel ~= ix.channel then return M.reply('channel_mismatch') end
+if target.max_waiting > 0
+    and redis.call('ZCARD', P .. 'ql:' .. target.name) >= target.max_waiting then
+  return M.reply('queue_full')
+end
+local cid, err = M.arrival_class(target, ix.skills)
+if not cid then return M.reply(err) end
+local source = M.queue(ix.queue)
+local ag = M.load_ag(agent_id)
+M.release(ag, id, math.floor((source and source.wrap_up_s or 0) * 1000 + 0.5))
+M.save_ag(ag)
+M.reindex_agent(ag)
+for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, id) end
+M.emit('interaction.transferred', {interaction_id = id, agent_id = agent_id,
+                                   queue = target.name, from_queue = ix.queue})
+ix.queue = target.name
+ix.cls = cid
+ix.excl = {}
+ix.pref = {}
+ix.agent = nil
+ix.answered = nil
+ix.last_offer = nil
+ix.mw_due = nil
+ix.transfers = (ix.transfers or 0) + 1
+M.enqueue(ix, target, 0)
+M.match_agent(ag)
+return M.reply('ok', M.load_ix(id))

@@ -1,0 +1,162 @@
+-- Agents: capacity (§3.6), the class indexes of available agents, state changes (§3.5).
+
+-- Active interactions of the agent on one channel, and on any channel.
+function M.active_on(ag, channel)
+  local on, all = 0, 0
+  for _, a in pairs(ag.act) do
+    all = all + 1
+    if a.ch == channel then on = on + 1 end
+  end
+  return on, all
+end
+
+-- Whether the agent could take an offer on `channel` now, and its active count there.
+function M.free_on(ag, channel)
+  if ag.state ~= 'available' or ag.wrap_until then return false, 0 end
+  local cap = ag.channels[channel] or 0
+  local on, all = M.active_on(ag, channel)
+  if on >= cap then return false, on end
+  if CFG.exclusive[channel] then
+    if all > 0 then return false, on end
+  else
+    for _, a in pairs(ag.act) do
+      if CFG.exclusive[a.ch] then return false, on end
+    end
+  end
+  return true, on
+end
+
+function M.index_agent_in(ag, cid)
+  local cls = M.class(cid)
+  local free, on = M.free_on(ag, cls.channel)
+  if free then
+    redis.call('ZADD', P .. 'clsag:' .. cid, M.agent_score(ag, cls, on), ag.id)
+  else
+    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
+  end
+end
+
+-- Brings every class index of the agent up to date with its record: O(classes it meets).
+function M.reindex_agent(ag)
+  for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
+    M.index_agent_in(ag, tonumber(cid))
+  end
+end
+
+-- Recomputes which classes the agent meets (at login and on a change of skills).
+function M.classify_agent(ag)
+  local key = P .. 'agcls:' .. ag.id
+  for _, cid in ipairs(redis.call('SMEMBERS', key)) do
+    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
+  end
+  redis.call('DEL', key)
+  for _, cid in ipairs(redis.call('HVALS', M.K_CLASSES)) do
+    if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
+      redis.call('SADD', key, cid)
+    end
+  end
+end
+
+function M.unindex_agent(ag)
+  local key = P .. 'agcls:' .. ag.id
+  for _, cid in ipairs(redis.call('SMEMBERS', key)) do
+    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
+  end
+  redis.call('DEL', key)
+end
+
+function M.activity(ag)
+  if ag.wrap_until then return 'wrap_up' end
+  local busy = false
+  for _, a in pairs(ag.act) do
+    if a.st == 'offered' then return 'offered' end
+    busy = true
+  end
+  if busy then return 'busy' end
+  return 'idle'
+end
+
+-- Ends the agent's wrap-up at `at`; it is idle from then (§3.8).
+function M.end_wrap_up(ag, at)
+  ag.wrap_until = nil
+  ag.idle_since = at
+  M.disarm('wu', ag.id)
+end
+
+-- Frees the agent of one interaction, starting wrap-up when `wrap_ms` > 0. The caller saves,
+-- reindexes and matches.
+function M.release(ag, ix_id, wrap_ms)
+  ag.act[ix_id] = nil
+  if wrap_ms and wrap_ms > 0 then
+    local until_ms = NOW + wrap_ms
+    if ag.wrap_until == nil or ag.wrap_until < until_ms then
+      ag.wrap_until = until_ms
+      M.arm('wu', ag.id, until_ms)
+    end
+  elseif not ag.wrap_until then
+    ag.idle_since = NOW
+  end
+end
+
+-- Changes the agent's state: withdraws pending offers when it leaves `available`, force-
+-- completes connected interactions on a forced logout, keeps the indexes and the logged-in set
+-- true. Returns the interactions to route again; the caller saves, then rematches.
+function M.change_state(ag, state, reason)
+  local prev = ag.state
+  local requeued = {}
+  if prev == 'available' and state ~= 'available' then
+    for ix_id, a in pairs(ag.act) do
+      if a.st == 'offered' then
+        local ix = M.load_ix(ix_id)
+        ag.act[ix_id] = nil
+        if M.requeue(ix, ag.id, 'withdrawn') then requeued[#requeued + 1] = ix end
+      end
+    end
+  end
+  if state == 'logged_out' then
+    for ix_id, a in pairs(ag.act) do
+      if a.st == 'connected' then
+        local ix = M.load_ix(ix_id)
+        M.finish(ix, 'completed', {agent_id = ag.id, outcome = 'agent_lost'})
+      end
+      ag.act[ix_id] = nil
+    end
+    if ag.wrap_until then M.end_wrap_up(ag, NOW) end
+    M.unindex_agent(ag)
+    redis.call('SREM', M.K_LOGGED_IN, ag.id)
+  elseif prev == 'logged_out' then
+    redis.call('SADD', M.K_LOGGED_IN, ag.id)
+    M.classify_agent(ag)
+  end
+  if state == 'available' then
+    ag.misses = 0
+    if ag.wrap_until then M.end_wrap_up(ag, NOW) end
+    if prev ~= 'available' then ag.idle_since = NOW end
+  end
+  ag.state = state
+  ag.reason = reason
+  ag.state_since = NOW
+  M.save_ag(ag)
+  if state ~= 'logged_out' then M.reindex_agent(ag) end
+  M.emit('agent.state_changed', {agent_id = ag.id, state = state, previous_state = prev,
+                                 reason = reason})
+  if state == 'logged_out' then M.end_preferred_waits_of(ag.id) end
+  return requeued
+end
+
+-- After a state change: route the withdrawn interactions again (in their order), then the agent.
+function M.rematch_after_change(ag, requeued)
+  table.sort(requeued, function(x, y) return M.before(x.score, x.m, y.score, y.m) end)
+  for _, ix in ipairs(requeued) do M.match_interaction(ix) end
+  if ag.state == 'available' then M.match_agent(ag) end
+end
+
+-- A miss (explicit no-answer or expiry): after `max_no_answer` in a row the agent is set
+-- not_ready with reason no_answer. Returns the interactions that withdrawal requeued.
+function M.count_miss(ag, q)
+  ag.misses = (ag.misses or 0) + 1
+  if ag.state == 'available' and ag.misses >= (q.max_no_answer or 1) then
+    return M.change_state(ag, 'not_ready', 'no_answer')
+  end
+  return {}
+end

@@ -1,0 +1,205 @@
+-- Shared by every operation: arguments, keys, records, events, timers, routing classes.
+-- All functions hang off one local table so that they may call each other in any order
+-- (Redis forbids globals in scripts).
+local M = {}
+
+local P = KEYS[1]
+local A = cmsgpack.unpack(ARGV[1])
+local NOW = A.now                      -- ms; the one clock value of this operation
+local CFG = A.cfg                      -- service settings (retention_ms, log_max, exclusive, max_classes)
+M.now = NOW
+M.args = A
+
+local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
+local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
+
+-- Keys (router/store/keys.py is the reference for each suffix).
+function M.k(suffix) return P .. suffix end
+M.K_QUEUES = P .. 'queues'
+M.K_AGENTS = P .. 'agents'
+M.K_LOGGED_IN = P .. 'logged_in'
+M.K_CLASSES = P .. 'classes'
+M.K_CLASS_SEQ = P .. 'class_seq'
+M.K_TIMERS = P .. 'timers'
+M.K_SEQ = P .. 'seq'
+M.K_EVENTS = P .. 'events'
+
+function M.pack(v) return cmsgpack.pack(v) end
+function M.unpack(s) return cmsgpack.unpack(s) end
+
+-- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codes.py).
+function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
+
+function M.count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+function M.sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+-- Records ---------------------------------------------------------------------------------------
+
+local queue_cache = {}
+function M.queue(name)
+  local q = queue_cache[name]
+  if q == nil then
+    local raw = redis.call('HGET', M.K_QUEUES, name)
+    if not raw then return nil end
+    q = cmsgpack.unpack(raw)
+    queue_cache[name] = q
+  end
+  return q
+end
+
+function M.load_ix(id)
+  local raw = redis.call('GET', P .. 'ix:' .. id)
+  if not raw then return nil end
+  return cmsgpack.unpack(raw)
+end
+
+M.TERMINAL = {completed = true, abandoned = true, timed_out = true, blocked = true,
+              cancelled = true, failed = true}
+
+function M.save_ix(ix)
+  if M.TERMINAL[ix.status] then
+    redis.call('SET', P .. 'ix:' .. ix.id, cmsgpack.pack(ix), 'PX', CFG.retention_ms)
+  else
+    redis.call('SET', P .. 'ix:' .. ix.id, cmsgpack.pack(ix))
+  end
+end
+
+function M.load_ag(id)
+  local raw = redis.call('GET', P .. 'ag:' .. id)
+  if not raw then return nil end
+  local ag = cmsgpack.unpack(raw)
+  if ag.act == nil then ag.act = {} end
+  return ag
+end
+
+function M.save_ag(ag)
+  redis.call('SET', P .. 'ag:' .. ag.id, cmsgpack.pack(ag))
+end
+
+-- Events ----------------------------------------------------------------------------------------
+
+-- Appends one event to the durable log; `f` holds interaction_id, agent_id, queue and the
+-- fields of the event's kind (SPEC §4).
+function M.emit(etype, f)
+  redis.call('XADD', M.K_EVENTS, 'MAXLEN', '~', CFG.log_max, '*',
+             't', etype, 'at', NOW, 'd', cmsgpack.pack(f))
+end
+
+-- Timers: one sorted set, member '<kind>:<id>', score = due ms. Re-arming overwrites, so a
+-- record has at most one timer of each kind and a cancelled timer is simply gone.
+
+function M.arm(kind, id, due) redis.call('ZADD', M.K_TIMERS, due, kind .. ':' .. id) end
+function M.disarm(kind, id) redis.call('ZREM', M.K_TIMERS, kind .. ':' .. id) end
+
+-- Order of waiting interactions (§3.2): priority, then virtual start; ties by the member,
+-- which starts with the zero-padded arrival sequence.
+function M.order_score(priority, virtual_start_ms)
+  local t = math.max(0, math.min(IDLE_SPAN - 1, virtual_start_ms))
+  return (1000 - priority) * IDLE_SPAN + t
+end
+
+function M.member(seq, id) return string.format('%015d', seq) .. ':' .. id end
+function M.member_id(member) return string.sub(member, 17) end
+
+-- True when (s1, m1) goes before (s2, m2) in a sorted set.
+function M.before(s1, m1, s2, m2)
+  if s1 ~= s2 then return s1 < s2 end
+  return m1 < m2
+end
+
+-- Strategy score of an agent in a class (§3.3), smaller first; ties by agent id (the member).
+-- longest_idle: fewest active on the channel, then idle_since.
+-- best_skill: highest level sum over the requirement, then the same.
+function M.agent_score(ag, cls, active)
+  local primary = active
+  if cls.strategy == 'best_skill' then
+    local sum = 0
+    for skill in pairs(cls.skills) do sum = sum + (ag.skills[skill] or 0) end
+    -- 16 skills x level 5 = 80; 33 slots for the active count (capacity <= 32).
+    primary = (80 - sum) * 33 + active
+  end
+  local idle = math.max(0, math.min(IDLE_SPAN - 1, ag.idle_since or 0))
+  return primary * IDLE_SPAN + idle - SCORE_BASE
+end
+
+-- Requirements and routing classes --------------------------------------------------------------
+
+-- Per skill, the higher minimum wins (§3.1).
+function M.merge(a, b)
+  local r = {}
+  for s, l in pairs(a or {}) do r[s] = l end
+  for s, l in pairs(b or {}) do
+    if r[s] == nil or l > r[s] then r[s] = l end
+  end
+  return r
+end
+
+function M.meets(skills, req)
+  for s, l in pairs(req) do
+    if (skills[s] or 0) < l then return false end
+  end
+  return true
+end
+
+function M.step_skills(q, step)
+  if step == 0 then return q.skills end
+  return q.steps[step].skills
+end
+
+-- The step in force after `wait_ms` of waiting: the last whose after_s <= wait.
+function M.step_at(q, wait_ms)
+  local step = 0
+  for i, st in ipairs(q.steps or {}) do
+    if st.after_s * 1000 <= wait_ms then step = i end
+  end
+  return step
+end
+
+local class_cache = {}
+function M.class(cid)
+  local c = class_cache[cid]
+  if c == nil then
+    c = cmsgpack.unpack(redis.call('GET', P .. 'cls:' .. cid))
+    class_cache[cid] = c
+  end
+  return c
+end
+
+function M.signature(channel, strategy, req)
+  local parts = {}
+  for _, s in ipairs(M.sorted_keys(req)) do parts[#parts + 1] = s .. '=' .. req[s] end
+  return channel .. '|' .. strategy .. '|' .. table.concat(parts, ',')
+end
+
+-- The class id for a requirement, created on first use; nil when `max_routing_classes` is
+-- reached. A new class is filled with every logged-in agent that meets it: O(logged-in agents)
+-- once per class, never per decision.
+function M.class_for(channel, strategy, req)
+  local sig = M.signature(channel, strategy, req)
+  local cid = redis.call('HGET', M.K_CLASSES, sig)
+  if cid then return tonumber(cid) end
+  if redis.call('HLEN', M.K_CLASSES) >= CFG.max_classes then return nil end
+  cid = redis.call('INCR', M.K_CLASS_SEQ)
+  local cls = {id = cid, channel = channel, strategy = strategy, skills = req}
+  redis.call('SET', P .. 'cls:' .. cid, cmsgpack.pack(cls))
+  redis.call('HSET', M.K_CLASSES, sig, cid)
+  class_cache[cid] = cls
+  for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
+    local ag = M.load_ag(aid)
+    if M.meets(ag.skills, req) then
+      redis.call('SADD', P .. 'agcls:' .. aid, cid)
+      M.index_agent_in(ag, cid)
+    end
+  end
+  return cid
+end

@@ -1,0 +1,72 @@
+-- Timers: escalation (esc), max wait (mw), end of preferred wait (pw), offer expiry (off),
+-- wrap-up end (wu). A timer is removed in the same script that applies it, so any number of
+-- routers may tick at once: each timer is applied exactly once.
+
+function M.expire_offer(ix)
+  M.refuse(ix, M.load_ag(ix.agent), 'no_answer', 'expired')
+end
+
+function M.fire(member)
+  local kind, id = string.match(member, '^(%a+):(.*)$')
+  if kind == 'wu' then
+    local ag = M.load_ag(id)
+    if ag and ag.wrap_until and ag.wrap_until <= NOW then
+      M.end_wrap_up(ag, ag.wrap_until)
+      M.save_ag(ag)
+      M.reindex_agent(ag)
+      M.match_agent(ag)
+    end
+    return
+  end
+  local ix = M.load_ix(id)
+  if not ix then return end
+  if kind == 'off' then
+    if ix.status == 'offered' and ix.exp <= NOW then M.expire_offer(ix) end
+  elseif kind == 'esc' then
+    if ix.status == 'queued' or ix.status == 'offered' then M.escalate(ix, false) end
+  elseif kind == 'mw' then
+    if ix.status == 'queued' then
+      M.finish(ix, 'timed_out', {})
+    elseif ix.status == 'offered' then
+      ix.mw_due = true          -- §3.9: the offer finishes first
+      M.save_ix(ix)
+    end
+  elseif kind == 'pw' then
+    if ix.pref_until and (ix.status == 'queued' or ix.status == 'offered') then
+      M.end_preferred_wait(ix)
+    end
+  end
+end
+
+-- Applies up to `limit` due timers in due order; returns how many and the largest lag (ms).
+function M.apply_due(limit)
+  local due = redis.call('ZRANGEBYSCORE', M.K_TIMERS, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
+  local lag = 0
+  local applied = 0
+  for i = 1, #due, 2 do
+    if redis.call('ZREM', M.K_TIMERS, due[i]) == 1 then
+      lag = math.max(lag, NOW - tonumber(due[i + 1]))
+      applied = applied + 1
+      M.fire(due[i])
+    end
+  end
+  return applied, lag
+end
+
+-- Applies the due timers of the records an operation touches, however far behind the tick
+-- loop is (e.g. an accept after the offer expired applies the expiry first).
+function M.apply_due_of(members)
+  local due = {}
+  for _, member in ipairs(members) do
+    local s = redis.call('ZSCORE', M.K_TIMERS, member)
+    if s and tonumber(s) <= NOW then due[#due + 1] = {tonumber(s), member} end
+  end
+  table.sort(due, function(a, b) return a[1] < b[1] end)
+  for _, d in ipairs(due) do
+    if redis.call('ZREM', M.K_TIMERS, d[2]) == 1 then M.fire(d[2]) end
+  end
+end
+
+function M.apply_due_of_interaction(id)
+  M.apply_due_of({'off:' .. id, 'esc:' .. id, 'mw:' .. id, 'pw:' .. id})
+end

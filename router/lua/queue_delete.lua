@@ -1,0 +1,14 @@
+-- queue_delete: remove a queue that has nothing waiting.
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, name}
+-- Returns  {'ok'} | {'not_found'} | {'not_empty'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local name = M.args.name
+if redis.call('HEXISTS', M.K_QUEUES, name) == 0 then return M.reply('not_found') end
+if redis.call('ZCARD', P .. 'qw:' .. name) > 0 then return M.reply('not_empty') end
+redis.call('HDEL', M.K_QUEUES, name)
+return M.reply('ok')

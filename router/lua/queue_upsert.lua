@@ -1,0 +1,39 @@
+-- queue_upsert: create or replace a queue. Its steps' routing classes are created now, and a
+-- change applies to the interactions already waiting: each moves to the requirement in force
+-- and is routed again (O(waiting in the queue), an admin operation).
+-- KEYS[1]  namespace prefix
+-- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
+-- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
+--          | {'class_limit'}
+--@include base
+--@include agents
+--@include routing
+--@include timers
+M.apply_due(CFG.due_batch)
+local q = M.args.queue
+local old = M.queue(q.name)
+local waiting = redis.call('ZRANGE', P .. 'qw:' .. q.name, 0, -1)
+if old and old.channel ~= q.channel and #waiting > 0 then return M.reply('channel_change') end
+local needed = 0
+local reqs = {q.skills}
+for _, st in ipairs(q.steps or {}) do reqs[#reqs + 1] = st.skills end
+for _, req in ipairs(reqs) do
+  if redis.call('HEXISTS', M.K_CLASSES, M.signature(q.channel, q.strategy, req)) == 0 then
+    needed = needed + 1
+  end
+end
+if redis.call('HLEN', M.K_CLASSES) + needed > CFG.max_classes then return M.reply('class_limit') end
+redis.call('HSET', M.K_QUEUES, q.name, cmsgpack.pack(q))
+for _, req in ipairs(reqs) do M.class_for(q.channel, q.strategy, req) end
+for _, m in ipairs(waiting) do
+  local ix = M.load_ix(M.member_id(m))
+  if ix.status == 'queued' or ix.status == 'offered' then
+    if q.max_wait_s > 0 then
+      M.arm('mw', ix.id, ix.enq + math.floor(q.max_wait_s * 1000 + 0.5))
+    else
+      M.disarm('mw', ix.id)
+    end
+    M.escalate(ix, true)
+  end
+end
+return M.reply('ok', old == nil)

@@ -1,0 +1,123 @@
+"""Service settings: the `[service]` table of the configuration, overridden by `ACD_*` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from router.domain.models import Channel
+from router.errors import ConfigError, FieldError
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    listen: str = "127.0.0.1:8080"
+    redis_url: str = ""
+    """Empty: start a private redis-server (the embedded default)."""
+    namespace: str = "main"
+    event_log_max: int = 1_000_000
+    retention_s: float = 86_400.0
+    exclusive_channels: tuple[str, ...] = ("voice",)
+    metrics_auth: bool = False
+    max_routing_classes: int = 10_000
+    config: str = ""
+    """The configuration file these settings came from, if any."""
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], where: str = "service") -> ServiceSettings:
+        """Settings from a `[service]` table, with errors naming the field."""
+        known = {f.name: f for f in fields(cls)}
+        errors: list[FieldError] = []
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            name = f"{where}.{key}"
+            if key not in known or key == "config":
+                errors.append(FieldError(name, "unknown setting"))
+                continue
+            default = getattr(cls(), key)
+            coerced = _coerce(default, value)
+            if coerced is None:
+                errors.append(FieldError(name, f"must be {_kind(default)}"))
+            else:
+                values[key] = coerced
+        settings = replace(cls(), **values)
+        errors.extend(settings._errors(where))
+        if errors:
+            raise ConfigError("; ".join(map(str, errors)), errors)
+        return settings
+
+    def with_env(self, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        """These settings with `ACD_<NAME>` environment variables applied over them."""
+        env = os.environ if env is None else env
+        table = {
+            f.name: env[f"ACD_{f.name.upper()}"]
+            for f in fields(self)
+            if f"ACD_{f.name.upper()}" in env and f.name != "config"
+        }
+        merged = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
+        merged.update(table)
+        return replace(ServiceSettings.from_mapping(merged, "env"), config=self.config)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        """Default settings overridden by the environment."""
+        return cls().with_env(env)
+
+    def _errors(self, where: str) -> list[FieldError]:
+        errors = []
+        if not self.namespace or any(c in self.namespace for c in "{}: "):
+            errors.append(FieldError(f"{where}.namespace", "must be non-empty, without {}: or spaces"))
+        if self.event_log_max < 1:
+            errors.append(FieldError(f"{where}.event_log_max", "must be >= 1"))
+        if self.retention_s <= 0:
+            errors.append(FieldError(f"{where}.retention_s", "must be > 0"))
+        if self.max_routing_classes < 1:
+            errors.append(FieldError(f"{where}.max_routing_classes", "must be >= 1"))
+        if not set(self.exclusive_channels) <= set(Channel):
+            names = ", ".join(Channel)
+            errors.append(FieldError(f"{where}.exclusive_channels", f"must list channels ({names})"))
+        return errors
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "a boolean"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return "a list of strings"
+    return "a string"
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """`value` converted to the type of `default` (strings from the environment too), or None."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        return None
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return None
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        return None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,136 @@
+"""Conversions between the records the Lua scripts keep (ms, short keys) and domain models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from router import errors
+from router.domain.models import (
+    Activity,
+    Agent,
+    AgentState,
+    Channel,
+    Event,
+    Interaction,
+    InteractionStatus,
+    as_skills,
+)
+
+ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
+    "not_found": (errors.NotFound, None, "no such record"),
+    "unknown_queue": (errors.ValidationError, "queue", "no such queue"),
+    "channel_mismatch": (errors.ValidationError, "queue", "the queue serves another channel"),
+    "too_many_skills": (errors.ValidationError, "skills", "the requirement has over 16 skills"),
+    "class_limit": (
+        errors.ValidationError,
+        "skills",
+        "would exceed the service's max_routing_classes",
+    ),
+    "idempotency_conflict": (errors.IdempotencyConflict, None, "same id, different request"),
+    "offer_expired": (errors.OfferExpired, None, "the offer expired or was withdrawn"),
+    "not_offered": (errors.NotOffered, None, "the interaction is not offered to this agent"),
+    "not_connected": (errors.NotConnected, None, "the interaction is not connected to this agent"),
+    "queue_full": (errors.QueueFull, None, "the target queue is full"),
+    "connected": (errors.Conflict, None, "connected; complete or transfer it first"),
+    "ended": (errors.Conflict, None, "the interaction has already ended"),
+    "logged_in": (errors.Conflict, None, "the agent must be logged out first"),
+    "not_empty": (errors.Conflict, None, "interactions are waiting in the queue"),
+    "channel_change": (
+        errors.Conflict,
+        None,
+        "interactions are waiting; the queue's channel cannot change",
+    ),
+}
+
+
+def raise_for(code: str, field: str | None = None) -> None:
+    """Raise the named error a script answered with (`field` overrides the default field)."""
+    if code == "ok":
+        return
+    cls, default_field, message = ERRORS[code]
+    name = field or default_field
+    if issubclass(cls, errors.ValidationError) and name:
+        raise cls.of(name, message)
+    raise cls(message)
+
+
+def to_ms(seconds: float) -> int:
+    """Seconds to the store's integer milliseconds."""
+    return round(seconds * 1000)
+
+
+def _s(ms: Any) -> float | None:
+    return None if ms is None or ms is False else ms / 1000
+
+
+def _map(value: Any) -> dict[str, Any]:
+    """A map as Lua packs it: an empty one comes back as an empty list."""
+    return dict(value) if value else {}
+
+
+def interaction(rec: dict[str, Any], position: int | None = None) -> Interaction:
+    """The interaction of a stored record."""
+    return Interaction(
+        id=rec["id"],
+        queue=rec["queue"],
+        channel=Channel(rec["channel"]),
+        status=InteractionStatus(rec["status"]),
+        priority=int(rec["priority"]),
+        credit_s=rec["credit"] / 1000,
+        skills=as_skills(rec.get("skills")),
+        preferred_agents=tuple(rec.get("pref") or ()),
+        agent_id=rec.get("agent"),
+        created_at=rec["created"] / 1000,
+        enqueued_at=rec["enq"] / 1000,
+        step=int(rec.get("step", 0)),
+        expires_at=_s(rec.get("exp")),
+        excluded_agents=tuple(sorted(_map(rec.get("excl")))),
+        callback_offered=bool(rec.get("cb_offered")),
+        attempts=int(rec.get("attempts", 0)),
+        answered_at=_s(rec.get("answered")),
+        ended_at=_s(rec.get("ended")),
+        outcome=rec.get("outcome"),
+        data=rec.get("data"),
+        position=position,
+    )
+
+
+def agent(rec: dict[str, Any]) -> Agent:
+    """The agent of a stored record, its activity derived as the scripts derive it."""
+    act = _map(rec.get("act"))
+    if rec.get("wrap_until"):
+        activity = Activity.WRAP_UP
+    elif any(a["st"] == "offered" for a in act.values()):
+        activity = Activity.OFFERED
+    elif act:
+        activity = Activity.BUSY
+    else:
+        activity = Activity.IDLE
+    return Agent(
+        id=rec["id"],
+        name=rec.get("name"),
+        skills=as_skills(rec.get("skills")),
+        channels={str(k): int(v) for k, v in _map(rec.get("channels")).items()},
+        state=AgentState(rec["state"]),
+        reason=rec.get("reason"),
+        activity=activity,
+        interactions={k: v["st"] for k, v in act.items()},
+        interaction_channels={k: v["ch"] for k, v in act.items()},
+        idle_since=_s(rec.get("idle_since")),
+        state_since=rec["state_since"] / 1000,
+        wrap_up_until=_s(rec.get("wrap_until")),
+        missed_offers=int(rec.get("misses", 0)),
+    )
+
+
+def event(entry_id: str, fields: dict[bytes, bytes]) -> Event:
+    """An event of the log from its stream entry (`t` type, `at` ms, `d` packed fields)."""
+    body = msgpack.unpackb(fields[b"d"], raw=False, strict_map_key=False)
+    return Event(
+        id=entry_id,
+        type=fields[b"t"].decode(),
+        at=int(fields[b"at"]) / 1000,
+        fields=_map(body),
+    )

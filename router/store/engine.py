@@ -1,0 +1,259 @@
+"""The routing engine's API: the only code that touches Redis. Every call takes `now`."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+
+from router.domain.models import (
+    Agent,
+    AgentProfile,
+    AgentState,
+    Event,
+    Interaction,
+    NewInteraction,
+    Outcome,
+    QueueConfig,
+    RejectReason,
+)
+from router.settings import ServiceSettings
+from router.store import codec
+from router.store.codec import raise_for, to_ms
+from router.store.keys import Keys
+from router.store.scripts import ScriptRunner
+
+DUE_BATCH = 100
+"""Due timers every operation applies before its own change (the tick loop does the rest)."""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    applied: int
+    lag_s: float
+    next_due: float | None
+
+
+def fingerprint(request: NewInteraction) -> str:
+    """A digest of an arrival request: the same id with another body is a conflict."""
+    body = msgpack.packb(
+        [
+            request.queue,
+            request.channel,
+            request.priority,
+            request.credit_s,
+            sorted(request.skills.items()),
+            list(request.preferred_agents),
+            request.preferred_wait_s,
+            request.data,
+        ],
+        use_bin_type=False,
+    )
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+class Engine:
+    """Async facade over the Lua scripts of one namespace."""
+
+    def __init__(self, redis: Redis, settings: ServiceSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.runner = ScriptRunner(redis)
+        self._cfg = {
+            "retention_ms": to_ms(settings.retention_s),
+            "log_max": settings.event_log_max,
+            "exclusive": {c: True for c in settings.exclusive_channels},
+            "max_classes": settings.max_routing_classes,
+            "due_batch": DUE_BATCH,
+        }
+
+    async def start(self) -> None:
+        """Load every script once."""
+        await self.runner.load()
+
+    async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
+        return await self.runner.call(
+            op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
+        )
+
+    # Queues
+
+    async def upsert_queue(self, queue: QueueConfig, now: float) -> bool:
+        """Create or replace a queue; True when created."""
+        code, created, _ = await self._call("queue_upsert", now, queue=queue.to_record())
+        raise_for(code)
+        return bool(created)
+
+    async def delete_queue(self, name: str, now: float) -> None:
+        """Remove a queue with nothing waiting."""
+        code, _, _ = await self._call("queue_delete", now, name=name)
+        raise_for(code)
+
+    async def get_queue(self, name: str) -> QueueConfig | None:
+        """A queue's configuration."""
+        raw = await self.redis.hget(self.keys.queues, name)  # type: ignore[misc]
+        if raw is None:
+            return None
+        return QueueConfig.from_record(msgpack.unpackb(raw, raw=False))
+
+    async def list_queues(self) -> list[QueueConfig]:
+        """Every queue, by name."""
+        raw = await self.redis.hgetall(self.keys.queues)  # type: ignore[misc]
+        queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
+        return sorted(queues, key=lambda q: q.name)
+
+    async def load_queues(self, queues: Iterable[QueueConfig], now: float) -> None:
+        """Write the configuration file's queues over what the store holds (§7)."""
+        for queue in queues:
+            await self.upsert_queue(queue, now)
+
+    # Agents
+
+    async def put_agent(self, agent_id: str, profile: AgentProfile, now: float) -> tuple[Agent, bool]:
+        """Create or update an agent; True when created."""
+        code, rec, created = await self._call(
+            "agent_put",
+            now,
+            id=agent_id,
+            skills=profile.skills,
+            channels={str(c): n for c, n in profile.channels.items()},
+            name=profile.name,
+        )
+        raise_for(code)
+        return codec.agent(rec), bool(created)
+
+    async def set_agent_state(
+        self,
+        agent_id: str,
+        state: AgentState,
+        now: float,
+        reason: str | None = None,
+        force: bool = False,
+    ) -> Agent:
+        """Set an agent's state (§3.5)."""
+        code, rec, _ = await self._call(
+            "agent_state", now, id=agent_id, state=state.value, reason=reason, force=force
+        )
+        raise_for(code)
+        return codec.agent(rec)
+
+    async def delete_agent(self, agent_id: str, now: float) -> None:
+        """Remove a logged-out agent."""
+        code, _, _ = await self._call("agent_delete", now, id=agent_id)
+        raise_for(code)
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """An agent, or None."""
+        raw = await self.redis.get(self.keys.agent(agent_id))
+        return None if raw is None else codec.agent(msgpack.unpackb(raw, raw=False))
+
+    async def list_agent_ids(self, after: str = "", limit: int = 100) -> list[str]:
+        """Agent ids in order, starting after `after`."""
+        start = f"({after}" if after else "-"
+        ids = await self.redis.zrangebylex(self.keys.agents, start, "+", start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    # Interactions
+
+    async def create_interaction(
+        self, request: NewInteraction, now: float
+    ) -> tuple[Interaction, bool]:
+        """Queue an interaction (routed at once); False when `id` already existed."""
+        ix_id = request.id or uuid.uuid4().hex
+        code, rec, created = await self._call(
+            "interaction_create",
+            now,
+            ix={
+                "id": ix_id,
+                "queue": request.queue,
+                "channel": request.channel.value if request.channel else None,
+                "priority": request.priority,
+                "credit_ms": None if request.credit_s is None else to_ms(request.credit_s),
+                "skills": request.skills,
+                "pref": list(request.preferred_agents),
+                "pref_wait_ms": to_ms(request.preferred_wait_s),
+                "data": request.data,
+                "fp": fingerprint(request),
+            },
+        )
+        raise_for(code, "channel" if code == "channel_mismatch" else None)
+        return codec.interaction(rec), bool(created)
+
+    async def accept(self, interaction_id: str, agent_id: str, now: float) -> Interaction:
+        """The agent answered its offer."""
+        return await self._ix_op("interaction_accept", now, id=interaction_id, agent_id=agent_id)
+
+    async def reject(
+        self, interaction_id: str, agent_id: str, reason: RejectReason, now: float
+    ) -> Interaction:
+        """The agent rejected or missed its offer."""
+        return await self._ix_op(
+            "interaction_reject", now, id=interaction_id, agent_id=agent_id, reason=reason.value
+        )
+
+    async def complete(
+        self,
+        interaction_id: str,
+        agent_id: str,
+        now: float,
+        outcome: Outcome = Outcome.RESOLVED,
+        wrap_up_s: float | None = None,
+    ) -> Interaction:
+        """The agent finished the interaction."""
+        return await self._ix_op(
+            "interaction_complete",
+            now,
+            id=interaction_id,
+            agent_id=agent_id,
+            outcome=outcome.value,
+            wrap_up_ms=None if wrap_up_s is None else to_ms(wrap_up_s),
+        )
+
+    async def transfer(
+        self, interaction_id: str, agent_id: str, queue: str, now: float
+    ) -> Interaction:
+        """The connected agent sends the interaction to another queue."""
+        return await self._ix_op(
+            "interaction_transfer", now, id=interaction_id, agent_id=agent_id, queue=queue
+        )
+
+    async def abandon(self, interaction_id: str, now: float) -> Interaction:
+        """The caller hung up (or the platform cancels a callback)."""
+        return await self._ix_op("interaction_abandon", now, id=interaction_id)
+
+    async def _ix_op(self, op: str, now: float, **args: Any) -> Interaction:
+        code, rec, _ = await self._call(op, now, **args)
+        raise_for(code)
+        return codec.interaction(rec)
+
+    async def get_interaction(self, interaction_id: str) -> Interaction | None:
+        """An interaction with its position in its queue (§4), or None."""
+        raw = await self.redis.get(self.keys.interaction(interaction_id))
+        if raw is None:
+            return None
+        rec = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        member = rec.get("m")
+        rank = None
+        if member is not None:
+            rank = await self.redis.zrank(self.keys.queue_waiting(rec["queue"]), member)
+        return codec.interaction(rec, None if rank is None else rank + 1)
+
+    # Time and events
+
+    async def tick(self, now: float, limit: int = 500) -> TickResult:
+        """Apply due timers; any number of routers may call this at once."""
+        code, (applied, lag_ms, next_due), _ = await self._call("tick", now, limit=limit)
+        raise_for(code)
+        return TickResult(int(applied), lag_ms / 1000, None if next_due is False else next_due / 1000)
+
+    async def read_events(self, after: str = "0", count: int = 1000) -> list[Event]:
+        """Events of the log after the id `after`, oldest first."""
+        start = f"({after}" if after != "0" else "-"
+        entries = await self.redis.xrange(self.keys.events, start, "+", count)
+        return [codec.event(eid.decode(), fields) for eid, fields in entries]
