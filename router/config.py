@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from router.domain.models import EVENT_TYPES, QueueConfig
 from router.domain.validation import NAME, Fields, Text, check_unique, parse_queue
@@ -68,23 +69,24 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     errors: list[FieldError] = []
     top = Fields(document, "", errors, Config)
     service = _service(top, env)
+    queue_tables, key_tables = top.items("queues"), top.items("keys")
     queues = []
-    for where, table in top.items("queues"):
+    for where, table in queue_tables:
         try:
             queues.append(parse_queue(table, where))
         except ValidationError as error:
             errors.extend(error.errors)
-    check_unique(_names(top, "queues"), errors)
-    keys = [_key(top, where, table) for where, table in top.items("keys")]
-    check_unique(_names(top, "keys"), errors)
+    check_unique(_names(queue_tables), errors)
+    keys = [_key(top, where, table) for where, table in key_tables]
+    check_unique(_names(key_tables), errors)
     webhooks = [_webhook(top, where, table) for where, table in top.items("webhooks")]
     if errors or service is None:
         raise _config_error(path, errors)
     return Config(
         replace(service, config=str(path)),
         tuple(queues),
-        tuple(k for k in keys if k),
-        tuple(w for w in webhooks if w),
+        tuple(k for k in keys if k is not None),
+        tuple(w for w in webhooks if w is not None),
     )
 
 
@@ -92,10 +94,10 @@ def _config_error(path: str | Path, errors: list[FieldError]) -> ConfigError:
     return ConfigError("\n".join(f"{path}: {error}" for error in errors), errors)
 
 
-def _names(top: Fields[Config], key: str) -> list[tuple[str, str]]:
+def _names(tables: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     return [
         (f"{where}.name", table["name"])
-        for where, table in top.items(key)
+        for where, table in tables
         if isinstance(table, Mapping) and isinstance(table.get("name"), str)
     ]
 

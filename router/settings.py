@@ -68,7 +68,9 @@ class ServiceSettings:
     def _errors(self, where: str) -> list[FieldError]:
         errors = []
         if not self.namespace or any(c in self.namespace for c in "{}: "):
-            errors.append(FieldError(f"{where}.namespace", "must be non-empty, without {}: or spaces"))
+            errors.append(
+                FieldError(f"{where}.namespace", "must be non-empty, without {}: or spaces")
+            )
         if self.event_log_max < 1:
             errors.append(FieldError(f"{where}.event_log_max", "must be >= 1"))
         if self.retention_s <= 0:
@@ -77,7 +79,9 @@ class ServiceSettings:
             errors.append(FieldError(f"{where}.max_routing_classes", "must be >= 1"))
         if not set(self.exclusive_channels) <= set(Channel):
             names = ", ".join(Channel)
-            errors.append(FieldError(f"{where}.exclusive_channels", f"must list channels ({names})"))
+            errors.append(
+                FieldError(f"{where}.exclusive_channels", f"must list channels ({names})")
+            )
         return errors
 
 

@@ -12,6 +12,7 @@ from router.clock import ManualClock
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 from router.store.server import RedisServer
+from tests.store.center import Center
 
 _namespaces = itertools.count()
 
@@ -47,3 +48,11 @@ async def engine(redis: Redis, settings: ServiceSettings) -> Engine:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture
+async def center(engine: Engine, clock: ManualClock) -> AsyncIterator[Center]:
+    """A contact center on a fresh namespace; every invariant is checked when the test ends."""
+    c = Center(engine, clock)
+    yield c
+    await c.check()

@@ -43,7 +43,7 @@ MAX_PREFERRED_WAIT_S = 3_600
 MAX_PREFERRED_AGENTS = 16
 MAX_DATA_BYTES = 4_096
 MAX_DURATION_S = 365 * 86_400
-"""Bound on every other duration, so that millisecond timestamps stay exact in Lua."""
+"""Bound on every other duration: a longer one is a mistake (and would overflow timestamps)."""
 MAX_COUNT = 1_000_000_000
 """Bound on every other count, so that it fits the store's number types."""
 
@@ -94,9 +94,9 @@ def number_problem(
 def choice_problem(value: object, enum: type[StrEnum]) -> str | None:
     """Why `value` is not a value of `enum`, or None."""
     names = [member.value for member in enum]
-    return (
-        None if isinstance(value, str) and value in names else f"must be one of {', '.join(names)}"
-    )
+    if isinstance(value, str) and value in names:
+        return None
+    return f"must be one of {', '.join(names)}"
 
 
 def check_unique(named: Iterable[tuple[str, object]], errors: list[FieldError]) -> None:
@@ -118,8 +118,9 @@ class Fields(Generic[T]):
         self.cls = cls
         self.values: dict[str, Any] = {}
         self._errors_before = len(errors)
+        self.is_object = isinstance(value, Mapping)
         self.table: Mapping[Any, Any] = value if isinstance(value, Mapping) else {}
-        if not isinstance(value, Mapping):
+        if not self.is_object:
             errors.append(FieldError(where or "body", "must be an object"))
         known = {f.name for f in fields(cls)}
         for key in self.table:
@@ -139,9 +140,9 @@ class Fields(Generic[T]):
         return self.table.get(key) is not None
 
     def required(self, *keys: str) -> None:
-        """Report each of `keys` that is missing."""
+        """Report each of `keys` that is missing (unless the whole object is)."""
         for key in keys:
-            if not self.given(key):
+            if self.is_object and not self.given(key):
                 self.fail(key, "is required")
 
     def number(
@@ -179,7 +180,7 @@ class Fields(Generic[T]):
         else:
             self.values[key] = enum(value)
 
-    def levels(
+    def int_map(
         self,
         key: str,
         key_problem: Callable[[object], str | None],
@@ -200,13 +201,13 @@ class Fields(Generic[T]):
             problem = key_problem(name) or number_problem(level, 1, high, integer=True)
             if problem:
                 self.errors.append(FieldError(f"{path}.{name}", problem))
-        levels = dict(value)
-        self.values[key] = levels
-        return levels
+        result = dict(value)
+        self.values[key] = result
+        return result
 
     def skills(self, key: str, limit: int | None = MAX_REQUIREMENT_SKILLS) -> None:
         """Read a skill map: names to levels 1..MAX_LEVEL, at most `limit` of them."""
-        self.levels(key, NAME.problem, MAX_LEVEL, limit)
+        self.int_map(key, NAME.problem, MAX_LEVEL, limit)
 
     def items(self, key: str) -> list[tuple[str, Any]]:
         """The (path, item) pairs of list field `key`; none if it is missing or not a list."""
@@ -293,7 +294,7 @@ def _steps(queue: Fields[QueueConfig]) -> list[Step]:
             if previous is not None and after <= previous:
                 step.fail("after_s", "must be greater than the previous step's after_s")
             previous = after
-        if built := step.build():
+        if (built := step.build()) is not None:
             steps.append(built)
     return steps
 
@@ -325,10 +326,11 @@ def parse_new_interaction(body: Mapping[str, Any]) -> NewInteraction:
             valid.append((path, agent))
     check_unique(valid, f.errors)
     f.values["preferred_agents"] = tuple(agent for _, agent in valid)
-    if agents:
+    listed = bool(f.table.get("preferred_agents"))
+    if listed:
         f.required("preferred_wait_s")
-    f.number("preferred_wait_s", 0, MAX_PREFERRED_WAIT_S, above=bool(agents))
-    if not agents and f.values.get("preferred_wait_s", 0) > 0:
+    f.number("preferred_wait_s", 0, MAX_PREFERRED_WAIT_S, above=listed)
+    if not listed and f.values.get("preferred_wait_s", 0) > 0:
         f.fail("preferred_wait_s", "needs preferred_agents")
     if f.given("data"):
         _check_data(f)
@@ -338,11 +340,12 @@ def parse_new_interaction(body: Mapping[str, Any]) -> NewInteraction:
 def _check_data(f: Fields[NewInteraction]) -> None:
     data = f.table["data"]
     try:
-        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode())
+    except (TypeError, ValueError, RecursionError):  # lone surrogates fail only at encode()
         f.fail("data", "must be a JSON value")
         return
-    if len(encoded.encode()) > MAX_DATA_BYTES:
+    if size > MAX_DATA_BYTES:
         f.fail("data", f"must be at most {MAX_DATA_BYTES} bytes as compact JSON")
     else:
         f.values["data"] = data
@@ -353,7 +356,7 @@ def parse_agent_profile(body: Mapping[str, Any]) -> AgentProfile:
     f = Fields(body, "", [], AgentProfile)
     f.required("skills")
     f.skills("skills", limit=None)
-    channels = f.levels("channels", lambda key: choice_problem(key, Channel), MAX_CHANNEL_CAPACITY)
+    channels = f.int_map("channels", lambda key: choice_problem(key, Channel), MAX_CHANNEL_CAPACITY)
     if channels is not None:
         if not channels:
             f.fail("channels", "must have at least one channel")

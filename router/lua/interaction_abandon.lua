@@ -13,12 +13,12 @@ local id = M.args.id
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
-if ix.status == 'abandoned' or ix.status == 'cancelled' then return M.reply('ok', ix) end
+if ix.status == 'abandoned' or ix.status == 'cancelled' then return M.reply_ix(ix) end
 if ix.status == 'connected' then return M.reply('connected') end
 if M.TERMINAL[ix.status] then return M.reply('ended') end
 if ix.status == 'callback' then
   M.finish(ix, 'cancelled', {})
-  return M.reply('ok', ix)
+  return M.reply_ix(ix)
 end
 local ag
 if ix.status == 'offered' then
@@ -29,4 +29,4 @@ if ix.status == 'offered' then
 end
 M.finish(ix, 'abandoned', {agent_id = ix.agent, waited_s = (NOW - ix.enq) / 1000})
 if ag then M.match_agent(ag) end
-return M.reply('ok', ix)
+return M.reply_ix(ix)

@@ -13,7 +13,7 @@ local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
-if ix.status == 'connected' and ix.agent == agent_id then return M.reply('ok', ix) end
+if ix.status == 'connected' and ix.agent == agent_id then return M.reply_ix(ix) end
 if ix.status ~= 'offered' or ix.agent ~= agent_id then
   if ix.last_offer and ix.last_offer.agent == agent_id then return M.reply('offer_expired') end
   return M.reply('not_offered')
@@ -33,4 +33,4 @@ M.save_ix(ix)
 M.save_ag(ag)
 M.emit('interaction.connected', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
                                  waited_s = (NOW - ix.enq) / 1000})
-return M.reply('ok', ix)
+return M.reply_ix(ix)

@@ -11,7 +11,7 @@ M.apply_due(CFG.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
-if ix.status == 'completed' and ix.agent == agent_id then return M.reply('ok', ix) end
+if ix.status == 'completed' and ix.agent == agent_id then return M.reply_ix(ix) end
 if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_connected') end
 local q = M.queue(ix.queue)
 local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 + 0.5)
@@ -22,4 +22,4 @@ M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
                            handle_s = (NOW - ix.answered) / 1000})
 M.reindex_agent(ag)
 M.match_agent(ag)
-return M.reply('ok', ix)
+return M.reply_ix(ix)

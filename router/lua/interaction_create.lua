@@ -14,7 +14,7 @@ local req = M.args.ix
 local existing = M.load_ix(req.id)
 if existing then
   if existing.fp ~= req.fp then return M.reply('idempotency_conflict') end
-  return M.reply('ok', existing, false)
+  return M.reply_ix(existing, false)
 end
 local q = M.queue(req.queue)
 if not q then return M.reply('unknown_queue') end
@@ -33,7 +33,7 @@ if q.max_waiting > 0 and redis.call('ZCARD', P .. 'ql:' .. q.name) >= q.max_wait
   ix.ended = NOW
   M.save_ix(ix)
   M.emit('interaction.blocked', {interaction_id = ix.id, queue = ix.queue})
-  return M.reply('ok', ix, true)
+  return M.reply_ix(ix, true)
 end
 M.enqueue(ix, q, req.pref_wait_ms)
-return M.reply('ok', M.load_ix(ix.id), true)
+return M.reply_ix(M.load_ix(ix.id), true)

@@ -44,4 +44,4 @@ ix.mw_due = nil
 ix.transfers = (ix.transfers or 0) + 1
 M.enqueue(ix, target, 0)
 M.match_agent(ag)
-return M.reply('ok', M.load_ix(id))
+return M.reply_ix(M.load_ix(id))

@@ -23,7 +23,7 @@ for _, req in ipairs(reqs) do
   end
 end
 if redis.call('HLEN', M.K_CLASSES) + needed > CFG.max_classes then return M.reply('class_limit') end
-redis.call('HSET', M.K_QUEUES, q.name, cmsgpack.pack(q))
+M.save_queue(q)
 for _, req in ipairs(reqs) do M.class_for(q.channel, q.strategy, req) end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))

@@ -70,8 +70,8 @@ def _map(value: Any) -> dict[str, Any]:
     return dict(value) if value else {}
 
 
-def interaction(rec: dict[str, Any], position: int | None = None) -> Interaction:
-    """The interaction of a stored record."""
+def interaction(rec: dict[str, Any]) -> Interaction:
+    """The interaction of a stored record (`position` added by the reader)."""
     return Interaction(
         id=rec["id"],
         queue=rec["queue"],
@@ -93,7 +93,7 @@ def interaction(rec: dict[str, Any], position: int | None = None) -> Interaction
         ended_at=_s(rec.get("ended")),
         outcome=rec.get("outcome"),
         data=rec.get("data"),
-        position=position,
+        position=rec.get("position"),
     )
 
 

@@ -115,7 +115,9 @@ class Engine:
 
     # Agents
 
-    async def put_agent(self, agent_id: str, profile: AgentProfile, now: float) -> tuple[Agent, bool]:
+    async def put_agent(
+        self, agent_id: str, profile: AgentProfile, now: float
+    ) -> tuple[Agent, bool]:
         """Create or update an agent; True when created."""
         code, rec, created = await self._call(
             "agent_put",
@@ -239,10 +241,10 @@ class Engine:
             return None
         rec = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         member = rec.get("m")
-        rank = None
         if member is not None:
             rank = await self.redis.zrank(self.keys.queue_waiting(rec["queue"]), member)
-        return codec.interaction(rec, None if rank is None else rank + 1)
+            rec["position"] = None if rank is None else rank + 1
+        return codec.interaction(rec)
 
     # Time and events
 
@@ -250,7 +252,9 @@ class Engine:
         """Apply due timers; any number of routers may call this at once."""
         code, (applied, lag_ms, next_due), _ = await self._call("tick", now, limit=limit)
         raise_for(code)
-        return TickResult(int(applied), lag_ms / 1000, None if next_due is False else next_due / 1000)
+        return TickResult(
+            int(applied), lag_ms / 1000, None if next_due is False else next_due / 1000
+        )
 
     async def read_events(self, after: str = "0", count: int = 1000) -> list[Event]:
         """Events of the log after the id `after`, oldest first."""

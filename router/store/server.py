@@ -39,7 +39,9 @@ class RedisServer:
         """Start the server and wait until it answers PING."""
         binary = shutil.which("redis-server")
         if binary is None:
-            raise StoreUnavailable("redis-server is not installed (Debian: apt-get install redis-server)")
+            raise StoreUnavailable(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
         if self.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="acd-redis-")
             directory = Path(self._tmp.name)

@@ -30,6 +30,15 @@ function M.unpack(s) return cmsgpack.unpack(s) end
 -- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codes.py).
 function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
 
+-- The reply with an interaction, its position (§4) added: 1 + those ahead in its queue.
+function M.reply_ix(ix, b)
+  if ix.m then
+    local rank = redis.call('ZRANK', P .. 'qw:' .. ix.queue, ix.m)
+    if rank then ix.position = rank + 1 end
+  end
+  return M.reply('ok', ix, b)
+end
+
 function M.count(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
@@ -55,6 +64,11 @@ function M.queue(name)
     queue_cache[name] = q
   end
   return q
+end
+
+function M.save_queue(q)
+  redis.call('HSET', M.K_QUEUES, q.name, cmsgpack.pack(q))
+  queue_cache[q.name] = q
 end
 
 function M.load_ix(id)

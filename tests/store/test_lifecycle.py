@@ -1,0 +1,211 @@
+"""Scenarios for SPEC §3.7 (preferred agents), §3.8 (wrap-up), §3.9 (limits, transfer),
+timers under several routers, the event log and record retention."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from router.domain.models import Activity, AgentState, Channel, InteractionStatus, RejectReason
+from router.errors import Conflict, NotConnected, QueueFull, ValidationError
+from router.store.engine import Engine
+from router.store.server import RedisServer
+from tests.store.center import Center
+
+
+async def test_preferred_agent_gets_it_first_then_anyone(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("other", {"support": 1})
+    await center.agent("pref", {"support": 1}, available=False)
+    await center.state("pref", AgentState.NOT_READY)
+    ix = await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=20)
+    assert ix.status == InteractionStatus.QUEUED  # "other" is idle but not preferred
+    await center.advance(5)
+    await center.state("pref", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "pref"
+    routing = (await center.events("interaction.offered"))[-1].fields["routing"]
+    assert routing["preferred"] is True
+
+
+async def test_preferred_wait_ends_after_its_time(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("other", {"support": 1})
+    await center.agent("pref", {"support": 1}, available=False)
+    await center.state("pref", AgentState.NOT_READY)
+    await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=20)
+    await center.advance(19.9)
+    assert (await center.ix("c1")).status == InteractionStatus.QUEUED
+    await center.advance(0.1)
+    assert await center.offered_to("c1") == "other"
+
+
+async def test_preferred_agents_in_list_order_if_they_qualify(center: Center) -> None:
+    await center.queue("support", skills={"support": 2})
+    await center.agent("unskilled", {"support": 1})
+    await center.agent("second", {"support": 2})
+    await center.agent("third", {"support": 2})
+    ix = await center.call(
+        "support", "c1", preferred_agents=("unskilled", "third", "second"), preferred_wait_s=30
+    )
+    assert ix.agent_id == "third"
+
+
+async def test_preferred_wait_is_skipped_when_none_is_logged_in(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("other", {"support": 1})
+    await center.agent("pref", {"support": 1}, available=False)
+    ix = await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
+    assert ix.agent_id == "other"
+
+
+async def test_preferred_wait_ends_when_every_listed_agent_leaves(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("other", {"support": 1}, available=False)
+    await center.agent("p1", {"support": 1})
+    await center.agent("p2", {"support": 1}, available=False)
+    await center.state("p2", AgentState.NOT_READY)
+    await center.call("support", "c1", preferred_agents=("p1", "p2"), preferred_wait_s=60)
+    assert await center.offered_to("c1") == "p1"
+    await center.state("other", AgentState.AVAILABLE)
+    await center.engine.reject("c1", "p1", RejectReason.REJECTED, center.now)
+    assert (await center.ix("c1")).status == InteractionStatus.QUEUED  # p2 still logged in
+    await center.state("p2", AgentState.LOGGED_OUT)
+    assert await center.offered_to("c1") == "other"
+
+
+async def test_wrap_up_blocks_offers_until_it_ends(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, wrap_up_s=10)
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.engine.accept("c1", "a1", center.now)
+    await center.advance(30)
+    await center.engine.complete("c1", "a1", center.now)
+    assert (await center.ag("a1")).activity == Activity.WRAP_UP
+    await center.call("support", "c2")
+    assert (await center.ix("c2")).status == InteractionStatus.QUEUED
+    wrap_end = center.now + 10
+    await center.advance(12)  # the tick runs late: idle_since is still the end of wrap-up
+    agent = await center.ag("a1")
+    assert (agent.activity, agent.idle_since) == (Activity.OFFERED, wrap_end)
+
+
+async def test_wrap_up_override_and_early_end(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, wrap_up_s=10)
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.engine.accept("c1", "a1", center.now)
+    await center.engine.complete("c1", "a1", center.now, wrap_up_s=120)
+    assert (await center.ag("a1")).wrap_up_until == center.now + 120
+    await center.advance(3)
+    await center.call("support", "c2")
+    await center.state("a1", AgentState.AVAILABLE)  # ends wrap-up early
+    agent = await center.ag("a1")
+    assert (agent.activity, agent.idle_since) == (Activity.OFFERED, center.now)
+
+
+async def test_max_waiting_blocks_arrivals_on_the_line(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, max_waiting=1)
+    await center.call("support", "c1")
+    blocked = await center.call("support", "c2")
+    assert (blocked.status, blocked.position) == (InteractionStatus.BLOCKED, None)
+    assert [e.fields["interaction_id"] for e in await center.events("interaction.blocked")] == [
+        "c2"
+    ]
+
+
+async def test_max_wait_times_out_but_an_offer_finishes_first(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, max_wait_s=60, offer_timeout_s=15)
+    await center.call("support", "c1")
+    await center.advance(50)
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c2")
+    assert await center.offered_to("c1") == "a1"
+    await center.advance(10)  # c1's max wait passes during its offer
+    assert await center.offered_to("c1") == "a1"
+    await center.advance(5)  # the offer expires: now it times out
+    assert (await center.ix("c1")).status == InteractionStatus.TIMED_OUT
+    await center.advance(50)
+    assert (await center.ix("c2")).status == InteractionStatus.TIMED_OUT
+    assert len(await center.events("interaction.timed_out")) == 2
+
+
+async def test_abandon_frees_the_offered_agent(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    ix = await center.engine.abandon("c1", center.now)
+    assert ix.status == InteractionStatus.ABANDONED
+    assert await center.offered_to("c2") == "a1"
+    again = await center.engine.abandon("c1", center.now + 1)
+    assert again.ended_at == ix.ended_at
+    await center.engine.accept("c2", "a1", center.now)
+    with pytest.raises(Conflict):
+        await center.engine.abandon("c2", center.now)
+
+
+async def test_transfer_enters_the_target_as_a_new_arrival(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, wrap_up_s=5)
+    await center.queue("billing", skills={"billing": 1})
+    await center.queue("chat", channel=Channel.CHAT)
+    await center.agent("a1", {"support": 1})
+    await center.agent("b1", {"billing": 1}, available=False)
+    await center.call("support", "c1", priority=7, credit_s=30, data={"k": 1})
+    with pytest.raises(NotConnected):
+        await center.engine.transfer("c1", "a1", "billing", center.now)
+    await center.engine.accept("c1", "a1", center.now)
+    await center.advance(40)
+    for bad in ("nowhere", "chat"):
+        with pytest.raises(ValidationError) as err:
+            await center.engine.transfer("c1", "a1", bad, center.now)
+        assert err.value.errors[0].field == "queue"
+    ix = await center.engine.transfer("c1", "a1", "billing", center.now)
+    assert (ix.queue, ix.status, ix.priority, ix.credit_s) == ("billing", "queued", 7, 30)
+    assert ix.enqueued_at == center.now  # a new wait
+    assert (await center.ag("a1")).activity == Activity.WRAP_UP
+    moved = (await center.events("interaction.transferred"))[-1]
+    assert (moved.fields["from_queue"], moved.fields["queue"]) == ("support", "billing")
+    await center.state("b1", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "b1"
+
+
+async def test_transfer_to_a_full_queue_stays_with_the_agent(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.queue("billing", skills={"billing": 1}, max_waiting=1)
+    await center.agent("a1", {"support": 1})
+    await center.call("billing", "waiting")
+    await center.call("support", "c1")
+    await center.engine.accept("c1", "a1", center.now)
+    with pytest.raises(QueueFull):
+        await center.engine.transfer("c1", "a1", "billing", center.now)
+    ix = await center.ix("c1")
+    assert (ix.status, ix.agent_id) == (InteractionStatus.CONNECTED, "a1")
+
+
+async def test_ended_records_expire_after_retention(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.call("support", "c1")
+    await center.engine.abandon("c1", center.now)
+    ttl = await center.engine.redis.pttl(center.engine.keys.interaction("c1"))
+    assert 3_590_000 < ttl <= 3_600_000  # the test settings keep records for an hour
+
+
+async def test_each_timer_applies_once_under_concurrent_ticks(
+    center: Center, redis_server: RedisServer
+) -> None:
+    await center.queue("support", skills={"support": 1}, steps=[(10, {})], max_wait_s=20)
+    for i in range(30):
+        await center.call("support", f"c{i}")
+    others = [Redis.from_url(redis_server.url) for _ in range(3)]
+    engines = [Engine(r, center.engine.settings) for r in others]
+    for e in engines:
+        await e.start()
+    center.clock.advance(25)
+    results = await asyncio.gather(*(e.tick(center.now, limit=7) for e in engines * 5))
+    assert sum(r.applied for r in results) == 60  # 30 escalations + 30 timeouts, once each
+    for r in others:
+        await r.aclose()
+    assert len(await center.events("interaction.escalated")) == 30
+    assert len(await center.events("interaction.timed_out")) == 30

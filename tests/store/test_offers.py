@@ -1,0 +1,197 @@
+"""Scenarios for SPEC §3.5 (offers) and §3.6 (capacity)."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.domain.models import (
+    Activity,
+    AgentState,
+    Channel,
+    InteractionStatus,
+    Outcome,
+    RejectReason,
+)
+from router.errors import Conflict, IdempotencyConflict, NotConnected, NotOffered, OfferExpired
+from tests.store.center import Center
+
+
+async def _two_agents_and_a_call(center: Center, **queue: object) -> None:
+    await center.queue("support", skills={"support": 1}, offer_timeout_s=15, **queue)
+    await center.agent("a1", {"support": 1})
+    await center.advance(1)
+    await center.agent("a2", {"support": 1})
+    await center.call("support", "c1")
+    assert await center.offered_to("c1") == "a1"
+
+
+async def test_accept_connects_and_is_idempotent(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    first = await center.engine.accept("c1", "a1", center.now)
+    again = await center.engine.accept("c1", "a1", center.now + 1)
+    assert first.status == again.status == InteractionStatus.CONNECTED
+    assert again.answered_at == first.answered_at
+    assert len(await center.events("interaction.connected")) == 1
+    assert (await center.ag("a1")).activity == Activity.BUSY
+    with pytest.raises(NotOffered):
+        await center.engine.accept("c1", "a2", center.now)
+
+
+async def test_no_answer_sets_the_agent_not_ready_and_the_call_keeps_its_place(
+    center: Center,
+) -> None:
+    await _two_agents_and_a_call(center)
+    await center.state("a2", AgentState.NOT_READY, reason="break")
+    await center.call("support", "c2")  # behind c1, nobody free
+    ix = await center.engine.reject("c1", "a1", RejectReason.NO_ANSWER, center.now)
+    assert ix.status == InteractionStatus.QUEUED
+    assert ix.excluded_agents == ("a1",)
+    assert ix.position == 1
+    agent = await center.ag("a1")
+    assert (agent.state, agent.reason) == (AgentState.NOT_READY, "no_answer")
+    requeued = (await center.events("interaction.requeued"))[-1]
+    assert requeued.fields["reason"] == "no_answer"
+    await center.state("a2", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "a2"  # c1 still ahead of c2
+
+
+async def test_reject_keeps_the_agent_available_and_never_offers_it_again(
+    center: Center,
+) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    ix = await center.engine.reject("c1", "a1", RejectReason.REJECTED, center.now)
+    assert ix.status == InteractionStatus.QUEUED
+    agent = await center.ag("a1")
+    assert agent.state == AgentState.AVAILABLE
+    assert agent.interactions == {"c2": "offered"}  # the next one, not c1 again
+    again = await center.engine.reject("c1", "a1", RejectReason.REJECTED, center.now)
+    assert again.status == InteractionStatus.QUEUED  # a retry answers the current record
+    await center.engine.accept("c2", "a1", center.now)
+    await center.engine.complete("c2", "a1", center.now)
+    assert (await center.ix("c1")).status == InteractionStatus.QUEUED
+
+
+async def test_offer_expiry_is_a_miss(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    await center.advance(15)
+    ix = await center.ix("c1")
+    assert (ix.status, ix.agent_id, ix.excluded_agents) == (InteractionStatus.OFFERED, "a2", ("a1",))
+    requeued = (await center.events("interaction.requeued"))[-1]
+    assert (requeued.fields["reason"], requeued.fields["agent_id"]) == ("expired", "a1")
+    assert (await center.ag("a1")).reason == "no_answer"
+
+
+async def test_accept_after_expiry_is_refused_and_applies_the_expiry(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    center.clock.advance(20)  # no tick: the timer is overdue
+    with pytest.raises(OfferExpired):
+        await center.engine.accept("c1", "a1", center.now)
+    ix = await center.ix("c1")
+    assert (ix.status, ix.agent_id) == (InteractionStatus.OFFERED, "a2")
+
+
+async def test_max_no_answer_counts_consecutive_misses(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, max_no_answer=2)
+    await center.agent("a1", {"support": 1})
+    for i in range(2):
+        await center.call("support", f"c{i}")
+    await center.engine.reject("c0", "a1", RejectReason.NO_ANSWER, center.now)
+    agent = await center.ag("a1")
+    assert (agent.state, agent.missed_offers) == (AgentState.AVAILABLE, 1)
+    await center.engine.accept("c1", "a1", center.now)  # resets the count
+    await center.engine.complete("c1", "a1", center.now)
+    assert (await center.ag("a1")).missed_offers == 0
+    await center.call("support", "c2")
+    await center.engine.reject("c2", "a1", RejectReason.NO_ANSWER, center.now)
+    await center.call("support", "c3")
+    await center.engine.reject("c3", "a1", RejectReason.NO_ANSWER, center.now)
+    agent = await center.ag("a1")
+    assert (agent.state, agent.reason) == (AgentState.NOT_READY, "no_answer")
+
+
+async def test_leaving_available_withdraws_the_offer_without_excluding(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    await center.state("a1", AgentState.NOT_READY, reason="lunch")
+    ix = await center.ix("c1")
+    assert (ix.agent_id, ix.excluded_agents) == ("a2", ())  # routed again at once
+    requeued = (await center.events("interaction.requeued"))[-1]
+    assert requeued.fields["reason"] == "withdrawn"
+    with pytest.raises(OfferExpired):
+        await center.engine.accept("c1", "a1", center.now)
+    await center.state("a2", AgentState.LOGGED_OUT)
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "a1"  # not excluded
+
+
+async def test_complete_is_idempotent_and_needs_the_connected_agent(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    with pytest.raises(NotConnected):
+        await center.engine.complete("c1", "a1", center.now)
+    await center.engine.accept("c1", "a1", center.now)
+    with pytest.raises(NotConnected):
+        await center.engine.complete("c1", "a2", center.now)
+    first = await center.engine.complete("c1", "a1", center.now)
+    again = await center.engine.complete("c1", "a1", center.now + 5)
+    assert first.ended_at == again.ended_at
+    assert len(await center.events("interaction.completed")) == 1
+
+
+async def test_create_with_the_same_id_is_idempotent(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    first = await center.call("support", "c1", priority=3, data={"ani": "x"})
+    again = await center.call("support", "c1", priority=3, data={"ani": "x"})
+    assert again == first
+    with pytest.raises(IdempotencyConflict):
+        await center.call("support", "c1", priority=4, data={"ani": "x"})
+    assert len(await center.events("interaction.queued")) == 1
+
+
+async def test_voice_is_exclusive_of_other_channels(center: Center) -> None:
+    await center.queue("voice", skills={"s": 1})
+    await center.queue("chat", channel=Channel.CHAT, skills={"s": 1})
+    await center.agent("a1", {"s": 1}, channels={Channel.VOICE: 1, Channel.CHAT: 3})
+    await center.call("chat", "chat1")
+    assert await center.offered_to("chat1") == "a1"
+    await center.call("voice", "voice1")
+    assert (await center.ix("voice1")).status == InteractionStatus.QUEUED  # busy on chat
+    await center.call("chat", "chat2")
+    assert await center.offered_to("chat2") == "a1"  # chat has room
+    for ix in ("chat1", "chat2"):
+        await center.engine.accept(ix, "a1", center.now)
+        await center.engine.complete(ix, "a1", center.now)
+    assert await center.offered_to("voice1") == "a1"
+    await center.call("chat", "chat3")
+    assert (await center.ix("chat3")).status == InteractionStatus.QUEUED  # busy on voice
+
+
+async def test_finishing_a_chat_gives_room_for_the_next(center: Center) -> None:
+    await center.queue("chat", channel=Channel.CHAT, skills={"s": 1})
+    await center.agent("a1", {"s": 1}, channels={Channel.CHAT: 1})
+    await center.call("chat", "c1")
+    await center.call("chat", "c2")
+    await center.engine.accept("c1", "a1", center.now)
+    await center.engine.complete("c1", "a1", center.now)
+    assert await center.offered_to("c2") == "a1"
+
+
+async def test_logout_with_a_connected_call_needs_force(center: Center) -> None:
+    await _two_agents_and_a_call(center)
+    await center.engine.accept("c1", "a1", center.now)
+    with pytest.raises(Conflict):
+        await center.state("a1", AgentState.LOGGED_OUT)
+    agent = await center.state("a1", AgentState.LOGGED_OUT, force=True)
+    assert (agent.state, agent.interactions) == (AgentState.LOGGED_OUT, {})
+    ix = await center.ix("c1")
+    assert (ix.status, ix.outcome) == (InteractionStatus.COMPLETED, Outcome.AGENT_LOST)
+
+
+async def test_agent_deletion_needs_logout(center: Center) -> None:
+    await center.agent("a1", {"s": 1})
+    with pytest.raises(Conflict):
+        await center.engine.delete_agent("a1", center.now)
+    await center.state("a1", AgentState.LOGGED_OUT)
+    await center.engine.delete_agent("a1", center.now)
+    assert await center.engine.get_agent("a1") is None
