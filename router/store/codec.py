@@ -56,6 +56,11 @@ def raise_for(code: str, field: str | None = None) -> None:
     raise cls(message)
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the store's client does not decode replies)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def to_ms(seconds: float) -> int:
     """Seconds to the store's integer milliseconds."""
     return round(seconds * 1000)

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 from redis.asyncio import Redis
@@ -24,7 +24,7 @@ from router.domain.models import (
 )
 from router.settings import ServiceSettings
 from router.store import codec
-from router.store.codec import raise_for, to_ms
+from router.store.codec import raise_for, text, to_ms
 from router.store.keys import Keys
 from router.store.scripts import ScriptRunner
 
@@ -97,14 +97,14 @@ class Engine:
 
     async def get_queue(self, name: str) -> QueueConfig | None:
         """A queue's configuration."""
-        raw = await self.redis.hget(self.keys.queues, name)  # type: ignore[misc]
+        raw = await self.redis.hget(self.keys.queues, name)
         if raw is None:
             return None
         return QueueConfig.from_record(msgpack.unpackb(raw, raw=False))
 
     async def list_queues(self) -> list[QueueConfig]:
         """Every queue, by name."""
-        raw = await self.redis.hgetall(self.keys.queues)  # type: ignore[misc]
+        raw = await self.redis.hgetall(self.keys.queues)
         queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
         return sorted(queues, key=lambda q: q.name)
 
@@ -159,7 +159,7 @@ class Engine:
         """Agent ids in order, starting after `after`."""
         start = f"({after}" if after else "-"
         ids = await self.redis.zrangebylex(self.keys.agents, start, "+", start=0, num=limit)
-        return [i.decode() for i in ids]
+        return [text(i) for i in ids]
 
     # Interactions
 
@@ -242,7 +242,8 @@ class Engine:
         rec = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         member = rec.get("m")
         if member is not None:
-            rank = await self.redis.zrank(self.keys.queue_waiting(rec["queue"]), member)
+            key = self.keys.queue_waiting(rec["queue"])
+            rank = cast(int | None, await self.redis.zrank(key, member))
             rec["position"] = None if rank is None else rank + 1
         return codec.interaction(rec)
 
@@ -259,5 +260,8 @@ class Engine:
     async def read_events(self, after: str = "0", count: int = 1000) -> list[Event]:
         """Events of the log after the id `after`, oldest first."""
         start = f"({after}" if after != "0" else "-"
-        entries = await self.redis.xrange(self.keys.events, start, "+", count)
-        return [codec.event(eid.decode(), fields) for eid, fields in entries]
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.keys.events, start, "+", count),
+        )
+        return [codec.event(text(eid), fields) for eid, fields in entries]

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 from redis.asyncio import Redis
 
 from router.domain.models import TERMINAL_STATUSES, InteractionStatus
+from router.store.codec import text
 from router.store.keys import Keys
 
 _IDLE_SPAN = 2**42
 _SCORE_BASE = 2**53
-
-
-def _unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
 def _map(value: Any) -> dict[str, Any]:
@@ -55,36 +52,45 @@ class Snapshot:
         prefix = keys.prefix
 
         async def zset(key: str) -> dict[str, float]:
-            return {m.decode(): s for m, s in await redis.zrange(key, 0, -1, withscores=True)}
+            pairs = cast(list[tuple[bytes, float]], await redis.zrange(key, 0, -1, withscores=True))
+            return {text(m): float(s) for m, s in pairs}
+
+        async def members(key: str) -> set[str]:
+            return {text(m) for m in await redis.smembers(key)}
+
+        async def record(key: str) -> dict[str, Any]:
+            raw = await redis.get(key)
+            assert isinstance(raw, bytes)
+            found: dict[str, Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            return found
 
         async for raw_key in redis.scan_iter(match=prefix.replace("{", "[{]") + "*", count=1000):
-            key = raw_key.decode()
-            suffix = key[len(prefix) :]
-            kind, _, name = suffix.partition(":")
+            key = text(raw_key)
+            kind, _, name = key[len(prefix) :].partition(":")
             if kind == "ag":
-                snap.agents[name] = _unpack(await redis.get(key))
+                snap.agents[name] = await record(key)
             elif kind == "ix":
-                snap.interactions[name] = _unpack(await redis.get(key))
+                snap.interactions[name] = await record(key)
             elif kind == "cls":
-                snap.classes[int(name)] = _unpack(await redis.get(key))
+                snap.classes[int(name)] = await record(key)
             elif kind == "clsix":
                 snap.class_waiting[int(name)] = await zset(key)
             elif kind == "clsag":
                 snap.class_agents[int(name)] = await zset(key)
             elif kind == "agcls":
-                snap.agent_classes[name] = {int(c) for c in await redis.smembers(key)}  # type: ignore[misc]
+                snap.agent_classes[name] = {int(c) for c in await members(key)}
             elif kind == "agex":
-                snap.agent_excluded[name] = {m.decode() for m in await redis.smembers(key)}  # type: ignore[misc]
+                snap.agent_excluded[name] = await members(key)
             elif kind == "pref":
                 snap.agent_preferred[name] = await zset(key)
             elif kind == "qw":
                 snap.queue_waiting[name] = await zset(key)
             elif kind == "ql":
                 snap.queue_on_line[name] = await zset(key)
-        raw_queues = await redis.hgetall(keys.queues)  # type: ignore[misc]
-        snap.queues = {k.decode(): _unpack(v) for k, v in raw_queues.items()}
-        snap.logged_in = {m.decode() for m in await redis.smembers(keys.logged_in)}  # type: ignore[misc]
-        snap.agent_ids = set((await zset(keys.agents)).keys())
+        raw_queues = await redis.hgetall(keys.queues)
+        snap.queues = {text(k): msgpack.unpackb(v, raw=False) for k, v in raw_queues.items()}
+        snap.logged_in = await members(keys.logged_in)
+        snap.agent_ids = set(await zset(keys.agents))
         snap.timers = await zset(keys.timers)
         return snap
 
@@ -137,9 +143,8 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
         for ix_id, a in active.items():
             per_channel[a["ch"]] += 1
             holders[ix_id].append(aid)
-            ix = ixs.get(ix_id)
-            want = {"offered": InteractionStatus.OFFERED, "connected": InteractionStatus.CONNECTED}
-            if ix is None or ix["status"] != want[a["st"]] or ix.get("agent") != aid:
+            held = ixs.get(ix_id)
+            if held is None or held["status"] != a["st"] or held.get("agent") != aid:
                 bad.append(f"agent {aid} holds {ix_id} as {a['st']} but the record disagrees")
             elif a["st"] == "offered" and f"off:{ix_id}" not in snap.timers:
                 bad.append(f"agent {aid} reserved for {ix_id} with no live offer (no expiry timer)")
@@ -158,33 +163,35 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
 
     # Which classes each logged-in agent meets, and which of them it could take an offer of.
     for aid in snap.logged_in:
-        ag = agents.get(aid)
-        if ag is None:
+        record = agents.get(aid)
+        if record is None:
             bad.append(f"logged-in agent {aid} has no record")
             continue
         meets = {
-            c for c, cls in snap.classes.items() if _meets(_map(ag["skills"]), _map(cls["skills"]))
+            c
+            for c, cls in snap.classes.items()
+            if _meets(_map(record["skills"]), _map(cls["skills"]))
         }
         if snap.agent_classes.get(aid, set()) != meets:
             bad.append(f"agent {aid} class set disagrees with its skills")
     for cid, cls in snap.classes.items():
-        want: dict[str, float] = {}
+        pool: dict[str, float] = {}
         for aid in snap.logged_in:
-            ag = agents.get(aid)
-            if ag and _meets(_map(ag["skills"]), _map(cls["skills"])):
-                free, on = _free_on(ag, cls["channel"], exclusive)
+            record = agents.get(aid)
+            if record and _meets(_map(record["skills"]), _map(cls["skills"])):
+                free, on = _free_on(record, cls["channel"], exclusive)
                 if free:
-                    want[aid] = _agent_score(ag, cls, on)
-        if snap.class_agents.get(cid, {}) != want:
+                    pool[aid] = _agent_score(record, cls, on)
+        if snap.class_agents.get(cid, {}) != pool:
             bad.append(
                 f"class {cid} agent index disagrees with the agents: "
-                f"{sorted(snap.class_agents.get(cid, {}))} vs {sorted(want)}"
+                f"{sorted(snap.class_agents.get(cid, {}))} vs {sorted(pool)}"
             )
 
     waiting_of_class: dict[int, dict[str, float]] = defaultdict(dict)
     for ix_id, ix in ixs.items():
         status = InteractionStatus(ix["status"])
-        member = ix.get("m")
+        member: str = ix.get("m", "")
         queue = snap.queues.get(ix["queue"])
         if status in TERMINAL_STATUSES:
             for label, index in (("queue", snap.queue_waiting), ("line", snap.queue_on_line)):
@@ -203,7 +210,7 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             if snap.queue_waiting.get(ix["queue"], {}).get(member) != ix["score"]:
                 bad.append(f"{ix_id} waiting but not in the queue order of {ix['queue']}")
             if queue is not None:
-                want_req = _requirement(queue, ix["step"], ix.get("skills"))
+                want_req = _requirement(queue, ix["step"], _map(ix.get("skills")))
                 if _map(snap.classes[ix["cls"]]["skills"]) != want_req:
                     bad.append(f"{ix_id} in a class whose requirement is not its own")
         if status == InteractionStatus.QUEUED:
@@ -230,14 +237,14 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             continue
         cls = snap.classes[ix["cls"]]
         excluded = _map(ix.get("excl"))
-        pool = ix["pref"] if ix.get("pref_until") else sorted(snap.logged_in)
-        for aid in pool:
-            ag = agents.get(aid)
-            if ag is None or aid in excluded or aid not in snap.logged_in:
+        candidates = ix["pref"] if ix.get("pref_until") else sorted(snap.logged_in)
+        for aid in candidates:
+            record = agents.get(aid)
+            if record is None or aid in excluded or aid not in snap.logged_in:
                 continue
             if (
-                _meets(_map(ag["skills"]), _map(cls["skills"]))
-                and _free_on(ag, ix["channel"], exclusive)[0]
+                _meets(_map(record["skills"]), _map(cls["skills"]))
+                and _free_on(record, ix["channel"], exclusive)[0]
             ):
                 bad.append(f"{ix_id} waits while agent {aid} could take it")
                 break

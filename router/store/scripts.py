@@ -55,9 +55,9 @@ class ScriptRunner:
         packed = msgpack.packb(args, use_bin_type=False)
         script = self.scripts[name]
         try:
-            raw = await self.redis.evalsha(script.sha, 1, prefix, packed)  # type: ignore[misc]
+            raw = await self.redis.evalsha(script.sha, 1, prefix, packed)
         except NoScriptError:
             await self.load()
-            raw = await self.redis.evalsha(script.sha, 1, prefix, packed)  # type: ignore[misc]
+            raw = await self.redis.evalsha(script.sha, 1, prefix, packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         return reply

@@ -78,7 +78,11 @@ async def test_offer_expiry_is_a_miss(center: Center) -> None:
     await _two_agents_and_a_call(center)
     await center.advance(15)
     ix = await center.ix("c1")
-    assert (ix.status, ix.agent_id, ix.excluded_agents) == (InteractionStatus.OFFERED, "a2", ("a1",))
+    assert (ix.status, ix.agent_id, ix.excluded_agents) == (
+        InteractionStatus.OFFERED,
+        "a2",
+        ("a1",),
+    )
     requeued = (await center.events("interaction.requeued"))[-1]
     assert (requeued.fields["reason"], requeued.fields["agent_id"]) == ("expired", "a1")
     assert (await center.ag("a1")).reason == "no_answer"

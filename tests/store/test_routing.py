@@ -1,4 +1,4 @@
-"""Scenarios for SPEC §3.1–§3.4: requirements, order, agent choice, when matching runs."""
+"""Scenarios for SPEC §3.1 to §3.4: requirements, order, agent choice, when matching runs."""
 
 from __future__ import annotations
 
@@ -36,9 +36,7 @@ async def test_equal_idle_time_goes_to_the_first_agent_id(center: Center) -> Non
 
 
 async def test_best_skill_picks_the_highest_level_sum_then_longest_idle(center: Center) -> None:
-    await center.queue(
-        "billing", skills={"billing": 2, "lang:fi": 1}, strategy=Strategy.BEST_SKILL
-    )
+    await center.queue("billing", skills={"billing": 2, "lang:fi": 1}, strategy=Strategy.BEST_SKILL)
     await center.agent("senior", {"billing": 5, "lang:fi": 3})  # sum 8, idle since t=0
     await center.agent("junior", {"billing": 2, "lang:fi": 1})  # sum 3
     await center.advance(10)
