@@ -209,3 +209,19 @@ async def test_each_timer_applies_once_under_concurrent_ticks(
         await r.aclose()
     assert len(await center.events("interaction.escalated")) == 30
     assert len(await center.events("interaction.timed_out")) == 30
+
+
+async def test_logout_of_the_only_preferred_agent_with_its_offer_routes_once(
+    center: Center,
+) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("pref", {"support": 1})
+    await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
+    assert await center.offered_to("c1") == "pref"
+    await center.agent("other1", {"support": 1})
+    await center.agent("other2", {"support": 1})
+    await center.state("pref", AgentState.LOGGED_OUT)  # withdraws, and ends the preferred wait
+    assert await center.offered_to("c1") == "other1"
+    offers = [e.fields["agent_id"] for e in await center.events("interaction.offered")]
+    assert offers == ["pref", "other1"]
+    assert (await center.ag("other2")).interactions == {}

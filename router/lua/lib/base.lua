@@ -71,16 +71,25 @@ function M.save_queue(q)
   queue_cache[q.name] = q
 end
 
+-- Records are loaded once per script and shared, so that every part of an operation sees the
+-- changes of every other part (no stale copy is ever saved or routed).
+local ix_cache, ag_cache = {}, {}
+
 function M.load_ix(id)
+  local ix = ix_cache[id]
+  if ix then return ix end
   local raw = redis.call('GET', P .. 'ix:' .. id)
   if not raw then return nil end
-  return cmsgpack.unpack(raw)
+  ix = cmsgpack.unpack(raw)
+  ix_cache[id] = ix
+  return ix
 end
 
 M.TERMINAL = {completed = true, abandoned = true, timed_out = true, blocked = true,
               cancelled = true, failed = true}
 
 function M.save_ix(ix)
+  ix_cache[ix.id] = ix
   if M.TERMINAL[ix.status] then
     redis.call('SET', P .. 'ix:' .. ix.id, cmsgpack.pack(ix), 'PX', CFG.retention_ms)
   else
@@ -89,14 +98,18 @@ function M.save_ix(ix)
 end
 
 function M.load_ag(id)
+  local ag = ag_cache[id]
+  if ag then return ag end
   local raw = redis.call('GET', P .. 'ag:' .. id)
   if not raw then return nil end
-  local ag = cmsgpack.unpack(raw)
+  ag = cmsgpack.unpack(raw)
   if ag.act == nil then ag.act = {} end
+  ag_cache[id] = ag
   return ag
 end
 
 function M.save_ag(ag)
+  ag_cache[ag.id] = ag
   redis.call('SET', P .. 'ag:' .. ag.id, cmsgpack.pack(ag))
 end
 

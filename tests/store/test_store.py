@@ -1,0 +1,61 @@
+"""The store's mechanics: script headers, key schema, event log cap, script reloading."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from redis.asyncio import Redis
+
+from router.domain.models import NewInteraction, QueueConfig
+from router.errors import ValidationError
+from router.settings import ServiceSettings
+from router.store.engine import Engine
+from router.store.scripts import operations, script_source
+from tests.store.center import Center
+
+
+@pytest.mark.parametrize("operation", operations())
+def test_every_script_documents_keys_argv_and_returns(operation: str) -> None:
+    header = script_source(operation).split("\n--@include", 1)[0]
+    for part in ("KEYS[1]", "ARGV[1]", "Returns"):
+        assert part in header
+    assert "--@include" not in script_source(operation)  # every include was spliced in
+
+
+async def test_every_key_of_a_namespace_shares_one_hash_tag(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, steps=[(5, {})], wrap_up_s=3)
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    keys = [k.decode() async for k in center.engine.redis.scan_iter(match="*")]
+    ours = [k for k in keys if k.startswith(center.engine.keys.prefix)]
+    assert len(ours) > 10
+    tag = "{" + center.engine.settings.namespace + "}"
+    assert all(k.split(":")[1] == tag for k in ours)
+
+
+async def test_the_event_log_is_capped(redis: Redis, settings: ServiceSettings) -> None:
+    engine = Engine(redis, replace(settings, event_log_max=10))
+    await engine.start()
+    await engine.upsert_queue(QueueConfig(name="q"), 0)
+    for i in range(500):
+        await engine.create_interaction(
+            NewInteraction(queue="q", id=f"c{i}"),
+            1_800_000_000 + i,
+        )
+    length = await redis.xlen(engine.keys.events)
+    assert 10 <= length < 500  # approximate trimming keeps about event_log_max
+
+
+async def test_scripts_are_reloaded_when_redis_lost_them(center: Center) -> None:
+    await center.engine.redis.script_flush()
+    await center.queue("support")
+    assert await center.engine.get_queue("support") is not None
+
+
+async def test_a_queue_needing_too_many_classes_is_refused(center: Center) -> None:
+    center.engine._cfg["max_classes"] = 2
+    with pytest.raises(ValidationError):
+        await center.queue("q", skills={"a": 1}, steps=[(5, {"b": 1}), (10, {"c": 1})])
+    assert await center.engine.get_queue("q") is None
