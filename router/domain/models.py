@@ -143,6 +143,17 @@ class QueueConfig:
     callback: CallbackPolicy | None = None
     steps: tuple[Step, ...] = ()
 
+    def step_skills(self, step: int) -> Skills:
+        """The requirement of step `step` (0: the queue's own skills)."""
+        return self.skills if step == 0 else self.steps[step - 1].skills
+
+    def served_by(self, skills: Skills) -> bool:
+        """Whether an agent with `skills` meets any step's requirement (staffs the queue)."""
+        return any(
+            all(skills.get(s, 0) >= level for s, level in self.step_skills(i).items())
+            for i in range(len(self.steps) + 1)
+        )
+
     def to_record(self) -> dict[str, Any]:
         """The plain map stored in Redis and read by the Lua scripts."""
         return {
@@ -282,3 +293,23 @@ class Event:
     type: str
     at: float
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AgentAction:
+    """The body of accept, reject, complete and transfer: who acts, and how."""
+
+    agent_id: str
+    reason: RejectReason = RejectReason.REJECTED
+    outcome: Outcome = Outcome.RESOLVED
+    wrap_up_s: float | None = None
+    queue: str = ""
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """The body of POST /v1/agents/{id}/state."""
+
+    state: AgentState
+    reason: str | None = None
+    force: bool = False

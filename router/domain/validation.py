@@ -21,12 +21,17 @@ from router.domain.models import (
     MAX_LEVEL,
     MAX_PRIORITY,
     MAX_REQUIREMENT_SKILLS,
+    AgentAction,
     AgentProfile,
+    AgentState,
     CallbackPolicy,
     Channel,
     NewInteraction,
+    Outcome,
     QueueConfig,
+    RejectReason,
     Sla,
+    StateChange,
     Step,
     Strategy,
 )
@@ -364,4 +369,45 @@ def parse_agent_profile(body: Mapping[str, Any]) -> AgentProfile:
             Channel(k): v for k, v in channels.items() if choice_problem(k, Channel) is None
         }
     f.text("name", DISPLAY_NAME)
+    return f.result()
+
+
+REASON = Text(re.compile(r"[\w .:-]{1,64}"), "must be 1..64 letters, digits, spaces or _.:-")
+_ACTION_FIELDS = {
+    "accept": ("agent_id",),
+    "reject": ("agent_id", "reason"),
+    "complete": ("agent_id", "outcome", "wrap_up_s"),
+    "transfer": ("agent_id", "queue"),
+}
+
+
+def parse_agent_action(action: str, body: Mapping[str, Any]) -> AgentAction:
+    """The body of POST /v1/interactions/{id}/<action> (accept, reject, complete, transfer)."""
+    f = Fields(body, "", [], AgentAction)
+    allowed = _ACTION_FIELDS[action]
+    for key in f.table:
+        if key not in allowed and key in {x.name for x in fields(AgentAction)}:
+            f.fail(str(key), "unknown field")
+    f.required(*(k for k in allowed if k in ("agent_id", "reason", "queue")))
+    f.text("agent_id", ID)
+    f.choice("reason", RejectReason)
+    if f.given("outcome") and f.table["outcome"] == Outcome.AGENT_LOST:
+        f.fail("outcome", "agent_lost is set by a forced logout only")
+    f.choice("outcome", Outcome)
+    f.number("wrap_up_s", 0, MAX_DURATION_S)
+    f.text("queue", NAME)
+    return f.result()
+
+
+def parse_state_change(body: Mapping[str, Any]) -> StateChange:
+    """The body of POST /v1/agents/{id}/state."""
+    f = Fields(body, "", [], StateChange)
+    f.required("state")
+    f.choice("state", AgentState)
+    f.text("reason", REASON)
+    if f.given("force"):
+        if isinstance(f.table["force"], bool):
+            f.values["force"] = f.table["force"]
+        else:
+            f.fail("force", "must be a boolean")
     return f.result()

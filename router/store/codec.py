@@ -15,6 +15,7 @@ from router.domain.models import (
     Event,
     Interaction,
     InteractionStatus,
+    QueueConfig,
     as_skills,
 )
 
@@ -54,6 +55,13 @@ def raise_for(code: str, field: str | None = None) -> None:
     if issubclass(cls, errors.ValidationError) and name:
         raise cls.of(name, message)
     raise cls(message)
+
+
+def class_signature(queue: QueueConfig, step: int) -> str:
+    """The routing class of a queue's step without extra skills, as the scripts name it."""
+    skills = queue.step_skills(step)
+    requirement = ",".join(f"{name}={skills[name]}" for name in sorted(skills))
+    return f"{queue.channel.value}|{queue.strategy.value}|{requirement}"
 
 
 def text(value: bytes | str) -> str:

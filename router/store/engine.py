@@ -24,7 +24,7 @@ from router.domain.models import (
 )
 from router.settings import ServiceSettings
 from router.store import codec
-from router.store.codec import raise_for, text, to_ms
+from router.store.codec import class_signature, raise_for, text, to_ms
 from router.store.keys import Keys
 from router.store.scripts import ScriptRunner
 
@@ -108,6 +108,53 @@ class Engine:
         queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
         return sorted(queues, key=lambda q: q.name)
 
+    async def queue_stats(self, queue: QueueConfig, now: float) -> dict[str, Any]:
+        """Live figures of a queue (§4): waiting, oldest wait, agents staffed and available."""
+        keys = self.keys
+        signatures = [class_signature(queue, step) for step in range(len(queue.steps) + 1)]
+        classes = await self.redis.hmget(keys.classes, signatures)
+        ids = [int(c) for c in classes if c is not None]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zcard(keys.queue_on_line(queue.name))
+            pipe.zcard(keys.queue_waiting(queue.name))
+            pipe.zrange(keys.queue_on_line(queue.name), 0, 0, withscores=True)
+            if ids:
+                pipe.sunion([keys.class_staffed(c) for c in ids])
+                pipe.zunion([keys.class_agents(c) for c in ids])
+            replies = await pipe.execute()
+        on_line, waiting, oldest = replies[0], replies[1], replies[2]
+        return {
+            "waiting": on_line,
+            "callbacks_waiting": waiting - on_line,
+            "oldest_wait_s": round(max(0.0, now - oldest[0][1] / 1000), 3) if oldest else 0.0,
+            "ewt_s": None,
+            "agents_available": len(replies[4]) if ids else 0,
+            "agents_staffed": len(replies[3]) if ids else 0,
+            "service_level": None,
+            "agents_required": None,
+        }
+
+    async def first_waiting(self, queue: str, count: int) -> list[Interaction]:
+        """The first `count` interactions waiting in the queue, with their positions."""
+        key = self.keys.queue_waiting(queue)
+        members = cast(list[bytes], await self.redis.zrange(key, 0, count - 1))
+        # A member is the 15-digit arrival sequence, ':', then the interaction id.
+        ids = [text(m)[16:] for m in members]
+        raws = await self.redis.mget([self.keys.interaction(i) for i in ids]) if ids else []
+        found = []
+        for position, raw in enumerate(raws, start=1):
+            if raw is not None:
+                rec = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+                rec["position"] = position
+                found.append(codec.interaction(rec))
+        return found
+
+    async def ready(self) -> bool:
+        """The store answers and holds every script."""
+        shas = [s.sha for s in self.runner.scripts.values()]
+        exists = await self.redis.script_exists(*shas) if shas else []
+        return bool(shas) and all(exists)
+
     async def load_queues(self, queues: Iterable[QueueConfig], now: float) -> None:
         """Write the configuration file's queues over what the store holds (§7)."""
         for queue in queues:
@@ -155,11 +202,37 @@ class Engine:
         raw = await self.redis.get(self.keys.agent(agent_id))
         return None if raw is None else codec.agent(msgpack.unpackb(raw, raw=False))
 
-    async def list_agent_ids(self, after: str = "", limit: int = 100) -> list[str]:
-        """Agent ids in order, starting after `after`."""
+    async def page_agents(
+        self,
+        after: str,
+        limit: int,
+        state: AgentState | None = None,
+        queue: QueueConfig | None = None,
+    ) -> tuple[list[Agent], str | None]:
+        """Up to `limit` agents after id `after` in id order, with the cursor of the next page.
+
+        Filters read at most 10 x `limit` agents per page, so a page may hold fewer than `limit`
+        and still have a next cursor.
+        """
         start = f"({after}" if after else "-"
-        ids = await self.redis.zrangebylex(self.keys.agents, start, "+", start=0, num=limit)
-        return [text(i) for i in ids]
+        raw_ids = await self.redis.zrangebylex(self.keys.agents, start, "+", 0, limit * 10)
+        ids = [text(i) for i in raw_ids]
+        raws = await self.redis.mget([self.keys.agent(i) for i in ids]) if ids else []
+        found: list[Agent] = []
+        last = None
+        for agent_id, raw in zip(ids, raws, strict=True):
+            if len(found) == limit:
+                break
+            last = agent_id
+            if raw is None:
+                continue
+            agent = codec.agent(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+            if (state is None or agent.state == state) and (
+                queue is None or queue.served_by(agent.skills)
+            ):
+                found.append(agent)
+        more = last is not None and (last != ids[-1] or len(ids) == limit * 10)
+        return found, last if more else None
 
     # Interactions
 

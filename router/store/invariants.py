@@ -36,6 +36,7 @@ class Snapshot:
     classes: dict[int, dict[str, Any]] = field(default_factory=dict)
     class_waiting: dict[int, dict[str, float]] = field(default_factory=dict)
     class_agents: dict[int, dict[str, float]] = field(default_factory=dict)
+    class_staffed: dict[int, set[str]] = field(default_factory=dict)
     agent_classes: dict[str, set[int]] = field(default_factory=dict)
     agent_excluded: dict[str, set[str]] = field(default_factory=dict)
     agent_preferred: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -77,6 +78,8 @@ class Snapshot:
                 snap.class_waiting[int(name)] = await zset(key)
             elif kind == "clsag":
                 snap.class_agents[int(name)] = await zset(key)
+            elif kind == "clsin":
+                snap.class_staffed[int(name)] = await members(key)
             elif kind == "agcls":
                 snap.agent_classes[name] = {int(c) for c in await members(key)}
             elif kind == "agex":
@@ -176,12 +179,17 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             bad.append(f"agent {aid} class set disagrees with its skills")
     for cid, cls in snap.classes.items():
         pool: dict[str, float] = {}
-        for aid in snap.logged_in:
-            record = agents.get(aid)
-            if record and _meets(_map(record["skills"]), _map(cls["skills"])):
-                free, on = _free_on(record, cls["channel"], exclusive)
-                if free:
-                    pool[aid] = _agent_score(record, cls, on)
+        staffed = {
+            aid
+            for aid in snap.logged_in
+            if aid in agents and _meets(_map(agents[aid]["skills"]), _map(cls["skills"]))
+        }
+        if snap.class_staffed.get(cid, set()) != staffed:
+            bad.append(f"class {cid} staffed set disagrees with the logged-in agents")
+        for aid in staffed:
+            free, on = _free_on(agents[aid], cls["channel"], exclusive)
+            if free:
+                pool[aid] = _agent_score(agents[aid], cls, on)
         if snap.class_agents.get(cid, {}) != pool:
             bad.append(
                 f"class {cid} agent index disagrees with the agents: "

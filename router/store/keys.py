@@ -79,6 +79,10 @@ class Keys:
         """Sorted set (strategy score): agents that could take an offer of the class now."""
         return self._k(f"clsag:{class_id}")
 
+    def class_staffed(self, class_id: int) -> str:
+        """Set: logged-in agents that meet the class, whatever their state."""
+        return self._k(f"clsin:{class_id}")
+
     def queue_waiting(self, queue: str) -> str:
         """Sorted set (order score): interactions waiting in the queue, callbacks included."""
         return self._k(f"qw:{queue}")

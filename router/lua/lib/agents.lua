@@ -45,22 +45,22 @@ end
 
 -- Recomputes which classes the agent meets (at login and on a change of skills).
 function M.classify_agent(ag)
+  M.unindex_agent(ag)
   local key = P .. 'agcls:' .. ag.id
-  for _, cid in ipairs(redis.call('SMEMBERS', key)) do
-    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
-  end
-  redis.call('DEL', key)
   for _, cid in ipairs(redis.call('HVALS', M.K_CLASSES)) do
     if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
       redis.call('SADD', key, cid)
+      redis.call('SADD', P .. 'clsin:' .. cid, ag.id)
     end
   end
 end
 
+-- Takes the agent out of every class (at logout, or before reclassifying it).
 function M.unindex_agent(ag)
   local key = P .. 'agcls:' .. ag.id
   for _, cid in ipairs(redis.call('SMEMBERS', key)) do
     redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
+    redis.call('SREM', P .. 'clsin:' .. cid, ag.id)
   end
   redis.call('DEL', key)
 end

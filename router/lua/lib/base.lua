@@ -225,6 +225,7 @@ function M.class_for(channel, strategy, req)
     local ag = M.load_ag(aid)
     if M.meets(ag.skills, req) then
       redis.call('SADD', P .. 'agcls:' .. aid, cid)
+      redis.call('SADD', P .. 'clsin:' .. cid, aid)
       M.index_agent_in(ag, cid)
     end
   end

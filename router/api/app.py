@@ -1,0 +1,93 @@
+"""The aiohttp application factory: routes, middlewares and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from router.api import handlers, openapi
+from router.api.auth import Authenticator, authorize
+from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
+from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
+from router.clock import Clock
+from router.config import Config
+from router.events.sse import stream_events
+from router.events.webhooks import webhooks_ctx
+from router.store.engine import Engine
+
+log = logging.getLogger("router.service")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+TICK_INTERVAL_S = 0.05
+"""Real seconds between ticks when nothing is due: the bound on timer lag."""
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route but the operations routes needs a key whose role permits the request."""
+    if request.path not in PUBLIC_PATHS:
+        principal = request.app[AUTH].identify(request.headers.get("Authorization"))
+        authorize(principal, request.method, request.path)
+        request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The store client and engine: scripts loaded, the file's queues written over the store's."""
+    config = app[CONFIG]
+    redis = Redis.from_url(config.service.redis_url, health_check_interval=30)
+    engine = Engine(redis, config.service)
+    await engine.start()
+    await engine.load_queues(config.queues, app[CLOCK].now())
+    app[REDIS] = redis
+    app[ENGINE] = engine
+    yield
+    await redis.aclose()
+
+
+async def run_ticks(engine: Engine, clock: Clock) -> None:
+    """Apply due timers for ever; several routers may run this at once (§3.5, §3.9)."""
+    while True:
+        try:
+            result = await engine.tick(clock.now())
+        except (ConnectionError, OSError) as error:
+            log.warning("tick failed: %s", type(error).__name__)
+            await asyncio.sleep(1)
+            continue
+        except Exception:
+            log.exception("tick failed")
+            await asyncio.sleep(1)
+            continue
+        if result.applied == 0:
+            await asyncio.sleep(TICK_INTERVAL_S)
+
+
+async def tick_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The background tick loop, cancelled and awaited on shutdown."""
+    task = asyncio.create_task(run_ticks(app[ENGINE], app[CLOCK]), name="tick")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(
+    config: Config, clock: Clock | None = None, insecure: bool = False
+) -> web.Application:
+    """The service: API v1, events, operations routes; Redis at `config.service.redis_url`."""
+    app = web.Application(
+        middlewares=[problem_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+    )
+    app[CONFIG] = config
+    app[CLOCK] = clock or Clock()
+    app[AUTH] = Authenticator.from_config(config.keys, insecure)
+    app.cleanup_ctx.extend([redis_ctx, tick_ctx, webhooks_ctx])
+    app.router.add_routes(handlers.routes)
+    app.router.add_get("/v1/events", stream_events)
+    app.router.add_get("/openapi.json", openapi.serve)
+    return app

@@ -1,0 +1,234 @@
+"""The /v1 endpoints (SPEC §4) and the operations routes: parse, call the engine, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from router.api.auth import authorize
+from router.api.http import read_body, respond
+from router.api.keys import CLOCK, ENGINE, PRINCIPAL
+from router.api.views import agent_view, interaction_view, queue_view
+from router.domain.models import AgentState, Interaction
+from router.domain.validation import (
+    NAME,
+    parse_agent_action,
+    parse_agent_profile,
+    parse_new_interaction,
+    parse_queue,
+    parse_state_change,
+    validate_id,
+)
+from router.errors import NotFound, ValidationError
+from router.store.engine import Engine
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 500
+
+
+def _engine(request: web.Request) -> Engine:
+    return request.app[ENGINE]
+
+
+def _now(request: web.Request) -> float:
+    return request.app[CLOCK].now()
+
+
+def _id(request: web.Request, name: str = "id") -> str:
+    return validate_id(request.match_info[name], name)
+
+
+def _queue_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    problem = NAME.problem(name)
+    if problem:
+        raise ValidationError.of("name", problem)
+    return name
+
+
+def _interaction(request: web.Request, ix: Interaction, status: int = 200) -> web.Response:
+    return respond(request, interaction_view(ix, _now(request)), status)
+
+
+# Interactions
+
+
+@routes.post("/v1/interactions")
+async def create_interaction(request: web.Request) -> web.Response:
+    """Queue an interaction; 201 when created, 200 for a retry with the same id and body."""
+    new = parse_new_interaction(await read_body(request))
+    ix, created = await _engine(request).create_interaction(new, _now(request))
+    return _interaction(request, ix, 201 if created else 200)
+
+
+@routes.get("/v1/interactions/{id}")
+async def get_interaction(request: web.Request) -> web.Response:
+    """An interaction with its position."""
+    ix = await _engine(request).get_interaction(_id(request))
+    if ix is None:
+        raise NotFound(f"no interaction {request.match_info['id']}")
+    return _interaction(request, ix)
+
+
+@routes.delete("/v1/interactions/{id}")
+async def abandon_interaction(request: web.Request) -> web.Response:
+    """The caller hung up: abandoned (or a waiting callback cancelled)."""
+    ix = await _engine(request).abandon(_id(request), _now(request))
+    return _interaction(request, ix)
+
+
+@routes.post("/v1/interactions/{id}/{action:accept|reject|complete|transfer}")
+async def act_on_interaction(request: web.Request) -> web.Response:
+    """An agent's answer to an offer, or the end of its work on the interaction."""
+    ix_id, action = _id(request), request.match_info["action"]
+    body = parse_agent_action(action, await read_body(request))
+    engine, now = _engine(request), _now(request)
+    if action == "accept":
+        ix = await engine.accept(ix_id, body.agent_id, now)
+    elif action == "reject":
+        ix = await engine.reject(ix_id, body.agent_id, body.reason, now)
+    elif action == "complete":
+        ix = await engine.complete(ix_id, body.agent_id, now, body.outcome, body.wrap_up_s)
+    else:
+        ix = await engine.transfer(ix_id, body.agent_id, body.queue, now)
+    return _interaction(request, ix)
+
+
+# Agents
+
+
+@routes.put("/v1/agents/{id}")
+async def put_agent(request: web.Request) -> web.Response:
+    """Create (201) or update (200) an agent's skills, channels and name."""
+    profile = parse_agent_profile(await read_body(request))
+    agent, created = await _engine(request).put_agent(_id(request), profile, _now(request))
+    return respond(request, agent_view(agent), 201 if created else 200)
+
+
+@routes.get("/v1/agents/{id}")
+async def get_agent(request: web.Request) -> web.Response:
+    """An agent with its state and activity."""
+    agent = await _engine(request).get_agent(_id(request))
+    if agent is None:
+        raise NotFound(f"no agent {request.match_info['id']}")
+    return respond(request, agent_view(agent))
+
+
+@routes.get("/v1/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    """A page of agents in id order, filtered by `state` and `queue`; `next_cursor` continues."""
+    query = request.query
+    unknown = set(query) - {"state", "queue", "limit", "cursor"}
+    if unknown:
+        raise ValidationError.of(sorted(unknown)[0], "unknown query parameter")
+    state = query.get("state")
+    if state is not None and state not in {s.value for s in AgentState}:
+        raise ValidationError.of("state", "must be one of " + ", ".join(s for s in AgentState))
+    limit_text = query.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise ValidationError.of("limit", f"must be an integer 1..{MAX_PAGE}")
+    cursor = query.get("cursor", "")
+    if cursor:
+        validate_id(cursor, "cursor")
+    engine = _engine(request)
+    queue = None
+    if "queue" in query:
+        queue = await engine.get_queue(query["queue"])
+        if queue is None:
+            raise ValidationError.of("queue", "no such queue")
+    agents, next_cursor = await engine.page_agents(
+        cursor, int(limit_text), None if state is None else AgentState(state), queue
+    )
+    body: dict[str, Any] = {
+        "agents": [agent_view(a) for a in agents],
+        "next_cursor": next_cursor,
+    }
+    return respond(request, body)
+
+
+@routes.post("/v1/agents/{id}/state")
+async def set_agent_state(request: web.Request) -> web.Response:
+    """Set an agent's state; a forced logout (`force: true`) needs role admin."""
+    change = parse_state_change(await read_body(request))
+    if change.force:
+        authorize(request[PRINCIPAL], request.method, request.path, admin_only=True)
+    agent = await _engine(request).set_agent_state(
+        _id(request), change.state, _now(request), change.reason, change.force
+    )
+    return respond(request, agent_view(agent))
+
+
+@routes.delete("/v1/agents/{id}")
+async def delete_agent(request: web.Request) -> web.Response:
+    """Remove a logged-out agent."""
+    await _engine(request).delete_agent(_id(request), _now(request))
+    return web.Response(status=204)
+
+
+# Queues
+
+
+@routes.get("/v1/queues")
+async def list_queues(request: web.Request) -> web.Response:
+    """Every queue with its live stats."""
+    engine, now = _engine(request), _now(request)
+    queues = []
+    for queue in await engine.list_queues():
+        stats = await engine.queue_stats(queue, now)
+        queues.append({**queue_view(queue), "stats": stats})
+    return respond(request, {"queues": queues})
+
+
+@routes.get("/v1/queues/{name}")
+async def get_queue(request: web.Request) -> web.Response:
+    """A queue's configuration, stats and first waiting interactions with their positions."""
+    engine, now = _engine(request), _now(request)
+    queue = await engine.get_queue(_queue_name(request))
+    if queue is None:
+        raise NotFound(f"no queue {request.match_info['name']}")
+    waiting = await engine.first_waiting(queue.name, 20)
+    return respond(
+        request,
+        {
+            **queue_view(queue),
+            "stats": await engine.queue_stats(queue, now),
+            "waiting": [interaction_view(ix, now) for ix in waiting],
+        },
+    )
+
+
+@routes.put("/v1/queues/{name}")
+async def put_queue(request: web.Request) -> web.Response:
+    """Create (201) or replace (200) a queue, validated like the config file (role admin)."""
+    name = _queue_name(request)
+    body = await read_body(request)
+    if body.get("name", name) != name:
+        raise ValidationError.of("name", "must match the path")
+    queue = parse_queue({**body, "name": name})
+    created = await _engine(request).upsert_queue(queue, _now(request))
+    return respond(request, queue_view(queue), 201 if created else 200)
+
+
+@routes.delete("/v1/queues/{name}")
+async def delete_queue(request: web.Request) -> web.Response:
+    """Remove a queue with nothing waiting (role admin)."""
+    await _engine(request).delete_queue(_queue_name(request), _now(request))
+    return web.Response(status=204)
+
+
+# Operations
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive."""
+    return respond(request, {"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """The store answers and the scripts are loaded."""
+    ready = ENGINE in request.app and await request.app[ENGINE].ready()
+    return respond(request, {"status": "ready" if ready else "not ready"}, 200 if ready else 503)

@@ -1,0 +1,182 @@
+"""POST/GET/DELETE /v1/interactions and the agent actions on them (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp.test_utils import TestClient
+
+from router.config import Role
+from tests.api.conftest import auth
+
+Client = TestClient[object, object]
+
+
+async def call(client: Client, method: str, path: str, role: Role = Role.PLATFORM, **kw: Any) -> Any:
+    """The JSON answer of a request, after checking its status (`expect`, default 200)."""
+    expect = kw.pop("expect", 200)
+    async with client.request(method, path, headers=auth(role), **kw) as resp:
+        body = await resp.json(content_type=None) if resp.status != 204 else None
+        assert resp.status == expect, body
+        if resp.status >= 400:
+            assert resp.content_type == "application/problem+json"
+            assert body["status"] == resp.status
+        return body
+
+
+async def agent_on(client: Client, agent_id: str, skills: dict[str, int]) -> None:
+    await call(client, "PUT", f"/v1/agents/{agent_id}", json={"skills": skills}, expect=201)
+    await call(client, "POST", f"/v1/agents/{agent_id}/state", json={"state": "available"})
+
+
+async def test_create_offer_accept_complete(client: Client) -> None:
+    await agent_on(client, "a1", {"support": 2})
+    ix = await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support", "data": {"k": 1}}, expect=201
+    )
+    assert (ix["status"], ix["agent_id"], ix["data"]) == ("offered", "a1", {"k": 1})
+    assert ix["created_at"].endswith("Z")
+    got = await call(client, "GET", "/v1/interactions/c1")
+    for field in ("id", "queue", "channel", "status", "priority", "credit_s", "position", "ewt_s",
+                  "agent_id", "created_at", "enqueued_at", "waited_s", "callback_offered",
+                  "attempts", "data"):
+        assert field in got
+    assert got["position"] == 1
+    ix = await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
+    assert ix["status"] == "connected"
+    ix = await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"})
+    assert (ix["status"], ix["outcome"]) == ("completed", "resolved")
+    again = await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"})
+    assert again == ix
+
+
+async def test_create_is_idempotent_by_id(client: Client) -> None:
+    body = {"id": "c1", "queue": "support", "priority": 5}
+    first = await call(client, "POST", "/v1/interactions", json=body, expect=201)
+    again = await call(client, "POST", "/v1/interactions", json=body, expect=200)
+    assert again["id"] == first["id"] and again["enqueued_at"] == first["enqueued_at"]
+    problem = await call(
+        client, "POST", "/v1/interactions", json={**body, "priority": 6}, expect=409
+    )
+    assert problem["type"] == "/problems/idempotency-conflict"
+
+
+async def test_create_without_id_gets_one(client: Client) -> None:
+    ix = await call(client, "POST", "/v1/interactions", json={"queue": "support"}, expect=201)
+    assert len(ix["id"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"queue": "nowhere"}, "queue"),
+        ({}, "queue"),
+        ({"queue": "support", "priority": "high"}, "priority"),
+        ({"queue": "support", "priority": 1001}, "priority"),
+        ({"queue": "support", "credit_s": -1}, "credit_s"),
+        ({"queue": "support", "skills": {"billing": 9}}, "skills.billing"),
+        ({"queue": "support", "colour": "red"}, "colour"),
+        ({"queue": "support", "channel": "chat"}, "channel"),
+        ({"queue": "support", "channel": "fax"}, "channel"),
+        ({"queue": "support", "preferred_agents": ["a1"]}, "preferred_wait_s"),
+        ({"queue": "support", "data": "x" * 5000}, "data"),
+        ({"queue": "support", "id": "has space"}, "id"),
+    ],
+)
+async def test_invalid_arrivals_name_the_field(
+    client: Client, body: dict[str, Any], field: str
+) -> None:
+    problem = await call(client, "POST", "/v1/interactions", json=body, expect=422)
+    assert field in [e["field"] for e in problem["errors"]]
+
+
+async def test_malformed_oversize_and_wrong_media_type(client: Client) -> None:
+    headers = {**auth(), "Content-Type": "application/json"}
+    async with client.post("/v1/interactions", data=b"{nope", headers=headers) as resp:
+        assert resp.status == 400
+        assert resp.content_type == "application/problem+json"
+    big = b'{"queue": "support", "data": "' + b"x" * 70_000 + b'"}'
+    async with client.post("/v1/interactions", data=big, headers=headers) as resp:
+        assert resp.status == 413
+        assert resp.content_type == "application/problem+json"
+    plain = {**auth(), "Content-Type": "text/plain"}
+    async with client.post("/v1/interactions", data=b"queue=support", headers=plain) as resp:
+        assert resp.status == 415
+    async with client.post("/v1/interactions", json=[1, 2], headers=auth()) as resp:
+        assert resp.status == 422
+
+
+async def test_msgpack_in_and_out(client: Client) -> None:
+    headers = {**auth(), "Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+    body = msgpack.packb({"id": "m1", "queue": "support"})
+    async with client.post("/v1/interactions", data=body, headers=headers) as resp:
+        assert resp.status == 201
+        assert resp.content_type == "application/msgpack"
+        ix = msgpack.unpackb(await resp.read())
+    assert ix["id"] == "m1"
+    async with client.post("/v1/interactions", data=b"\xc1", headers=headers) as resp:
+        assert resp.status == 400
+
+
+async def test_get_and_delete_errors(client: Client) -> None:
+    await call(client, "GET", "/v1/interactions/nope", expect=404)
+    await call(client, "DELETE", "/v1/interactions/nope", expect=404)
+    await agent_on(client, "a1", {"support": 2})
+    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
+    problem = await call(client, "DELETE", "/v1/interactions/c1", expect=409)
+    assert problem["type"] == "/problems/conflict"
+
+
+async def test_abandon_is_idempotent(client: Client) -> None:
+    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    first = await call(client, "DELETE", "/v1/interactions/c1")
+    again = await call(client, "DELETE", "/v1/interactions/c1")
+    assert first["status"] == again["status"] == "abandoned"
+
+
+async def test_agent_actions_errors(client: Client) -> None:
+    await agent_on(client, "a1", {"support": 2})
+    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    problem = await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "zz"}, expect=409)
+    assert problem["type"] == "/problems/not-offered"
+    problem = await call(client, "POST", "/v1/interactions/c1/accept", json={}, expect=422)
+    assert problem["errors"][0]["field"] == "agent_id"
+    problem = await call(
+        client, "POST", "/v1/interactions/c1/reject", json={"agent_id": "a1", "reason": "bored"}, expect=422
+    )
+    assert problem["errors"][0]["field"] == "reason"
+    await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"}, expect=409)
+    await call(client, "POST", "/v1/interactions/nope/accept", json={"agent_id": "a1"}, expect=404)
+    ix = await call(
+        client, "POST", "/v1/interactions/c1/reject", json={"agent_id": "a1", "reason": "no_answer"}
+    )
+    assert ix["status"] == "queued"
+    agent = await call(client, "GET", "/v1/agents/a1")
+    assert (agent["state"], agent["reason"]) == ("not_ready", "no_answer")
+
+
+async def test_transfer_and_its_errors(client: Client) -> None:
+    await agent_on(client, "a1", {"support": 2})
+    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
+    for queue in ("nowhere", "chat"):
+        problem = await call(
+            client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": queue}, expect=422
+        )
+        assert problem["errors"][0]["field"] == "queue"
+    await call(client, "POST", "/v1/interactions", json={"id": "b1", "queue": "billing"}, expect=201)
+    problem = await call(
+        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}, expect=409
+    )
+    assert problem["type"] == "/problems/queue-full"
+    await call(client, "DELETE", "/v1/interactions/b1")
+    ix = await call(
+        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}
+    )
+    assert (ix["queue"], ix["status"]) == ("billing", "queued")
+    await call(
+        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a2", "queue": "support"}, expect=409
+    )
