@@ -16,13 +16,14 @@ from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
 from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
 from router.clock import Clock
 from router.config import Config
-from router.events.sse import stream_events
+from router.events.sse import close_streams, stream_events
 from router.events.webhooks import webhooks_ctx
 from router.store.engine import Engine
 
 log = logging.getLogger("router.service")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+MAX_REDIS_CONNECTIONS = 5000
 TICK_INTERVAL_S = 0.05
 """Real seconds between ticks when nothing is due: the bound on timer lag."""
 
@@ -40,7 +41,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The store client and engine: scripts loaded, the file's queues written over the store's."""
     config = app[CONFIG]
-    redis = Redis.from_url(config.service.redis_url, health_check_interval=30)
+    # Each open event stream and webhook holds a connection during its blocking read.
+    redis = Redis.from_url(
+        config.service.redis_url, health_check_interval=30, max_connections=MAX_REDIS_CONNECTIONS
+    )
     engine = Engine(redis, config.service)
     await engine.start()
     await engine.load_queues(config.queues, app[CLOCK].now())
@@ -87,6 +91,7 @@ def create_app(
     app[CLOCK] = clock or Clock()
     app[AUTH] = Authenticator.from_config(config.keys, insecure)
     app.cleanup_ctx.extend([redis_ctx, tick_ctx, webhooks_ctx])
+    app.on_shutdown.append(close_streams)
     app.router.add_routes(handlers.routes)
     app.router.add_get("/v1/events", stream_events)
     app.router.add_get("/openapi.json", openapi.serve)

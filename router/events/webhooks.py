@@ -1,0 +1,220 @@
+"""Webhooks (§4): each configured receiver gets every event of its types, signed, at least once.
+
+Each webhook has a Redis consumer group on the event log, so each event is delivered by one of
+the router processes; every process reads with a consumer name of its own. A process delivers
+its events in log order, one at a time, retrying with exponential back-off until the receiver
+answers 2xx; entries left pending by a dead process are taken over after `CLAIM_IDLE_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from router.api.keys import CONFIG, ENGINE, REDIS
+from router.config import WebhookConfig
+from router.errors import ConfigError
+from router.events.sse import event_json
+from router.metrics.process import EVENT_DELIVERIES
+from router.store import codec
+from router.store.codec import text
+
+log = logging.getLogger("router.webhooks")
+
+RETRY_BASE_S = 0.5
+"""The first retry's delay; each further failed attempt doubles it, up to `RETRY_MAX_S`."""
+RETRY_MAX_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
+CLAIM_IDLE_S = 120.0
+"""Pending entries idle this long are taken over from their (presumably dead) consumer.
+
+An entry being retried is touched before every attempt, so this must exceed
+`RETRY_MAX_S + REQUEST_TIMEOUT_S`, or a live process's retries would be taken over.
+"""
+READ_BLOCK_S = 5.0
+"""Longest XREADGROUP wait; pending entries of dead consumers are looked for in between."""
+READ_COUNT = 1
+"""One entry at a time: entries read but not yet posted would go idle behind a retried one and
+be taken over by another process, out of order."""
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def group_name(index: int, url: str) -> str:
+    """The consumer group of the webhook `index` with `url`: kept across restarts."""
+    return f"webhook:{index}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The `X-ACD-Signature` header of a body: `sha256=<hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Delivery:
+    """The delivery loop of one webhook in this process."""
+
+    index: int
+    hook: WebhookConfig
+    secret: bytes
+    redis: Redis
+    key: str
+    consumer: str
+    session: aiohttp.ClientSession
+    _claim_from: str = "0-0"
+
+    @property
+    def group(self) -> str:
+        """The consumer group's name."""
+        return group_name(self.index, self.hook.url)
+
+    @property
+    def sink(self) -> str:
+        """The `sink` label of `acd_event_deliveries_total`."""
+        return f"webhook:{self.index}"
+
+    async def ensure_group(self) -> None:
+        """Create the group at the log's end (no history replayed) unless it exists."""
+        try:
+            await self.redis.xgroup_create(self.key, self.group, "$", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def run(self) -> None:
+        """Deliver for ever; store errors are logged and retried."""
+        while True:
+            try:
+                for entry_id, fields in await self._next_batch():
+                    await self._handle(text(entry_id), fields)
+            except (RedisError, OSError) as error:
+                log.warning("webhooks[%d]: store error %s", self.index, type(error).__name__)
+                await asyncio.sleep(1)
+            except Exception as error:
+                # Only the type: a message could quote event data.
+                log.error("webhooks[%d]: unexpected %s", self.index, type(error).__name__)
+                await asyncio.sleep(1)
+
+    async def _next_batch(self) -> list[Entry]:
+        """Entries of dead consumers first, then new ones."""
+        cursor, claimed, *_ = await self.redis.xautoclaim(
+            self.key,
+            self.group,
+            self.consumer,
+            min_idle_time=int(CLAIM_IDLE_S * 1000),
+            start_id=self._claim_from,
+            count=READ_COUNT,
+        )
+        self._claim_from = text(cursor)
+        if claimed:
+            return cast(list[Entry], claimed)
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.key: ">"},
+            count=READ_COUNT,
+            block=max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000)),
+        )
+        return cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+
+    async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+        """Deliver one entry (unless its type is filtered out) until acknowledged, then XACK."""
+        if fields and fields[b"t"].decode() in self.hook.types:
+            body = event_json(codec.event(entry_id, fields)).encode()
+            attempt = 0
+            while not await self._post(entry_id, body):
+                EVENT_DELIVERIES.labels(sink=self.sink, result="failed").inc()
+                await asyncio.sleep(min(RETRY_BASE_S * 2 ** min(attempt, 32), RETRY_MAX_S))
+                attempt += 1
+                if not await self._touch(entry_id):
+                    return  # another process took it over and acknowledged it
+            EVENT_DELIVERIES.labels(sink=self.sink, result="delivered").inc()
+        await self.redis.xack(self.key, self.group, entry_id)
+
+    async def _touch(self, entry_id: str) -> bool:
+        """Reset the entry's idle time so no other process takes it over; False if not pending."""
+        claimed = await self.redis.xclaim(
+            self.key, self.group, self.consumer, 0, [entry_id], justid=True
+        )
+        return bool(claimed)
+
+    async def _post(self, entry_id: str, body: bytes) -> bool:
+        """One attempt; True on 2xx."""
+        headers = {
+            "Content-Type": "application/json",
+            "X-ACD-Event-Id": entry_id,
+            "X-ACD-Signature": signature(self.secret, body),
+        }
+        try:
+            async with self.session.post(
+                self.hook.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                if 200 <= response.status < 300:
+                    return True
+                outcome = f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            outcome = type(error).__name__
+        log.warning("webhooks[%d]: delivery of %s failed: %s", self.index, entry_id, outcome)
+        return False
+
+    async def release(self) -> None:
+        """Remove this process's consumer from the group when it holds nothing pending."""
+        pending = await self.redis.xpending_range(
+            self.key, self.group, "-", "+", 1, consumername=self.consumer
+        )
+        if not pending:
+            await self.redis.xgroup_delconsumer(self.key, self.group, self.consumer)
+
+
+def _secret(index: int, hook: WebhookConfig) -> bytes:
+    value = os.environ.get(hook.secret_env, "")
+    if not value:
+        raise ConfigError.of(
+            f"webhooks[{index}].secret_env",
+            f"the environment variable {hook.secret_env} is not set or empty",
+        )
+    return value.encode()
+
+
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: one delivery task per configured webhook, cancelled on shutdown."""
+    hooks = app[CONFIG].webhooks
+    secrets = [_secret(i, hook) for i, hook in enumerate(hooks)]
+    if not hooks:
+        yield
+        return
+    consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+    deliveries = [
+        Delivery(i, hook, secret, app[REDIS], app[ENGINE].keys.events, consumer, session)
+        for i, (hook, secret) in enumerate(zip(hooks, secrets, strict=True))
+    ]
+    try:
+        for delivery in deliveries:
+            await delivery.ensure_group()
+        tasks = [asyncio.create_task(d.run(), name=f"webhook-{d.index}") for d in deliveries]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for delivery in deliveries:
+                with contextlib.suppress(RedisError, OSError):
+                    await delivery.release()
+    finally:
+        await session.close()

@@ -1,0 +1,1 @@
+"""Prometheus metrics: per-process instruments (`process`); business metrics live in the store."""

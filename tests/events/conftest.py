@@ -1,0 +1,172 @@
+"""The events routes on a small app of their own, an SSE reader and a webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import pytest
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from router.api.http import problem_middleware
+from router.api.keys import CLOCK, CONFIG, ENGINE, REDIS
+from router.clock import ManualClock
+from router.config import Config, WebhookConfig
+from router.events.sse import close_streams, stream_events
+from router.events.webhooks import signature, webhooks_ctx
+from router.settings import ServiceSettings
+from router.store.engine import Engine
+from router.store.server import RedisServer
+
+Client = TestClient[web.Request, web.Application]
+SECRET_ENV = "ACD_TEST_WEBHOOK_SECRET"
+SECRET = "test-secret"
+
+
+class StartRouter(Protocol):
+    def __call__(self, *webhooks: WebhookConfig) -> Awaitable[Client]: ...
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll `check` until it holds; fail after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        while not check():  # noqa: ASYNC110 - the receiver's state changes on another task
+            await asyncio.sleep(0.01)
+
+
+def deliveries(sink: str, result: str) -> float:
+    """The current value of `acd_event_deliveries_total{sink,result}`."""
+    value = REGISTRY.get_sample_value(
+        "acd_event_deliveries_total", {"sink": sink, "result": result}
+    )
+    return value or 0.0
+
+
+@dataclass
+class Frame:
+    """One SSE frame: an event, or a comment."""
+
+    id: str | None = None
+    event: str | None = None
+    data: str | None = None
+    comment: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        assert self.data is not None
+        body: dict[str, Any] = json.loads(self.data)
+        return body
+
+
+class Sse:
+    """Reads the frames of an event stream."""
+
+    def __init__(self, response: ClientResponse) -> None:
+        self.response = response
+
+    async def frame(self, timeout_s: float = 5.0) -> Frame:
+        """The next frame, comments included."""
+        frame = Frame()
+        async with asyncio.timeout(timeout_s):
+            while True:
+                raw = await self.response.content.readline()
+                assert raw, "the stream ended"
+                line = raw.decode().rstrip("\n")
+                if not line:
+                    return frame
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "":
+                    frame.comment = value
+                else:
+                    setattr(frame, name, value)
+
+    async def events(self, count: int) -> list[Frame]:
+        """The next `count` frames that are not comments."""
+        found: list[Frame] = []
+        while len(found) < count:
+            frame = await self.frame()
+            if frame.comment is None:
+                found.append(frame)
+        return found
+
+    async def until(self, last_id: str) -> list[Frame]:
+        """Every event frame up to and including the one with id `last_id`."""
+        found: list[Frame] = []
+        while not found or found[-1].id != last_id:
+            found.extend(await self.events(1))
+        return found
+
+
+@pytest.fixture
+async def start_router(
+    redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
+) -> AsyncIterator[StartRouter]:
+    """Starts "router processes": the events routes on an app with a Redis client of its own."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(*webhooks: WebhookConfig) -> Client:
+            service = replace(settings, redis_url=redis_server.url)
+            redis = Redis.from_url(redis_server.url)
+            stack.push_async_callback(redis.aclose)
+            engine = Engine(redis, service)
+            await engine.start()
+            app = web.Application(middlewares=[problem_middleware])
+            app[CONFIG] = Config(service=service, webhooks=webhooks)
+            app[CLOCK] = clock
+            app[REDIS] = redis
+            app[ENGINE] = engine
+            app.router.add_get("/v1/events", stream_events)
+            app.cleanup_ctx.append(webhooks_ctx)
+            app.on_shutdown.append(close_streams)
+            return await stack.enter_async_context(TestClient(TestServer(app)))
+
+        yield start
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback that fails its first `fail_first` requests."""
+
+    fail_first: int = 0
+    calls: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
+    """(X-ACD-Event-Id, body, acknowledged with 2xx) of every request with a valid signature."""
+    bad_signatures: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("X-ACD-Signature") != signature(SECRET.encode(), body):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        ok = len(self.calls) >= self.fail_first
+        self.calls.append((request.headers["X-ACD-Event-Id"], json.loads(body), ok))
+        return web.Response(status=204 if ok else 503)
+
+    @property
+    def acknowledged(self) -> list[dict[str, Any]]:
+        """Bodies of the requests answered 2xx, in arrival order."""
+        return [body for _, body, ok in self.calls if ok]
+
+    def webhook(self, *types: str) -> WebhookConfig:
+        """The configuration of a webhook to this receiver."""
+        if types:
+            return WebhookConfig(url=self.url, secret_env=SECRET_ENV, types=types)
+        return WebhookConfig(url=self.url, secret_env=SECRET_ENV)
+
+
+@pytest.fixture
+async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    found = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        found.url = str(server.make_url("/hook"))
+        yield found

@@ -1,0 +1,161 @@
+"""Webhooks: signed POSTs of the event JSON, at least once, once per event across routers (§4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from router.config import WebhookConfig
+from router.domain.models import AgentState
+from router.errors import ConfigError
+from router.events import webhooks
+from router.events.sse import event_json
+from router.events.webhooks import group_name
+from router.store.engine import Engine
+from tests.events.conftest import SECRET, Receiver, StartRouter, deliveries, eventually
+from tests.store.center import Center
+
+
+async def pending(redis: Redis, engine: Engine, receiver: Receiver) -> int:
+    """Entries of the webhook's group delivered to a consumer and not acknowledged."""
+    summary = await redis.xpending(engine.keys.events, group_name(0, receiver.url))
+    return int(summary["pending"])
+
+
+async def eventually_pending(redis: Redis, engine: Engine, receiver: Receiver, count: int) -> None:
+    """Poll until the group holds `count` unacknowledged entries."""
+    for _ in range(500):
+        if await pending(redis, engine, receiver) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"pending never became {count}")
+
+
+async def test_events_are_posted_signed_in_order_and_history_is_not_replayed(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.state("ann", AgentState.NOT_READY, reason="meeting")
+    history = await center.events()
+    assert len(history) == 2  # before the first start: not replayed
+    before = deliveries("webhook:0", "delivered")
+    await start_router(receiver.webhook())
+
+    await center.state("ann", AgentState.AVAILABLE)
+    await center.call("support", "i1", data={"vip": True})
+    await center.call("support", "i2")
+    events = (await center.events())[len(history) :]
+    assert len(events) == 4
+    await eventually(lambda: len(receiver.acknowledged) == len(events))
+
+    assert receiver.acknowledged == [json.loads(event_json(e)) for e in events]
+    assert [event_id for event_id, _, _ in receiver.calls] == [e.id for e in events]
+    assert receiver.bad_signatures == 0
+    await eventually_pending(redis, engine, receiver, 0)  # counted before acknowledged
+    assert deliveries("webhook:0", "delivered") - before == len(events)
+
+
+async def test_a_failing_receiver_gets_retries_until_it_acknowledges(
+    start_router: StartRouter,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "RETRY_BASE_S", 0.01)
+    receiver.fail_first = 3
+    failed, delivered = deliveries("webhook:0", "failed"), deliveries("webhook:0", "delivered")
+    await start_router(receiver.webhook())
+
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    [event] = await center.events()
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+
+    assert [(i, ok) for i, _, ok in receiver.calls] == [(event.id, False)] * 3 + [(event.id, True)]
+    await eventually_pending(redis, engine, receiver, 0)  # counted before acknowledged
+    assert deliveries("webhook:0", "failed") - failed == 3
+    assert deliveries("webhook:0", "delivered") - delivered == 1
+
+
+async def test_with_two_routers_each_event_arrives_once(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    first = await start_router(receiver.webhook())
+    await start_router(receiver.webhook())
+
+    await center.queue("support")
+    for i in range(10):
+        await center.agent(f"a{i}", {"support": 1})
+        await center.call("support", f"i{i}")
+    events = await center.events()
+    assert len(events) == 30
+    await eventually(lambda: len(receiver.acknowledged) >= len(events))
+    await eventually_pending(redis, engine, receiver, 0)  # so no redelivery can follow
+
+    assert sorted(event_id for event_id, _, _ in receiver.calls) == sorted(e.id for e in events)
+    group = group_name(0, receiver.url)
+    assert len(await redis.xinfo_consumers(engine.keys.events, group)) == 2
+    await first.close()  # a router that stops leaves the group with nothing pending
+    assert len(await redis.xinfo_consumers(engine.keys.events, group)) == 1
+
+
+async def test_types_not_subscribed_are_acknowledged_without_delivery(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    await start_router(receiver.webhook("agent.state_changed"))
+
+    await center.queue("support")
+    await center.call("support", "i1")
+    await center.agent("ann", {"support": 1})  # state change, then i1 offered
+    await center.agent("bob", {"support": 1})
+    await eventually(lambda: len(receiver.acknowledged) == 2)
+
+    assert [(b["type"], b["agent_id"]) for b in receiver.acknowledged] == [
+        ("agent.state_changed", "ann"),
+        ("agent.state_changed", "bob"),
+    ]
+    await eventually_pending(redis, engine, receiver, 0)
+    groups = await redis.xinfo_groups(engine.keys.events)
+    last = (await center.events())[-1].id
+    assert [g["last-delivered-id"].decode() for g in groups] == [last]
+
+
+async def test_entries_of_a_dead_consumer_are_taken_over(
+    start_router: StartRouter,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "CLAIM_IDLE_S", 0.05)
+    group = group_name(0, receiver.url)
+    await redis.xgroup_create(engine.keys.events, group, "$", mkstream=True)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    [event] = await center.events()
+    # A router read the event and died before delivering it.
+    await redis.xreadgroup(group, "dead", {engine.keys.events: ">"}, count=10)
+    assert await pending(redis, engine, receiver) == 1
+
+    await start_router(receiver.webhook())
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+    assert receiver.calls[0][0] == event.id
+    await eventually_pending(redis, engine, receiver, 0)
+
+
+async def test_a_missing_secret_fails_startup_naming_the_field(
+    start_router: StartRouter, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACD_TEST_MISSING_SECRET", raising=False)
+    missing = WebhookConfig(url=receiver.url, secret_env="ACD_TEST_MISSING_SECRET")
+    with pytest.raises(ConfigError) as raised:
+        await start_router(receiver.webhook(), missing)
+    assert [e.field for e in raised.value.errors] == ["webhooks[1].secret_env"]
+    assert SECRET not in str(raised.value)
