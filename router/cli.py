@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from router.config import load_config
 from router.errors import ConfigError
+from router.service import ServeOptions, serve
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -25,6 +27,70 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM or SIGINT (SPEC §8)."""
+    options = ServeOptions(
+        config=args.config,
+        listen=args.listen,
+        redis_url=args.redis_url,
+        data_dir=args.data_dir,
+        clock_speed=args.clock_speed,
+        insecure=args.insecure,
+        log_json=args.log_json,
+    )
+    return serve(options, os.environ)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `serve` subcommand: flags over ACD_* variables over the configuration file."""
+    run = commands.add_parser(
+        "serve",
+        help="run the service",
+        description="Run the ACD service. Settings come from the configuration file, then "
+        "ACD_* environment variables, then these flags.",
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help="the TOML configuration file (default: $ACD_CONFIG)"
+    )
+    run.add_argument("--listen", metavar="HOST:PORT", help="the HTTP address to listen on")
+    run.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="the Redis (or Redis Cluster) to use; empty or absent: a private redis-server",
+    )
+    run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep the private redis-server's append-only file here across restarts "
+        "(default: a temporary folder, lost at exit)",
+    )
+    run.add_argument(
+        "--clock-speed",
+        metavar="S",
+        type=positive_float,
+        default=1.0,
+        help="run the service's clock S times faster than real time (load testing only)",
+    )
+    run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="start without API keys: every request acts as admin (local experiments only)",
+    )
+    run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    run.set_defaults(run=serve_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets `run` to the Command that handles it."""
     parser = argparse.ArgumentParser(prog="acd-router", description="ACD call-routing service")
@@ -32,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file", metavar="FILE", help="the TOML configuration file")
     check.set_defaults(run=check_config)
+    add_serve(commands)
     return parser
 
 

@@ -20,7 +20,7 @@ from router.domain.validation import (
     parse_state_change,
     validate_id,
 )
-from router.errors import NotFound, ValidationError
+from router.errors import NotFound, StoreUnavailable, ValidationError
 from router.store.engine import Engine
 
 routes = web.RouteTableDef()
@@ -230,5 +230,6 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """The store answers and the scripts are loaded."""
-    ready = ENGINE in request.app and await request.app[ENGINE].ready()
-    return respond(request, {"status": "ready" if ready else "not ready"}, 200 if ready else 503)
+    if ENGINE not in request.app or not await request.app[ENGINE].ready():
+        raise StoreUnavailable("the store is not ready")
+    return respond(request, {"status": "ready"})

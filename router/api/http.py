@@ -112,6 +112,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every error becomes problem+json; a lost store is a 503 with Retry-After; never a raw 500."""
     try:
         return await handler(request)
+    except StoreUnavailable as error:
+        return problem(error, {"Retry-After": "1"})
     except RouterError as error:
         return problem(error)
     except (RedisConnectionError, RedisTimeoutError, ConnectionError) as error:

@@ -51,9 +51,6 @@ OPENAPI_VERSION = "3.1.0"
 METRICS_PATH = "/metrics"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 EVENT_STREAM = "text/event-stream"
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 503)
-PUBLIC: list[Schema] = []
-"""The `security` of an operation that needs no key."""
 ANY_ROLE = (Role.ADMIN, Role.PLATFORM, Role.MONITOR)
 WRITERS = (Role.ADMIN, Role.PLATFORM)
 ADMIN = (Role.ADMIN,)
@@ -868,19 +865,19 @@ def operation(
     summary: str,
     roles: Sequence[Role],
     ok: Mapping[int, Schema],
-    errors: Iterable[int] = (),
+    problems: Iterable[int] = (),
     *,
     request: str | None = None,
     params: Sequence[str] = (),
     description: str | None = None,
 ) -> Schema:
-    """One operation: success responses, then every error it can answer."""
-    statuses = set(errors) | ({400, 413, 415, 422} if request else set())
+    """One operation: its `ok` answers, then every problem it can answer (role, body, store)."""
+    statuses = set(problems) | ({400, 413, 415, 422} if request else set())
     if set(roles) != set(ANY_ROLE):
         statuses.add(403)
     responses: dict[str, Schema] = {str(status): resp for status, resp in ok.items()}
     for status in sorted(statuses | {401, 503}):
-        assert status in ERROR_STATUSES, status
+        assert status in _ERRORS, f"{op_id}: no error response {status}"
         responses[str(status)] = ref(f"E{status}", "responses")
     op: Schema = {
         "operationId": op_id,
@@ -1157,7 +1154,7 @@ def operations_paths(*, metrics: bool) -> dict[str, Schema]:
             "operationId": op_id,
             "tags": ["operations"],
             "summary": summary,
-            "security": PUBLIC,
+            "security": [],  # no key needed
             "responses": {str(status): resp for status, resp in ok.items()},
         }
 

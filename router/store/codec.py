@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgpack
@@ -83,6 +84,11 @@ def _map(value: Any) -> dict[str, Any]:
     return dict(value) if value else {}
 
 
+def _data(value: Any) -> Any:
+    """An interaction's opaque data, kept as JSON text by the scripts."""
+    return None if value is None else json.loads(value)
+
+
 def interaction(rec: dict[str, Any]) -> Interaction:
     """The interaction of a stored record (`position` added by the reader)."""
     return Interaction(
@@ -105,7 +111,7 @@ def interaction(rec: dict[str, Any]) -> Interaction:
         answered_at=_s(rec.get("answered")),
         ended_at=_s(rec.get("ended")),
         outcome=rec.get("outcome"),
-        data=rec.get("data"),
+        data=_data(rec.get("data")),
         position=rec.get("position"),
     )
 
@@ -145,5 +151,5 @@ def event(entry_id: str, fields: dict[bytes, bytes]) -> Event:
         id=entry_id,
         type=fields[b"t"].decode(),
         at=int(fields[b"at"]) / 1000,
-        fields=_map(body),
+        fields={k: _data(v) if k == "data" else v for k, v in _map(body).items()},
     )

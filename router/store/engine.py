@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -253,7 +254,8 @@ class Engine:
                 "skills": request.skills,
                 "pref": list(request.preferred_agents),
                 "pref_wait_ms": to_ms(request.preferred_wait_s),
-                "data": request.data,
+                # Opaque to the scripts: JSON text survives Lua unchanged ({} stays {}).
+                "data": None if request.data is None else json.dumps(request.data),
                 "fp": fingerprint(request),
             },
         )

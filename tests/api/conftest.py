@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.api.app import create_app
@@ -32,7 +33,7 @@ def auth(role: Role = Role.PLATFORM) -> dict[str, str]:
 @pytest.fixture
 async def client(
     redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
-) -> AsyncIterator[TestClient[object, object]]:
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     config = Config(
         service=replace(settings, redis_url=redis_server.url),
         queues=QUEUES,

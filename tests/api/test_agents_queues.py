@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from router.config import Role
 from tests.api.conftest import auth
 from tests.api.test_interactions import agent_on, call
 
-Client = TestClient[object, object]
+Client = TestClient[web.Request, web.Application]
 
 
 async def test_put_get_and_update_an_agent(client: Client) -> None:
@@ -24,8 +25,18 @@ async def test_put_get_and_update_an_agent(client: Client) -> None:
     agent = await call(client, "PUT", "/v1/agents/ann", json={"skills": {"support": 4}})
     assert agent["skills"] == {"support": 4}
     got = await call(client, "GET", "/v1/agents/ann")
-    for field in ("id", "name", "skills", "channels", "state", "reason", "activity",
-                  "interactions", "idle_since", "state_since"):
+    for field in (
+        "id",
+        "name",
+        "skills",
+        "channels",
+        "state",
+        "reason",
+        "activity",
+        "interactions",
+        "idle_since",
+        "state_since",
+    ):
         assert field in got
     await call(client, "GET", "/v1/agents/nobody", expect=404)
 
@@ -54,7 +65,9 @@ async def test_agent_state_changes_and_force_logout(client: Client) -> None:
     assert (agent["state"], agent["reason"]) == ("not_ready", "lunch")
     await call(client, "POST", "/v1/agents/a1/state", json={"state": "away"}, expect=422)
     await call(client, "POST", "/v1/agents/a1/state", json={"state": "available"})
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
     await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
     await call(client, "POST", "/v1/agents/a1/state", json={"state": "logged_out"}, expect=409)
     forced = {"state": "logged_out", "force": True}
@@ -90,8 +103,12 @@ async def test_agent_listing_pages_and_filters(client: Client) -> None:
     assert [a["id"] for a in page["agents"]] == ["a3"]
     page = await call(client, "GET", "/v1/agents?queue=billing")
     assert [a["id"] for a in page["agents"]] == ["b0"]
-    for query, field in (("limit=0", "limit"), ("state=busy", "state"), ("queue=x", "queue"),
-                         ("sort=id", "sort")):
+    for query, field in (
+        ("limit=0", "limit"),
+        ("state=busy", "state"),
+        ("queue=x", "queue"),
+        ("sort=id", "sort"),
+    ):
         problem = await call(client, "GET", f"/v1/agents?{query}", expect=422)
         assert problem["errors"][0]["field"] == field
 
@@ -100,7 +117,9 @@ async def test_queues_with_live_stats(client: Client) -> None:
     await agent_on(client, "a1", {"support": 1})
     await call(client, "PUT", "/v1/agents/a2", json={"skills": {"support": 3}}, expect=201)
     await call(client, "POST", "/v1/agents/a2/state", json={"state": "not_ready"})
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
     listed = await call(client, "GET", "/v1/queues")
     assert [q["name"] for q in listed["queues"]] == ["billing", "chat", "support"]
     queue = await call(client, "GET", "/v1/queues/support")
@@ -119,8 +138,12 @@ async def test_queue_admin(client: Client) -> None:
     assert queue["sla"] == {"threshold_s": 30, "target": 0.9}
     await call(client, "PUT", "/v1/queues/sales", json=body, role=Role.ADMIN, expect=200)
     problem = await call(
-        client, "PUT", "/v1/queues/sales", json={"steps": [{"after_s": 0, "skills": {}}]},
-        role=Role.ADMIN, expect=422,
+        client,
+        "PUT",
+        "/v1/queues/sales",
+        json={"steps": [{"after_s": 0, "skills": {}}]},
+        role=Role.ADMIN,
+        expect=422,
     )
     assert problem["errors"][0]["field"] == "steps[0].after_s"
     await call(client, "POST", "/v1/interactions", json={"id": "s1", "queue": "sales"}, expect=201)

@@ -6,19 +6,22 @@ from typing import Any
 
 import msgpack
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from router.config import Role
 from tests.api.conftest import auth
 
-Client = TestClient[object, object]
+Client = TestClient[web.Request, web.Application]
 
 
-async def call(client: Client, method: str, path: str, role: Role = Role.PLATFORM, **kw: Any) -> Any:
+async def call(
+    client: Client, method: str, path: str, role: Role = Role.PLATFORM, **kw: Any
+) -> Any:
     """The JSON answer of a request, after checking its status (`expect`, default 200)."""
     expect = kw.pop("expect", 200)
     async with client.request(method, path, headers=auth(role), **kw) as resp:
-        body = await resp.json(content_type=None) if resp.status != 204 else None
+        body: Any = await resp.json(content_type=None) if resp.status != 204 else None
         assert resp.status == expect, body
         if resp.status >= 400:
             assert resp.content_type == "application/problem+json"
@@ -34,14 +37,32 @@ async def agent_on(client: Client, agent_id: str, skills: dict[str, int]) -> Non
 async def test_create_offer_accept_complete(client: Client) -> None:
     await agent_on(client, "a1", {"support": 2})
     ix = await call(
-        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support", "data": {"k": 1}}, expect=201
+        client,
+        "POST",
+        "/v1/interactions",
+        json={"id": "c1", "queue": "support", "data": {"k": 1}},
+        expect=201,
     )
     assert (ix["status"], ix["agent_id"], ix["data"]) == ("offered", "a1", {"k": 1})
     assert ix["created_at"].endswith("Z")
     got = await call(client, "GET", "/v1/interactions/c1")
-    for field in ("id", "queue", "channel", "status", "priority", "credit_s", "position", "ewt_s",
-                  "agent_id", "created_at", "enqueued_at", "waited_s", "callback_offered",
-                  "attempts", "data"):
+    for field in (
+        "id",
+        "queue",
+        "channel",
+        "status",
+        "priority",
+        "credit_s",
+        "position",
+        "ewt_s",
+        "agent_id",
+        "created_at",
+        "enqueued_at",
+        "waited_s",
+        "callback_offered",
+        "attempts",
+        "data",
+    ):
         assert field in got
     assert got["position"] == 1
     ix = await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
@@ -56,7 +77,7 @@ async def test_create_is_idempotent_by_id(client: Client) -> None:
     body = {"id": "c1", "queue": "support", "priority": 5}
     first = await call(client, "POST", "/v1/interactions", json=body, expect=201)
     again = await call(client, "POST", "/v1/interactions", json=body, expect=200)
-    assert again["id"] == first["id"] and again["enqueued_at"] == first["enqueued_at"]
+    assert (again["id"], again["enqueued_at"]) == (first["id"], first["enqueued_at"])
     problem = await call(
         client, "POST", "/v1/interactions", json={**body, "priority": 6}, expect=409
     )
@@ -124,14 +145,18 @@ async def test_get_and_delete_errors(client: Client) -> None:
     await call(client, "GET", "/v1/interactions/nope", expect=404)
     await call(client, "DELETE", "/v1/interactions/nope", expect=404)
     await agent_on(client, "a1", {"support": 2})
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
     await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
     problem = await call(client, "DELETE", "/v1/interactions/c1", expect=409)
     assert problem["type"] == "/problems/conflict"
 
 
 async def test_abandon_is_idempotent(client: Client) -> None:
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
     first = await call(client, "DELETE", "/v1/interactions/c1")
     again = await call(client, "DELETE", "/v1/interactions/c1")
     assert first["status"] == again["status"] == "abandoned"
@@ -139,13 +164,21 @@ async def test_abandon_is_idempotent(client: Client) -> None:
 
 async def test_agent_actions_errors(client: Client) -> None:
     await agent_on(client, "a1", {"support": 2})
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
-    problem = await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "zz"}, expect=409)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
+    problem = await call(
+        client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "zz"}, expect=409
+    )
     assert problem["type"] == "/problems/not-offered"
     problem = await call(client, "POST", "/v1/interactions/c1/accept", json={}, expect=422)
     assert problem["errors"][0]["field"] == "agent_id"
     problem = await call(
-        client, "POST", "/v1/interactions/c1/reject", json={"agent_id": "a1", "reason": "bored"}, expect=422
+        client,
+        "POST",
+        "/v1/interactions/c1/reject",
+        json={"agent_id": "a1", "reason": "bored"},
+        expect=422,
     )
     assert problem["errors"][0]["field"] == "reason"
     await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"}, expect=409)
@@ -160,16 +193,28 @@ async def test_agent_actions_errors(client: Client) -> None:
 
 async def test_transfer_and_its_errors(client: Client) -> None:
     await agent_on(client, "a1", {"support": 2})
-    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
     await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
     for queue in ("nowhere", "chat"):
         problem = await call(
-            client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": queue}, expect=422
+            client,
+            "POST",
+            "/v1/interactions/c1/transfer",
+            json={"agent_id": "a1", "queue": queue},
+            expect=422,
         )
         assert problem["errors"][0]["field"] == "queue"
-    await call(client, "POST", "/v1/interactions", json={"id": "b1", "queue": "billing"}, expect=201)
+    await call(
+        client, "POST", "/v1/interactions", json={"id": "b1", "queue": "billing"}, expect=201
+    )
     problem = await call(
-        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}, expect=409
+        client,
+        "POST",
+        "/v1/interactions/c1/transfer",
+        json={"agent_id": "a1", "queue": "billing"},
+        expect=409,
     )
     assert problem["type"] == "/problems/queue-full"
     await call(client, "DELETE", "/v1/interactions/b1")
@@ -178,5 +223,9 @@ async def test_transfer_and_its_errors(client: Client) -> None:
     )
     assert (ix["queue"], ix["status"]) == ("billing", "queued")
     await call(
-        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a2", "queue": "support"}, expect=409
+        client,
+        "POST",
+        "/v1/interactions/c1/transfer",
+        json={"agent_id": "a2", "queue": "support"},
+        expect=409,
     )

@@ -59,3 +59,14 @@ async def test_a_queue_needing_too_many_classes_is_refused(center: Center) -> No
     with pytest.raises(ValidationError):
         await center.queue("q", skills={"a": 1}, steps=[(5, {"b": 1}), (10, {"c": 1})])
     assert await center.engine.get_queue("q") is None
+
+
+@pytest.mark.parametrize("data", [{}, [], "text", 0, {"nested": {"empty": {}}}])
+async def test_opaque_data_comes_back_unchanged(center: Center, data: object) -> None:
+    await center.queue("support")
+    await center.agent("a1", {})
+    created = await center.call("support", "c1", data=data)
+    assert created.data == data
+    assert (await center.ix("c1")).data == data
+    offered = (await center.events("interaction.offered"))[-1]
+    assert offered.fields["data"] == data
