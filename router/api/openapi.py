@@ -599,9 +599,9 @@ def event_kinds() -> dict[str, Schema]:
             ["handle_s"],
         ),
         "interaction.abandoned": _event(
-            "The caller hung up while it waited; `agent_id` when an offer was withdrawn.",
-            about_ix | {"agent_id": agent, "waited_s": waited},
-            ["agent_id"],
+            "The caller hung up while it waited; `agent_id` names the agent whose offer it "
+            "withdrew, null when none.",
+            about_ix | {"agent_id": nullable(agent), "waited_s": waited},
         ),
         "interaction.timed_out": _event("Waited `max_wait_s` on the line (§3.9).", about_ix),
         "interaction.blocked": _event(
@@ -647,9 +647,8 @@ def event_kinds() -> dict[str, Schema]:
                 "agent_id": agent,
                 "state": choice(AgentState),
                 "previous_state": choice(AgentState),
-                "reason": {"type": "string", "description": "Absent when none."},
+                "reason": nullable({"type": "string", "description": "Null when none."}),
             },
-            ["reason"],
         ),
     }
     assert list(kinds) == list(EVENT_TYPES), "every event type needs its schema"

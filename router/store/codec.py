@@ -144,12 +144,23 @@ def agent(rec: dict[str, Any]) -> Agent:
     )
 
 
+NULLABLE_EVENT_FIELDS = {
+    "agent.state_changed": ("reason",),
+    "interaction.abandoned": ("agent_id",),
+}
+"""Fields an event always carries, null when unset (the scripts' msgpack drops nil)."""
+
+
 def event(entry_id: str, fields: dict[bytes, bytes]) -> Event:
     """An event of the log from its stream entry (`t` type, `at` ms, `d` packed fields)."""
     body = msgpack.unpackb(fields[b"d"], raw=False, strict_map_key=False)
+    etype = fields[b"t"].decode()
     return Event(
         id=entry_id,
-        type=fields[b"t"].decode(),
+        type=etype,
         at=int(fields[b"at"]) / 1000,
-        fields={k: _data(v) if k == "data" else v for k, v in _map(body).items()},
+        fields={
+            **dict.fromkeys(NULLABLE_EVENT_FIELDS.get(etype, ())),
+            **{k: _data(v) if k == "data" else v for k, v in _map(body).items()},
+        },
     )
