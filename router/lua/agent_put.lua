@@ -3,6 +3,7 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, skills, channels, name?}
 -- Returns  {'ok', agent, created}
+--          {'over_capacity'} the new channels cannot hold the interactions the agent has now
 --@include base
 --@include agents
 --@include routing
@@ -11,6 +12,13 @@ M.apply_due(CFG.due_batch)
 local a = M.args
 local ag = M.load_ag(a.id)
 local created = ag == nil
+if not created then
+  local held = {}
+  for _, act in pairs(ag.act) do held[act.ch] = (held[act.ch] or 0) + 1 end
+  for ch, n in pairs(held) do
+    if n > (a.channels[ch] or 0) then return M.reply('over_capacity') end
+  end
+end
 if created then
   ag = {id = a.id, state = 'logged_out', state_since = NOW, act = {}, misses = 0}
   redis.call('ZADD', M.K_AGENTS, 0, a.id)

@@ -36,4 +36,6 @@ for _, m in ipairs(waiting) do
     M.escalate(ix, true)
   end
 end
+-- Re-armed max waits may be due already.
+M.apply_due(CFG.due_batch)
 return M.reply('ok', old == nil)

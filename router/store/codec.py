@@ -38,6 +38,11 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "connected": (errors.Conflict, None, "connected; complete or transfer it first"),
     "ended": (errors.Conflict, None, "the interaction has already ended"),
     "logged_in": (errors.Conflict, None, "the agent must be logged out first"),
+    "over_capacity": (
+        errors.Conflict,
+        None,
+        "the new channels cannot hold the agent's current interactions; end them first",
+    ),
     "not_empty": (errors.Conflict, None, "interactions are waiting in the queue"),
     "channel_change": (
         errors.Conflict,

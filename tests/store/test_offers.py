@@ -6,6 +6,7 @@ import pytest
 
 from router.domain.models import (
     Activity,
+    AgentProfile,
     AgentState,
     Channel,
     InteractionStatus,
@@ -199,3 +200,13 @@ async def test_agent_deletion_needs_logout(center: Center) -> None:
     await center.state("a1", AgentState.LOGGED_OUT)
     await center.engine.delete_agent("a1", center.now)
     assert await center.engine.get_agent("a1") is None
+
+
+async def test_channels_cannot_shrink_below_what_the_agent_holds(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    chat_only = AgentProfile(skills={"support": 1}, channels={Channel.CHAT: 2})
+    with pytest.raises(Conflict):
+        await center.engine.put_agent("a1", chat_only, center.now)
+    assert (await center.ag("a1")).channels == {"voice": 1}

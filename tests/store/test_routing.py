@@ -173,3 +173,16 @@ async def test_a_chat_agent_takes_up_to_its_capacity_fewest_active_first(center:
     # a is idle longest; then b has fewer active; then a again (fewest active, idle longer).
     assert got == ["a", "b", "a", "b", None]
     assert (await center.ag("a")).interactions == {"c0": "offered", "c2": "offered"}
+
+
+async def test_best_skill_ties_go_to_the_agent_idle_longest_by_a_millisecond(
+    center: Center,
+) -> None:
+    await center.queue("q", skills={"s": 1}, strategy=Strategy.BEST_SKILL)
+    await center.agent("a", {"s": 1}, available=False)
+    await center.agent("b", {"s": 1}, available=False)
+    center.clock.advance(0.003)
+    await center.state("b", AgentState.AVAILABLE)
+    center.clock.advance(0.001)
+    await center.state("a", AgentState.AVAILABLE)
+    assert (await center.call("q", "c1")).agent_id == "b"

@@ -156,7 +156,8 @@ function M.agent_score(ag, cls, active)
     primary = (80 - sum) * 33 + active
   end
   local idle = math.max(0, math.min(IDLE_SPAN - 1, ag.idle_since or 0))
-  return primary * IDLE_SPAN + idle - SCORE_BASE
+  -- Subtract first: primary * 2^42 may pass 2^53, where adding the ms would round it away.
+  return (primary * IDLE_SPAN - SCORE_BASE) + idle
 end
 
 -- Requirements and routing classes --------------------------------------------------------------

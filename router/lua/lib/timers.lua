@@ -44,13 +44,23 @@ function M.apply_due(limit)
   local lag = 0
   local applied = 0
   for i = 1, #due, 2 do
-    if redis.call('ZREM', M.K_TIMERS, due[i]) == 1 then
-      lag = math.max(lag, NOW - tonumber(due[i + 1]))
+    local score = M.take_due(due[i])
+    if score then
+      lag = math.max(lag, NOW - score)
       applied = applied + 1
       M.fire(due[i])
     end
   end
   return applied, lag
+end
+
+-- Removes the timer if it is still due, and returns its due time. Firing an earlier timer of a
+-- batch may have cancelled or re-armed a later one, so the batch's own reading is not enough.
+function M.take_due(member)
+  local score = redis.call('ZSCORE', M.K_TIMERS, member)
+  if not score or tonumber(score) > NOW then return nil end
+  redis.call('ZREM', M.K_TIMERS, member)
+  return tonumber(score)
 end
 
 -- Applies the due timers of the records an operation touches, however far behind the tick
@@ -63,7 +73,7 @@ function M.apply_due_of(members)
   end
   table.sort(due, function(a, b) return a[1] < b[1] end)
   for _, d in ipairs(due) do
-    if redis.call('ZREM', M.K_TIMERS, d[2]) == 1 then M.fire(d[2]) end
+    if M.take_due(d[2]) then M.fire(d[2]) end
   end
 end
 
