@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from router.api import handlers, openapi
-from router.api.auth import Authenticator, authorize
+from router.api import handlers, instrument, openapi
+from router.api.auth import Authenticator, Forbidden, authorize
 from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
 from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
 from router.clock import Clock
-from router.config import Config
+from router.config import Config, Role
 from router.events.sse import close_streams, stream_events
 from router.events.webhooks import webhooks_ctx
+from router.metrics.process import observe_tick
 from router.store.engine import Engine
 
 log = logging.getLogger("router.service")
@@ -31,7 +32,12 @@ TICK_INTERVAL_S = 0.05
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route but the operations routes needs a key whose role permits the request."""
-    if request.path not in PUBLIC_PATHS:
+    if request.path == "/metrics":
+        if request.app[CONFIG].service.metrics_auth:
+            principal = request.app[AUTH].identify(request.headers.get("Authorization"))
+            if principal.role not in (Role.MONITOR, Role.ADMIN):
+                raise Forbidden("/metrics needs a monitor key")
+    elif request.path not in PUBLIC_PATHS:
         principal = request.app[AUTH].identify(request.headers.get("Authorization"))
         authorize(principal, request.method, request.path)
         request[PRINCIPAL] = principal
@@ -54,30 +60,37 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-async def run_ticks(engine: Engine, clock: Clock) -> None:
-    """Apply due timers for ever; several routers may run this at once (§3.5, §3.9)."""
-    while True:
+async def run_ticks(engine: Engine, clock: Clock, stop: asyncio.Event) -> None:
+    """Apply due timers until `stop`; several routers may run this at once (§3.5, §3.9)."""
+    while not stop.is_set():
         try:
             result = await engine.tick(clock.now())
         except (ConnectionError, OSError) as error:
             log.warning("tick failed: %s", type(error).__name__)
-            await asyncio.sleep(1)
-            continue
+            result = None
         except Exception:
             log.exception("tick failed")
-            await asyncio.sleep(1)
-            continue
-        if result.applied == 0:
-            await asyncio.sleep(TICK_INTERVAL_S)
+            result = None
+        if result is not None:
+            observe_tick(result)
+            if result.applied:
+                continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_INTERVAL_S if result else 1.0)
 
 
 async def tick_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The background tick loop, cancelled and awaited on shutdown."""
-    task = asyncio.create_task(run_ticks(app[ENGINE], app[CLOCK]), name="tick")
+    """The background tick loop, stopped and awaited on shutdown."""
+    # A stop event, not only cancel(): redis-py may swallow a CancelledError that lands during a
+    # call, which would leave the loop running and the shutdown waiting for ever.
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ticks(app[ENGINE], app[CLOCK], stop), name="tick")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stop.set()
+    try:
+        await asyncio.wait_for(task, timeout=5)
+    except TimeoutError:
+        log.warning("the tick loop did not stop in time")
 
 
 def create_app(
@@ -85,7 +98,8 @@ def create_app(
 ) -> web.Application:
     """The service: API v1, events, operations routes; Redis at `config.service.redis_url`."""
     app = web.Application(
-        middlewares=[problem_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[instrument.metrics_middleware, problem_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
     app[CLOCK] = clock or Clock()

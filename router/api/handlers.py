@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from router.api.auth import authorize
 from router.api.http import read_body, respond
@@ -21,6 +22,7 @@ from router.domain.validation import (
     validate_id,
 )
 from router.errors import NotFound, StoreUnavailable, ValidationError
+from router.metrics.business import render
 from router.store.engine import Engine
 
 routes = web.RouteTableDef()
@@ -66,7 +68,7 @@ async def create_interaction(request: web.Request) -> web.Response:
 @routes.get("/v1/interactions/{id}")
 async def get_interaction(request: web.Request) -> web.Response:
     """An interaction with its position."""
-    ix = await _engine(request).get_interaction(_id(request))
+    ix = await _engine(request).get_interaction(_id(request), _now(request))
     if ix is None:
         raise NotFound(f"no interaction {request.match_info['id']}")
     return _interaction(request, ix)
@@ -219,6 +221,15 @@ async def delete_queue(request: web.Request) -> web.Response:
 
 
 # Operations
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus: the business metrics (the same from every router) and this process's own."""
+    business = await render(_engine(request), _now(request))
+    return web.Response(
+        body=business + generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 @routes.get("/healthz")

@@ -30,6 +30,7 @@ from router.domain.models import (
     RejectReason,
     Strategy,
 )
+from router.domain.stats import FORMULAS
 from router.domain.validation import (
     DISPLAY_NAME,
     ID,
@@ -500,11 +501,24 @@ def response_schemas() -> dict[str, Schema]:
             "waiting": {**count, "description": "On the line: queued or offered."},
             "callbacks_waiting": count,
             "oldest_wait_s": {"type": "number", "minimum": 0},
-            "ewt_s": nullable({"type": "number", "minimum": 0}),
+            "ewt_s": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Estimated wait of an arrival now (README: EWT).",
+            },
             "agents_available": count,
             "agents_staffed": count,
-            "service_level": nullable({"type": "number", "minimum": 0, "maximum": 1}),
-            "agents_required": nullable(count),
+            "service_level": record(
+                {
+                    name: nullable({"type": "number", "minimum": 0, "maximum": 1})
+                    for name in FORMULAS
+                },
+                description="Over the last 15 minutes, per formula of §6; null with no data.",
+            ),
+            "agents_required": {
+                **count,
+                "description": "Erlang C: agents to meet the SLA at the last 15 minutes' load.",
+            },
         },
         description="Live figures of a queue (§4, §6).",
     )

@@ -26,7 +26,7 @@ def interaction_view(ix: Interaction, now: float) -> dict[str, Any]:
         "credit_s": ix.credit_s,
         "skills": ix.skills,
         "position": ix.position,
-        "ewt_s": None,
+        "ewt_s": None if ix.ewt_s is None else round(ix.ewt_s, 1),
         "agent_id": ix.agent_id,
         "step": ix.step,
         "created_at": rfc3339(ix.created_at),

@@ -278,6 +278,7 @@ class Interaction:
     outcome: str | None
     data: Any
     position: int | None = None
+    ewt_s: float | None = None
 
     def waited_s(self, now: float) -> float:
         """Seconds from `enqueued_at` to the answer, the end, or `now` while it waits."""

@@ -96,8 +96,10 @@ class Delivery:
                 raise
 
     async def run(self) -> None:
-        """Deliver for ever; store errors are logged and retried."""
-        while True:
+        """Deliver until cancelled; store errors are logged and retried."""
+        task = asyncio.current_task()
+        # redis-py may swallow a CancelledError that lands during a call: check the request too.
+        while task is None or not task.cancelling():
             try:
                 for entry_id, fields in await self._next_batch():
                     await self._handle(text(entry_id), fields)
@@ -212,7 +214,8 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
             for delivery in deliveries:
                 with contextlib.suppress(RedisError, OSError):
                     await delivery.release()

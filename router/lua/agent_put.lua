@@ -8,6 +8,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local a = M.args
 local ag = M.load_ag(a.id)

@@ -10,6 +10,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local a = M.args
 M.apply_due_of({'wu:' .. a.id})

@@ -8,6 +8,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local id = M.args.id
 M.apply_due_of_interaction(id)
@@ -20,8 +21,10 @@ if ix.status == 'callback' then
   M.finish(ix, 'cancelled', {})
   return M.reply_ix(ix)
 end
+M.count_wait_end(ix, 'abandoned', (NOW - ix.enq) / 1000)
 local ag
 if ix.status == 'offered' then
+  M.count_offer(ix.queue, 'withdrawn')
   ag = M.load_ag(ix.agent)
   ag.act[id] = nil
   M.save_ag(ag)

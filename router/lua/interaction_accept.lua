@@ -8,6 +8,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)
@@ -29,6 +30,11 @@ ix.exp = nil
 ix.pref_until = nil
 ag.act[id].st = 'connected'
 ag.misses = 0
+M.count_offer(ix.queue, 'accepted')
+if not ix.answered_once then
+  ix.answered_once = true
+  M.count_wait_end(ix, 'answered', (NOW - ix.enq) / 1000)
+end
 M.save_ix(ix)
 M.save_ag(ag)
 M.emit('interaction.connected', {interaction_id = id, agent_id = agent_id, queue = ix.queue,

@@ -7,6 +7,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
@@ -16,7 +17,7 @@ if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_con
 local q = M.queue(ix.queue)
 local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 + 0.5)
 local ag = M.load_ag(agent_id)
-M.release(ag, id, wrap_ms)
+M.release(ag, ix, wrap_ms)
 M.save_ag(ag)
 M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
                            handle_s = (NOW - ix.answered) / 1000})

@@ -9,6 +9,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local req = M.args.ix
 local existing = M.load_ix(req.id)
@@ -31,6 +32,7 @@ local ix = {
 if q.max_waiting > 0 and redis.call('ZCARD', P .. 'ql:' .. q.name) >= q.max_waiting then
   ix.status = 'blocked'
   ix.ended = NOW
+  M.count_arrival(ix.queue, true)
   M.save_ix(ix)
   M.emit('interaction.blocked', {interaction_id = ix.id, queue = ix.queue})
   return M.reply_ix(ix, true)

@@ -8,6 +8,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)

@@ -11,6 +11,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
@@ -27,7 +28,8 @@ local cid, err = M.arrival_class(target, ix.skills)
 if not cid then return M.reply(err) end
 local source = M.queue(ix.queue)
 local ag = M.load_ag(agent_id)
-M.release(ag, id, math.floor((source and source.wrap_up_s or 0) * 1000 + 0.5))
+M.release(ag, ix, math.floor((source and source.wrap_up_s or 0) * 1000 + 0.5))
+M.incr('acd_interactions_transferred_total|' .. ix.queue)
 M.save_ag(ag)
 M.reindex_agent(ag)
 for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, id) end
@@ -39,6 +41,7 @@ ix.excl = {}
 ix.pref = {}
 ix.agent = nil
 ix.answered = nil
+ix.answered_once = nil
 ix.last_offer = nil
 ix.mw_due = nil
 ix.transfers = (ix.transfers or 0) + 1

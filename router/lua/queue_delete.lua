@@ -6,9 +6,11 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local name = M.args.name
 if redis.call('HEXISTS', M.K_QUEUES, name) == 0 then return M.reply('not_found') end
 if redis.call('ZCARD', P .. 'qw:' .. name) > 0 then return M.reply('not_empty') end
 redis.call('HDEL', M.K_QUEUES, name)
+redis.call('DEL', P .. 'qst:' .. name)
 return M.reply('ok')

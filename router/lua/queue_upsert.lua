@@ -9,6 +9,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 M.apply_due(CFG.due_batch)
 local q = M.args.queue
 local old = M.queue(q.name)
@@ -25,6 +26,10 @@ end
 if redis.call('HLEN', M.K_CLASSES) + needed > CFG.max_classes then return M.reply('class_limit') end
 M.save_queue(q)
 for _, req in ipairs(reqs) do M.class_for(q.channel, q.strategy, req) end
+redis.call('DEL', P .. 'qst:' .. q.name)
+for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
+  if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', P .. 'qst:' .. q.name, aid) end
+end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))
   if ix.status == 'queued' or ix.status == 'offered' then

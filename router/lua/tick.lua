@@ -7,6 +7,7 @@
 --@include agents
 --@include routing
 --@include timers
+--@include metrics
 local applied, lag = M.apply_due(M.args.limit)
 local nxt = redis.call('ZRANGE', M.K_TIMERS, 0, 0, 'WITHSCORES')
 return M.reply('ok', {applied, lag, nxt[2] and tonumber(nxt[2]) or false})

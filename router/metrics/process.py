@@ -1,8 +1,14 @@
-"""Per-process Prometheus instruments (SPEC §6): each router process exports its own."""
+"""Per-process Prometheus instruments (SPEC §6): each router process exports its own.
+
+All live in prometheus_client's default REGISTRY. Labels never hold a customer identifier or
+interaction data: routes are path templates, methods and statuses are bounded sets.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from typing import ParamSpec, Protocol, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENT_DELIVERIES = Counter(
     "acd_event_deliveries_total",
@@ -11,3 +17,73 @@ EVENT_DELIVERIES = Counter(
     ["sink", "result"],
 )
 """Event deliveries by sink and result."""
+
+DECISION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
+"""Seconds: 100 µs to 100 ms, where a routing decision's store round trip lies."""
+
+ROUTING_DECISION = Histogram(
+    "acd_routing_decision_seconds",
+    "Seconds a state change that may route (create, accept, reject, complete, transfer, "
+    "abandon, agent state, agent put) took from this process, store round trip included.",
+    buckets=DECISION_BUCKETS,
+)
+"""Latency of engine calls whose script may run matching."""
+
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Seconds: 0.5 ms to 5 s."""
+
+HTTP_REQUESTS = Counter(
+    "acd_http_requests_total",
+    "HTTP requests answered, by route template (or unmatched), method and status; event "
+    "streams are counted when they end.",
+    ["route", "method", "status"],
+)
+"""HTTP requests by route template, method and status."""
+
+HTTP_DURATION = Histogram(
+    "acd_http_request_duration_seconds",
+    "Seconds from a request's arrival to its answer, by route template; long-lived event "
+    "streams are not observed.",
+    ["route"],
+    buckets=HTTP_BUCKETS,
+)
+"""HTTP request latency by route template (streams excluded)."""
+
+TIMER_LAG = Gauge(
+    "acd_timer_lag_seconds",
+    "How late the due timers applied by this process's last tick were (0 when none was due).",
+)
+"""Lag of the last tick's timers."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TickOutcome(Protocol):
+    """What `observe_tick` reads of a tick's result (router.store.engine.TickResult)."""
+
+    @property
+    def lag_s(self) -> float:
+        """Seconds the latest-applied due timer was late."""
+        ...
+
+
+def observe_tick(result: TickOutcome) -> None:
+    """Set `acd_timer_lag_seconds` from one tick's result."""
+    TIMER_LAG.set(max(0.0, result.lag_s))
+
+
+def observe_decision(seconds: float) -> None:
+    """Record one routing decision's duration in `acd_routing_decision_seconds`."""
+    ROUTING_DECISION.observe(max(0.0, seconds))

@@ -19,6 +19,7 @@ from router.domain.models import (
     QueueConfig,
     as_skills,
 )
+from router.domain.stats import service_levels, staffing
 
 ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "not_found": (errors.NotFound, None, "no such record"),
@@ -63,11 +64,20 @@ def raise_for(code: str, field: str | None = None) -> None:
     raise cls(message)
 
 
-def class_signature(queue: QueueConfig, step: int) -> str:
-    """The routing class of a queue's step without extra skills, as the scripts name it."""
-    skills = queue.step_skills(step)
-    requirement = ",".join(f"{name}={skills[name]}" for name in sorted(skills))
-    return f"{queue.channel.value}|{queue.strategy.value}|{requirement}"
+def stats_view(figures: dict[str, Any], queue: QueueConfig) -> dict[str, Any]:
+    """The stats of a queue (§4) from the figures the scripts read."""
+    window = _map(figures.get("window"))
+    levels = service_levels(window)
+    return {
+        "waiting": figures["waiting"],
+        "callbacks_waiting": figures["callbacks_waiting"],
+        "oldest_wait_s": round(figures["oldest_wait_s"], 3),
+        "ewt_s": round(figures["ewt_s"], 1),
+        "agents_available": figures["agents_available"],
+        "agents_staffed": figures["agents_staffed"],
+        "service_level": {k: None if v is None else round(v, 4) for k, v in levels.items()},
+        "agents_required": staffing(window, figures.get("aht_s"), queue.sla),
+    }
 
 
 def text(value: bytes | str) -> str:
@@ -117,6 +127,7 @@ def interaction(rec: dict[str, Any]) -> Interaction:
         ended_at=_s(rec.get("ended")),
         outcome=rec.get("outcome"),
         data=_data(rec.get("data")),
+        ewt_s=rec.get("ewt"),
         position=rec.get("position"),
     )
 

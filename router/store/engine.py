@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,11 +24,27 @@ from router.domain.models import (
     QueueConfig,
     RejectReason,
 )
+from router.domain.stats import BUCKETS
+from router.metrics.process import observe_decision
 from router.settings import ServiceSettings
 from router.store import codec
-from router.store.codec import class_signature, raise_for, text, to_ms
+from router.store.codec import raise_for, stats_view, text, to_ms
 from router.store.keys import Keys
 from router.store.scripts import ScriptRunner
+
+ROUTING_OPERATIONS = frozenset(
+    {
+        "interaction_create",
+        "interaction_accept",
+        "interaction_reject",
+        "interaction_complete",
+        "interaction_transfer",
+        "interaction_abandon",
+        "agent_state",
+        "agent_put",
+    }
+)
+"""The scripts that may route (their latency is `acd_routing_decision_seconds`)."""
 
 DUE_BATCH = 100
 """Due timers every operation applies before its own change (the tick loop does the rest)."""
@@ -72,6 +89,7 @@ class Engine:
             "exclusive": {c: True for c in settings.exclusive_channels},
             "max_classes": settings.max_routing_classes,
             "due_batch": DUE_BATCH,
+            "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},
         }
 
     async def start(self) -> None:
@@ -79,9 +97,13 @@ class Engine:
         await self.runner.load()
 
     async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
-        return await self.runner.call(
+        start = time.perf_counter()
+        reply = await self.runner.call(
             op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
         )
+        if op in ROUTING_OPERATIONS:
+            observe_decision(time.perf_counter() - start)
+        return reply
 
     # Queues
 
@@ -109,31 +131,22 @@ class Engine:
         queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
         return sorted(queues, key=lambda q: q.name)
 
+    async def queue_figures(self, names: list[str], now: float) -> dict[str, dict[str, Any]]:
+        """Live figures of the named queues (all when empty), keyed by name."""
+        code, figures, _ = await self._call("queue_stats", now, names=names)
+        raise_for(code)
+        return {name: dict(f) for name, f in (figures or {}).items()}
+
     async def queue_stats(self, queue: QueueConfig, now: float) -> dict[str, Any]:
-        """Live figures of a queue (§4): waiting, oldest wait, agents staffed and available."""
-        keys = self.keys
-        signatures = [class_signature(queue, step) for step in range(len(queue.steps) + 1)]
-        classes = await self.redis.hmget(keys.classes, signatures)
-        ids = [int(c) for c in classes if c is not None]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zcard(keys.queue_on_line(queue.name))
-            pipe.zcard(keys.queue_waiting(queue.name))
-            pipe.zrange(keys.queue_on_line(queue.name), 0, 0, withscores=True)
-            if ids:
-                pipe.sunion([keys.class_staffed(c) for c in ids])
-                pipe.zunion([keys.class_agents(c) for c in ids])
-            replies = await pipe.execute()
-        on_line, waiting, oldest = replies[0], replies[1], replies[2]
-        return {
-            "waiting": on_line,
-            "callbacks_waiting": waiting - on_line,
-            "oldest_wait_s": round(max(0.0, now - oldest[0][1] / 1000), 3) if oldest else 0.0,
-            "ewt_s": None,
-            "agents_available": len(replies[4]) if ids else 0,
-            "agents_staffed": len(replies[3]) if ids else 0,
-            "service_level": None,
-            "agents_required": None,
-        }
+        """A queue's stats (§4): figures, service level per formula and agents required."""
+        figures = (await self.queue_figures([queue.name], now))[queue.name]
+        return stats_view(figures, queue)
+
+    async def metrics_snapshot(self, now: float, max_age_s: float) -> dict[str, Any]:
+        """The shared snapshot of time-dependent figures (recomputed when older than max_age_s)."""
+        code, snapshot, _ = await self._call("metrics_snapshot", now, max_age_ms=to_ms(max_age_s))
+        raise_for(code)
+        return {"at": snapshot["at"], "queues": dict(snapshot["queues"] or {})}
 
     async def first_waiting(self, queue: str, count: int) -> list[Interaction]:
         """The first `count` interactions waiting in the queue, with their positions."""
@@ -309,18 +322,10 @@ class Engine:
         raise_for(code)
         return codec.interaction(rec)
 
-    async def get_interaction(self, interaction_id: str) -> Interaction | None:
-        """An interaction with its position in its queue (§4), or None."""
-        raw = await self.redis.get(self.keys.interaction(interaction_id))
-        if raw is None:
-            return None
-        rec = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        member = rec.get("m")
-        if member is not None:
-            key = self.keys.queue_waiting(rec["queue"])
-            rank = cast(int | None, await self.redis.zrank(key, member))
-            rec["position"] = None if rank is None else rank + 1
-        return codec.interaction(rec)
+    async def get_interaction(self, interaction_id: str, now: float) -> Interaction | None:
+        """An interaction with its position and EWT (§4), or None."""
+        code, rec, _ = await self._call("interaction_get", now, id=interaction_id)
+        return None if code == "not_found" else codec.interaction(rec)
 
     # Time and events
 

@@ -59,7 +59,7 @@ class Center:
         return interaction
 
     async def ix(self, ix_id: str) -> Interaction:
-        found = await self.engine.get_interaction(ix_id)
+        found = await self.engine.get_interaction(ix_id, self.now)
         assert found is not None
         return found
 

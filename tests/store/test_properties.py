@@ -599,7 +599,7 @@ class Run:
         for i, (queue, answered) in enumerate(self.setup.arrivals):
             ix_id = await self.create(Create(queue), i % 2)
             if ix_id is not None and answered:
-                found = await self.engines[0].get_interaction(ix_id)
+                found = await self.engines[0].get_interaction(ix_id, self.now)
                 if found is not None and found.agent_id is not None:
                     await self.call(i % 2, "accept", ix_id, found.agent_id, self.now)
         await self.check()
@@ -843,7 +843,7 @@ class Run:
         self.applied_at = self.now
         await self.check()
         for i, ix_id in enumerate(self.created):  # every arrival reads back through the API
-            found = await self.engines[i % 2].get_interaction(ix_id)
+            found = await self.engines[i % 2].get_interaction(ix_id, self.now)
             assert found is not None, f"{ix_id} lost"
             assert found.status == self.status[ix_id], (found, self.status[ix_id])
             waiting = found.status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED)

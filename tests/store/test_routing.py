@@ -133,7 +133,7 @@ async def test_routing_class_limit_refuses_the_arrival(center: Center) -> None:
     with pytest.raises(ValidationError) as err:
         await center.call("support", "c2", skills={"lang:sv": 1})
     assert err.value.errors[0].field == "skills"
-    assert await center.engine.get_interaction("c2") is None
+    assert await center.engine.get_interaction("c2", center.now) is None
 
 
 async def test_skill_change_of_a_logged_in_agent_routes_at_once(center: Center) -> None:

@@ -44,8 +44,28 @@ function M.reindex_agent(ag)
 end
 
 -- Recomputes which classes the agent meets (at login and on a change of skills).
+-- Whether the skills meet any step's requirement of the queue (the agent staffs it, §4).
+function M.serves(q, skills)
+  for step = 0, #(q.steps or {}) do
+    if M.meets(skills, M.step_skills(q, step)) then return true end
+  end
+  return false
+end
+
+-- Keeps the agent in the staffed set of every queue it serves while logged in.
+function M.staff_agent(ag, logged_in)
+  for _, name in ipairs(redis.call('HKEYS', M.K_QUEUES)) do
+    if logged_in and M.serves(M.queue(name), ag.skills) then
+      redis.call('SADD', P .. 'qst:' .. name, ag.id)
+    else
+      redis.call('SREM', P .. 'qst:' .. name, ag.id)
+    end
+  end
+end
+
 function M.classify_agent(ag)
   M.unindex_agent(ag)
+  M.staff_agent(ag, true)
   local key = P .. 'agcls:' .. ag.id
   for _, cid in ipairs(redis.call('HVALS', M.K_CLASSES)) do
     if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
@@ -80,13 +100,22 @@ end
 function M.end_wrap_up(ag, at)
   ag.wrap_until = nil
   ag.idle_since = at
+  ag.switch_at = at
   M.disarm('wu', ag.id)
+  for _, h in ipairs(ag.handles or {}) do M.count_handle(h.q, (at - h.a) / 1000) end
+  ag.handles = nil
 end
 
--- Frees the agent of one interaction, starting wrap-up when `wrap_ms` > 0. The caller saves,
--- reindexes and matches.
-function M.release(ag, ix_id, wrap_ms)
-  ag.act[ix_id] = nil
+-- Frees the agent of a connected interaction, starting wrap-up when `wrap_ms` > 0; its handle
+-- time ends with the wrap-up. The caller saves, reindexes and matches.
+function M.release(ag, ix, wrap_ms)
+  ag.act[ix.id] = nil
+  if wrap_ms and wrap_ms > 0 then
+    ag.handles = ag.handles or {}
+    ag.handles[#ag.handles + 1] = {q = ix.queue, a = ix.answered}
+  else
+    M.count_handle(ix.queue, (NOW - ix.answered) / 1000)
+  end
   if wrap_ms and wrap_ms > 0 then
     local until_ms = NOW + wrap_ms
     if ag.wrap_until == nil or ag.wrap_until < until_ms then
@@ -109,6 +138,7 @@ function M.change_state(ag, state, reason)
       if a.st == 'offered' then
         local ix = M.load_ix(ix_id)
         ag.act[ix_id] = nil
+        M.count_offer(ix.queue, 'withdrawn')
         if M.requeue(ix, ag.id, 'withdrawn') then requeued[#requeued + 1] = ix end
       end
     end
@@ -117,12 +147,14 @@ function M.change_state(ag, state, reason)
     for ix_id, a in pairs(ag.act) do
       if a.st == 'connected' then
         local ix = M.load_ix(ix_id)
+        M.count_handle(ix.queue, (NOW - ix.answered) / 1000)
         M.finish(ix, 'completed', {agent_id = ag.id, outcome = 'agent_lost'})
       end
       ag.act[ix_id] = nil
     end
     if ag.wrap_until then M.end_wrap_up(ag, NOW) end
     M.unindex_agent(ag)
+    M.staff_agent(ag, false)
     redis.call('SREM', M.K_LOGGED_IN, ag.id)
   elseif prev == 'logged_out' then
     redis.call('SADD', M.K_LOGGED_IN, ag.id)

@@ -109,6 +109,7 @@ function M.load_ag(id)
 end
 
 function M.save_ag(ag)
+  M.account_agent(ag)
   ag_cache[ag.id] = ag
   redis.call('SET', P .. 'ag:' .. ag.id, cmsgpack.pack(ag))
 end

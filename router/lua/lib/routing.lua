@@ -152,6 +152,7 @@ end
 -- again; a no-answer counts as a miss (§3.5). Then both are routed again.
 function M.refuse(ix, ag, reason, requeue_reason)
   ag.act[ix.id] = nil
+  M.count_offer(ix.queue, reason)
   M.exclude(ix, ag.id, reason)
   local back = M.requeue(ix, ag.id, requeue_reason)
   local withdrawn = {}
@@ -179,6 +180,7 @@ function M.finish(ix, status, fields)
   ix.ended = NOW
   ix.pref_until = nil
   if fields.outcome then ix.outcome = fields.outcome end
+  if status == 'timed_out' then M.incr('acd_interactions_timed_out_total|' .. ix.queue) end
   M.save_ix(ix)
   fields.interaction_id = ix.id
   fields.queue = ix.queue
@@ -258,6 +260,8 @@ function M.enqueue(ix, q, preferred_wait_ms)
     M.arm('pw', ix.id, ix.pref_until)
   end
   M.place(ix)
+  M.count_arrival(ix.queue, false)
+  ix.ewt0 = M.ewt(ix.queue, ix.cls, redis.call('ZRANK', P .. 'qw:' .. ix.queue, ix.m) + 1)
   M.save_ix(ix)
   M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
                                 priority = ix.priority, step = ix.step})

@@ -1,0 +1,195 @@
+-- Business metrics (§6), kept with the state and changed by the same scripts as what they count,
+-- so every router exports the same values and a restart loses nothing.
+--   m:c                 hash  '<metric>|<label values>' -> counter
+--   m:h                 hash  '<metric>|<label values>|<le>' -> bucket count (not cumulative),
+--                             '<metric>|<label values>|sum' and '|count'
+--   m:w:<queue>:<min>   hash  the queue's figures of one minute (15-minute service level,
+--                             Erlang C inputs); expires after 20 minutes
+--   m:at                hash  'total|<activity>' agent-seconds closed, 'n|<activity>' agents in
+--                             it now, 'since|<activity>' the sum of their start times (ms)
+--   m:ag                hash  '<state>|<activity>' -> agents
+--   qs:<queue>          hash  EMAs for the EWT: aht, wait, ewt, answered
+
+M.K_COUNTERS = P .. 'm:c'
+M.K_HIST = P .. 'm:h'
+M.K_AGENT_TIME = P .. 'm:at'
+M.K_AGENTS_BY = P .. 'm:ag'
+
+-- Bucket bounds come from router/domain/stats.py (BUCKETS) with every call.
+local WAIT_BUCKETS = CFG.buckets.acd_wait_seconds
+local HANDLE_BUCKETS = CFG.buckets.acd_handle_seconds
+local EWT_ERROR_BUCKETS = CFG.buckets.acd_ewt_error_seconds
+local WINDOW_TTL_S = 1200
+local EMA = 0.1                         -- weight of the newest sample in the EWT averages
+
+function M.incr(field, by)
+  redis.call('HINCRBY', M.K_COUNTERS, field, by or 1)
+end
+
+-- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
+-- `extra` adds a bound (the queue's SLA threshold) to the standard ones.
+function M.observe(series, value, buckets, extra)
+  local le = '+Inf'
+  local best
+  for _, b in ipairs(buckets) do
+    if value <= b and (best == nil or b < best) then best = b end
+  end
+  if extra and value <= extra and (best == nil or extra < best) then best = extra end
+  if best then le = tostring(best) end
+  redis.call('HINCRBY', M.K_HIST, series .. '|' .. le, 1)
+  redis.call('HINCRBYFLOAT', M.K_HIST, series .. '|sum', value)
+  redis.call('HINCRBY', M.K_HIST, series .. '|count', 1)
+end
+
+function M.window(queue, field, by)
+  local key = P .. 'm:w:' .. queue .. ':' .. math.floor(NOW / 60000)
+  redis.call('HINCRBYFLOAT', key, field, by or 1)
+  redis.call('EXPIRE', key, WINDOW_TTL_S)
+end
+
+local function threshold(queue)
+  local q = M.queue(queue)
+  return q and q.sla and q.sla.threshold_s or 20
+end
+
+function M.count_arrival(queue, blocked)
+  M.incr('acd_interactions_arrived_total|' .. queue)
+  M.window(queue, 'arrived')
+  if blocked then M.incr('acd_interactions_blocked_total|' .. queue) end
+end
+
+function M.count_offer(queue, result)
+  M.incr('acd_offers_total|' .. queue .. '|' .. result)
+end
+
+-- An interaction answered (first accept) or abandoned after `wait_s` of waiting.
+function M.count_wait_end(ix, outcome, wait_s)
+  local t = threshold(ix.queue)
+  local within = wait_s <= t
+  M.incr('acd_interactions_' .. outcome .. '_total|' .. ix.queue)
+  M.window(ix.queue, outcome)
+  if within then
+    M.incr('acd_interactions_' .. outcome .. '_within_sla_total|' .. ix.queue)
+    M.window(ix.queue, outcome .. '_sla')
+  end
+  M.observe('acd_wait_seconds|' .. ix.queue .. '|' .. outcome, wait_s, WAIT_BUCKETS, t)
+  if outcome == 'answered' then
+    local stats = P .. 'qs:' .. ix.queue
+    M.ema(stats, 'wait', wait_s)
+    if ix.ewt0 then
+      M.ema(stats, 'ewt', ix.ewt0)
+      M.observe('acd_ewt_error_seconds|' .. ix.queue, math.abs(ix.ewt0 - wait_s),
+                EWT_ERROR_BUCKETS)
+    end
+    redis.call('HINCRBY', stats, 'answered', 1)
+  end
+end
+
+-- Handle time, connected -> end of wrap-up, in the queue that answered it.
+function M.count_handle(queue, handle_s)
+  M.observe('acd_handle_seconds|' .. queue, handle_s, HANDLE_BUCKETS)
+  M.window(queue, 'handle_sum', handle_s)
+  M.window(queue, 'handle_n')
+  M.ema(P .. 'qs:' .. queue, 'aht', handle_s)
+end
+
+function M.ema(key, field, value)
+  local old = tonumber(redis.call('HGET', key, field) or '')
+  local new = value
+  if old then new = old + EMA * (value - old) end
+  redis.call('HSET', key, field, new)
+end
+
+-- Agent time by activity, and agents by state and activity: called whenever an agent record is
+-- saved. Idle time counts only while the agent is available (§6 occupancy); other activities
+-- count while logged in.
+function M.account_agent(ag)
+  local activity = M.activity(ag)
+  local counted = activity
+  if ag.state == 'logged_out' or (activity == 'idle' and ag.state ~= 'available') then
+    counted = nil
+  end
+  local by = ag.state .. '|' .. activity
+  if ag.m_by ~= by then
+    if ag.m_by then redis.call('HINCRBY', M.K_AGENTS_BY, ag.m_by, -1) end
+    redis.call('HINCRBY', M.K_AGENTS_BY, by, 1)
+    ag.m_by = by
+  end
+  -- A wrap-up ended by a late tick switches at its scheduled end, not at the tick.
+  local at = ag.switch_at or NOW
+  ag.switch_at = nil
+  if ag.m_act ~= counted then
+    if ag.m_act then
+      redis.call('HINCRBYFLOAT', M.K_AGENT_TIME, 'total|' .. ag.m_act, (at - ag.m_since) / 1000)
+      redis.call('HINCRBY', M.K_AGENT_TIME, 'n|' .. ag.m_act, -1)
+      redis.call('HINCRBY', M.K_AGENT_TIME, 'since|' .. ag.m_act, -ag.m_since)
+    end
+    if counted then
+      redis.call('HINCRBY', M.K_AGENT_TIME, 'n|' .. counted, 1)
+      redis.call('HINCRBY', M.K_AGENT_TIME, 'since|' .. counted, at)
+    end
+    ag.m_act = counted
+    ag.m_since = at
+  end
+end
+
+-- Estimated wait (§3.11) at `position` for a class of the queue: with N agents serving the
+-- class, an interaction waits for `position` departures, one every AHT / N on average, scaled by
+-- how recent estimates compared with the waits that followed (clipped to 0.5..2). With nobody
+-- serving, the oldest wait on the line is the best guess. Seconds.
+local DEFAULT_AHT_S = 180
+function M.ewt(queue, cid, position)
+  local serving = cid and redis.call('SCARD', P .. 'clsin:' .. cid) or 0
+  if serving == 0 then
+    local head = redis.call('ZRANGE', P .. 'ql:' .. queue, 0, 0, 'WITHSCORES')
+    if head[2] then return math.max(0, (NOW - tonumber(head[2])) / 1000) end
+    return DEFAULT_AHT_S
+  end
+  local free = redis.call('ZCARD', P .. 'clsag:' .. cid)
+  if position <= free then return 0 end
+  local stats = redis.call('HMGET', P .. 'qs:' .. queue, 'aht', 'wait', 'ewt', 'answered')
+  local aht = tonumber(stats[1]) or DEFAULT_AHT_S
+  local estimate = (position - free) * aht / serving
+  local wait, ewt, answered = tonumber(stats[2]), tonumber(stats[3]), tonumber(stats[4]) or 0
+  if answered >= 10 and wait and ewt and ewt > 0 then
+    estimate = estimate * math.max(0.5, math.min(2, wait / ewt))
+  end
+  return estimate
+end
+
+-- Live figures of a queue (§4 stats, §6 gauges) and its last 15 minutes.
+local WINDOW_FIELDS = {'arrived', 'answered', 'answered_sla', 'abandoned', 'abandoned_sla',
+                       'handle_sum', 'handle_n'}
+function M.queue_figures(q)
+  local on_line = redis.call('ZCARD', P .. 'ql:' .. q.name)
+  local waiting = redis.call('ZCARD', P .. 'qw:' .. q.name)
+  local head = redis.call('ZRANGE', P .. 'ql:' .. q.name, 0, 0, 'WITHSCORES')
+  local pools = {}
+  for step = 0, #(q.steps or {}) do
+    local cid = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy,
+                                                            M.step_skills(q, step)))
+    if cid then pools[#pools + 1] = P .. 'clsag:' .. cid end
+  end
+  local available = 0
+  if #pools > 0 then
+    available = #redis.call('ZUNION', #pools, unpack(pools))
+  end
+  local base = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy, q.skills))
+  local window = {}
+  for _, f in ipairs(WINDOW_FIELDS) do window[f] = 0 end
+  local minute = math.floor(NOW / 60000)
+  for m = minute - 14, minute do
+    local values = redis.call('HMGET', P .. 'm:w:' .. q.name .. ':' .. m, unpack(WINDOW_FIELDS))
+    for i, f in ipairs(WINDOW_FIELDS) do window[f] = window[f] + (tonumber(values[i]) or 0) end
+  end
+  return {
+    waiting = on_line,
+    callbacks_waiting = waiting - on_line,
+    oldest_wait_s = head[2] and math.max(0, (NOW - tonumber(head[2])) / 1000) or 0,
+    ewt_s = M.ewt(q.name, base and tonumber(base), waiting + 1),
+    agents_available = available,
+    agents_staffed = redis.call('SCARD', P .. 'qst:' .. q.name),
+    aht_s = tonumber(redis.call('HGET', P .. 'qs:' .. q.name, 'aht') or ''),
+    window = window,
+  }
+end

@@ -1,0 +1,142 @@
+"""Business metrics (§6) kept with the state: exact values on scripted scenarios."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from router.domain.models import AgentState, Sla
+from router.metrics.business import render
+from router.store.engine import Engine
+from router.store.server import RedisServer
+from tests.store.center import Center
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, keyed by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return found[(name, tuple(sorted(labels.items())))]
+
+
+async def _ten_calls(center: Center) -> None:
+    """10 calls, threshold 20 s: 6 answered within 20 s, 2 later, 2 abandoned (1 within 20 s)."""
+    await center.queue(
+        "q", skills={"s": 1}, sla=Sla(threshold_s=20, target=0.8), offer_timeout_s=600
+    )
+    for i in range(10):
+        await center.call("q", f"c{i}")
+    await center.advance(5)
+    await center.engine.abandon("c8", center.now)  # abandoned within 20 s
+    for i in range(6):  # six agents answer at 5..10 s
+        await center.agent(f"a{i}", {"s": 1})
+        await center.engine.accept(f"c{i}", f"a{i}", center.now)
+        await center.advance(1)
+    await center.advance(20)  # now 31 s
+    for i in range(6, 8):
+        await center.agent(f"a{i}", {"s": 1})
+        await center.engine.accept(f"c{i}", f"a{i}", center.now)
+    await center.engine.abandon("c9", center.now)  # abandoned after 20 s
+    for i in range(8):
+        await center.engine.complete(f"c{i}", f"a{i}", center.now)
+
+
+async def test_service_level_in_four_formulas_and_histograms(center: Center) -> None:
+    await _ten_calls(center)
+    found = samples(await render(center.engine, center.now))
+    level = {
+        formula: value(found, "acd_queue_service_level", queue="q", formula=formula)
+        for formula in ("answered", "abandons_failed", "abandons_excluded", "abandons_met")
+    }
+    assert level == {
+        "answered": 6 / 8,
+        "abandons_failed": 6 / 10,
+        "abandons_excluded": 6 / 9,
+        "abandons_met": 7 / 10,
+    }
+    assert value(found, "acd_interactions_arrived_total", queue="q") == 10
+    assert value(found, "acd_interactions_answered_total", queue="q") == 8
+    assert value(found, "acd_interactions_answered_within_sla_total", queue="q") == 6
+    assert value(found, "acd_interactions_abandoned_total", queue="q") == 2
+    assert value(found, "acd_interactions_abandoned_within_sla_total", queue="q") == 1
+    answered = {"queue": "q", "outcome": "answered"}
+    assert value(found, "acd_wait_seconds_bucket", le="20.0", **answered) == 6
+    assert value(found, "acd_wait_seconds_bucket", le="+Inf", **answered) == 8
+    assert value(found, "acd_wait_seconds_count", queue="q", outcome="abandoned") == 2
+    assert value(found, "acd_handle_seconds_count", queue="q") == 8
+    assert value(found, "acd_offers_total", queue="q", result="accepted") == 8
+    assert value(found, "acd_queue_sla_target", queue="q") == 0.8
+
+
+async def test_two_routers_export_the_same_and_a_restart_keeps_it(
+    center: Center, redis_server: RedisServer
+) -> None:
+    await _ten_calls(center)
+    first = await render(center.engine, center.now)
+    other = Engine(Redis.from_url(redis_server.url), center.engine.settings)
+    await other.start()  # a second router process, or the first one restarted
+    second = await render(other, center.now + 1)  # within the snapshot's age: the same snapshot
+    await other.redis.aclose()
+    assert samples(second) == samples(first)
+
+
+async def test_agent_time_by_activity_and_agents_by_state(center: Center) -> None:
+    await center.queue("q", skills={"s": 1}, wrap_up_s=10)
+    await center.agent("a1", {"s": 1})  # idle from t=0
+    await center.advance(30)
+    await center.call("q", "c1")  # offered at 30 s
+    await center.advance(5)
+    await center.engine.accept("c1", "a1", center.now)  # busy at 35 s
+    await center.advance(60)
+    await center.engine.complete("c1", "a1", center.now)  # wrap-up 95..105 s
+    await center.advance(15)  # idle again from 105 s; now 110 s
+    await center.state("a1", AgentState.NOT_READY)  # idle no longer counts
+    await center.advance(100)
+    found = samples(await render(center.engine, center.now))
+    time = {
+        a: value(found, "acd_agent_time_seconds_total", activity=a)
+        for a in ("idle", "offered", "busy", "wrap_up")
+    }
+    assert time == {"idle": 35.0, "offered": 5.0, "busy": 60.0, "wrap_up": 10.0}
+    assert value(found, "acd_agents", state="not_ready", activity="idle") == 1
+    assert value(found, "acd_handle_seconds_sum", queue="q") == 70.0  # 60 s talk + 10 s wrap-up
+
+
+async def test_ewt_follows_the_documented_method(center: Center) -> None:
+    await center.queue("q", skills={"s": 1})
+    for i in range(2):
+        await center.agent(f"a{i}", {"s": 1})
+    # Teach the queue a handle time of 100 s.
+    for i in range(2):
+        await center.call("q", f"warm{i}")
+        await center.engine.accept(f"warm{i}", f"a{i}", center.now)
+    await center.advance(100)
+    for i in range(2):
+        await center.engine.complete(f"warm{i}", f"a{i}", center.now)
+    for i in range(2):  # both agents busy again
+        await center.call("q", f"busy{i}")
+        await center.engine.accept(f"busy{i}", f"a{i}", center.now)
+    for i in range(3):
+        await center.call("q", f"w{i}")
+    # Third in line, 2 agents serving, AHT 100 s: 3 x 100 / 2 = 150 s.
+    assert (await center.ix("w2")).ewt_s == 150.0
+    stats = await center.engine.queue_stats((await center.engine.get_queue("q")), center.now)  # type: ignore[arg-type]
+    assert stats["ewt_s"] == 200.0  # the next arrival would be fourth
+    await center.advance(40)
+    await center.engine.complete("busy0", "a0", center.now)
+    await center.engine.accept("w0", "a0", center.now)  # waited 40 s, told 50 s at arrival
+    found = samples(await render(center.engine, center.now))
+    # w0 was told 50 s (first in line, 100 s / 2 agents) and waited 40 s: an error of 10 s; the
+    # four calls answered at once were told 0 s and waited 0 s.
+    assert value(found, "acd_ewt_error_seconds_count", queue="q") == 5
+    assert value(found, "acd_ewt_error_seconds_bucket", queue="q", le="5.0") == 4
+    assert value(found, "acd_ewt_error_seconds_bucket", queue="q", le="10.0") == 5
+    assert value(found, "acd_ewt_error_seconds_sum", queue="q") == 10.0
