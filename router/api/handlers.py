@@ -16,6 +16,7 @@ from router.domain.validation import (
     NAME,
     parse_agent_action,
     parse_agent_profile,
+    parse_callback,
     parse_new_interaction,
     parse_queue,
     parse_state_change,
@@ -95,6 +96,14 @@ async def act_on_interaction(request: web.Request) -> web.Response:
         ix = await engine.complete(ix_id, body.agent_id, now, body.outcome, body.wrap_up_s)
     else:
         ix = await engine.transfer(ix_id, body.agent_id, body.queue, now)
+    return _interaction(request, ix)
+
+
+@routes.post("/v1/interactions/{id}/callback")
+async def accept_callback(request: web.Request) -> web.Response:
+    """The caller accepts the callback offered (§3.10): now, or scheduled `at`."""
+    body = parse_callback(await read_body(request))
+    ix = await _engine(request).accept_callback(_id(request), _now(request), body.at)
     return _interaction(request, ix)
 
 

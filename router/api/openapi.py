@@ -313,6 +313,18 @@ def request_schemas() -> dict[str, Schema]:
             ["agent_id", "queue"],
             closed=True,
         ),
+        "CallbackBody": obj(
+            {
+                "at": nullable(
+                    timestamp(
+                        "Schedule the callback for this time (at most the queue's "
+                        "`max_schedule_ahead_s` ahead); absent: keep the caller's place now."
+                    )
+                ),
+            },
+            [],
+            closed=True,
+        ),
         "AgentProfile": obj(
             {
                 "skills": skill_map(None, "Skill names mapped to proficiency levels (1..5)."),
@@ -462,6 +474,8 @@ def response_schemas() -> dict[str, Schema]:
             "outcome": nullable(choice(Outcome)),
             "preferred_agents": {"type": "array", "items": text(ID)},
             "callback_offered": {"type": "boolean"},
+            "callback": {"type": "boolean", "description": "The caller accepted a callback."},
+            "scheduled_at": nullable(timestamp("When a scheduled callback enters the queue.")),
             "attempts": {"type": "integer", "minimum": 0, "description": "Callback dial attempts."},
             "data": {"description": "The opaque data given at arrival (null if none)."},
         },
@@ -563,8 +577,6 @@ def response_schemas() -> dict[str, Schema]:
 
 # Components: events
 
-_RESERVED = " Reserved: callbacks (§3.10) are not implemented yet, so this version never emits it."
-
 
 def _event(description: str, fields: Mapping[str, Schema], optional: Iterable[str] = ()) -> Schema:
     """The fields of one kind of event (router/lua: the `M.emit` calls), after the common ones."""
@@ -579,7 +591,13 @@ def event_kinds() -> dict[str, Schema]:
     kinds = {
         "interaction.queued": _event(
             "Entered the line of `queue`: an arrival, or a transfer's target.",
-            about_ix | {"priority": integer(0, MAX_PRIORITY), "step": {"const": 0}},
+            about_ix
+            | {
+                "priority": integer(0, MAX_PRIORITY),
+                "step": {"type": "integer", "minimum": 0},
+                "callback": {"const": True, "description": "A scheduled callback entering."},
+            },
+            ["callback"],
         ),
         "interaction.offered": _event(
             "Offered to `agent_id` until `expires_at`: ring the agent, then accept or reject.",
@@ -630,8 +648,16 @@ def event_kinds() -> dict[str, Schema]:
             about_ix
             | {
                 "agent_id": agent,
-                "reason": {"enum": ["rejected", "no_answer", "expired", "withdrawn"]},
+                "reason": {
+                    "enum": ["rejected", "no_answer", "expired", "withdrawn", "customer_no_answer"]
+                },
+                "attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "With `customer_no_answer`: dial attempts so far.",
+                },
             },
+            ["attempts"],
         ),
         "interaction.transferred": _event(
             "The connected agent sent it to `queue`; an `interaction.queued` follows (§3.9).",
@@ -643,16 +669,23 @@ def event_kinds() -> dict[str, Schema]:
             },
         ),
         "interaction.failed": _event(
-            "A callback's dial attempts are exhausted (§3.10)." + _RESERVED, about_ix
+            "A callback's dial attempts are exhausted (§3.10).",
+            about_ix | {"agent_id": agent, "attempts": {"type": "integer", "minimum": 1}},
+        ),
+        "interaction.cancelled": _event(
+            "The platform cancelled a waiting callback (DELETE); not an abandon (§3.10).",
+            about_ix | {"agent_id": nullable(agent)},
         ),
         "callback.offered": _event(
-            "The router offers the caller a callback (§3.10)." + _RESERVED, about_ix
+            "The caller's EWT exceeds the queue's `offer_when_ewt_s`: offer it a callback.",
+            about_ix | {"ewt_s": waited},
         ),
         "callback.accepted": _event(
-            "The caller accepted the callback; it waits off the line." + _RESERVED, about_ix
+            "The caller accepted the callback; it waits off the line in its place.", about_ix
         ),
         "callback.scheduled": _event(
-            "The callback is scheduled for a later time (§3.10)." + _RESERVED, about_ix
+            "The caller chose a callback at `scheduled_at`; it enters the queue then.",
+            about_ix | {"scheduled_at": timestamp()},
         ),
         "agent.state_changed": _event(
             "The agent's state changed, by request or by the router (`not_ready`, reason "
@@ -682,7 +715,7 @@ def event_schemas() -> dict[str, Schema]:
                 "type": {"enum": list(EVENT_TYPES)},
                 "at": timestamp("When it happened."),
                 "interaction_id": text(ID),
-                "agent_id": text(ID),
+                "agent_id": nullable(text(ID)),
                 "queue": text(NAME),
             },
             ["id", "type", "at"],
@@ -981,6 +1014,14 @@ def interaction_paths() -> dict[str, Schema]:
             "409 when not connected to this agent, or the target "
             "queue is full (it stays with the agent); 422 on `queue` for an unknown "
             "queue or one of another channel.",
+        ),
+        "callback": (
+            "acceptCallback",
+            "The caller accepts the callback offered to it (§3.10)",
+            "CallbackBody",
+            "409 when no callback was offered or the interaction is not queued (offered to an "
+            "agent, connected or ended); 422 on `at` when it is past or too far ahead. A retry "
+            "answers 200.",
         ),
     }
     for action, (op_id, summary, request, description) in actions.items():

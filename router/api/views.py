@@ -38,6 +38,8 @@ def interaction_view(ix: Interaction, now: float) -> dict[str, Any]:
         "outcome": ix.outcome,
         "preferred_agents": list(ix.preferred_agents),
         "callback_offered": ix.callback_offered,
+        "callback": ix.callback,
+        "scheduled_at": rfc3339(ix.scheduled_at),
         "attempts": ix.attempts,
         "data": ix.data,
     }

@@ -94,6 +94,7 @@ EVENT_TYPES = (
     "interaction.requeued",
     "interaction.transferred",
     "interaction.failed",
+    "interaction.cancelled",
     "callback.offered",
     "callback.accepted",
     "callback.scheduled",
@@ -272,6 +273,8 @@ class Interaction:
     expires_at: float | None
     excluded_agents: tuple[str, ...]
     callback_offered: bool
+    callback: bool
+    scheduled_at: float | None
     attempts: int
     answered_at: float | None
     ended_at: float | None
@@ -305,6 +308,13 @@ class AgentAction:
     outcome: Outcome = Outcome.RESOLVED
     wrap_up_s: float | None = None
     queue: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """The body of POST /v1/interactions/{id}/callback: now, or scheduled `at` (epoch s)."""
+
+    at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -25,6 +26,7 @@ from router.domain.models import (
     AgentProfile,
     AgentState,
     CallbackPolicy,
+    CallbackRequest,
     Channel,
     NewInteraction,
     Outcome,
@@ -410,4 +412,21 @@ def parse_state_change(body: Mapping[str, Any]) -> StateChange:
             f.values["force"] = f.table["force"]
         else:
             f.fail("force", "must be a boolean")
+    return f.result()
+
+
+def parse_callback(body: Mapping[str, Any]) -> CallbackRequest:
+    """The body of POST /v1/interactions/{id}/callback: `at`, an RFC 3339 time, optional."""
+    f = Fields(body, "", [], CallbackRequest)
+    if f.given("at"):
+        value = f.table["at"]
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise ValueError
+            f.values["at"] = moment.timestamp()
+        except ValueError:
+            f.fail("at", "must be an RFC 3339 time with a zone, e.g. 2026-11-23T09:30:00Z")
     return f.result()

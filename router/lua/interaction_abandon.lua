@@ -17,11 +17,6 @@ if not ix then return M.reply('not_found') end
 if ix.status == 'abandoned' or ix.status == 'cancelled' then return M.reply_ix(ix) end
 if ix.status == 'connected' then return M.reply('connected') end
 if M.TERMINAL[ix.status] then return M.reply('ended') end
-if ix.status == 'callback' then
-  M.finish(ix, 'cancelled', {})
-  return M.reply_ix(ix)
-end
-M.count_wait_end(ix, 'abandoned', (NOW - ix.enq) / 1000)
 local ag
 if ix.status == 'offered' then
   M.count_offer(ix.queue, 'withdrawn')
@@ -30,6 +25,12 @@ if ix.status == 'offered' then
   M.save_ag(ag)
   M.reindex_agent(ag)
 end
-M.finish(ix, 'abandoned', {agent_id = ix.agent, waited_s = (NOW - ix.enq) / 1000})
+if ix.cb then
+  M.incr('acd_callbacks_cancelled_total|' .. ix.queue)
+  M.finish(ix, 'cancelled', {agent_id = ix.agent})
+else
+  M.count_wait_end(ix, 'abandoned', (NOW - ix.enq) / 1000)
+  M.finish(ix, 'abandoned', {agent_id = ix.agent, waited_s = (NOW - ix.enq) / 1000})
+end
 if ag then M.match_agent(ag) end
 return M.reply_ix(ix)

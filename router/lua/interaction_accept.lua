@@ -23,7 +23,7 @@ local ag = M.load_ag(agent_id)
 M.unplace(ix)
 redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
 redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
-for _, kind in ipairs({'off', 'esc', 'mw', 'pw'}) do M.disarm(kind, ix.id) end
+for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
 ix.status = 'connected'
 ix.answered = NOW
 ix.exp = nil
@@ -31,6 +31,7 @@ ix.pref_until = nil
 ag.act[id].st = 'connected'
 ag.misses = 0
 M.count_offer(ix.queue, 'accepted')
+if ix.cb then ix.attempts = (ix.attempts or 0) + 1 end  -- the agent dials the customer
 if not ix.answered_once then
   ix.answered_once = true
   M.count_wait_end(ix, 'answered', (NOW - ix.enq) / 1000)

@@ -1,6 +1,8 @@
 -- interaction_complete: the agent finished the interaction; wrap-up follows (§3.8).
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, outcome, wrap_up_ms?}
+-- A callback completed with outcome customer_no_answer waits again in its place, routable after
+-- the policy's retry_after_s, until max_attempts dial attempts: then it is `failed` (§3.10).
 -- Returns  {'ok', interaction} (also when already completed by that agent: a retry)
 --          {'not_found'} | {'not_connected'}
 --@include base
@@ -19,8 +21,25 @@ local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 
 local ag = M.load_ag(agent_id)
 M.release(ag, ix, wrap_ms)
 M.save_ag(ag)
-M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
-                           handle_s = (NOW - ix.answered) / 1000})
+local policy = q and q.callback
+if ix.cb and M.args.outcome == 'customer_no_answer' and policy
+    and ix.attempts < policy.max_attempts then
+  -- §3.10: back to its place, routable after retry_after_s.
+  ix.status = 'callback'
+  ix.agent = nil
+  ix.cb_hold = NOW + math.floor(policy.retry_after_s * 1000 + 0.5)
+  M.arm('cbr', ix.id, ix.cb_hold)
+  redis.call('ZADD', P .. 'qw:' .. ix.queue, ix.score, ix.m)
+  M.save_ix(ix)
+  M.emit('interaction.requeued', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
+                                  reason = 'customer_no_answer', attempts = ix.attempts})
+elseif ix.cb and M.args.outcome == 'customer_no_answer' then
+  M.incr('acd_callbacks_failed_total|' .. ix.queue)
+  M.finish(ix, 'failed', {agent_id = agent_id, attempts = ix.attempts})
+else
+  M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
+                             handle_s = (NOW - ix.answered) / 1000})
+end
 M.reindex_agent(ag)
 M.match_agent(ag)
 return M.reply_ix(ix)

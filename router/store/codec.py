@@ -36,6 +36,13 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "not_offered": (errors.NotOffered, None, "the interaction is not offered to this agent"),
     "not_connected": (errors.NotConnected, None, "the interaction is not connected to this agent"),
     "queue_full": (errors.QueueFull, None, "the target queue is full"),
+    "no_callback": (errors.Conflict, None, "no callback was offered to this interaction"),
+    "not_waiting": (errors.Conflict, None, "the interaction is not waiting in its queue"),
+    "bad_at": (
+        errors.ValidationError,
+        "at",
+        "must be in the future, within the queue's max_schedule_ahead_s",
+    ),
     "connected": (errors.Conflict, None, "connected; complete or transfer it first"),
     "ended": (errors.Conflict, None, "the interaction has already ended"),
     "logged_in": (errors.Conflict, None, "the agent must be logged out first"),
@@ -122,6 +129,8 @@ def interaction(rec: dict[str, Any]) -> Interaction:
         expires_at=_s(rec.get("exp")),
         excluded_agents=tuple(sorted(_map(rec.get("excl")))),
         callback_offered=bool(rec.get("cb_offered")),
+        callback=bool(rec.get("cb")),
+        scheduled_at=_s(rec.get("cb_at")),
         attempts=int(rec.get("attempts", 0)),
         answered_at=_s(rec.get("answered")),
         ended_at=_s(rec.get("ended")),
@@ -163,6 +172,7 @@ def agent(rec: dict[str, Any]) -> Agent:
 NULLABLE_EVENT_FIELDS = {
     "agent.state_changed": ("reason",),
     "interaction.abandoned": ("agent_id",),
+    "interaction.cancelled": ("agent_id",),
 }
 """Fields an event always carries, null when unset (the scripts' msgpack drops nil)."""
 

@@ -317,6 +317,14 @@ class Engine:
         """The caller hung up (or the platform cancels a callback)."""
         return await self._ix_op("interaction_abandon", now, id=interaction_id)
 
+    async def accept_callback(
+        self, interaction_id: str, now: float, at: float | None = None
+    ) -> Interaction:
+        """The caller accepts the callback offered to it, now or scheduled `at` (§3.10)."""
+        return await self._ix_op(
+            "interaction_callback", now, id=interaction_id, at_ms=None if at is None else to_ms(at)
+        )
+
     async def _ix_op(self, op: str, now: float, **args: Any) -> Interaction:
         code, rec, _ = await self._call(op, now, **args)
         raise_for(code)

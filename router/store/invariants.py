@@ -125,6 +125,14 @@ def _free_on(agent: dict[str, Any], channel: str, exclusive: set[str]) -> tuple[
     return True, on
 
 
+def _routable(ix: dict[str, Any]) -> bool:
+    """Queued, or a callback not held back: it waits in its class for an agent."""
+    status = ix["status"]
+    return status == InteractionStatus.QUEUED or (
+        status == InteractionStatus.CALLBACK and not ix.get("cb_hold")
+    )
+
+
 def _agent_score(agent: dict[str, Any], cls: dict[str, Any], active: int) -> float:
     primary = active
     if cls["strategy"] == "best_skill":
@@ -212,16 +220,24 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             continue
         if status == InteractionStatus.OFFERED and len(holders.get(ix_id, [])) != 1:
             bad.append(f"{ix_id} offered to {holders.get(ix_id, [])}")
-        if status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED):
-            if member not in snap.queue_on_line.get(ix["queue"], {}):
-                bad.append(f"{ix_id} waiting but not in the line index of {ix['queue']}")
-            if snap.queue_waiting.get(ix["queue"], {}).get(member) != ix["score"]:
-                bad.append(f"{ix_id} waiting but not in the queue order of {ix['queue']}")
+        waiting = (InteractionStatus.QUEUED, InteractionStatus.OFFERED, InteractionStatus.CALLBACK)
+        scheduled = status == InteractionStatus.CALLBACK and ix.get("cb_at")
+        if status in waiting:
+            on_line = member in snap.queue_on_line.get(ix["queue"], {})
+            if on_line == bool(ix.get("cb")):
+                bad.append(f"{ix_id}: on the line index of {ix['queue']} is {on_line}")
+            in_order = snap.queue_waiting.get(ix["queue"], {}).get(member) == ix["score"]
+            if in_order == bool(scheduled):
+                bad.append(f"{ix_id}: in the queue order of {ix['queue']} is {in_order}")
             if queue is not None:
                 want_req = _requirement(queue, ix["step"], _map(ix.get("skills")))
                 if _map(snap.classes[ix["cls"]]["skills"]) != want_req:
                     bad.append(f"{ix_id} in a class whose requirement is not its own")
-        if status == InteractionStatus.QUEUED:
+        if status == InteractionStatus.CALLBACK and ix.get("cb_hold"):
+            kind = "cbd" if scheduled else "cbr"
+            if f"{kind}:{ix_id}" not in snap.timers:
+                bad.append(f"{ix_id} held back as a callback with no {kind} timer")
+        elif _routable(ix):
             if ix.get("pref_until"):
                 for aid in ix["pref"]:
                     if snap.agent_preferred.get(aid, {}).get(member) != ix["score"]:
@@ -241,7 +257,7 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
     # The one that matters most: nothing routable waits while an agent that could take it is
     # idle (§3.4).
     for ix_id, ix in ixs.items():
-        if ix["status"] != InteractionStatus.QUEUED:
+        if not _routable(ix):
             continue
         cls = snap.classes[ix["cls"]]
         excluded = _map(ix.get("excl"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from router.domain.models import AgentState, Sla
+from router.domain.models import AgentState, CallbackPolicy, Outcome, Sla
 from router.metrics.business import render
 from router.store.engine import Engine
 from router.store.server import RedisServer
@@ -140,3 +140,25 @@ async def test_ewt_follows_the_documented_method(center: Center) -> None:
     assert value(found, "acd_ewt_error_seconds_bucket", queue="q", le="5.0") == 4
     assert value(found, "acd_ewt_error_seconds_bucket", queue="q", le="10.0") == 5
     assert value(found, "acd_ewt_error_seconds_sum", queue="q") == 10.0
+
+
+async def test_callback_counters_and_answered_once(center: Center) -> None:
+    policy = CallbackPolicy(offer_when_ewt_s=60, retry_after_s=10, max_attempts=2)
+    await center.queue("q", skills={"s": 1}, callback=policy)
+    for ix_id in ("c1", "c2"):
+        await center.call("q", ix_id)  # nobody serves: both are offered a callback
+        await center.engine.accept_callback(ix_id, center.now)
+    await center.engine.abandon("c2", center.now)
+    await center.agent("a1", {"s": 1})
+    for _ in range(2):
+        await center.engine.accept("c1", "a1", center.now)
+        await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
+        await center.advance(10)
+    found = samples(await render(center.engine, center.now))
+    counts = {
+        name: value(found, f"acd_callbacks_{name}_total", queue="q")
+        for name in ("offered", "accepted", "cancelled", "failed")
+    }
+    assert counts == {"offered": 2, "accepted": 2, "cancelled": 1, "failed": 1}
+    assert value(found, "acd_interactions_answered_total", queue="q") == 1  # answered once
+    assert value(found, "acd_interactions_abandoned_total", queue="q") == 0  # cancelled instead

@@ -136,19 +136,19 @@ end
 -- Estimated wait (§3.11) at `position` for a class of the queue: with N agents serving the
 -- class, an interaction waits for `position` departures, one every AHT / N on average, scaled by
 -- how recent estimates compared with the waits that followed (clipped to 0.5..2). With nobody
--- serving, the oldest wait on the line is the best guess. Seconds.
+-- serving, the oldest wait on the line, but at least one handle time. Seconds.
 local DEFAULT_AHT_S = 180
 function M.ewt(queue, cid, position)
+  local stats = redis.call('HMGET', P .. 'qs:' .. queue, 'aht', 'wait', 'ewt', 'answered')
+  local aht = tonumber(stats[1]) or DEFAULT_AHT_S
   local serving = cid and redis.call('SCARD', P .. 'clsin:' .. cid) or 0
   if serving == 0 then
     local head = redis.call('ZRANGE', P .. 'ql:' .. queue, 0, 0, 'WITHSCORES')
-    if head[2] then return math.max(0, (NOW - tonumber(head[2])) / 1000) end
-    return DEFAULT_AHT_S
+    local oldest = head[2] and (NOW - tonumber(head[2])) / 1000 or 0
+    return math.max(aht, oldest)
   end
   local free = redis.call('ZCARD', P .. 'clsag:' .. cid)
   if position <= free then return 0 end
-  local stats = redis.call('HMGET', P .. 'qs:' .. queue, 'aht', 'wait', 'ewt', 'answered')
-  local aht = tonumber(stats[1]) or DEFAULT_AHT_S
   local estimate = (position - free) * aht / serving
   local wait, ewt, answered = tonumber(stats[2]), tonumber(stats[3]), tonumber(stats[4]) or 0
   if answered >= 10 and wait and ewt and ewt > 0 then

@@ -64,8 +64,13 @@ end
 -- Offers a queued interaction to the best candidate of its class (§3.3), or during its
 -- preferred wait to the first listed agent that qualifies (§3.7). Skipping agents that refused
 -- it costs at most their number.
+-- Whether the interaction waits in its class: queued, or a callback not held back (§3.10).
+function M.routable(ix)
+  return ix.status == 'queued' or (ix.status == 'callback' and not ix.cb_hold)
+end
+
 function M.match_interaction(ix)
-  if ix.status ~= 'queued' then return false end
+  if not M.routable(ix) then return false end
   local pool = P .. 'clsag:' .. ix.cls
   if ix.pref_until then
     for _, aid in ipairs(ix.pref) do
@@ -135,7 +140,7 @@ function M.requeue(ix, agent_id, reason)
     M.finish(ix, 'timed_out', {})
     return false
   end
-  ix.status = 'queued'
+  ix.status = ix.cb and 'callback' or 'queued'
   M.place(ix)
   M.save_ix(ix)
   M.emit('interaction.requeued', {interaction_id = ix.id, agent_id = agent_id,
@@ -174,7 +179,7 @@ function M.finish(ix, status, fields)
   M.unplace(ix)
   redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
   redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
-  for _, kind in ipairs({'esc', 'mw', 'pw', 'off'}) do M.disarm(kind, ix.id) end
+  for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
   for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, ix.id) end
   ix.status = status
   ix.ended = NOW
@@ -197,9 +202,10 @@ function M.escalate(ix, force)
     local cid = M.class_for(q.channel, q.strategy, M.merge(M.step_skills(q, step), ix.skills))
         or ix.cls
     if cid ~= ix.cls then
-      if ix.status == 'queued' then M.unplace(ix) end
+      local placed = M.routable(ix)
+      if placed then M.unplace(ix) end
       ix.cls = cid
-      if ix.status == 'queued' then M.place(ix) end
+      if placed then M.place(ix) end
     end
     if step ~= ix.step then
       ix.step = step
@@ -223,10 +229,11 @@ function M.preferred_wait_alive(ix)
 end
 
 function M.end_preferred_wait(ix)
-  if ix.status == 'queued' then M.unplace(ix) end
+  local placed = M.routable(ix)
+  if placed then M.unplace(ix) end
   ix.pref_until = nil
   M.disarm('pw', ix.id)
-  if ix.status == 'queued' then M.place(ix) end
+  if placed then M.place(ix) end
   M.save_ix(ix)
   M.match_interaction(ix)
 end
@@ -265,6 +272,7 @@ function M.enqueue(ix, q, preferred_wait_ms)
   M.save_ix(ix)
   M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
                                 priority = ix.priority, step = ix.step})
+  M.consider_callback(ix, q, ix.ewt0)
   M.match_interaction(ix)
 end
 
@@ -276,4 +284,53 @@ function M.arrival_class(q, extra)
   local cid = M.class_for(q.channel, q.strategy, req)
   if not cid then return nil, 'class_limit' end
   return cid
+end
+
+-- Callbacks (§3.10) -------------------------------------------------------------------------------
+
+M.IX_TIMERS = {'esc', 'mw', 'pw', 'off', 'cbo', 'cbd', 'cbr'}
+local CALLBACK_CHECK_MS = 10000         -- how often a waiting caller's EWT is looked at again
+
+-- Offers the caller a callback once its EWT exceeds the queue's `offer_when_ewt_s`; until then
+-- looks again every CALLBACK_CHECK_MS while it waits on the line.
+function M.consider_callback(ix, q, ewt_s)
+  if not q.callback or ix.cb_offered or ix.status ~= 'queued' then return end
+  if ewt_s > q.callback.offer_when_ewt_s then
+    ix.cb_offered = true
+    M.disarm('cbo', ix.id)
+    M.save_ix(ix)
+    M.incr('acd_callbacks_offered_total|' .. ix.queue)
+    M.emit('callback.offered', {interaction_id = ix.id, queue = ix.queue, ewt_s = ewt_s})
+  else
+    M.arm('cbo', ix.id, NOW + CALLBACK_CHECK_MS)
+  end
+end
+
+-- A scheduled callback enters the queue at its time `at`, as an arrival then (§3.10).
+function M.enter_scheduled_callback(ix)
+  local q = M.queue(ix.queue)
+  ix.enq = ix.cb_at
+  ix.cb_at = nil
+  ix.cb_hold = nil
+  ix.seq = redis.call('INCR', M.K_SEQ)
+  ix.m = M.member(ix.seq, ix.id)
+  ix.score = M.order_score(ix.priority, ix.enq - ix.credit)
+  ix.step = M.step_at(q, NOW - ix.enq)
+  ix.cls = M.class_for(q.channel, q.strategy, M.merge(M.step_skills(q, ix.step), ix.skills))
+      or ix.cls
+  redis.call('ZADD', P .. 'qw:' .. ix.queue, ix.score, ix.m)
+  M.arm_escalation(ix, q)
+  M.place(ix)
+  M.save_ix(ix)
+  M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
+                                priority = ix.priority, step = ix.step, callback = true})
+  M.match_interaction(ix)
+end
+
+-- The end of a callback's retry wait: routable again, in its old place.
+function M.end_callback_hold(ix)
+  ix.cb_hold = nil
+  M.place(ix)
+  M.save_ix(ix)
+  M.match_interaction(ix)
 end

@@ -31,6 +31,15 @@ function M.fire(member)
       ix.mw_due = true          -- §3.9: the offer finishes first
       M.save_ix(ix)
     end
+  elseif kind == 'cbo' then
+    if ix.status == 'queued' then
+      local rank = redis.call('ZRANK', P .. 'qw:' .. ix.queue, ix.m)
+      M.consider_callback(ix, M.queue(ix.queue), M.ewt(ix.queue, ix.cls, rank + 1))
+    end
+  elseif kind == 'cbd' then
+    if ix.status == 'callback' and ix.cb_at then M.enter_scheduled_callback(ix) end
+  elseif kind == 'cbr' then
+    if ix.status == 'callback' and ix.cb_hold then M.end_callback_hold(ix) end
   elseif kind == 'pw' then
     if ix.pref_until and (ix.status == 'queued' or ix.status == 'offered') then
       M.end_preferred_wait(ix)
@@ -78,5 +87,7 @@ function M.apply_due_of(members)
 end
 
 function M.apply_due_of_interaction(id)
-  M.apply_due_of({'off:' .. id, 'esc:' .. id, 'mw:' .. id, 'pw:' .. id})
+  local members = {}
+  for _, kind in ipairs(M.IX_TIMERS) do members[#members + 1] = kind .. ':' .. id end
+  M.apply_due_of(members)
 end

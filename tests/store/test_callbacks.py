@@ -1,0 +1,127 @@
+"""Scenarios for SPEC §3.10: callback offers that keep the caller's place."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.domain.models import (
+    AgentState,
+    CallbackPolicy,
+    InteractionStatus,
+    Outcome,
+)
+from router.errors import Conflict, ValidationError
+from tests.store.center import Center
+
+POLICY = CallbackPolicy(
+    offer_when_ewt_s=120, retry_after_s=300, max_attempts=2, max_schedule_ahead_s=3600
+)
+
+
+async def _busy_queue(center: Center) -> None:
+    """One agent, busy on a call, in a queue that learned a handle time of 100 s."""
+    await center.queue("support", skills={"s": 1}, callback=POLICY, offer_timeout_s=30)
+    await center.agent("a1", {"s": 1})
+    await center.call("support", "warm")
+    await center.engine.accept("warm", "a1", center.now)
+    await center.advance(100)
+    await center.engine.complete("warm", "a1", center.now)
+    await center.call("support", "busy")
+    await center.engine.accept("busy", "a1", center.now)
+
+
+async def test_a_long_ewt_at_arrival_offers_a_callback(center: Center) -> None:
+    await _busy_queue(center)
+    first = await center.call("support", "c1")  # 1 x 100 s / 1 agent: 100 s, under 120 s
+    second = await center.call("support", "c2")  # 2 x 100 s: 200 s
+    assert (first.callback_offered, second.callback_offered) == (False, True)
+    offered = await center.events("callback.offered")
+    assert [(e.fields["interaction_id"], e.fields["ewt_s"]) for e in offered] == [("c2", 200)]
+
+
+async def test_a_stalling_queue_offers_a_callback_later(center: Center) -> None:
+    await _busy_queue(center)
+    await center.agent("a2", {"s": 1}, available=False)
+    await center.state("a2", AgentState.NOT_READY)  # serving, busy elsewhere: 2 agents
+    await center.call("support", "c1")
+    await center.call("support", "c2")  # 2 x 100 / 2 = 100 s: no offer yet
+    assert not (await center.ix("c2")).callback_offered
+    await center.state("a2", AgentState.LOGGED_OUT)  # the queue stalls: 200 s
+    await center.advance(10)  # the next look at the caller's EWT
+    assert (await center.ix("c2")).callback_offered
+    assert len(await center.events("callback.offered")) == 1
+
+
+async def test_an_accepted_callback_keeps_its_place_off_the_line(center: Center) -> None:
+    await _busy_queue(center)
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    await center.call("support", "c3")
+    ix = await center.engine.accept_callback("c2", center.now)
+    assert (ix.status, ix.callback, ix.position) == (InteractionStatus.CALLBACK, True, 2)
+    stats = await center.engine.queue_stats((await center.engine.get_queue("support")), center.now)  # type: ignore[arg-type]
+    assert (stats["waiting"], stats["callbacks_waiting"]) == (2, 1)  # c1 and c3 on the line
+    with pytest.raises(Conflict):
+        await center.engine.accept_callback("c1", center.now)  # c1 was never offered one
+    await center.engine.complete("busy", "a1", center.now)
+    assert await center.offered_to("c1") == "a1"
+    await center.engine.accept("c1", "a1", center.now)
+    await center.engine.complete("c1", "a1", center.now)
+    assert await center.offered_to("c2") == "a1"  # before c3, who is still behind it
+    offered = (await center.events("interaction.offered"))[-1]
+    assert offered.fields["callback"] is True
+    assert (await center.ix("c3")).position == 2
+
+
+async def test_a_callback_is_exempt_from_max_wait_and_cancelled_not_abandoned(
+    center: Center,
+) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY, max_wait_s=60)
+    await center.call("support", "c1")  # nobody serves: EWT is the default 180 s
+    await center.engine.accept_callback("c1", center.now)
+    await center.advance(120)
+    assert (await center.ix("c1")).status == InteractionStatus.CALLBACK
+    ix = await center.engine.abandon("c1", center.now)
+    assert ix.status == InteractionStatus.CANCELLED
+    assert [e.type for e in await center.events("interaction.cancelled")] == [
+        "interaction.cancelled"
+    ]
+    assert await center.events("interaction.abandoned") == []
+
+
+async def test_a_scheduled_callback_routes_at_its_time_and_not_before(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.call("support", "c1")
+    with pytest.raises(ValidationError) as err:
+        await center.engine.accept_callback("c1", center.now, at=center.now + 7200)
+    assert err.value.errors[0].field == "at"
+    at = center.now + 600
+    ix = await center.engine.accept_callback("c1", center.now, at=at)
+    assert (ix.position, ix.scheduled_at) == (None, at)
+    await center.agent("a1", {"s": 1})
+    await center.advance(599.999)
+    assert (await center.ix("c1")).status == InteractionStatus.CALLBACK
+    await center.advance(0.001)
+    ix = await center.ix("c1")
+    assert (ix.status, ix.agent_id, ix.enqueued_at) == (InteractionStatus.OFFERED, "a1", at)
+
+
+async def test_customer_no_answer_retries_then_fails(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.call("support", "c1")
+    await center.engine.accept_callback("c1", center.now)
+    await center.agent("a1", {"s": 1})
+    await center.engine.accept("c1", "a1", center.now)  # dial attempt 1
+    ix = await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
+    assert (ix.status, ix.attempts, ix.position) == (InteractionStatus.CALLBACK, 1, 1)
+    await center.advance(299)
+    assert await center.offered_to("c1") is None  # routable only after retry_after_s
+    await center.advance(1)
+    assert await center.offered_to("c1") == "a1"
+    await center.engine.accept("c1", "a1", center.now)  # dial attempt 2 of 2
+    ix = await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
+    assert (ix.status, ix.attempts) == (InteractionStatus.FAILED, 2)
+    failed = await center.events("interaction.failed")
+    assert [e.fields["attempts"] for e in failed] == [2]
+    answered = await center.events("interaction.connected")
+    assert len(answered) == 2  # but answered once for the service level (tests/metrics)
