@@ -15,20 +15,40 @@ local q = M.args.queue
 local old = M.queue(q.name)
 local waiting = redis.call('ZRANGE', P .. 'qw:' .. q.name, 0, -1)
 if old and old.channel ~= q.channel and #waiting > 0 then return M.reply('channel_change') end
-local needed = 0
-local reqs = {q.skills}
-for _, st in ipairs(q.steps or {}) do reqs[#reqs + 1] = st.skills end
-for _, req in ipairs(reqs) do
-  if redis.call('HEXISTS', M.K_CLASSES, M.signature(q.channel, q.strategy, req)) == 0 then
-    needed = needed + 1
+local function requirements(queue)
+  local reqs = {queue.skills}
+  for _, st in ipairs(queue.steps or {}) do reqs[#reqs + 1] = st.skills end
+  return reqs
+end
+local function signatures(queue)
+  local sigs = {}
+  for _, req in ipairs(requirements(queue)) do
+    sigs[#sigs + 1] = M.signature(queue.channel, queue.strategy, req)
   end
+  return sigs
+end
+local sigs = signatures(q)
+local needed = 0
+for _, sig in ipairs(sigs) do
+  if redis.call('HEXISTS', M.K_CLASSES, sig) == 0 then needed = needed + 1 end
 end
 if redis.call('HLEN', M.K_CLASSES) + needed > CFG.max_classes then return M.reply('class_limit') end
+local same = old and table.concat(signatures(old), '\n') == table.concat(sigs, '\n')
+if old and not same then
+  for _, sig in ipairs(signatures(old)) do
+    redis.call('SREM', P .. 'clsq:' .. redis.call('HGET', M.K_CLASSES, sig), q.name)
+  end
+end
 M.save_queue(q)
-for _, req in ipairs(reqs) do M.class_for(q.channel, q.strategy, req) end
-redis.call('DEL', P .. 'qst:' .. q.name)
-for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
-  if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', P .. 'qst:' .. q.name, aid) end
+for _, req in ipairs(requirements(q)) do
+  redis.call('SADD', P .. 'clsq:' .. M.class_for(q.channel, q.strategy, req), q.name)
+end
+if not same then
+  -- Who staffs the queue changed: O(logged-in agents), only when its requirements change.
+  redis.call('DEL', P .. 'qst:' .. q.name)
+  for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
+    if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', P .. 'qst:' .. q.name, aid) end
+  end
 end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))

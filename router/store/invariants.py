@@ -37,6 +37,7 @@ class Snapshot:
     class_waiting: dict[int, dict[str, float]] = field(default_factory=dict)
     class_agents: dict[int, dict[str, float]] = field(default_factory=dict)
     class_staffed: dict[int, set[str]] = field(default_factory=dict)
+    queue_staffed: dict[str, set[str]] = field(default_factory=dict)
     agent_classes: dict[str, set[int]] = field(default_factory=dict)
     agent_excluded: dict[str, set[str]] = field(default_factory=dict)
     agent_preferred: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -78,6 +79,8 @@ class Snapshot:
                 snap.class_waiting[int(name)] = await zset(key)
             elif kind == "clsag":
                 snap.class_agents[int(name)] = await zset(key)
+            elif kind == "qst":
+                snap.queue_staffed[name] = await members(key)
             elif kind == "clsin":
                 snap.class_staffed[int(name)] = await members(key)
             elif kind == "agcls":
@@ -168,6 +171,17 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             bad.append(f"agent {aid} state {ag['state']} disagrees with the logged-in set")
         if ag.get("wrap_until") and f"wu:{aid}" not in snap.timers:
             bad.append(f"agent {aid} in wrap-up with no wrap-up timer")
+
+    for name, config in snap.queues.items():
+        steps = range(len(config.get("steps") or ()) + 1)
+        serving = {
+            aid
+            for aid in snap.logged_in
+            if aid in agents
+            and any(_meets(_map(agents[aid]["skills"]), _requirement(config, s, {})) for s in steps)
+        }
+        if snap.queue_staffed.get(name, set()) != serving:
+            bad.append(f"queue {name} staffed set disagrees with the logged-in agents")
 
     if set(agents) != snap.agent_ids:
         bad.append("the agent list disagrees with the agent records")

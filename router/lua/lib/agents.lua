@@ -52,20 +52,22 @@ function M.serves(q, skills)
   return false
 end
 
--- Keeps the agent in the staffed set of every queue it serves while logged in.
+-- Adds the agent to (or removes it from) the staffed set of every queue it serves: the queues
+-- of the classes it meets (`clsq:<class>`), O(classes it meets), not O(queues).
 function M.staff_agent(ag, logged_in)
-  for _, name in ipairs(redis.call('HKEYS', M.K_QUEUES)) do
-    if logged_in and M.serves(M.queue(name), ag.skills) then
-      redis.call('SADD', P .. 'qst:' .. name, ag.id)
-    else
-      redis.call('SREM', P .. 'qst:' .. name, ag.id)
-    end
+  local maps = {}
+  for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
+    maps[#maps + 1] = P .. 'clsq:' .. cid
+  end
+  if #maps == 0 then return end
+  for _, name in ipairs(redis.call('SUNION', unpack(maps))) do
+    redis.call(logged_in and 'SADD' or 'SREM', P .. 'qst:' .. name, ag.id)
   end
 end
 
 function M.classify_agent(ag)
+  M.staff_agent(ag, false)
   M.unindex_agent(ag)
-  M.staff_agent(ag, true)
   local key = P .. 'agcls:' .. ag.id
   for _, cid in ipairs(redis.call('HVALS', M.K_CLASSES)) do
     if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
@@ -73,6 +75,7 @@ function M.classify_agent(ag)
       redis.call('SADD', P .. 'clsin:' .. cid, ag.id)
     end
   end
+  M.staff_agent(ag, true)
 end
 
 -- Takes the agent out of every class (at logout, or before reclassifying it).
@@ -153,8 +156,8 @@ function M.change_state(ag, state, reason)
       ag.act[ix_id] = nil
     end
     if ag.wrap_until then M.end_wrap_up(ag, NOW) end
-    M.unindex_agent(ag)
     M.staff_agent(ag, false)
+    M.unindex_agent(ag)
     redis.call('SREM', M.K_LOGGED_IN, ag.id)
   elseif prev == 'logged_out' then
     redis.call('SADD', M.K_LOGGED_IN, ag.id)
