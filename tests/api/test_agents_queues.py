@@ -161,6 +161,7 @@ ROUTES = [
     ("POST", "/v1/interactions/x/reject"),
     ("POST", "/v1/interactions/x/complete"),
     ("POST", "/v1/interactions/x/transfer"),
+    ("POST", "/v1/interactions/x/callback"),
     ("PUT", "/v1/agents/x"),
     ("GET", "/v1/agents/x"),
     ("GET", "/v1/agents"),
