@@ -16,7 +16,7 @@ from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
 from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
 from router.clock import Clock
 from router.config import Config, Role
-from router.events.sse import close_streams, stream_events
+from router.events.sse import KEEPALIVE_S, close_streams, stream_events
 from router.events.webhooks import webhooks_ctx
 from router.metrics.process import observe_tick
 from router.store.engine import Engine
@@ -47,9 +47,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The store client and engine: scripts loaded, the file's queues written over the store's."""
     config = app[CONFIG]
-    # Each open event stream and webhook holds a connection during its blocking read.
+    # Each open event stream and webhook holds a connection during its blocking read, which
+    # waits up to KEEPALIVE_S: the socket timeout must be longer (redis-py's default is 5 s).
     redis = Redis.from_url(
-        config.service.redis_url, health_check_interval=30, max_connections=MAX_REDIS_CONNECTIONS
+        config.service.redis_url,
+        health_check_interval=30,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        socket_timeout=KEEPALIVE_S + 15,
     )
     engine = Engine(redis, config.service)
     await engine.start()

@@ -1,0 +1,931 @@
+"""HTTP benchmark of one router process and Redis (SPEC §9): `python -m loadtest.bench_http`."""
+
+# Processes on the 2-core machine: THIS process is the load generator (one asyncio loop, one
+# aiohttp ClientSession with a keep-alive pool for the requests, one more for the event stream);
+# the service is the real `acd-router serve` child with its embedded redis-server; the baseline
+# is a bare aiohttp app in its own spawned child process doing one EVALSHA per request on the
+# service's embedded Redis (on a private redis-server when --url points at another service).
+# Baseline and lifecycle segments alternate, so a change of background load hits both. PASS/FAIL
+# never changes the exit status (0); a crash or timeout exits 1.
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from router.store.server import RedisServer, free_port
+from tests.e2e.serve import Served, clean_env
+
+QUEUES = 10
+AGENTS = 300
+CLIENTS = 32
+SETUP_CLIENTS = 16
+OPEN_RATE = 300.0
+OFFER_WAIT_S = 5.0
+DRAIN_S = 5.0
+"""How long the open loop waits for its last lifecycles after the last send."""
+READY_TIMEOUT_S = 20.0
+REQUEST_TIMEOUT_S = 10.0
+KEY_ENV = "ACD_BENCH_KEY"
+NAMESPACE = "bench"
+SEED = 20240611
+HTTP_PER_LIFECYCLE = 3
+"""create, accept, complete."""
+MIX_PER_LIFECYCLE = 4
+"""§9's mix: create, offer event, accept, complete (the event counted as one unit)."""
+TARGET_RATIO = 0.35
+TARGET_P99_MS = 25.0
+INDICATIVE_LIFECYCLES = 1_000.0
+BASELINE_LUA = "return redis.call('INCR', KEYS[1])"
+BASELINE_KEY = "bench-http:baseline"
+BASELINE_LABEL = "baseline EVALSHA"
+LIFECYCLE_LABEL = "lifecycle"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each part of one run measures."""
+
+    rounds: int
+    warmup_s: float
+    baseline_s: float
+    lifecycle_s: float
+    open_s: float
+    timeout_s: float
+
+
+FULL = Plan(rounds=3, warmup_s=1.0, baseline_s=6.0, lifecycle_s=8.0, open_s=10.0, timeout_s=170)
+QUICK = Plan(rounds=1, warmup_s=0.5, baseline_s=3.0, lifecycle_s=4.0, open_s=3.0, timeout_s=50)
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (the target misbehaves)."""
+
+
+# Statistics ------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..1) of `values`."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@dataclass
+class Stats:
+    """Latencies per request type, failures per type and status, create answers by status."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    failures: Counter[str] = field(default_factory=Counter)
+    answers: Counter[str] = field(default_factory=Counter)
+
+    def observe(self, kind: str, seconds: float) -> None:
+        """One latency of `kind`."""
+        self.latencies.setdefault(kind, []).append(seconds)
+
+    def fail(self, kind: str, why: str) -> None:
+        """One failed request of `kind`."""
+        self.failures[f"{kind} {why}"] += 1
+
+
+# Processes and their CPU time -----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (0 when unknown)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pid(parent: int, name: str) -> int | None:
+    """The pid of a child of `parent` whose command name is `name`, if any."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if comm == name and int(text.rsplit(")", 1)[1].split()[1]) == parent:
+                return int(stat.parent.name)
+    return None
+
+
+@dataclass
+class Cpu:
+    """The processes whose CPU time the table shows, by role."""
+
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, float]:
+        """CPU seconds so far, by role."""
+        return {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+
+    def since(self, before: Mapping[str, float]) -> dict[str, float]:
+        """CPU seconds since `before`, by role."""
+        now = self.snapshot()
+        return {role: now[role] - before.get(role, 0.0) for role in now}
+
+
+# The synthetic contact center ------------------------------------------------------------------
+
+
+def queue_table(n: int) -> dict[str, Any]:
+    """Queue n: needs skill s<n>; even queues longest_idle, odd ones best_skill."""
+    return {
+        "name": f"bench-q{n}",
+        "channel": "voice",
+        "skills": {f"s{n}": 1},
+        "strategy": "longest_idle" if n % 2 == 0 else "best_skill",
+        "offer_timeout_s": 60,
+        "wrap_up_s": 10,
+        "sla": {"threshold_s": 20, "target": 0.8},
+    }
+
+
+def agent_body(i: int) -> dict[str, Any]:
+    """Agent i serves three of the queues (each queue has AGENTS * 3 / QUEUES agents)."""
+    rnd = random.Random(SEED + i)
+    queues = {i % QUEUES, (i + 3) % QUEUES, (i + 7) % QUEUES}
+    return {"skills": {f"s{q}": rnd.randint(1, 5) for q in sorted(queues)}, "name": f"agent {i}"}
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value: a string, a number or an inline table of them."""
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    return json.dumps(value)
+
+
+def config_text() -> str:
+    """The service's configuration: settings, one admin key read from KEY_ENV, the queues."""
+    lines = [
+        "[service]",
+        f'namespace = "{NAMESPACE}"',
+        "",
+        "[[keys]]",
+        'name = "bench"',
+        'role = "admin"',
+        f'env = "{KEY_ENV}"',
+    ]
+    for n in range(QUEUES):
+        lines += ["", "[[queues]]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in queue_table(n).items()]
+    return "\n".join(lines) + "\n"
+
+
+# The baseline: a bare aiohttp handler doing one EVALSHA ----------------------------------------
+
+
+BASE_REDIS = web.AppKey("base_redis", Redis)
+BASE_SHA = web.AppKey("base_sha", str)
+
+
+async def baseline_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis client and the loaded script of the baseline app."""
+    redis = app[BASE_REDIS]
+    app[BASE_SHA] = await redis.script_load(BASELINE_LUA)
+    yield
+    await redis.aclose()
+
+
+async def baseline_handler(request: web.Request) -> web.Response:
+    """Read the body, run the script once, answer JSON."""
+    await request.read()
+    value = await request.app[BASE_REDIS].evalsha(request.app[BASE_SHA], 1, BASELINE_KEY)
+    return web.json_response({"n": value})
+
+
+async def baseline_ready(request: web.Request) -> web.Response:
+    """The app is up."""
+    return web.json_response({"status": "ready"})
+
+
+def baseline_app(redis_url: str) -> web.Application:
+    """The bare app: POST /evalsha, GET /ready."""
+    app = web.Application()
+    app[BASE_REDIS] = Redis.from_url(redis_url, max_connections=1_000)
+    app.cleanup_ctx.append(baseline_ctx)
+    app.router.add_post("/evalsha", baseline_handler)
+    app.router.add_get("/ready", baseline_ready)
+    return app
+
+
+def baseline_main(port: int, redis_url: str) -> None:
+    """Entry point of the baseline process: serve on 127.0.0.1:`port` until SIGTERM."""
+    web.run_app(baseline_app(redis_url), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def start_baseline(port: int, redis_url: str) -> BaseProcess:
+    """Spawn the baseline process."""
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=baseline_main, args=(port, redis_url), daemon=True)
+    proc.start()
+    return proc
+
+
+def stop_process(proc: BaseProcess) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+
+
+# HTTP client -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """Timed requests to one base URL through the shared session."""
+
+    session: aiohttp.ClientSession
+    base: str
+    headers: dict[str, str]
+
+    async def call(
+        self, stats: Stats, kind: str, method: str, path: str, body: Any = None
+    ) -> tuple[int, bytes]:
+        """One request; its latency goes to `stats` under `kind`; status 0 if it failed."""
+        start = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, self.base + path, json=body, headers=self.headers
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            stats.fail(kind, type(error).__name__)
+            return 0, b""
+        stats.observe(kind, time.perf_counter() - start)
+        if status >= 300:
+            stats.fail(kind, str(status))
+        return status, raw
+
+    async def must(self, method: str, path: str, body: Any = None) -> Any:
+        """A set-up request that has to succeed; its JSON answer."""
+        status, raw = await self.call(Stats(), "setup", method, path, body)
+        if not 200 <= status < 300:
+            raise BenchError(f"{method} {path}: {status} {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+
+async def wait_ready(
+    client: Client, path: str, alive: Callable[[], bool], timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll GET `path` until it answers 200, while `alive()` holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        status, _ = await client.call(Stats(), "ready", "GET", path)
+        if status == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise BenchError(f"{client.base}{path} not ready within {timeout_s:.0f} s")
+
+
+# The offer events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An `interaction.offered` event as it reached the client."""
+
+    agent_id: str
+    at: float
+    """perf_counter() when the event's frame was read."""
+
+
+@dataclass
+class OfferStream:
+    """One GET /v1/events?types=interaction.offered stream, matched to waiters by id."""
+
+    # When the service ends the stream, it is reopened at once with Last-Event-ID (as an
+    # EventSource does), so no event is lost; `reconnects` counts those.
+
+    waiting: dict[str, asyncio.Future[Offer]] = field(default_factory=dict)
+    received: int = 0
+    unmatched: int = 0
+    reconnects: int = 0
+    last_id: str = ""
+    task: asyncio.Task[None] | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def expect(self, ix_id: str) -> asyncio.Future[Offer]:
+        """A future for the offer of `ix_id` (register it before the create is sent)."""
+        future: asyncio.Future[Offer] = asyncio.get_running_loop().create_future()
+        self.waiting[ix_id] = future
+        return future
+
+    def forget(self, ix_id: str) -> None:
+        """Stop waiting for `ix_id`."""
+        self.waiting.pop(ix_id, None)
+
+    async def open(self, client: Client) -> None:
+        """Start following the stream (from the live end); return once it is connected."""
+        self.task = asyncio.create_task(self._follow(client), name="offer-stream")
+        connected = asyncio.create_task(self.connected.wait())
+        await asyncio.wait((self.task, connected), return_when=asyncio.FIRST_COMPLETED)
+        connected.cancel()
+        if self.task.done():
+            self.task.result()  # raises what ended it
+            raise BenchError("the event stream ended at once")
+
+    async def _follow(self, client: Client) -> None:
+        """Read the stream, reconnecting with Last-Event-ID whenever it ends."""
+        url = f"{client.base}/v1/events?types=interaction.offered"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        while True:
+            headers = {
+                **client.headers,
+                **({"Last-Event-ID": self.last_id} if self.last_id else {}),
+            }
+            try:
+                async with client.session.get(url, headers=headers, timeout=timeout) as response:
+                    if response.status != 200:
+                        raise BenchError(f"GET /v1/events: {response.status}")
+                    self.connected.set()
+                    await self._read(response)
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(0.05)
+            self.reconnects += 1
+
+    async def _read(self, response: aiohttp.ClientResponse) -> None:
+        """Parse SSE frames; deliver each offer with the time its frame was read."""
+        kind, data = b"", b""
+        async for line in response.content:
+            if line == b"\n":
+                if kind == b"interaction.offered":
+                    self._deliver(data, time.perf_counter())
+                kind, data = b"", b""
+            elif line.startswith(b"event:"):
+                kind = line[6:].strip()
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+            elif line.startswith(b"id:"):
+                self.last_id = line[3:].strip().decode()
+
+    def _deliver(self, data: bytes, at: float) -> None:
+        self.received += 1
+        event = json.loads(data)
+        future = self.waiting.pop(str(event.get("interaction_id")), None)
+        if future is None or future.done():
+            self.unmatched += 1
+            return
+        future.set_result(Offer(str(event["agent_id"]), at))
+
+    async def close(self) -> None:
+        """Stop reading."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await self.task
+
+
+# Workloads -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """The targets, the event stream and the id sequence of one run."""
+
+    service: Client
+    baseline: Client
+    stream: OfferStream
+    cpu: Cpu
+    plan: Plan
+    clients: int
+    rate: float
+    tag: str = field(default_factory=lambda: f"hb{secrets.token_hex(3)}")
+    seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_id(self) -> tuple[str, str]:
+        """A new interaction id and the queue it goes to."""
+        k = next(self.seq)
+        return f"{self.tag}-{k}", f"bench-q{k % QUEUES}"
+
+    def agent_id(self, i: int) -> str:
+        """Agent i's id."""
+        return f"{self.tag}-a{i:03d}"
+
+
+async def lifecycle(bench: Bench, stats: Stats, due: float | None = None) -> bool:
+    """create -> offer event -> accept -> complete (no wrap-up); whether it all succeeded."""
+    ix_id, queue = bench.next_id()
+    offered = bench.stream.expect(ix_id)
+    try:
+        sent = time.perf_counter()
+        if due is not None:
+            stats.observe("send lateness", sent - due)
+        body = {"id": ix_id, "queue": queue}
+        status, raw = await bench.service.call(stats, "create", "POST", "/v1/interactions", body)
+        if status != 201:
+            return False
+        stats.answers[str(json.loads(raw).get("status"))] += 1
+        offer = await asyncio.wait_for(offered, OFFER_WAIT_S)
+    except TimeoutError:
+        stats.fail("offer event", "missing")
+        return False
+    finally:
+        bench.stream.forget(ix_id)
+    stats.observe("create -> offer event", offer.at - sent)
+    return await accept_complete(bench, stats, ix_id, offer.agent_id)
+
+
+async def accept_complete(bench: Bench, stats: Stats, ix_id: str, agent_id: str) -> bool:
+    """The agent answers the offer, then ends the interaction with no wrap-up."""
+    path = f"/v1/interactions/{ix_id}"
+    body: dict[str, Any] = {"agent_id": agent_id}
+    if (await bench.service.call(stats, "accept", "POST", f"{path}/accept", body))[0] != 200:
+        return False
+    body["wrap_up_s"] = 0
+    return (await bench.service.call(stats, "complete", "POST", f"{path}/complete", body))[0] == 200
+
+
+async def baseline_request(bench: Bench, stats: Stats) -> bool:
+    """One POST to the bare handler, with a body like a create's."""
+    ix_id, queue = bench.next_id()
+    body = {"id": ix_id, "queue": queue}
+    status, _ = await bench.baseline.call(stats, "baseline POST", "POST", "/evalsha", body)
+    return status == 200
+
+
+Step = Callable[[Bench, Stats], Awaitable[bool]]
+
+
+async def run_closed(bench: Bench, step: Step, stats: Stats, seconds: float) -> tuple[int, float]:
+    """`bench.clients` callers repeat `step` for `seconds`; steps that succeeded and wall time."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            if await step(bench, stats):
+                done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(bench.clients)))
+    return done, time.perf_counter() - start
+
+
+async def run_open(bench: Bench, stats: Stats, rate: float, seconds: float) -> tuple[int, float]:
+    """Lifecycles started at `rate` for `seconds`; those that succeeded and the sending time."""
+    start = time.perf_counter() + 0.05
+    tasks: list[asyncio.Task[bool]] = []
+    for k in range(int(rate * seconds)):
+        due = start + k / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(lifecycle(bench, stats, due)))
+    sending = time.perf_counter() - start
+    done, pending = await asyncio.wait(tasks, timeout=DRAIN_S) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if pending:
+        stats.failures[f"lifecycle unfinished {DRAIN_S:.0f} s after the last send"] += len(pending)
+    return sum(task.result() for task in done), sending
+
+
+# Rows of the table -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One workload, summed over its segments."""
+
+    label: str
+    per_unit: int
+    clients: str
+    server: str
+    """The role of the process that serves the requests."""
+    units: int = 0
+    wall_s: float = 0.0
+    cpu_wall_s: float = 0.0
+    cpu: Counter[str] = field(default_factory=Counter)
+    loads: list[float] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+
+    def add(
+        self, units: int, wall_s: float, cpu: Mapping[str, float], cpu_wall_s: float = 0.0
+    ) -> None:
+        """One measured segment; `cpu` was used over `cpu_wall_s` (default `wall_s`)."""
+        self.units += units
+        self.wall_s += wall_s
+        self.cpu_wall_s += cpu_wall_s or wall_s
+        self.cpu.update(cpu)
+        self.loads.append(os.getloadavg()[0])
+
+    @property
+    def rate(self) -> float:
+        """Units per second."""
+        return self.units / self.wall_s if self.wall_s else float("nan")
+
+    @property
+    def server_ms(self) -> float:
+        """CPU milliseconds of the serving process per unit (nan when unknown)."""
+        if self.server not in self.cpu or not self.units:
+            return float("nan")
+        return 1000 * self.cpu[self.server] / self.units
+
+    def cpu_pct(self, role: str) -> str:
+        """CPU of `role` in % of one core over the row's wall time."""
+        if role not in self.cpu or not self.cpu_wall_s:
+            return "-"
+        return f"{100 * self.cpu[role] / self.cpu_wall_s:.0f}"
+
+
+async def closed_segment(bench: Bench, row: Row, step: Step, seconds: float) -> float:
+    """Warm up, then measure one closed-loop segment into `row`; the segment's rate."""
+    await run_closed(bench, step, Stats(), bench.plan.warmup_s)
+    before = bench.cpu.snapshot()
+    units, wall = await run_closed(bench, step, row.stats, seconds)
+    row.add(units, wall, bench.cpu.since(before))
+    return units / wall
+
+
+async def closed_rounds(bench: Bench) -> tuple[Row, Row]:
+    """Alternate baseline and lifecycle segments for the plan's rounds."""
+    clients = str(bench.clients)
+    base = Row(BASELINE_LABEL, 1, clients, "baseline")
+    life = Row(LIFECYCLE_LABEL, HTTP_PER_LIFECYCLE, clients, "service")
+    for r in range(bench.plan.rounds):
+        b = await closed_segment(bench, base, baseline_request, bench.plan.baseline_s)
+        lc = await closed_segment(bench, life, lifecycle, bench.plan.lifecycle_s)
+        ratio = lc * MIX_PER_LIFECYCLE / b
+        print(
+            f"  round {r + 1}: baseline {b:,.0f} req/s, lifecycles {lc:,.0f}/s "
+            f"(mix ratio {ratio:.2f}), load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    return base, life
+
+
+async def open_row(bench: Bench) -> Row:
+    """The open loop at the run's offered rate."""
+    row = Row(f"open loop {bench.rate:.0f}/s", HTTP_PER_LIFECYCLE, "open", "service")
+    before, start = bench.cpu.snapshot(), time.perf_counter()
+    units, sending = await run_open(bench, row.stats, bench.rate, bench.plan.open_s)
+    row.add(units, sending, bench.cpu.since(before), time.perf_counter() - start)
+    return row
+
+
+# Report ----------------------------------------------------------------------------------------
+
+
+ROLES = ("service", "redis", "baseline", "loadgen")
+
+
+def print_rows(rows: Sequence[Row]) -> None:
+    """Throughput and CPU per workload."""
+    head = (
+        f"{'workload':<20} {'clients':>7} {'units':>7} {'units/s':>8} {'http req/s':>10} "
+        + " ".join(f"{r + ' %':>10}" for r in ROLES)
+        + f" {'cpu ms/unit':>11} {'load':>5}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for row in rows:
+        cpu = " ".join(f"{row.cpu_pct(r):>10}" for r in ROLES)
+        load = max(row.loads) if row.loads else float("nan")
+        print(
+            f"{row.label:<20} {row.clients:>7} {row.units:>7} {row.rate:>8,.0f} "
+            f"{row.rate * row.per_unit:>10,.0f} {cpu} {row.server_ms:>11.2f} {load:>5.2f}"
+        )
+    print(
+        "units: baseline requests / completed lifecycles (3 HTTP requests each); % = CPU of one "
+        "core over the\nmeasured wall time (loadgen = this process); cpu ms/unit: CPU of the "
+        "serving process (baseline\nor service) per unit; load: highest 1-minute load average "
+        "seen after a segment"
+    )
+
+
+def print_latencies(rows: Sequence[Row]) -> None:
+    """Latency percentiles per request type, and failures."""
+    head = (
+        f"{'workload':<20} {'request':<22} {'count':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for row in rows:
+        for kind, values in row.stats.latencies.items():
+            ms = [v * 1000 for v in values]
+            print(
+                f"{row.label:<20} {kind:<22} {len(ms):>7} {percentile(ms, 0.5):>8.2f} "
+                f"{percentile(ms, 0.99):>8.2f} {max(ms):>8.2f}"
+            )
+        answers = ", ".join(f"{k} {n}" for k, n in row.stats.answers.most_common())
+        failures = ", ".join(f"{k} x{n}" for k, n in row.stats.failures.most_common())
+        if answers:
+            print(f"{'':<20} create answered: {answers}")
+        print(f"{'':<20} failures: {failures or 'none'}")
+
+
+def verdict(name: str, value: float, target: float, at_least: bool) -> str:
+    """One target line with PASS or FAIL."""
+    ok = value >= target if at_least else value <= target
+    sign = ">=" if at_least else "<="
+    return f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.2f} (target {sign} {target})"
+
+
+def print_targets(base: Row, life: Row, open_loop: Row, rate: float) -> None:
+    """The SPEC §9 figures."""
+    print("\nSPEC §9 targets (one router process + Redis)")
+    mix = life.rate * MIX_PER_LIFECYCLE / base.rate
+    print(
+        verdict(
+            "lifecycle mix rate (4 per lifecycle) / baseline request rate", mix, TARGET_RATIO, True
+        )
+    )
+    http = life.rate * HTTP_PER_LIFECYCLE / base.rate
+    print(f"  info  counting only the 3 HTTP requests per lifecycle: {http:.2f}")
+    print(
+        f"  info  {life.rate:,.0f} lifecycles/s (indicative: about "
+        f"{INDICATIVE_LIFECYCLES:,.0f}/s on 2 cores)"
+    )
+    p99 = percentile(open_loop.stats.latencies.get("create -> offer event", []), 0.99) * 1000
+    name = f"create -> offer event p99 ms at {rate:.0f}/s"
+    if rate != OPEN_RATE:
+        name += f" (the target is for {OPEN_RATE:.0f}/s)"
+    print(verdict(name, p99, TARGET_P99_MS, False))
+    print_cpu_estimate(base, life)
+    sent = len(open_loop.stats.latencies.get("send lateness", []))
+    print(
+        f"  info  open loop: {sent} creates sent at {sent / open_loop.wall_s:,.1f}/s, "
+        f"{open_loop.units} lifecycles completed"
+    )
+
+
+def print_cpu_estimate(base: Row, life: Row) -> None:
+    """The same ratio from CPU time per unit: less sensitive to other processes' load."""
+    per_unit = life.server_ms / MIX_PER_LIFECYCLE
+    if per_unit != per_unit:  # nan: the service's CPU is unknown (--url)
+        return
+    print(
+        f"  info  CPU time: a baseline request costs its process {base.server_ms:.2f} ms, a "
+        f"lifecycle the service {life.server_ms:.2f} ms ({per_unit:.2f} ms per unit of the "
+        f"mix):\n        ratio at equal CPU {base.server_ms / per_unit:.2f}; one busy core "
+        f"would do about {1000 / life.server_ms:,.0f} lifecycles/s"
+    )
+
+
+def cpu_pressure() -> str:
+    """The kernel's CPU pressure (share of time some task waited for a CPU), if available."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split("\n")[0].split()
+    except OSError:
+        return "cpu pressure unknown"
+    fields = dict(f.split("=") for f in some[1:])
+    return f"cpu pressure avg10 {fields['avg10']}%, avg60 {fields['avg60']}%"
+
+
+# Set-up ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    """What the run started, for the clean-up."""
+
+    served: Served | None = None
+    redis: RedisServer | None = None
+    baseline: BaseProcess | None = None
+    folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def stop(self) -> None:
+        """Stop whatever was started."""
+        if self.baseline is not None:
+            stop_process(self.baseline)
+        if self.served is not None:
+            self.served.kill()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.folder is not None:
+            self.folder.cleanup()
+
+
+def start_service(targets: Targets, key: str) -> Served:
+    """`acd-router serve` on a free loopback port with the generated config and key."""
+    targets.folder = tempfile.TemporaryDirectory(prefix="bench-http-")
+    config = Path(targets.folder.name) / "bench.toml"
+    config.write_text(config_text())
+    args = ["serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}"]
+    targets.served = Served(args, env=clean_env({KEY_ENV: key}))
+    return targets.served
+
+
+async def own_service(targets: Targets, cpu: Cpu) -> tuple[str, str, str]:
+    """Start the service; its URL, its key and its embedded Redis URL."""
+    key = secrets.token_urlsafe(24)
+    served = start_service(targets, key)
+    url = await asyncio.to_thread(served.wait_ready)
+    port = served.store_port
+    if port is None:
+        raise BenchError(f"no embedded store port in the log:\n{served.output}")
+    cpu.pids["service"] = served.process.pid
+    redis_pid = child_pid(served.process.pid, "redis-server")
+    if redis_pid is not None:
+        cpu.pids["redis"] = redis_pid
+    print(f"service: acd-router serve pid {served.process.pid} at {url}, {QUEUES} queues")
+    print(f"redis: its embedded redis-server pid {redis_pid} on 127.0.0.1:{port} (baseline too)")
+    return url, key, f"redis://127.0.0.1:{port}/0"
+
+
+def private_redis(targets: Targets, cpu: Cpu) -> str:
+    """A redis-server for the baseline when the service's store is not ours to use."""
+    targets.redis = RedisServer()
+    targets.redis.start()
+    if targets.redis.process is not None:
+        cpu.pids["redis"] = targets.redis.process.pid
+    print(f"redis: a private redis-server on port {targets.redis.port} for the baseline only")
+    return targets.redis.url
+
+
+async def put_queues(client: Client) -> None:
+    """With --url: write the bench queues (admin key), or check that they exist."""
+    for n in range(QUEUES):
+        table = queue_table(n)
+        status, _ = await client.call(Stats(), "setup", "PUT", f"/v1/queues/{table['name']}", table)
+        if status == 403:
+            await client.must("GET", f"/v1/queues/{table['name']}")
+        elif not 200 <= status < 300:
+            raise BenchError(f"PUT /v1/queues/{table['name']}: {status}")
+
+
+async def setup_agents(bench: Bench, state: str) -> None:
+    """Create the agents and set them `state` (available), SETUP_CLIENTS at a time."""
+    todo = iter(range(AGENTS))
+
+    async def worker() -> None:
+        for i in todo:
+            agent = bench.agent_id(i)
+            if state == "available":
+                await bench.service.must("PUT", f"/v1/agents/{agent}", agent_body(i))
+            await bench.service.must("POST", f"/v1/agents/{agent}/state", {"state": state})
+
+    await asyncio.gather(*(worker() for _ in range(SETUP_CLIENTS)))
+
+
+def session() -> aiohttp.ClientSession:
+    """A session with a keep-alive pool big enough for the callers."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    )
+
+
+# Main ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Args:
+    """The command line."""
+
+    plan: Plan
+    url: str | None
+    key: str | None
+    clients: int
+    rate: float
+
+
+async def measure(bench: Bench) -> tuple[Row, Row, Row]:
+    """The closed-loop rounds, then the open loop."""
+    print(f"closed loop: {bench.clients} callers per target, {bench.plan.rounds} round(s)")
+    base, life = await closed_rounds(bench)
+    print(f"open loop: {bench.rate:.0f} creates/s for {bench.plan.open_s:.0f} s", flush=True)
+    return base, life, await open_row(bench)
+
+
+async def run(args: Args) -> None:
+    """Start the targets, measure, report, stop everything."""
+    started = time.perf_counter()
+    targets = Targets()
+    cpu = Cpu({"loadgen": os.getpid()})
+    print(
+        f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {cpu_pressure()}"
+    )
+    try:
+        async with session() as http, session() as events:
+            bench = await open_bench(args, targets, cpu, http, events)
+            base, life, open_loop = await measure(bench)
+            await bench.stream.close()
+            if args.url is not None:
+                await setup_agents(bench, "logged_out")
+        print_rows((base, life, open_loop))
+        print_latencies((base, life, open_loop))
+        print_targets(base, life, open_loop, bench.rate)
+        print_service_log(targets.served, bench.stream)
+    finally:
+        targets.stop()
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
+async def open_bench(
+    args: Args,
+    targets: Targets,
+    cpu: Cpu,
+    http: aiohttp.ClientSession,
+    events: aiohttp.ClientSession,
+) -> Bench:
+    """Start (or reach) the service and the baseline; agents logged in; the stream open."""
+    if args.url is None:
+        url, key, redis_url = await own_service(targets, cpu)
+    else:
+        url, key, redis_url = args.url.rstrip("/"), args.key or "", private_redis(targets, cpu)
+        print(f"service: {url} (not started here; no CPU figures for it)")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    port = free_port()
+    targets.baseline = start_baseline(port, redis_url)
+    service = Client(http, url, headers)
+    bench = Bench(
+        service, Client(http, f"http://127.0.0.1:{port}", headers), OfferStream(), cpu,
+        args.plan, args.clients, args.rate,
+    )  # fmt: skip
+    served = targets.served
+    await wait_ready(service, "/readyz", lambda: served is None or served.process.poll() is None)
+    await wait_ready(bench.baseline, "/ready", targets.baseline.is_alive)
+    if targets.baseline.pid is not None:
+        cpu.pids["baseline"] = targets.baseline.pid
+    print(f"baseline: bare aiohttp app pid {targets.baseline.pid} on 127.0.0.1:{port}")
+    print(f"load generator: this process (pid {os.getpid()}), one asyncio loop")
+    if args.url is not None:
+        await put_queues(service)
+    await setup_agents(bench, "available")
+    await bench.stream.open(Client(events, url, headers))
+    print(f"{AGENTS} agents available; event stream open", flush=True)
+    return bench
+
+
+def print_service_log(served: Served | None, stream: OfferStream) -> None:
+    """The service's warnings and errors (timestamps cut, counted), and stream reconnects."""
+    print(f"\nevent stream: {stream.received} offers read, reconnected {stream.reconnects} time(s)")
+    if served is None:
+        return
+    bad = Counter(
+        line.split(" ", 2)[-1]
+        for line in served.lines
+        if any(w in line for w in (" WARNING ", " ERROR ", "Traceback"))
+        and "embedded store:" not in line
+    )
+    print(f"service log: {sum(bad.values())} warning/error line(s)")
+    for message, count in bad.most_common(5):
+        print(f"  {count} x {message[:160]}")
+
+
+def parse_args(argv: Sequence[str] | None) -> Args:
+    """The command line as Args."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short round (under 30 s)")
+    parser.add_argument("--url", help="an already running service instead of starting one")
+    parser.add_argument("--key", help="its API key (admin to write the queues, else platform)")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="closed-loop callers")
+    parser.add_argument("--rate", type=float, default=OPEN_RATE, help="open-loop creates/s")
+    ns = parser.parse_args(argv)
+    plan = QUICK if ns.quick else FULL
+    return Args(plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run; 0 whatever the verdicts, 1 if the benchmark itself failed."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
+    try:
+        asyncio.run(asyncio.wait_for(run(args), args.plan.timeout_s))
+    except TimeoutError:
+        print(f"benchmark stopped: over {args.plan.timeout_s:.0f} s", file=sys.stderr)
+        return 1
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
