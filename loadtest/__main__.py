@@ -1,0 +1,163 @@
+"""`python -m loadtest generate|import|simulate|reference ...`: the load tester's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadtest import generate as gen
+from loadtest import importers
+from loadtest.report import compare_report, html_report, text_report
+from loadtest.simulate import Scenario, SimOptions, add_agents, scale_roster, simulate_scenarios
+from loadtest.trace import TraceError, load_roster, load_trace, write_roster, write_trace
+from router.config import load_config
+from router.errors import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="python -m loadtest")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="a synthetic trace and an Erlang C sized roster")
+    g.add_argument("--hours", type=int, default=24)
+    g.add_argument("--rate-profile", default="400", help="calls/hour per hour: 120,300,... ")
+    g.add_argument("--queues", default="support", help="queue mix: support=0.7,billing=0.3")
+    g.add_argument("--aht", type=float, default=180.0, help="mean handle time, s")
+    g.add_argument("--handle-cv", type=float, default=1.0, help="log-normal CV of handle time")
+    g.add_argument("--handle-dist", choices=("lognormal", "exponential"), default="lognormal")
+    g.add_argument("--patience", type=float, help="mean exponential patience, s (none: never)")
+    g.add_argument("--wrap-up", type=float, help="wrap-up per call, s (none: the queue's)")
+    g.add_argument("--config", help="queue skills, SLA and wrap-up for the roster")
+    g.add_argument("--sla-threshold", type=float, default=20.0)
+    g.add_argument("--sla-target", type=float, default=0.8)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--out", required=True)
+    g.add_argument("--roster-out")
+
+    i = sub.add_parser("import", help="a real trace to the trace format, with its roster")
+    i.add_argument("format", choices=("anonymous-bank", "queue-log"))
+    i.add_argument("source")
+    i.add_argument("--out", required=True)
+    i.add_argument("--roster-out")
+    i.add_argument("--config-out", help="a configuration with one queue per queue seen")
+    i.add_argument("--seed", type=int, default=1)
+
+    s = sub.add_parser("simulate", help="drive a trace through the engine in virtual time")
+    s.add_argument("trace")
+    s.add_argument("--roster", required=True)
+    s.add_argument("--config", required=True)
+    s.add_argument("--ring-delay", type=float, default=0.0)
+    s.add_argument("--scale-agents", type=float, help="what-if: this many times the agents")
+    s.add_argument("--add-agents", type=int, help="what-if: this many more agents")
+    s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
+    s.add_argument("--compare-config", help="what-if: this configuration instead")
+    s.add_argument("--html", help="write a self-contained HTML report with charts here")
+
+    r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
+    r.add_argument("--calls", type=int, default=10_000)
+    r.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def cmd_generate(a: argparse.Namespace) -> str:
+    """Write a trace (and a roster)."""
+    spec = gen.TraceSpec(
+        hours=a.hours,
+        rates=gen.parse_rates(a.rate_profile),
+        mix=gen.parse_mix(a.queues),
+        aht_s=a.aht,
+        handle_cv=a.handle_cv,
+        handle_dist=a.handle_dist,
+        patience_s=a.patience,
+        wrap_up_s=a.wrap_up,
+    )
+    calls = gen.generate_trace(spec, a.seed)
+    write_trace(a.out, calls)
+    out = f"{a.out}: {len(calls)} calls over {a.hours} h"
+    if a.roster_out:
+        queues = {q.name: q for q in load_config(a.config).queues} if a.config else {}
+        roster = gen.size_roster(
+            spec,
+            {n: q.sla.threshold_s for n, q in queues.items()}
+            or dict.fromkeys(spec.mix, a.sla_threshold),
+            {n: q.sla.target for n, q in queues.items()} or dict.fromkeys(spec.mix, a.sla_target),
+            {n: {s: max(lv, 3) for s, lv in q.skills.items()} for n, q in queues.items()},
+            {n: q.wrap_up_s for n, q in queues.items()},
+            {n: q.channel.value for n, q in queues.items()},
+        )
+        write_roster(a.roster_out, roster)
+        out += f"\n{a.roster_out}: {len(roster.agents)} agents"
+    return out
+
+
+def cmd_import(a: argparse.Namespace) -> str:
+    """Convert a real trace."""
+    text = Path(a.source).read_text(encoding="utf-8", errors="replace").splitlines()
+    reader = importers.anonymous_bank if a.format == "anonymous-bank" else importers.queue_log
+    imported = reader(text, seed=a.seed)
+    write_trace(a.out, imported.calls)
+    lines = [f"{a.out}: {len(imported.calls)} calls", *imported.notes]
+    if a.roster_out:
+        write_roster(a.roster_out, imported.roster)
+        lines.append(f"{a.roster_out}: {len(imported.roster.agents)} agents")
+    if a.config_out:
+        Path(a.config_out).write_text(importers.config_text(imported), encoding="utf-8")
+        lines.append(f"{a.config_out}: {len({c.queue for c in imported.calls})} queues")
+    return "\n".join(lines)
+
+
+def cmd_simulate(a: argparse.Namespace) -> str:
+    """Run the trace (and the what-if) and report."""
+    calls = load_trace(a.trace)
+    roster = load_roster(a.roster)
+    config = load_config(a.config)
+    runs = [Scenario("baseline", roster, config.queues, config.service)]
+    changed = roster
+    what: list[str] = []
+    if a.scale_agents is not None:
+        changed = scale_roster(changed, a.scale_agents)
+        what.append(f"agents x{a.scale_agents:g}")
+    if a.add_agents:
+        changed = add_agents(changed, a.add_agents, a.add_like)
+        what.append(f"+{a.add_agents} agents")
+    other = load_config(a.compare_config) if a.compare_config else config
+    if a.compare_config:
+        what.append(Path(a.compare_config).name)
+    if what:
+        runs.append(Scenario(", ".join(what), changed, other.queues, other.service))
+    results = asyncio.run(simulate_scenarios(calls, runs, SimOptions(ring_delay_s=a.ring_delay)))
+    parts = [text_report(r) for r in results]
+    if len(results) > 1:
+        parts.append(compare_report(results))
+    if a.html:
+        Path(a.html).write_text(html_report(results), encoding="utf-8")
+        parts.append(f"{a.html}: HTML report")
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand; errors go to stderr with exit status 2."""
+    a = parser().parse_args(argv)
+    try:
+        if a.command == "generate":
+            print(cmd_generate(a))
+        elif a.command == "import":
+            print(cmd_import(a))
+        elif a.command == "simulate":
+            print(cmd_simulate(a))
+        else:
+            from loadtest.reference import run_reference
+
+            print(asyncio.run(run_reference(a.calls, a.seed)))
+    except (TraceError, ConfigError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Per-queue figures of a run (§6 formulas), text tables and side-by-side comparisons."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loadtest.charts import charts
+from loadtest.simulate import CallResult, SimResult
+from router.domain.stats import FORMULAS, service_levels
+
+ALL = "(all)"
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """A queue's figures over the whole run."""
+
+    queue: str
+    offered: int
+    answered: int
+    abandoned: int
+    timed_out: int
+    blocked: int
+    unanswered: int
+    service_level: dict[str, float | None]
+    asa_s: float | None
+    aht_s: float | None
+    ewt_error_s: float | None
+    """Mean |EWT at arrival - real wait| of answered calls."""
+    ewt_bias_s: float | None
+    """Mean (EWT at arrival - real wait): positive when the estimate is too high."""
+    callbacks_offered: int
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def figures(queue: str, calls: Sequence[CallResult], threshold_s: float) -> QueueFigures:
+    """Figures of the calls of one queue (threshold: the queue's SLA `threshold_s`)."""
+    answered = [r for r in calls if r.status == "answered"]
+    abandoned = [r for r in calls if r.status == "abandoned"]
+    limit = round(threshold_s * 1000)
+
+    def within(r: CallResult) -> bool:
+        return r.wait_s is not None and round(r.wait_s * 1000) <= limit
+
+    window = {
+        "answered": len(answered),
+        "answered_sla": sum(1 for r in answered if within(r)),
+        "abandoned": len(abandoned),
+        "abandoned_sla": sum(1 for r in abandoned if within(r)),
+    }
+    waits = [r.wait_s for r in answered if r.wait_s is not None]
+    handles = [
+        r.free_s - r.answered_s
+        for r in answered
+        if r.free_s is not None and r.answered_s is not None
+    ]
+    errors = [
+        (r.ewt_s - r.wait_s) for r in answered if r.ewt_s is not None and r.wait_s is not None
+    ]
+    return QueueFigures(
+        queue=queue,
+        offered=len(calls),
+        answered=len(answered),
+        abandoned=len(abandoned),
+        timed_out=sum(1 for r in calls if r.status == "timed_out"),
+        blocked=sum(1 for r in calls if r.status == "blocked"),
+        unanswered=sum(1 for r in calls if r.status == "unanswered"),
+        service_level=service_levels(window),
+        asa_s=_mean(waits),
+        aht_s=_mean(handles),
+        ewt_error_s=_mean([abs(e) for e in errors]),
+        ewt_bias_s=_mean(errors),
+        callbacks_offered=sum(1 for r in calls if r.callback_offered),
+    )
+
+
+def run_figures(result: SimResult) -> list[QueueFigures]:
+    """Figures per queue of a run, by name."""
+    by_queue: dict[str, list[CallResult]] = {}
+    for r in result.calls:
+        by_queue.setdefault(r.call.queue, []).append(r)
+    return [
+        figures(q, calls, result.queues[q].sla.threshold_s) for q, calls in sorted(by_queue.items())
+    ]
+
+
+SHORT = {
+    "answered": "SL ans",
+    "abandons_failed": "SL ab-fail",
+    "abandons_excluded": "SL ab-excl",
+    "abandons_met": "SL ab-met",
+}
+COLUMNS = (
+    "queue", "offered", "answered", "abandoned", "timed_out", "blocked", "unanswered",
+    *(SHORT[f] for f in FORMULAS), "ASA s", "AHT s", "EWT err s",
+)  # fmt: skip
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def row(f: QueueFigures) -> list[str]:
+    """Cells of a queue's row."""
+    return [
+        f.queue,
+        str(f.offered),
+        str(f.answered),
+        str(f.abandoned),
+        str(f.timed_out),
+        str(f.blocked),
+        str(f.unanswered),
+        *(_pct(f.service_level[k]) for k in FORMULAS),
+        _num(f.asa_s),
+        _num(f.aht_s),
+        _num(f.ewt_error_s),
+    ]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table, the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def text_report(result: SimResult) -> str:
+    """A run's per-queue table with its cost."""
+    rows = [row(f) for f in run_figures(result)]
+    calls = len(result.calls)
+    rate = calls / result.wall_s if result.wall_s else 0.0
+    head = f"{result.label or 'run'}: {calls} calls, {len(result.roster.agents)} agents"
+    cost = (
+        f"simulated in {result.wall_s:.1f} s ({rate:.0f} calls/s, "
+        f"{result.engine_calls} engine operations)"
+    )
+    return "\n".join([head, table(COLUMNS, rows), cost, *result.notes])
+
+
+COMPARED = ("offered", "answered", "abandoned", "SL ab-excl", "SL ans", "ASA s", "AHT s")
+
+
+def compare_report(runs: Sequence[SimResult]) -> str:
+    """Key figures of several runs side by side, one row per queue and figure."""
+    per_run = [{f.queue: f for f in run_figures(r)} for r in runs]
+    queues = sorted({q for figs in per_run for q in figs})
+    rows = []
+    for q in queues:
+        for name in COMPARED:
+            index = COLUMNS.index(name)
+            cells = [row(figs[q])[index] if q in figs else "-" for figs in per_run]
+            rows.append([f"{q} {name}", *cells])
+    return table(["queue figure", *(r.label or f"run {i}" for i, r in enumerate(runs))], rows)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_report(runs: Sequence[SimResult]) -> str:
+    """A self-contained HTML page: per-queue tables of each run and inline SVG charts."""
+    sections = []
+    for r in runs:
+        title = f"{r.label or 'run'}: {len(r.calls)} calls, {len(r.roster.agents)} agents"
+        rows = [row(f) for f in run_figures(r)]
+        sections.append(f"<h2>{html.escape(title)}</h2>{_html_table(COLUMNS, rows)}")
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "td:first-child{text-align:left}svg{display:block;margin:1em 0}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Simulation report</title>"
+        f"<style>{style}</style></head><body><h1>Simulation report</h1>"
+        + "".join(sections)
+        + "".join(charts(runs))
+        + "</body></html>\n"
+    )

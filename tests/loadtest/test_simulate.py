@@ -1,0 +1,90 @@
+"""Virtual-time simulation through the real engine: outcomes, shifts, what-if and reports."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from redis.asyncio import Redis
+
+from loadtest.report import compare_report, html_report, run_figures, text_report
+from loadtest.simulate import SimOptions, add_agents, scale_roster, simulate_on
+from loadtest.trace import Call, Roster, RosterAgent
+from router.domain.models import CallbackPolicy, QueueConfig, Sla
+from router.settings import ServiceSettings
+
+QUEUE = QueueConfig(name="q", skills={"q": 1}, sla=Sla(20, 0.8), wrap_up_s=5.0)
+ROSTER = Roster((RosterAgent("ann", {"q": 2}, {"voice": 1}, ((0.0, 100.0), (200.0, 400.0))),))
+CALLS = [
+    Call("c1", 0.0, "q", 50.0),  # answered at once; Ann free at 55 (wrap-up)
+    Call("c2", 10.0, "q", 30.0, patience_s=20.0),  # hangs up at 30
+    Call("c3", 20.0, "q", 40.0, wrap_up_s=0.0),  # answered at 55, done at 95
+    Call("c4", 98.0, "q", 10.0, patience_s=200.0),  # answered at once; Ann's shift ends mid-call
+    Call("c5", 150.0, "q", 10.0),  # waits for Ann's second shift at 200
+]
+_runs = itertools.count()
+
+
+def fresh(settings: ServiceSettings) -> ServiceSettings:
+    """A namespace of its own for each run of a test."""
+    return replace(settings, namespace=f"{settings.namespace}s{next(_runs)}")
+
+
+async def test_outcomes(redis: Redis, settings: ServiceSettings) -> None:
+    result = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE])
+    r = {c.call.id: c for c in result.calls}
+    assert [r[i].status for i in ("c1", "c2", "c3", "c4", "c5")] == ["answered", "abandoned"] + [
+        "answered"
+    ] * 3
+    assert r["c2"].wait_s == 20.0
+    assert (r["c3"].answered_s, r["c3"].free_s) == (55.0, 95.0)
+    assert r["c4"].answered_s == 98.0
+    assert r["c5"].answered_s == 200.0
+    [fig] = run_figures(result)
+    assert (fig.offered, fig.answered, fig.abandoned) == (5, 4, 1)
+    assert fig.service_level["answered"] == 0.5  # c1 and c4 within 20 s
+    assert fig.service_level["abandons_met"] == 0.6  # and c2, abandoned at 20 s
+    assert fig.asa_s == (0 + 35 + 0 + 50) / 4
+    assert "c1" not in text_report(result)  # no ids in reports
+
+
+async def test_deterministic_and_ring_delay(redis: Redis, settings: ServiceSettings) -> None:
+    a = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE], SimOptions(3.0))
+    b = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE], SimOptions(3.0))
+    assert [(c.status, c.answered_s) for c in a.calls] == [
+        (c.status, c.answered_s) for c in b.calls
+    ]
+    assert a.calls[0].answered_s == 3.0
+
+
+async def test_what_if(redis: Redis, settings: ServiceSettings) -> None:
+    base = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE])
+    more = add_agents(ROSTER, 1)
+    assert [a.id for a in more.agents] == ["ann", "ann+1"]
+    assert len(scale_roster(more, 1.5).agents) == 3
+    what_if = await simulate_on(redis, fresh(settings), CALLS, more, [QUEUE])
+    base.label, what_if.label = "base", "+1"
+    assert run_figures(what_if)[0].abandoned == 0
+    text = compare_report([base, what_if])
+    assert "q abandoned" in text
+    assert "+1" in text
+    page = html_report([base, what_if])
+    assert page.count("<svg") == 3
+    assert "<script" not in page
+
+
+async def test_callback_accept(redis: Redis, settings: ServiceSettings) -> None:
+    queue = replace(QUEUE, callback=CallbackPolicy(offer_when_ewt_s=10.0))
+    calls = [
+        Call("c1", 0.0, "q", 600.0),
+        Call("c2", 1.0, "q", 10.0, patience_s=60.0, callback_accept=True),  # called back
+        Call("c3", 2.0, "q", 10.0, patience_s=60.0),  # declines the callback: hangs up
+    ]
+    roster = Roster((RosterAgent("bob", {"q": 2}, {"voice": 1}, ((0.0, 3600.0),)),))
+    result = await simulate_on(redis, fresh(settings), calls, roster, [queue])
+    r = {c.call.id: c for c in result.calls}
+    assert r["c2"].callback_offered
+    assert r["c2"].callback
+    assert r["c2"].status == "answered"
+    assert r["c2"].answered_s == 605.0  # after c1 and its wrap-up
+    assert r["c3"].status == "abandoned"
