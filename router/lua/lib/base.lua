@@ -6,15 +6,13 @@ local M = {}
 local P = KEYS[1]
 local A = cmsgpack.unpack(ARGV[1])
 local NOW = A.now                      -- ms; the one clock value of this operation
-local CFG = A.cfg                      -- service settings (retention_ms, log_max, exclusive, max_classes)
-M.now = NOW
+local CFG = A.cfg                      -- settings: retention_ms, log_max, exclusive, max_classes, ...
 M.args = A
 
 local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
 local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
 
 -- Keys (router/store/keys.py is the reference for each suffix).
-function M.k(suffix) return P .. suffix end
 M.K_QUEUES = P .. 'queues'
 M.K_AGENTS = P .. 'agents'
 M.K_LOGGED_IN = P .. 'logged_in'
@@ -24,10 +22,7 @@ M.K_TIMERS = P .. 'timers'
 M.K_SEQ = P .. 'seq'
 M.K_EVENTS = P .. 'events'
 
-function M.pack(v) return cmsgpack.pack(v) end
-function M.unpack(s) return cmsgpack.unpack(s) end
-
--- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codes.py).
+-- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
 function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
 
 -- The reply with an interaction, its position (§4) added: 1 + those ahead in its queue.
