@@ -1,15 +1,17 @@
-"""`python -m loadtest generate|import|simulate|reference ...`: the load tester's command line."""
+"""`python -m loadtest generate|import|simulate|replay|reference ...`: the command line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest import generate as gen
 from loadtest import importers
+from loadtest.replay import ReplayError, ReplayOptions, replay, replay_html, replay_report
 from loadtest.report import compare_report, html_report, text_report
 from loadtest.simulate import Scenario, SimOptions, add_agents, scale_roster, simulate_scenarios
 from loadtest.trace import TraceError, load_roster, load_trace, write_roster, write_trace
@@ -56,6 +58,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
     s.add_argument("--compare-config", help="what-if: this configuration instead")
     s.add_argument("--html", help="write a self-contained HTML report with charts here")
+
+    p_replay = sub.add_parser("replay", help="play a trace over HTTP against a running service")
+    p_replay.add_argument("trace")
+    p_replay.add_argument("--roster", required=True)
+    p_replay.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8080")
+    p_replay.add_argument("--key", help="API key (platform or admin); default: $ACD_KEY")
+    p_replay.add_argument(
+        "--speed", type=float, required=True, help="S x real time (serve --clock-speed S)"
+    )
+    p_replay.add_argument("--ring-delay", type=float, default=0.0, help="trace s before accepts")
+    p_replay.add_argument(
+        "--drain", type=float, default=1800.0, help="trace s after the last arrival at most"
+    )
+    p_replay.add_argument("--id-prefix", default="", help="prepended to interaction ids")
+    p_replay.add_argument("--quiet", action="store_true", help="no progress line")
+    p_replay.add_argument("--html", help="write a self-contained HTML report with charts here")
 
     r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
     r.add_argument("--calls", type=int, default=10_000)
@@ -139,6 +157,27 @@ def cmd_simulate(a: argparse.Namespace) -> str:
     return "\n\n".join(parts)
 
 
+def cmd_replay(a: argparse.Namespace) -> str:
+    """Replay the trace against the service and report."""
+    if not a.speed > 0:
+        raise ValueError("--speed must be > 0")
+    options = ReplayOptions(
+        url=a.url,
+        key=a.key or os.environ.get("ACD_KEY"),
+        speed=a.speed,
+        ring_delay_s=a.ring_delay,
+        drain_s=a.drain,
+        id_prefix=a.id_prefix,
+        progress=None if a.quiet else sys.stderr,
+    )
+    result = asyncio.run(replay(load_trace(a.trace), load_roster(a.roster), options))
+    out = replay_report(result)
+    if a.html:
+        Path(a.html).write_text(replay_html(result), encoding="utf-8")
+        out += f"\n\n{a.html}: HTML report"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; errors go to stderr with exit status 2."""
     a = parser().parse_args(argv)
@@ -149,11 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(cmd_import(a))
         elif a.command == "simulate":
             print(cmd_simulate(a))
+        elif a.command == "replay":
+            print(cmd_replay(a))
         else:
             from loadtest.reference import run_reference
 
             print(asyncio.run(run_reference(a.calls, a.seed)))
-    except (TraceError, ConfigError, ValueError, OSError) as error:
+    except (TraceError, ConfigError, ReplayError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,545 @@
+"""HTTP replay: a trace and a roster played against a running `acd-router serve` at S x real time.
+
+This process plays the telephony platform and the agents. Agents are created (PUT) and log in and
+out by their shifts; interactions are created at `arrival_s / S`; offers (read from the SSE event
+stream) are accepted after the ring delay and completed `handle_s / S` later; callers hang up after
+`patience_s / S` if not yet connected; callback offers are taken when the trace says
+`callback_accept`. The service must run with `--clock-speed S`, so its timers (offer timeout,
+wrap-up, max wait) stay in trace time and every difference of its timestamps is in trace seconds:
+waits and handle times come from the interaction's `enqueued_at`, `answered_at` and `ended_at`,
+anchored at the call's `arrival_s`.
+
+The run stops by itself when every call is over, or at the last arrival plus the drain bound
+(trace seconds); calls still waiting then are `unanswered`. The result is a `SimResult`, so the
+report is the one of `simulate`, plus client-side latencies and errors per request type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, TextIO
+
+import aiohttp
+
+from loadtest.report import COLUMNS, html_report, row, run_figures, table
+from loadtest.simulate import SHIFT_END_REASON, CallResult, SimResult, check_queues
+from loadtest.trace import Call, Roster
+from router.domain.models import QueueConfig
+
+EVENT_TYPES = (
+    "interaction.offered",
+    "interaction.timed_out",
+    "callback.offered",
+    "agent.state_changed",
+)
+REQUEST_TIMEOUT_S = 10.0
+PROGRESS_EVERY_S = 0.5
+DONE = ("answered", "abandoned", "timed_out", "blocked")
+
+
+class ReplayError(Exception):
+    """The replay cannot go on (the service refused a set-up request or the stream)."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """Where and how fast to play; times are trace seconds."""
+
+    url: str
+    key: str | None = None
+    speed: float = 1.0
+    ring_delay_s: float = 0.0
+    drain_s: float = 1800.0
+    """After the last arrival, how long (trace s) to wait at most for the last calls."""
+    id_prefix: str = ""
+    """Prepended to every interaction id (to replay a trace twice on one service)."""
+    progress: TextIO | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..1) of `values` (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@dataclass
+class ClientStats:
+    """Latencies (s) per request type; failures and expected conflicts per type and status."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    conflicts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def requests(self) -> int:
+        """Requests answered."""
+        return sum(len(v) for v in self.latencies.values())
+
+    def report(self) -> str:
+        """A latency table per request type, then error and conflict counts."""
+        rows = []
+        for kind, values in sorted(self.latencies.items()):
+            failed = sum(n for k, n in self.errors.items() if k.split(" ")[0] == kind)
+            rows.append(
+                [
+                    kind,
+                    str(len(values)),
+                    *(f"{1000 * percentile(values, q):.1f}" for q in (0.5, 0.99, 0.999)),
+                    str(failed),
+                ]
+            )
+        header = ["request", "count", "p50 ms", "p99 ms", "p999 ms", "errors"]
+        lines = [table(header, rows)] if rows else ["no requests"]
+        lines.append(
+            "errors: " + (", ".join(f"{k} x{n}" for k, n in sorted(self.errors.items())) or "none")
+        )
+        if self.conflicts:
+            lines.append(
+                "expected races (409, ignored): "
+                + ", ".join(f"{k} x{n}" for k, n in sorted(self.conflicts.items()))
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class ReplayResult:
+    """The calls' outcomes (as `simulate` gives them) and the client's view of the service."""
+
+    sim: SimResult
+    stats: ClientStats
+    speed: float
+    stopped: str
+    """`all calls over` or `drain bound`."""
+
+
+def timestamp(value: object) -> float | None:
+    """Epoch seconds of an RFC 3339 string of the API (None when absent)."""
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class _Call:
+    """A call's outcome with the service timestamp it is anchored at."""
+
+    result: CallResult
+    enqueued_at: float | None = None
+    """The service's `enqueued_at` (service clock), matching `result.enqueued_s`."""
+
+
+class Replayer:
+    """One replay of a trace through one HTTP session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        calls: Sequence[Call],
+        roster: Roster,
+        options: ReplayOptions,
+    ) -> None:
+        if not options.speed > 0:
+            raise ValueError("speed must be > 0")
+        self.session = session
+        self.calls = list(calls)
+        self.roster = roster
+        self.opt = options
+        self.base = options.url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {options.key}"} if options.key else {}
+        self.by_id = {options.id_prefix + c.id: _Call(CallResult(c)) for c in self.calls}
+        self.queues: dict[str, QueueConfig] = {}
+        self.stats = ClientStats()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.t0 = 0.0
+        self.created = 0
+        self.connected: dict[str, set[str]] = {a.id: set() for a in roster.agents}
+        self.on_shift: set[str] = set()
+        self.leaving: set[str] = set()
+        self.last_event_id = ""
+        self.stream_ready = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    # Time ---------------------------------------------------------------------------------------
+
+    def trace_now(self) -> float:
+        """Trace seconds since the start of the replay."""
+        return (time.monotonic() - self.t0) * self.opt.speed
+
+    def at(self, t: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` at trace second `t` (at once when past)."""
+
+        async def later() -> None:
+            delay = self.t0 + t / self.opt.speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await action()
+
+        task = asyncio.create_task(later())
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.changed.set()
+        if not task.cancelled() and task.exception() is not None:
+            self.stats.errors[f"client {type(task.exception()).__name__}"] += 1
+
+    # HTTP ---------------------------------------------------------------------------------------
+
+    async def request(self, kind: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One timed request: its status (0 when it failed) and JSON answer."""
+        start = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, self.base + path, json=body, headers=self.headers
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self.stats.errors[f"{kind} {type(error).__name__}"] += 1
+            return 0, None
+        self.stats.latencies.setdefault(kind, []).append(time.perf_counter() - start)
+        if status == 409:
+            self.stats.conflicts[kind] += 1
+        elif status >= 300:
+            self.stats.errors[f"{kind} {status}"] += 1
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    async def must(self, kind: str, method: str, path: str, body: Any = None) -> Any:
+        """A set-up request that has to succeed."""
+        status, answer = await self.request(kind, method, path, body)
+        if not 200 <= status < 300:
+            raise ReplayError(f"{method} {self.base}{path}: {status} {answer!r}"[:500])
+        return answer
+
+    # The run ------------------------------------------------------------------------------------
+
+    async def run(self) -> ReplayResult:
+        """Set up, play, stop; every call's outcome."""
+        wall = time.perf_counter()
+        answer = await self.must("setup", "GET", "/v1/queues")
+        self.queues = {
+            q["name"]: QueueConfig.from_record({k: v for k, v in q.items() if k != "stats"})
+            for q in answer["queues"]
+        }
+        check_queues(self.calls, self.queues)
+        for agent in self.roster.agents:
+            body = {"skills": agent.skills, "channels": agent.channels}
+            await self.must("agent_put", "PUT", f"/v1/agents/{agent.id}", body)
+        stream = asyncio.create_task(self.follow_events())
+        ready = asyncio.create_task(self.stream_ready.wait())
+        await asyncio.wait((stream, ready), return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if stream.done():
+            stream.result()
+            raise ReplayError("the event stream ended at once")
+        self.t0 = time.monotonic()
+        for agent in self.roster.agents:
+            for start, end in agent.shifts:
+                self.at(start, partial(self.login, agent.id))
+                self.at(end, partial(self.logout, agent.id))
+        for call in self.calls:
+            self.at(call.arrival_s, partial(self.arrive, call))
+        last = max((c.arrival_s for c in self.calls), default=0.0)
+        stopped = await self.wait_done(last + self.opt.drain_s)
+        stream.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+            await asyncio.gather(stream, *self.tasks, return_exceptions=True)
+        for agent in self.roster.agents:  # leave the service as found: nobody logged in
+            await self.set_state(agent.id, "logged_out")
+        results = [c.result for c in self.by_id.values()]
+        for r in results:
+            if r.status == "pending" or (r.status == "answered" and r.ended_s is None):
+                r.status = "unanswered"
+        sim = SimResult(
+            results,
+            self.queues,
+            self.roster,
+            time.perf_counter() - wall,
+            self.stats.requests,
+            label=f"replay {self.opt.speed:g}x",
+        )
+        return ReplayResult(sim, self.stats, self.opt.speed, stopped)
+
+    def over(self) -> int:
+        """Calls whose outcome is final."""
+        return sum(
+            1
+            for c in self.by_id.values()
+            if c.result.status in DONE
+            and (c.result.status != "answered" or c.result.ended_s is not None)
+        )
+
+    async def wait_done(self, end_s: float) -> str:
+        """Until every call is over or trace second `end_s`; the progress line meanwhile."""
+        last_progress = 0.0
+        try:
+            while True:
+                if self.created == len(self.calls) and self.over() == len(self.calls):
+                    return "all calls over"
+                if self.trace_now() >= end_s:
+                    return "drain bound"
+                if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                    last_progress = time.monotonic()
+                    self.progress(end_s)
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), PROGRESS_EVERY_S)
+        finally:
+            self.progress(end_s, final=True)
+
+    def progress(self, end_s: float, final: bool = False) -> None:
+        """One line on the progress stream, rewritten in place."""
+        out = self.opt.progress
+        if out is None:
+            return
+        counts = Counter(c.result.status for c in self.by_id.values())
+        last = max((c.arrival_s for c in self.calls), default=0.0)
+        width = 20
+        done = min(1.0, self.trace_now() / last) if last > 0 else 1.0
+        bar = "#" * round(done * width)
+        phase = "draining " if self.trace_now() > last else ""
+        out.write(
+            f"\r[{bar:<{width}}] {phase}t={self.trace_now():.0f}/{last:.0f} s  "
+            f"created {self.created}/{len(self.calls)}  answered {counts['answered']}  "
+            f"abandoned {counts['abandoned']}  over {self.over()}  "
+            f"errors {sum(self.stats.errors.values())}  "
+        )
+        if final:
+            out.write("\n")
+        out.flush()
+
+    # The platform -------------------------------------------------------------------------------
+
+    def anchor(self, c: _Call, answer: Any) -> None:
+        """Remember the service's `enqueued_at` of the call."""
+        if isinstance(answer, dict) and c.enqueued_at is None:
+            c.enqueued_at = timestamp(answer.get("enqueued_at"))
+
+    def trace_time(self, c: _Call, service_at: float | None) -> float | None:
+        """Trace second of a service timestamp of call `c`."""
+        if service_at is None or c.enqueued_at is None or c.result.enqueued_s is None:
+            return None
+        return c.result.enqueued_s + (service_at - c.enqueued_at)
+
+    async def arrive(self, call: Call) -> None:
+        """Create the interaction; schedule the caller's hang-up."""
+        ix_id = self.opt.id_prefix + call.id
+        c = self.by_id[ix_id]
+        body: dict[str, Any] = {"id": ix_id, "queue": call.queue}
+        if call.priority is not None:
+            body["priority"] = call.priority
+        if call.credit_s is not None:
+            body["credit_s"] = call.credit_s
+        if call.skills:
+            body["skills"] = dict(call.skills)
+        c.result.enqueued_s = call.arrival_s
+        status, answer = await self.request("create", "POST", "/v1/interactions", body)
+        self.created += 1
+        if status not in (200, 201) or not isinstance(answer, dict):
+            c.result.status, c.result.ended_s = "blocked", call.arrival_s
+            return
+        self.anchor(c, answer)
+        if answer.get("status") == "blocked":
+            c.result.status, c.result.ended_s = "blocked", call.arrival_s
+            return
+        ewt = answer.get("ewt_s")
+        c.result.ewt_s = 0.0 if answer.get("status") != "queued" else ewt
+        if c.result.ewt_s is None:
+            got_status, got = await self.request("get", "GET", f"/v1/interactions/{ix_id}")
+            if got_status == 200 and isinstance(got, dict):
+                c.result.ewt_s = got.get("ewt_s")
+        if call.patience_s is not None:
+            self.at(call.arrival_s + call.patience_s, partial(self.abandon, ix_id))
+
+    async def accept(self, ix_id: str, agent_id: str) -> None:
+        """The agent answers its offer (a withdrawn or expired one is a 409, ignored)."""
+        c = self.by_id[ix_id]
+        if c.result.status != "pending":
+            return
+        status, answer = await self.request(
+            "accept", "POST", f"/v1/interactions/{ix_id}/accept", {"agent_id": agent_id}
+        )
+        if status != 200 or not isinstance(answer, dict):
+            return
+        self.anchor(c, answer)
+        c.result.answered_s = self.trace_time(c, timestamp(answer.get("answered_at")))
+        if c.result.answered_s is None:
+            c.result.answered_s = self.trace_now()
+        c.result.status, c.result.agent_id = "answered", agent_id
+        self.connected.setdefault(agent_id, set()).add(ix_id)
+        self.changed.set()
+        done = self.trace_now() + c.result.call.handle_s
+        self.at(done, partial(self.complete, ix_id, agent_id))
+
+    async def complete(self, ix_id: str, agent_id: str) -> None:
+        """The agent hangs up; it logs out now if its shift is over."""
+        c = self.by_id[ix_id]
+        call = c.result.call
+        body: dict[str, Any] = {"agent_id": agent_id}
+        if call.wrap_up_s is not None:
+            body["wrap_up_s"] = call.wrap_up_s
+        status, answer = await self.request(
+            "complete", "POST", f"/v1/interactions/{ix_id}/complete", body
+        )
+        ended = self.trace_time(c, timestamp(answer.get("ended_at"))) if status == 200 else None
+        c.result.ended_s = ended if ended is not None else self.trace_now()
+        wrap = call.wrap_up_s if call.wrap_up_s is not None else self.queues[call.queue].wrap_up_s
+        c.result.free_s = c.result.ended_s + wrap
+        self.connected[agent_id].discard(ix_id)
+        self.changed.set()
+        if agent_id in self.leaving and not self.connected[agent_id]:
+            self.leaving.discard(agent_id)
+            await self.set_state(agent_id, "logged_out")
+
+    async def abandon(self, ix_id: str) -> None:
+        """The caller hangs up if still waiting on the line."""
+        c = self.by_id[ix_id]
+        if c.result.status != "pending" or c.result.callback:
+            return
+        status, answer = await self.request("abandon", "DELETE", f"/v1/interactions/{ix_id}")
+        if status != 200 or not isinstance(answer, dict) or answer.get("status") != "abandoned":
+            return
+        self.anchor(c, answer)
+        ended = self.trace_time(c, timestamp(answer.get("ended_at")))
+        c.result.status = "abandoned"
+        c.result.ended_s = ended if ended is not None else self.trace_now()
+        self.changed.set()
+
+    async def take_callback(self, ix_id: str) -> None:
+        """The caller accepts the callback offered."""
+        c = self.by_id[ix_id]
+        if c.result.status != "pending":
+            return
+        status, _ = await self.request("callback", "POST", f"/v1/interactions/{ix_id}/callback", {})
+        if status == 200:
+            c.result.callback = True
+
+    # The agents ---------------------------------------------------------------------------------
+
+    async def set_state(self, agent_id: str, state: str, reason: str | None = None) -> int:
+        """POST the agent's state; the status."""
+        body: dict[str, Any] = {"state": state}
+        if reason is not None:
+            body["reason"] = reason
+        status, _ = await self.request("agent_state", "POST", f"/v1/agents/{agent_id}/state", body)
+        return status
+
+    async def login(self, agent_id: str) -> None:
+        """Start of a shift (or back after a missed offer)."""
+        self.on_shift.add(agent_id)
+        self.leaving.discard(agent_id)
+        await self.set_state(agent_id, "available")
+
+    async def logout(self, agent_id: str) -> None:
+        """End of a shift: out at once, or not ready until the last call ends."""
+        self.on_shift.discard(agent_id)
+        busy = bool(self.connected[agent_id])
+        if busy or await self.set_state(agent_id, "logged_out") == 409:  # 409: ringing, say
+            self.leaving.add(agent_id)
+            await self.set_state(agent_id, "not_ready", SHIFT_END_REASON)
+
+    # The event stream ---------------------------------------------------------------------------
+
+    async def follow_events(self) -> None:
+        """Read the SSE stream, reconnecting with Last-Event-ID whenever it ends."""
+        url = f"{self.base}/v1/events?types={','.join(EVENT_TYPES)}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        while True:
+            headers = dict(self.headers)
+            if self.last_event_id:
+                headers["Last-Event-ID"] = self.last_event_id
+            try:
+                async with self.session.get(url, headers=headers, timeout=timeout) as response:
+                    if response.status != 200:
+                        raise ReplayError(f"GET /v1/events: {response.status}")
+                    self.stream_ready.set()
+                    await self.read_events(response)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.stats.errors[f"events {type(error).__name__}"] += 1
+                await asyncio.sleep(0.05)
+
+    async def read_events(self, response: aiohttp.ClientResponse) -> None:
+        """Parse SSE frames and react to each event."""
+        kind, data = "", b""
+        async for line in response.content:
+            if line in (b"\n", b"\r\n"):
+                if kind and data:
+                    self.on_event(kind, json.loads(data))
+                kind, data = "", b""
+            elif line.startswith(b"event:"):
+                kind = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+            elif line.startswith(b"id:"):
+                self.last_event_id = line[3:].strip().decode()
+
+    def on_event(self, kind: str, event: dict[str, Any]) -> None:
+        """React to one event of the stream (others' interactions are ignored)."""
+        ix_id = event.get("interaction_id")
+        c = self.by_id.get(ix_id) if isinstance(ix_id, str) else None
+        now = self.trace_now()
+        if kind == "interaction.offered" and c is not None and isinstance(ix_id, str):
+            agent_id = str(event.get("agent_id"))
+            self.at(now + self.opt.ring_delay_s, partial(self.accept, ix_id, agent_id))
+        elif kind == "interaction.timed_out" and c is not None:
+            if c.result.status == "pending":
+                ended = self.trace_time(c, timestamp(event.get("at")))
+                c.result.status = "timed_out"
+                c.result.ended_s = ended if ended is not None else now
+                self.changed.set()
+        elif kind == "callback.offered" and c is not None and isinstance(ix_id, str):
+            c.result.callback_offered = True
+            if c.result.call.callback_accept:
+                self.at(now, partial(self.take_callback, ix_id))
+        elif kind == "agent.state_changed" and event.get("reason") == "no_answer":
+            who = event.get("agent_id")
+            if isinstance(who, str) and who in self.on_shift:
+                self.at(now, partial(self.login, who))
+
+
+async def replay(calls: Sequence[Call], roster: Roster, options: ReplayOptions) -> ReplayResult:
+    """Play `calls` and `roster` against the service at `options.url`."""
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        return await Replayer(session, calls, roster, options).run()
+
+
+def replay_report(result: ReplayResult) -> str:
+    """The per-queue table of `simulate`, the run's cost, and the client's latencies and errors."""
+    sim = result.sim
+    head = f"{sim.label}: {len(sim.calls)} calls, {len(sim.roster.agents)} agents"
+    rows = [row(f) for f in run_figures(sim)]
+    rate = sim.engine_calls / sim.wall_s if sim.wall_s else 0.0
+    cost = (
+        f"replayed in {sim.wall_s:.1f} s ({sim.engine_calls} requests, {rate:.0f}/s); "
+        f"stopped: {result.stopped}"
+    )
+    return "\n".join([head, table(COLUMNS, rows), cost, "", result.stats.report()])
+
+
+def replay_html(result: ReplayResult) -> str:
+    """The HTML page of `simulate` (tables and charts) with the client's latencies."""
+    page = html_report([result.sim]).replace("Simulation report", "Replay report")
+    extra = f"<h2>Client-side latencies</h2><pre>{_escape(result.stats.report())}</pre>"
+    return page.replace("</body>", extra + "</body>")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
