@@ -52,8 +52,8 @@ if not same then
 end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))
-  if ix.status == 'queued' or ix.status == 'offered' then
-    if q.max_wait_s > 0 then
+  if M.in_order(ix) then
+    if q.max_wait_s > 0 and not ix.cb then
       M.arm('mw', ix.id, ix.enq + math.floor(q.max_wait_s * 1000 + 0.5))
     else
       M.disarm('mw', ix.id)

@@ -69,6 +69,12 @@ function M.routable(ix)
   return ix.status == 'queued' or (ix.status == 'callback' and not ix.cb_hold)
 end
 
+-- Whether the interaction holds a place in its queue's order: escalation steps apply to it.
+function M.in_order(ix)
+  return ix.status == 'queued' or ix.status == 'offered'
+      or (ix.status == 'callback' and not ix.cb_at)
+end
+
 function M.match_interaction(ix)
   if not M.routable(ix) then return false end
   local pool = P .. 'clsag:' .. ix.cls
@@ -294,8 +300,12 @@ local CALLBACK_CHECK_MS = 10000         -- how often a waiting caller's EWT is l
 -- Offers the caller a callback once its EWT exceeds the queue's `offer_when_ewt_s`; until then
 -- looks again every CALLBACK_CHECK_MS while it waits on the line.
 function M.consider_callback(ix, q, ewt_s)
-  if not q.callback or ix.cb_offered or ix.status ~= 'queued' then return end
-  if ewt_s > q.callback.offer_when_ewt_s then
+  if not q.callback or ix.cb_offered or ix.cb then return end
+  if ix.status == 'offered' then
+    M.arm('cbo', ix.id, NOW + CALLBACK_CHECK_MS)  -- ringing an agent: look again later
+  elseif ix.status ~= 'queued' then
+    return
+  elseif ewt_s > q.callback.offer_when_ewt_s then
     ix.cb_offered = true
     M.disarm('cbo', ix.id)
     M.save_ix(ix)

@@ -23,7 +23,7 @@ function M.fire(member)
   if kind == 'off' then
     if ix.status == 'offered' and ix.exp <= NOW then M.expire_offer(ix) end
   elseif kind == 'esc' then
-    if ix.status == 'queued' or ix.status == 'offered' then M.escalate(ix, false) end
+    if M.in_order(ix) then M.escalate(ix, false) end
   elseif kind == 'mw' then
     if ix.status == 'queued' then
       M.finish(ix, 'timed_out', {})
@@ -32,16 +32,17 @@ function M.fire(member)
       M.save_ix(ix)
     end
   elseif kind == 'cbo' then
+    local ewt = 0
     if ix.status == 'queued' then
-      local rank = redis.call('ZRANK', P .. 'qw:' .. ix.queue, ix.m)
-      M.consider_callback(ix, M.queue(ix.queue), M.ewt(ix.queue, ix.cls, rank + 1))
+      ewt = M.ewt(ix.queue, ix.cls, redis.call('ZRANK', P .. 'qw:' .. ix.queue, ix.m) + 1)
     end
+    M.consider_callback(ix, M.queue(ix.queue), ewt)
   elseif kind == 'cbd' then
     if ix.status == 'callback' and ix.cb_at then M.enter_scheduled_callback(ix) end
   elseif kind == 'cbr' then
     if ix.status == 'callback' and ix.cb_hold then M.end_callback_hold(ix) end
   elseif kind == 'pw' then
-    if ix.pref_until and (ix.status == 'queued' or ix.status == 'offered') then
+    if ix.pref_until and M.in_order(ix) then
       M.end_preferred_wait(ix)
     end
   end
