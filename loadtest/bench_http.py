@@ -34,6 +34,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from loadtest.report import percentile
 from router.store.server import RedisServer, free_port
 from tests.e2e.serve import Served, clean_env
 
@@ -84,14 +85,6 @@ class BenchError(Exception):
 
 
 # Statistics ------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile `q` (0..1) of `values`."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 @dataclass

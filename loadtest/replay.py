@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from loadtest.report import COLUMNS, html_report, row, run_figures, table
+from loadtest.report import COLUMNS, html_report, percentile, row, run_figures, table
 from loadtest.simulate import SHIFT_END_REASON, CallResult, SimResult, check_queues
 from loadtest.trace import Call, Roster
 from router.domain.models import QueueConfig
@@ -62,14 +62,6 @@ class ReplayOptions:
     id_prefix: str = ""
     """Prepended to every interaction id (to replay a trace twice on one service)."""
     progress: TextIO | None = None
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile `q` (0..1) of `values` (nan when empty)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 @dataclass

@@ -195,3 +195,11 @@ def html_report(runs: Sequence[SimResult]) -> str:
         + "".join(charts(runs))
         + "</body></html>\n"
     )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..1) of `values` (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
