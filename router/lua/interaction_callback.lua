@@ -37,6 +37,7 @@ if at then
   ix.cb_at = at
   ix.cb_hold = at
   M.arm('cbd', id, at)
+  redis.call('SADD', P .. 'qcb:' .. ix.queue, id)
   M.save_ix(ix)
   M.emit('callback.scheduled', {interaction_id = id, queue = ix.queue,
                                 scheduled_at = at / 1000})

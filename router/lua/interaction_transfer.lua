@@ -1,6 +1,7 @@
 -- interaction_transfer: the connected agent sends the interaction to another queue (§3.9).
 -- It leaves the agent (wrap-up of the source queue) and enters the target as a new arrival
 -- with the same priority, credit, extra skills and data, without preferred agents or exclusions.
+-- A callback transferred is a caller on the line from then on: no longer a callback.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, queue}
 -- Returns  {'ok', interaction}
@@ -45,6 +46,8 @@ ix.answered_once = nil
 ix.last_offer = nil
 ix.mw_due = nil
 ix.transfers = (ix.transfers or 0) + 1
+ix.cb, ix.cb_offered, ix.no_answer_by = nil, false, nil
+ix.attempts = 0
 M.enqueue(ix, target, 0)
 M.match_agent(ag)
 return M.reply_ix(M.load_ix(id))

@@ -1,4 +1,4 @@
--- queue_delete: remove a queue that has nothing waiting.
+-- queue_delete: remove a queue that has nothing waiting, scheduled callbacks included.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, name}
 -- Returns  {'ok'} | {'not_found'} | {'not_empty'}
@@ -10,7 +10,9 @@
 M.apply_due(CFG.due_batch)
 local name = M.args.name
 if redis.call('HEXISTS', M.K_QUEUES, name) == 0 then return M.reply('not_found') end
-if redis.call('ZCARD', P .. 'qw:' .. name) > 0 then return M.reply('not_empty') end
+if redis.call('ZCARD', P .. 'qw:' .. name) > 0 or redis.call('SCARD', P .. 'qcb:' .. name) > 0 then
+  return M.reply('not_empty')
+end
 local q = M.queue(name)
 for step = 0, #(q.steps or {}) do
   local cid = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy,

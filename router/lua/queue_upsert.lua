@@ -1,6 +1,7 @@
 -- queue_upsert: create or replace a queue. Its steps' routing classes are created now, and a
 -- change applies to the interactions already waiting: each moves to the requirement in force
--- and is routed again (O(waiting in the queue), an admin operation).
+-- and is routed again (O(waiting in the queue), an admin operation); a scheduled callback takes
+-- the class of step 0 of the new requirement.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
@@ -14,7 +15,10 @@ M.apply_due(CFG.due_batch)
 local q = M.args.queue
 local old = M.queue(q.name)
 local waiting = redis.call('ZRANGE', P .. 'qw:' .. q.name, 0, -1)
-if old and old.channel ~= q.channel and #waiting > 0 then return M.reply('channel_change') end
+local scheduled = redis.call('SMEMBERS', P .. 'qcb:' .. q.name)
+if old and old.channel ~= q.channel and #waiting + #scheduled > 0 then
+  return M.reply('channel_change')
+end
 local function requirements(queue)
   local reqs = {queue.skills}
   for _, st in ipairs(queue.steps or {}) do reqs[#reqs + 1] = st.skills end
@@ -60,6 +64,12 @@ for _, m in ipairs(waiting) do
     end
     M.escalate(ix, true)
   end
+end
+for _, id in ipairs(scheduled) do
+  local ix = M.load_ix(id)
+  ix.step = 0
+  ix.cls = M.class_for(q.channel, q.strategy, M.merge(q.skills, ix.skills)) or ix.cls
+  M.save_ix(ix)
 end
 -- Re-armed max waits may be due already.
 M.apply_due(CFG.due_batch)

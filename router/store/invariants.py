@@ -43,6 +43,7 @@ class Snapshot:
     agent_preferred: dict[str, dict[str, float]] = field(default_factory=dict)
     queue_waiting: dict[str, dict[str, float]] = field(default_factory=dict)
     queue_on_line: dict[str, dict[str, float]] = field(default_factory=dict)
+    queue_scheduled: dict[str, set[str]] = field(default_factory=dict)
     logged_in: set[str] = field(default_factory=set)
     agent_ids: set[str] = field(default_factory=set)
     timers: dict[str, float] = field(default_factory=dict)
@@ -93,6 +94,8 @@ class Snapshot:
                 snap.queue_waiting[name] = await zset(key)
             elif kind == "ql":
                 snap.queue_on_line[name] = await zset(key)
+            elif kind == "qcb":
+                snap.queue_scheduled[name] = await members(key)
         raw_queues = await redis.hgetall(keys.queues)
         snap.queues = {text(k): msgpack.unpackb(v, raw=False) for k, v in raw_queues.items()}
         snap.logged_in = await members(keys.logged_in)
@@ -243,10 +246,14 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             in_order = snap.queue_waiting.get(ix["queue"], {}).get(member) == ix["score"]
             if in_order == bool(scheduled):
                 bad.append(f"{ix_id}: in the queue order of {ix['queue']} is {in_order}")
-            if queue is not None:
+            if queue is None:
+                bad.append(f"{ix_id} ({status}) waits in {ix['queue']}, a queue that is gone")
+            else:
                 want_req = _requirement(queue, ix["step"], _map(ix.get("skills")))
                 if _map(snap.classes[ix["cls"]]["skills"]) != want_req:
                     bad.append(f"{ix_id} in a class whose requirement is not its own")
+        if bool(scheduled) != (ix_id in snap.queue_scheduled.get(ix["queue"], set())):
+            bad.append(f"{ix_id}: in the scheduled callbacks of {ix['queue']} is {not scheduled}")
         if status == InteractionStatus.CALLBACK and ix.get("cb_hold"):
             kind = "cbd" if scheduled else "cbr"
             if f"{kind}:{ix_id}" not in snap.timers:
@@ -263,6 +270,12 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
                 bad.append(f"{ix_id} excludes {aid} but {aid}'s exclusion set lacks it")
         if status == InteractionStatus.CONNECTED and holders.get(ix_id) != [ix.get("agent")]:
             bad.append(f"{ix_id} connected but held by {holders.get(ix_id)}")
+
+    for name, ids in snap.queue_scheduled.items():
+        for ix_id in ids:
+            ix = ixs.get(ix_id, {})
+            if ix.get("queue") != name or ix["status"] != "callback" or not ix.get("cb_at"):
+                bad.append(f"{ix_id} in the scheduled callbacks of {name} but not one of them")
 
     for cid in set(snap.class_waiting) | set(waiting_of_class):
         if snap.class_waiting.get(cid, {}) != waiting_of_class.get(cid, {}):

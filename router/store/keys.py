@@ -91,6 +91,10 @@ class Keys:
         """Sorted set (enqueued_at): interactions on the line (queued or offered)."""
         return self._k(f"ql:{queue}")
 
+    def queue_scheduled(self, queue: str) -> str:
+        """Set: scheduled callbacks of the queue that have not entered it yet."""
+        return self._k(f"qcb:{queue}")
+
     @property
     def timers(self) -> str:
         """Sorted set: `<kind>:<id>` -> due time in ms; one timer per kind and record."""

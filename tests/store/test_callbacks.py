@@ -7,6 +7,7 @@ import pytest
 from router.domain.models import (
     AgentState,
     CallbackPolicy,
+    Channel,
     InteractionStatus,
     Outcome,
 )
@@ -125,3 +126,70 @@ async def test_customer_no_answer_retries_then_fails(center: Center) -> None:
     assert [e.fields["attempts"] for e in failed] == [2]
     answered = await center.events("interaction.connected")
     assert len(answered) == 2  # but answered once for the service level (tests/metrics)
+
+
+async def test_a_repeated_customer_no_answer_is_a_retry_not_a_conflict(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.call("support", "c1")
+    await center.engine.accept_callback("c1", center.now)
+    await center.agent("a1", {"s": 1})
+    await center.engine.accept("c1", "a1", center.now)
+    first = await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
+    again = await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
+    assert (again.status, again.attempts) == (first.status, first.attempts) == ("callback", 1)
+    assert len(await center.events("interaction.requeued")) == 1
+    with pytest.raises(Conflict):  # a plain complete of a call no longer connected still is one
+        await center.engine.complete("c1", "a1", center.now)
+
+
+async def test_steps_go_on_passing_during_a_callback_retry_wait(center: Center) -> None:
+    await center.queue("support", skills={"s": 2}, callback=POLICY, steps=[(60, {"s": 1})])
+    await center.call("support", "c1")
+    await center.engine.accept_callback("c1", center.now)
+    await center.agent("a2", {"s": 2})
+    await center.engine.accept("c1", "a2", center.now)
+    await center.engine.complete("c1", "a2", center.now, Outcome.CUSTOMER_NO_ANSWER)
+    await center.state("a2", AgentState.LOGGED_OUT)
+    await center.agent("a1", {"s": 1})  # serves only step 1, in force from 60 s
+    await center.advance(299.999)
+    assert (await center.ix("c1")).step == 1  # escalated while held back
+    assert await center.offered_to("c1") is None
+    await center.advance(0.001)
+    assert await center.offered_to("c1") == "a1"
+
+
+async def test_a_scheduled_callback_keeps_its_queue_from_being_deleted_or_rechannelled(
+    center: Center,
+) -> None:
+    config = await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.call("support", "c1")
+    await center.engine.accept_callback("c1", center.now, at=center.now + 600)
+    with pytest.raises(Conflict):
+        await center.engine.delete_queue("support", center.now)
+    with pytest.raises(Conflict):
+        await center.queue("support", skills={"s": 1}, callback=POLICY, channel=Channel.CHAT)
+    await center.queue("support", skills={"s": 2}, callback=POLICY)  # a new requirement
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"s": 2})
+    await center.advance(600)
+    assert await center.offered_to("c1") == "a2"
+    await center.engine.abandon("c1", center.now)  # the platform cancels it
+    await center.engine.delete_queue(config.name, center.now)
+
+
+async def test_a_transferred_callback_is_a_caller_on_the_line(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.queue("sales", skills={"t": 1}, max_wait_s=30)  # nobody serves it
+    await center.call("support", "c1")
+    await center.engine.accept_callback("c1", center.now)
+    await center.agent("a1", {"s": 1})
+    await center.engine.accept("c1", "a1", center.now)
+    ix = await center.engine.transfer("c1", "a1", "sales", center.now)
+    assert (ix.status, ix.callback, ix.callback_offered, ix.attempts) == (
+        InteractionStatus.QUEUED,
+        False,
+        False,
+        0,
+    )
+    await center.advance(30)  # on the line, so its max wait applies
+    assert (await center.ix("c1")).status == InteractionStatus.TIMED_OUT

@@ -17,8 +17,8 @@ the event log agrees with the records. At the end the clock's time is ticked and
 Hypothesis runs a sync test; each example gets its own event loop, Redis clients and namespace
 (pytest-asyncio's session loop is left alone), on a database of its own of the session server.
 The examples are derandomized (the same 300 on every run); a failure prints the engine calls
-of the shrunk example, ready to paste as a reproduction. Violations found so far are kept as
-explicit examples at the end of the file ("Known engine bugs").
+of the shrunk example, ready to paste as a reproduction. Every violation found so far is kept as
+an explicit regression example at the end of the file.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import itertools
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from hypothesis import HealthCheck, event, example, given, note, settings
@@ -40,6 +41,7 @@ from router.domain.models import (
     TERMINAL_STATUSES,
     AgentProfile,
     AgentState,
+    CallbackPolicy,
     Channel,
     Event,
     InteractionStatus,
@@ -69,6 +71,8 @@ QUEUES = ("sales", "support", "chat")
 NO_QUEUE = "nowhere"
 GHOST = "ghost"
 """An interaction id that never exists."""
+MAX_AHEAD_S = 60.0
+"""The max_schedule_ahead_s of every callback policy."""
 
 _examples = itertools.count()
 _scripts: dict[str, Script] = {}
@@ -81,8 +85,10 @@ class Ix:
     """A reference to an interaction, resolved against the state after the previous step.
 
     `live`: the n-th (modulo) of those the operation applies to (offered ones for accept and
-    reject, connected ones for complete and transfer, waiting ones for abandon), else of any;
-    `any`: the n-th of every interaction created so far; `ghost`: an id that never exists.
+    reject, connected ones for complete and transfer, waiting ones for abandon, queued ones for
+    accept_callback), else of any; `cb`: the same, among callbacks first (for accept_callback:
+    among those offered a callback and not yet one); `any`: the n-th of every interaction
+    created so far; `ghost`: an id that never exists.
     """
 
     n: int
@@ -170,6 +176,16 @@ class Abandon:
 
 
 @dataclass(frozen=True)
+class AcceptCallback:
+    """The caller accepts the callback offered to it (§3.10): now (`at` None) or scheduled
+    `at` seconds from now (0 or less, or beyond max_schedule_ahead_s: invalid, a 422)."""
+
+    ix: Ix
+    at: float | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True)
 class UpsertQueue:
     queue: str
     variant: int
@@ -199,6 +215,7 @@ Op = (
     | Complete
     | Transfer
     | Abandon
+    | AcceptCallback
     | UpsertQueue
     | DeleteQueue
     | Advance
@@ -230,6 +247,7 @@ class QueueKnobs:
     wrap_up_s: float
     max_no_answer: int
     first_step_s: float
+    callback: CallbackPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +264,9 @@ class Setup:
     arrivals: tuple[tuple[str, bool], ...] = ()
     """Interactions that arrive once the agents are in, and whether their first offer is
     accepted (a warm start: the sequences then begin with calls offered and connected)."""
+    callbacks: tuple[tuple[str, float | None], ...] = ()
+    """Then interactions that arrive and, if offered a callback, accept it: now (None) or
+    scheduled that many seconds ahead (the sequences then begin with callbacks waiting)."""
 
 
 def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
@@ -256,6 +277,7 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
         "max_wait_s": knobs.max_wait_s,
         "wrap_up_s": knobs.wrap_up_s,
         "max_no_answer": knobs.max_no_answer,
+        "callback": knobs.callback,
     }
     if name == "sales":
         config = QueueConfig(
@@ -280,7 +302,7 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
             steps=(Step(knobs.first_step_s, {}),),
             **base,
         )
-    if variant == 1:  # limits and timers change
+    if variant == 1:  # limits and timers change (callbacks: one attempt, a short retry wait)
         return QueueConfig(
             **{
                 **config.__dict__,
@@ -288,9 +310,11 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
                 "max_wait_s": 3.0,
                 "offer_timeout_s": 1.0,
                 "wrap_up_s": 0.5,
+                "callback": config.callback
+                and replace(config.callback, retry_after_s=0.5, max_attempts=1),
             }
         )
-    if variant == 2:  # requirement and strategy change, no steps
+    if variant == 2:  # requirement and strategy change, no steps, no callback policy
         return QueueConfig(
             **{
                 **config.__dict__,
@@ -301,6 +325,7 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
                 else Strategy.LONGEST_IDLE,
                 "max_waiting": 0,
                 "max_wait_s": 0.0,
+                "callback": None,
             }
         )
     if variant == 3:  # the other channel (a 409 while interactions wait)
@@ -314,7 +339,8 @@ APPLIES_TO: dict[type, set[str]] = {
     Reject: {"offered"},
     Complete: {"connected"},
     Transfer: {"connected"},
-    Abandon: {"queued", "offered"},
+    Abandon: {"queued", "offered", "callback"},
+    AcceptCallback: {"queued"},
 }
 """The statuses an operation applies to: where an `Ix` of `live` looks first."""
 
@@ -336,12 +362,21 @@ channel_items = st.sampled_from(
 agent_refs = st.integers(0, len(AGENT_IDS) - 1)
 holder_or_agent = st.one_of(st.none(), st.none(), agent_refs)
 ix_refs = st.builds(Ix, st.integers(0, 40), st.sampled_from(["live"] * 5 + ["any", "ghost"]))
+cb_refs = st.builds(Ix, st.integers(0, 40), st.sampled_from(["cb"] * 6 + ["live", "any", "ghost"]))
+"""References that look for callbacks first (or, for accept_callback, for callback offers)."""
 queue_names = st.sampled_from((*QUEUES, NO_QUEUE))
 seconds = st.one_of(
     st.sampled_from([0.0, 0.001, 0.5, 1.0, 2.5, 4.0, 6.0, 20.0]),
     st.integers(0, 12_000).map(lambda ms: ms / 1000),
 )
 
+callback_policies = st.builds(
+    CallbackPolicy,
+    offer_when_ewt_s=st.sampled_from([1.0, 5.0, 30.0]),
+    retry_after_s=st.sampled_from([1.0, 2.5, 5.0]),
+    max_attempts=st.integers(1, 3),
+    max_schedule_ahead_s=st.just(MAX_AHEAD_S),
+)
 queue_knobs = st.builds(
     QueueKnobs,
     offer_timeout_s=st.sampled_from([1.0, 2.5, 5.0]),
@@ -350,6 +385,7 @@ queue_knobs = st.builds(
     wrap_up_s=st.sampled_from([0.0, 1.5, 4.0]),
     max_no_answer=st.sampled_from([1, 2]),
     first_step_s=st.sampled_from([1.0, 3.0]),
+    callback=st.one_of(st.none(), callback_policies, callback_policies),
 )
 setups = st.builds(
     Setup,
@@ -369,6 +405,9 @@ setups = st.builds(
         max_size=5,
     ).map(tuple),
     arrivals=st.lists(st.tuples(st.sampled_from(QUEUES), st.booleans()), max_size=4).map(tuple),
+    callbacks=st.lists(
+        st.tuples(st.sampled_from(QUEUES), st.sampled_from([None, None, 2.0, 8.0])), max_size=3
+    ).map(tuple),
 )
 
 operations: st.SearchStrategy[Op] = st.one_of(
@@ -419,6 +458,22 @@ operations: st.SearchStrategy[Op] = st.one_of(
     st.builds(Transfer, ix_refs, queue_names, holder_or_agent),
     st.builds(Transfer, ix_refs, st.sampled_from(["sales", "support"])),
     st.builds(Abandon, ix_refs, st.booleans()),
+    # Callbacks (§3.10): accept an offer now, scheduled (valid or not), dial attempts that the
+    # customer does not answer, callback offers refused, cancels, transfers.
+    st.builds(AcceptCallback, cb_refs, retry=st.booleans()),
+    st.builds(AcceptCallback, cb_refs),
+    st.builds(
+        AcceptCallback,
+        cb_refs,
+        st.sampled_from([0.5, 3.0, 10.0, MAX_AHEAD_S, 0.0, -1.0, MAX_AHEAD_S + 0.001]),
+        st.booleans(),
+    ),
+    st.builds(Accept, cb_refs),
+    st.builds(Complete, cb_refs, outcome=st.just(Outcome.CUSTOMER_NO_ANSWER), retry=st.booleans()),
+    st.builds(Complete, ix_refs, outcome=st.just(Outcome.CUSTOMER_NO_ANSWER)),
+    st.builds(Reject, cb_refs, st.sampled_from(RejectReason)),
+    st.builds(Abandon, cb_refs, st.booleans()),
+    st.builds(Transfer, cb_refs, st.sampled_from(QUEUES)),
     st.builds(UpsertQueue, st.sampled_from(QUEUES), st.integers(0, 3)),
     st.builds(DeleteQueue, st.sampled_from(QUEUES)),
     st.builds(Advance, seconds, st.sampled_from([None, 0, 1, 2])),
@@ -499,9 +554,37 @@ class Frozen:
 
 async def snapshot(engine: Engine) -> Snapshot:
     """`Snapshot.read` of the engine's namespace, read in one round trip."""
+    return (await snapshot_and_counters(engine))[0]
+
+
+async def snapshot_and_counters(engine: Engine) -> tuple[Snapshot, dict[str, int]]:
+    """The snapshot and the business counters (`field: value`), of the same read."""
     pattern = engine.keys.prefix.replace("{", "[{]") + "*"
     view = await Frozen.load(engine.redis, pattern)
-    return await Snapshot.read(cast(Redis, view), engine.keys)
+    raw = await view.hgetall(engine.keys.prefix + "m:c")
+    counters = {k.decode(): int(v) for k, v in raw.items()}
+    return await Snapshot.read(cast(Redis, view), engine.keys), counters
+
+
+COUNTED = (
+    "acd_callbacks_offered_total|",
+    "acd_callbacks_accepted_total|",
+    "acd_callbacks_cancelled_total|",
+    "acd_callbacks_failed_total|",
+    "acd_interactions_answered_total|",
+    "acd_interactions_abandoned_total|",
+)
+"""The counters the events predict: each callback event counted once, a callback answered once
+(§3.10) however many dial attempts, a cancel not an abandon."""
+
+
+def step_in_force(queue: dict[str, Any], enq_ms: int, now_ms: int) -> int:
+    """The step of the queue's requirement at the wait `now - enq` (§3.1)."""
+    steps = queue.get("steps") or []
+    return max(
+        (i for i, st in enumerate(steps, start=1) if st["after_s"] * 1000 <= now_ms - enq_ms),
+        default=0,
+    )
 
 
 # The runner ----------------------------------------------------------------------------------
@@ -539,6 +622,25 @@ class Run:
     resolve here)."""
     concurrent: bool = False
     """True while the two operations of a pair run: a retry may then meet the other's change."""
+    cb: dict[str, bool] = field(default_factory=dict)
+    cb_offered: dict[str, bool] = field(default_factory=dict)
+    holds: dict[str, float] = field(default_factory=dict)
+    """Callback flags and the end of a callback's hold (retry wait or schedule, ms) after the
+    previous step."""
+    policies: dict[str, CallbackPolicy | None] = field(default_factory=dict)
+    """The callback policy of each queue as the last successful upsert set it."""
+    # What the events say about callbacks (§3.10):
+    ev_cb: set[str] = field(default_factory=set)
+    ev_cb_offered: set[str] = field(default_factory=set)
+    ev_attempts: Counter[str] = field(default_factory=Counter)
+    scheduled: dict[str, float] = field(default_factory=dict)
+    """Callbacks scheduled and not yet entered: their `at`."""
+    entered: dict[str, float] = field(default_factory=dict)
+    """Scheduled callbacks that entered their queue: their `enqueued_at` must be `at`."""
+    answered: set[str] = field(default_factory=set)
+    """Interactions answered since their arrival in their current queue."""
+    counts: Counter[str] = field(default_factory=Counter)
+    """The counters of COUNTED as the events predict them."""
 
     # Calls
 
@@ -574,9 +676,14 @@ class Run:
         if ref.among == "ghost" or not self.created:
             return GHOST
         pool = self.created
-        if ref.among == "live":
+        if ref.among in ("live", "cb"):
             wanted = APPLIES_TO.get(type(op), set())
-            pool = [i for i in self.created if self.status.get(i) in wanted] or pool
+            live = [i for i in self.created if self.status.get(i) in wanted]
+            if ref.among == "cb" and isinstance(op, AcceptCallback):
+                live = [i for i in live if self.cb_offered.get(i) and not self.cb.get(i)] or live
+            elif ref.among == "cb":
+                live = [i for i in live if self.cb.get(i)] or live
+            pool = live or pool
         return pool[ref.n % len(pool)]
 
     def agent_of(self, ix_id: str, ref: int | None) -> str:
@@ -592,6 +699,7 @@ class Run:
         for name, knobs in self.setup.queues:
             self.knobs[name] = knobs
             await self.call(0, "upsert_queue", queue_config(name, knobs), self.now)
+            self.policies[name] = knobs.callback
         for aid, agent in zip(AGENT_IDS, self.setup.agents, strict=False):
             profile = AgentProfile(dict(agent.skills), dict(agent.channels))
             await self.call(0, "put_agent", aid, profile, self.now)
@@ -602,6 +710,14 @@ class Run:
                 found = await self.engines[0].get_interaction(ix_id, self.now)
                 if found is not None and found.agent_id is not None:
                     await self.call(i % 2, "accept", ix_id, found.agent_id, self.now)
+        for i, (queue, ahead) in enumerate(self.setup.callbacks):
+            ix_id = await self.create(Create(queue), i % 2)
+            if ix_id is None:
+                continue
+            found = await self.engines[0].get_interaction(ix_id, self.now)
+            if found is not None and found.callback_offered:
+                at = None if ahead is None else self.now + ahead
+                await self.call(i % 2, "accept_callback", ix_id, self.now, at=at)
         await self.check()
 
     # Steps
@@ -676,9 +792,19 @@ class Run:
                     await self.retry(e, None, "reject", ix_id, agent, op.reason, now)
         elif isinstance(op, Complete):
             kw = {"outcome": op.outcome, "wrap_up_s": op.wrap_up_s}
+            before = self.status.get(ix_id)
             res = await self.call(e, "complete", ix_id, agent, now, **kw)
             if not isinstance(res, RouterError):
-                assert res.status == InteractionStatus.COMPLETED
+                if before == "connected" and res.callback and op.outcome == "customer_no_answer":
+                    # §3.10: back in its place for another dial attempt, or failed.
+                    assert res.status in (InteractionStatus.CALLBACK, InteractionStatus.FAILED)
+                    assert res.attempts >= 1, res
+                    if not self.concurrent:
+                        policy = self.policies.get(res.queue)
+                        again = policy is not None and res.attempts < policy.max_attempts
+                        assert (res.status == InteractionStatus.CALLBACK) == again, (res, policy)
+                elif before == "connected" and not self.concurrent:
+                    assert res.status == InteractionStatus.COMPLETED, res
                 if op.retry:
                     await self.retry(e, res, "complete", ix_id, agent, now, **kw)
         elif isinstance(op, Transfer):
@@ -689,14 +815,23 @@ class Run:
         elif isinstance(op, Abandon):
             res = await self.call(e, "abandon", ix_id, now)
             if not isinstance(res, RouterError):
-                assert res.status == InteractionStatus.ABANDONED
+                # §3.10: DELETE cancels a callback; it is not an abandon.
+                want = InteractionStatus.CANCELLED if res.callback else InteractionStatus.ABANDONED
+                assert res.status == want, res
                 if op.retry:
                     await self.retry(e, res, "abandon", ix_id, now)
+        elif isinstance(op, AcceptCallback):
+            await self.accept_callback(op, e, ix_id)
         elif isinstance(op, UpsertQueue):
             knobs = self.knobs.get(op.queue) or self.setup.queues[0][1]
-            await self.call(e, "upsert_queue", queue_config(op.queue, knobs, op.variant), now)
+            config = queue_config(op.queue, knobs, op.variant)
+            res = await self.call(e, "upsert_queue", config, now)
+            if not isinstance(res, RouterError):
+                self.policies[op.queue] = config.callback
         elif isinstance(op, DeleteQueue):
-            await self.call(e, "delete_queue", op.queue, now)
+            res = await self.call(e, "delete_queue", op.queue, now)
+            if not isinstance(res, RouterError):
+                self.policies.pop(op.queue, None)
         else:
             self.advance(op.seconds)
             if op.tick is None:
@@ -705,6 +840,25 @@ class Run:
                 await self.call(op.tick, "tick", self.now)
             else:
                 await asyncio.gather(self.call(0, "tick", self.now), self.call(1, "tick", self.now))
+
+    async def accept_callback(self, op: AcceptCallback, e: int, ix_id: str) -> None:
+        now = self.now
+        at = None if op.at is None else (round(now * 1000) + round(op.at * 1000)) / 1000
+        res = await self.call(e, "accept_callback", ix_id, now, at=at)
+        was_callback = self.cb.get(ix_id, False)
+        if isinstance(res, RouterError):
+            return
+        assert res.callback, res
+        assert res.callback_offered, res
+        if was_callback or self.concurrent:
+            return  # a retry: the current record, whatever became of it
+        # A new acceptance: a valid `at` (§3.10), and the callback waits (or is scheduled).
+        assert op.at is None or 0 < op.at <= MAX_AHEAD_S, f"accepted {op.at} s ahead"
+        assert res.status == InteractionStatus.CALLBACK, res
+        assert res.scheduled_at == at, res
+        assert (res.position is None) == (at is not None), res
+        if op.retry:
+            await self.retry(e, res, "accept_callback", ix_id, now, at=at)
 
     async def retry(self, e: int, first: Any, name: str, *args: Any, **kw: Any) -> None:
         """A platform's retry of a call that succeeded answers 200 with the current record."""
@@ -788,26 +942,109 @@ class Run:
             assert f["previous_state"] in set(AgentState), event
             self.agent_state[f["agent_id"]] = f["state"]
             return
-        assert f["interaction_id"] in self.requests, event
-        assert f["queue"] in QUEUES, event
+        ix_id, queue = f["interaction_id"], f["queue"]
+        assert ix_id in self.requests, event
+        assert queue in QUEUES, event
+        before = self.event_status.get(ix_id)
+        if event.type.startswith("callback."):
+            self.check_callback_event(event, before)
+            return
         kind = event.type.partition(".")[2]
+        cb = ix_id in self.ev_cb
         if kind in ("offered", "connected"):
             assert f["agent_id"] in AGENT_IDS, event
         if kind == "offered":
             assert f["expires_at"] > event.at, event
+            assert f["callback"] is cb, (event, "a callback" if cb else "not a callback")
+            # A callback is routed only once its schedule or retry wait is over (§3.10).
+            assert ix_id not in self.scheduled, (event, "offered before its scheduled time")
+            hold = self.holds.get(ix_id)
+            assert not hold or round(event.at * 1000) >= hold, (event, "offered in its hold")
         if kind in ("connected", "abandoned"):
             assert f["waited_s"] >= 0, event
+        if kind == "connected":
+            if cb:
+                self.ev_attempts[ix_id] += 1
+            if ix_id not in self.answered:
+                self.answered.add(ix_id)
+                self.counts[f"acd_interactions_answered_total|{queue}"] += 1
+        if kind == "transferred":
+            # A new arrival in the target queue: a caller on the line, a callback no more.
+            self.answered.discard(ix_id)
+            self.entered.pop(ix_id, None)
+            self.ev_cb.discard(ix_id)
+            self.ev_cb_offered.discard(ix_id)
+            self.ev_attempts.pop(ix_id, None)
         if kind == "requeued":
-            assert f["reason"] in ("rejected", "no_answer", "expired", "withdrawn"), event
+            reasons = ("rejected", "no_answer", "expired", "withdrawn", "customer_no_answer")
+            assert f["reason"] in reasons, event
+            if f["reason"] == "customer_no_answer":
+                assert cb, (event, "not a callback")
+                assert before == "connected", (event, before)
+                assert f["attempts"] == self.ev_attempts[ix_id], (event, self.ev_attempts[ix_id])
+        if kind == "abandoned":
+            assert not cb, (event, "a callback is cancelled, not abandoned")
+            self.counts[f"acd_interactions_abandoned_total|{queue}"] += 1
+        if kind == "cancelled":
+            assert cb, (event, "not a callback")
+            assert before in ("callback", "offered"), (event, before)
+            self.scheduled.pop(ix_id, None)
+            self.counts[f"acd_callbacks_cancelled_total|{queue}"] += 1
+        if kind == "failed":
+            assert cb, (event, "not a callback")
+            assert before == "connected", (event, before)
+            assert f["attempts"] == self.ev_attempts[ix_id], (event, self.ev_attempts[ix_id])
+            self.counts[f"acd_callbacks_failed_total|{queue}"] += 1
+        if kind == "queued" and f.get("callback"):
+            # A scheduled callback enters its queue at its time, `enqueued_at = at`.
+            assert cb, (event, "not a callback")
+            assert before == "callback", (event, before)
+            assert ix_id in self.scheduled, (event, "not scheduled")
+            at = self.scheduled.pop(ix_id)
+            assert event.at >= at, (event, f"scheduled at {_fmt(at)}")
+            self.entered[ix_id] = at
         if kind in ("queued", "requeued", "offered", "connected") or kind in TERMINAL_STATUSES:
-            self.event_status[f["interaction_id"]] = "queued" if kind == "requeued" else kind
+            if kind == "queued":
+                status = "callback" if f.get("callback") else "queued"
+            elif kind == "requeued":
+                status = "callback" if cb else "queued"
+            else:
+                status = kind
+            self.event_status[ix_id] = status
+
+    def check_callback_event(self, event: Event, before: str | None) -> None:
+        f = event.fields
+        ix_id, queue = f["interaction_id"], f["queue"]
+        if event.type == "callback.offered":
+            # Offered once per interaction, to a caller waiting on the line (§3.10).
+            assert before == "queued", (event, before)
+            assert ix_id not in self.ev_cb_offered, (event, "offered a callback twice")
+            assert f["ewt_s"] >= 0, event
+            self.ev_cb_offered.add(ix_id)
+            self.counts[f"acd_callbacks_offered_total|{queue}"] += 1
+            return
+        # callback.accepted or callback.scheduled: only by a queued caller offered one.
+        assert before == "queued", (event, before)
+        assert ix_id in self.ev_cb_offered, (event, "no callback was offered")
+        assert ix_id not in self.ev_cb, (event, "already a callback")
+        self.ev_cb.add(ix_id)
+        self.event_status[ix_id] = "callback"
+        self.counts[f"acd_callbacks_accepted_total|{queue}"] += 1
+        if event.type == "callback.scheduled":
+            at = f["scheduled_at"]
+            assert event.at < at <= event.at + MAX_AHEAD_S, event
+            self.scheduled[ix_id] = at
 
     async def check(self) -> None:
         engine = self.engines[0]
-        snap = await snapshot(engine)
-        bad = find_violations(snap, round(self.applied_at * 1000), EXCLUSIVE)
+        snap, counters = await snapshot_and_counters(engine)
+        now_ms = round(self.applied_at * 1000)
+        bad = find_violations(snap, now_ms, EXCLUSIVE)
         for logged in await self.events():
             self.check_event(logged)
+        counted = {k: v for k, v in counters.items() if k.startswith(COUNTED) and v}
+        if counted != +self.counts:
+            bad.append(f"counters {counted}; the events say {dict(+self.counts)}")
         for ix_id in self.created:
             rec = snap.interactions.get(ix_id)
             if rec is None:
@@ -828,10 +1065,58 @@ class Run:
                     bad.append(f"{ix_id} {status} to a missing agent {rec.get('agent')}")
                 if status == "offered" and rec.get("agent") in (rec.get("excl") or {}):
                     bad.append(f"{ix_id} offered to {rec['agent']}, who refused it")
+            bad.extend(self.check_callback(ix_id, rec, snap, now_ms))
         for aid, rec in snap.agents.items():
             if rec["state"] != self.agent_state.get(aid, "logged_out"):
                 bad.append(f"agent {aid} is {rec['state']}; its events say otherwise")
         assert bad == [], bad
+
+    def check_callback(
+        self, ix_id: str, rec: dict[str, Any], snap: Snapshot, now_ms: int
+    ) -> list[str]:
+        """The record against the callback events (§3.10); the requirement in force (§3.1),
+        the callback check (README) and the end of a preferred wait (§3.7) of whatever waits,
+        callbacks included."""
+        bad = []
+        cb, cb_at = bool(rec.get("cb")), rec.get("cb_at")
+        self.cb[ix_id] = cb
+        self.cb_offered[ix_id] = bool(rec.get("cb_offered"))
+        self.holds[ix_id] = rec.get("cb_hold") or 0
+        if cb != (ix_id in self.ev_cb):
+            bad.append(f"{ix_id} callback {cb}; its events say {ix_id in self.ev_cb}")
+        if self.cb_offered[ix_id] != (ix_id in self.ev_cb_offered):
+            bad.append(f"{ix_id} callback offered {self.cb_offered[ix_id]}; its events disagree")
+        if int(rec.get("attempts") or 0) != self.ev_attempts[ix_id]:
+            bad.append(f"{ix_id} {rec.get('attempts')} attempts; {self.ev_attempts[ix_id]} dialled")
+        status = rec["status"]
+        want_at = self.scheduled.get(ix_id)
+        if status not in TERMINAL_STATUSES and (cb_at or None) != (
+            None if want_at is None else round(want_at * 1000)
+        ):
+            bad.append(f"{ix_id} ({status}) scheduled at {cb_at}; its events say {want_at}")
+        if ix_id in self.entered and rec["enq"] != round(self.entered[ix_id] * 1000):
+            bad.append(f"{ix_id} entered at {self.entered[ix_id]} but enqueued at {rec['enq']}")
+        queue = snap.queues.get(rec["queue"])
+        if status not in ("queued", "offered", "callback") or cb_at or queue is None:
+            return bad
+        step = step_in_force(queue, rec["enq"], now_ms)
+        if rec.get("step", 0) != step:
+            bad.append(
+                f"{ix_id} ({status}) at step {rec.get('step')} after {now_ms - rec['enq']} ms"
+                f" of wait: the step in force is {step}"
+            )
+        if (
+            status == "queued"
+            and queue.get("callback")
+            and not rec.get("cb_offered")
+            and f"cbo:{ix_id}" not in snap.timers
+        ):
+            # README: the EWT of a caller waiting on the line is looked at again every 10 s
+            # until it has been offered a callback.
+            bad.append(f"{ix_id} waits on the line with no callback check (cbo) timer")
+        if rec.get("pref_until") and rec["pref_until"] <= now_ms:
+            bad.append(f"{ix_id} ({status}) in its preferred wait, over at {rec['pref_until']}")
+        return bad
 
     async def finish(self) -> None:
         """Tick at the clock's time until no timer is due, then every invariant holds."""
@@ -846,7 +1131,9 @@ class Run:
             found = await self.engines[i % 2].get_interaction(ix_id, self.now)
             assert found is not None, f"{ix_id} lost"
             assert found.status == self.status[ix_id], (found, self.status[ix_id])
-            waiting = found.status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED)
+            waiting = found.status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED) or (
+                found.status == InteractionStatus.CALLBACK and found.scheduled_at is None
+            )
             assert (found.position is not None) == waiting, found
         for aid in AGENT_IDS:
             agent = await self.engines[0].get_agent(aid)
@@ -954,7 +1241,185 @@ REGRESSION_REARMED_TIMER_DROPPED = {
     "scenario": [Solo(SetState(1, AgentState.AVAILABLE), 0), Solo(Advance(6.0, 0), 0)],
 }
 
+# Callbacks (§3.10): found by the callback operations of this test. The setups: a voice queue
+# whose callback policy offers one for any EWT over 1 s, agents with no skills (they never serve
+# `sales` step 0, so a call there waits and its EWT, 180 s by default, gets it a callback offer
+# at arrival).
 
+_CALLBACKS = CallbackPolicy(
+    offer_when_ewt_s=1.0, retry_after_s=1.0, max_attempts=2, max_schedule_ahead_s=MAX_AHEAD_S
+)
+_CB_KNOBS = replace(_KNOBS, callback=_CALLBACKS)
+_BARE = AgentSetup((), _VOICE, AgentState.AVAILABLE)
+_CB_SALES = Setup(
+    queues=(("sales", _CB_KNOBS), ("chat", _KNOBS)),
+    agents=(_BARE, _BARE, _BARE),
+    arrivals=(("sales", False),),
+)
+_CB_DIALLED = Setup(
+    queues=(("sales", _CB_KNOBS), ("chat", _KNOBS)),
+    agents=(AgentSetup((("sales", 2),), _VOICE, AgentState.AVAILABLE), _BARE, _BARE),
+    arrivals=(("sales", True),),
+    callbacks=(("sales", None),),
+)
+"""a0, the one sales agent, is connected to i0; i1 then waits and accepts its callback."""
+
+REGRESSION_CALLBACK_NEVER_ESCALATES = {
+    # Was (fixed in 20c8657): the `esc` timer (`M.fire`, router/lua/lib/timers.lua) escalated
+    # only `queued` and `offered` interactions: an accepted callback stayed at the step it had
+    # when accepted. §3.1: the requirement at wait w is the last step's whose after_s <= w.
+    # Here sales' step 2 (after 5 s) requires nothing, three idle agents qualify, and the
+    # callback was never offered: "i0 (callback) at step 0 after 5000 ms of wait: the step in
+    # force is 2" (the test's own check; the checker judges a callback by its stale class).
+    "setup": _CB_SALES,
+    "scenario": [Solo(AcceptCallback(Ix(0, "cb")), 0), Solo(Advance(5.0, 0), 0)],
+}
+REGRESSION_QUEUE_CHANGE_SKIPS_CALLBACKS = {
+    # Was (fixed in 20c8657): queue_upsert.lua moved only `queued` and `offered` interactions
+    # to the new requirement: a waiting callback kept the class of the old one, "i0 in a class
+    # whose requirement is not its own" (the checker). With the callback at step 1 and the
+    # steps removed, the checker itself crashed (IndexError in `_requirement`).
+    "setup": _CB_SALES,
+    "scenario": [Solo(AcceptCallback(Ix(0, "cb")), 0), Solo(UpsertQueue("sales", 2), 0)],
+}
+REGRESSION_CALLBACK_PREFERRED_WAIT_NEVER_ENDS = {
+    # Was (fixed in 20c8657): the `pw` timer ended a preferred wait only for `queued` or
+    # `offered` interactions: a callback accepted during its preferred wait stayed in it for
+    # ever (`pref_until` set, no timer), offered only to its preferred agents. "i0 (callback) in
+    # its preferred wait, over at ..." (the test's own check; the checker takes it as in force).
+    "setup": Setup(
+        queues=(("sales", _KNOBS), ("chat", replace(_CB_KNOBS, first_step_s=3.0))),
+        agents=(_BARE, _BARE, _BARE),
+    ),
+    "scenario": [
+        Solo(Create("chat", preferred=(0,), preferred_wait_s=1.0), 0),
+        Solo(AcceptCallback(Ix(0, "cb")), 0),
+        Solo(Advance(1.0, 0), 0),
+    ],
+}
+REGRESSION_CALLBACK_CHECK_DROPPED_DURING_AN_OFFER = {
+    # Was (fixed in 20c8657): the callback check (`cbo` timer, every 10 s) did nothing when it
+    # fell while the caller was offered to an agent, and nothing re-armed it when the offer
+    # ended: the caller then waited on the line and was never offered a callback, however long
+    # its EWT (README: looked at again every 10 s until one has been offered). Here i0 arrives
+    # with a0 free (EWT 0), is offered for 20 s, the check falls at 10 s, a0 rejects: "i0 waits
+    # on the line with no callback check (cbo) timer" (the test's own check).
+    "setup": Setup(
+        queues=(("sales", replace(_CB_KNOBS, offer_timeout_s=20.0)), ("chat", _KNOBS)),
+        agents=(AgentSetup((("sales", 2),), _VOICE, AgentState.AVAILABLE), _IDLE, _IDLE),
+        arrivals=(("sales", False),),
+    ),
+    "scenario": [Solo(Advance(10.0, 0), 0), Solo(Reject(Ix(0), RejectReason.REJECTED), 0)],
+}
+
+REGRESSION_NO_ANSWER_RETRY_IS_409 = {
+    # Was: interaction_complete.lua answered a repeated complete with 200 only when the record
+    # was `completed` by that agent. A complete with outcome customer_no_answer of a callback
+    # leaves it `callback` (a retry wait) or `failed`, and the platform's retry of the very
+    # same call was a 409 not_connected: "retry of complete failed: NotConnected(...)". §3.5:
+    # complete repeated with the same arguments answers 200 with the current record.
+    #   e0.complete('i0', 'a0', now)                    # a0 free: i1's callback offered to a0
+    #   e0.accept('i1', 'a0', now)                      # dial attempt 1
+    #   e0.complete('i1', 'a0', now, outcome=CUSTOMER_NO_ANSWER)   # -> callback, attempts 1
+    #   e1.complete('i1', 'a0', now, outcome=CUSTOMER_NO_ANSWER)   # -> 409, not 200
+    "setup": _CB_DIALLED,
+    "scenario": [
+        Solo(Complete(Ix(0)), 0),
+        Solo(Accept(Ix(0)), 0),
+        Solo(Complete(Ix(0, "cb"), outcome=Outcome.CUSTOMER_NO_ANSWER, retry=True), 0),
+    ],
+}
+REGRESSION_CALLBACK_STEP_FROZEN_AFTER_A_DIAL_ATTEMPT = {
+    # Was: an accept disarms every timer of the interaction, escalation included; a complete
+    # with customer_no_answer put the callback back in its place (interaction_complete.lua)
+    # without re-arming `esc`, nor did `M.end_callback_hold` when its retry wait ended: the
+    # callback stayed at the step of its dial attempt for ever (§3.1). i1 is accepted at step 0, its
+    # retry wait ends at 1 s, when sales' step 1 is in force: "i1 (offered) at step 0 after
+    # 1000 ms of wait: the step in force is 1" (the test's own check); at 5 s step 2 (no
+    # skills: every agent) would never apply either.
+    "setup": _CB_DIALLED,
+    "scenario": [
+        Solo(Complete(Ix(0)), 0),
+        Solo(Accept(Ix(0)), 0),
+        Solo(Complete(Ix(0, "cb"), outcome=Outcome.CUSTOMER_NO_ANSWER), 0),
+        Solo(Advance(1.0, 0), 0),
+    ],
+}
+
+_CB_CHAT_SCHEDULED = Setup(
+    queues=(("sales", _KNOBS), ("chat", _CB_KNOBS)),
+    agents=(AgentSetup((("lang:fi", 1),), _VOICE, AgentState.AVAILABLE), _BARE, _BARE),
+    arrivals=(("chat", False),),
+)
+"""Nobody serves chat: i0 waits, accepts its callback (scheduled in 2 s by the scenarios)."""
+
+REGRESSION_QUEUE_DELETED_UNDER_A_SCHEDULED_CALLBACK = {
+    # Was: queue_delete.lua refused only a queue whose order (`qw:`) was not empty; a scheduled
+    # callback is not in it, so its queue could be deleted (now the `qcb:` set counts too). At
+    # `at` the `cbd` timer fired and `M.enter_scheduled_callback` indexed the missing queue: a
+    # Lua error, "ResponseError: user_script:...: attempt to index local 'q' (a nil value)",
+    # from the tick (or from whatever operation applies the due timers: a 500). The timer was
+    # already removed, so the callback was stranded `callback` with no timer ("i0 held back
+    # as a callback with no cbd timer"): never routed, never ended.
+    #   e0.accept_callback('i0', now, at=now + 2)
+    #   e0.delete_queue('chat', now)                    # 200, not 409
+    #   e0.tick(now + 2)                                # ResponseError
+    "setup": _CB_CHAT_SCHEDULED,
+    "scenario": [
+        Solo(AcceptCallback(Ix(0, "cb"), 2.0), 0),
+        Solo(DeleteQueue("chat"), 0),
+        Solo(Advance(2.0, 0), 0),
+    ],
+}
+REGRESSION_QUEUE_CHANNEL_CHANGED_UNDER_A_SCHEDULED_CALLBACK = {
+    # Was: queue_upsert.lua refused a channel change while interactions waited, but counted only
+    # the queue's order (`qw:`), without the scheduled callbacks. chat becomes a voice queue with
+    # the chat callback i0 scheduled; at `at` it enters a voice class and is offered to a
+    # voice-only agent: "agent a0 over capacity on chat: 1" (the checker).
+    "setup": _CB_CHAT_SCHEDULED,
+    "scenario": [
+        Solo(AcceptCallback(Ix(0, "cb"), 2.0), 0),
+        Solo(UpsertQueue("chat", 3), 0),
+        Solo(Advance(2.0, 0), 0),
+    ],
+}
+REGRESSION_QUEUE_CHANGE_SKIPS_SCHEDULED_CALLBACKS = {
+    # Was: queue_upsert.lua moved to the new requirement what is in the queue's order (`qw:`)
+    # and `M.in_order`: a scheduled callback is neither and kept the class of the old
+    # requirement until its time: "i0 in a class whose requirement is not its own" (the
+    # checker). (It is re-classed when it enters; the channel change above is the harmful case.)
+    "setup": _CB_CHAT_SCHEDULED,
+    "scenario": [Solo(AcceptCallback(Ix(0, "cb"), 2.0), 0), Solo(UpsertQueue("chat", 2), 0)],
+}
+REGRESSION_TRANSFERRED_CALLBACK_HALF_A_CALLBACK = {
+    # Was: interaction_transfer.lua enqueued the interaction in the target as a new arrival
+    # (`M.enqueue`: status `queued`, on the line, max wait armed) but left `cb` set: a record
+    # that is both a caller on the line and a callback. "i1: on the line index of sales is
+    # True" (the checker). Its offers then say `callback: true`, a re-queue makes it `callback`
+    # while it is still on the line, a DELETE cancels it and customer_no_answer retries it.
+    # Now a transferred callback is a caller on the line, a callback no more (README).
+    #   e0.complete('i0', 'a0', now)                    # a0 free: i1's callback offered to a0
+    #   e0.accept('i1', 'a0', now)
+    #   e0.transfer('i1', 'a0', 'sales', now)           # i1 queued, on the line, cb still true
+    "setup": _CB_DIALLED,
+    "scenario": [
+        Solo(Complete(Ix(0)), 0),
+        Solo(Accept(Ix(0)), 0),
+        Solo(Transfer(Ix(0), "sales"), 0),
+    ],
+}
+
+
+@example(**REGRESSION_TRANSFERRED_CALLBACK_HALF_A_CALLBACK)
+@example(**REGRESSION_QUEUE_DELETED_UNDER_A_SCHEDULED_CALLBACK)
+@example(**REGRESSION_QUEUE_CHANNEL_CHANGED_UNDER_A_SCHEDULED_CALLBACK)
+@example(**REGRESSION_QUEUE_CHANGE_SKIPS_SCHEDULED_CALLBACKS)
+@example(**REGRESSION_NO_ANSWER_RETRY_IS_409)
+@example(**REGRESSION_CALLBACK_STEP_FROZEN_AFTER_A_DIAL_ATTEMPT)
+@example(**REGRESSION_CALLBACK_NEVER_ESCALATES)
+@example(**REGRESSION_QUEUE_CHANGE_SKIPS_CALLBACKS)
+@example(**REGRESSION_CALLBACK_PREFERRED_WAIT_NEVER_ENDS)
+@example(**REGRESSION_CALLBACK_CHECK_DROPPED_DURING_AN_OFFER)
 @example(**REGRESSION_REARMED_TIMER_DROPPED)
 @example(**REGRESSION_BEST_SKILL_SCORE)
 @example(**REGRESSION_MAX_WAIT_ARMED_IN_THE_PAST)

@@ -50,6 +50,7 @@ function M.offer(ix, ag, preferred)
   local q = M.queue(ix.queue)
   ix.status = 'offered'
   ix.agent = ag.id
+  ix.no_answer_by = nil
   ix.exp = NOW + math.floor(q.offer_timeout_s * 1000 + 0.5)
   M.arm('off', ix.id, ix.exp)
   ag.act[ix.id] = {ch = ix.channel, st = 'offered'}
@@ -185,6 +186,7 @@ function M.finish(ix, status, fields)
   M.unplace(ix)
   redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
   redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
+  redis.call('SREM', P .. 'qcb:' .. ix.queue, ix.id)
   for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
   for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, ix.id) end
   ix.status = status
@@ -319,6 +321,7 @@ end
 -- A scheduled callback enters the queue at its time `at`, as an arrival then (§3.10).
 function M.enter_scheduled_callback(ix)
   local q = M.queue(ix.queue)
+  redis.call('SREM', P .. 'qcb:' .. ix.queue, ix.id)
   ix.enq = ix.cb_at
   ix.cb_at = nil
   ix.cb_hold = nil
@@ -337,10 +340,9 @@ function M.enter_scheduled_callback(ix)
   M.match_interaction(ix)
 end
 
--- The end of a callback's retry wait: routable again, in its old place.
+-- The end of a callback's retry wait: routable again, in its old place, at the step in force.
 function M.end_callback_hold(ix)
   ix.cb_hold = nil
   M.place(ix)
-  M.save_ix(ix)
-  M.match_interaction(ix)
+  M.escalate(ix, false)
 end
