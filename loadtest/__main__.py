@@ -11,6 +11,7 @@ from pathlib import Path
 
 from loadtest import generate as gen
 from loadtest import importers
+from loadtest.charts import CHART_NAMES, write_chart
 from loadtest.replay import ReplayError, ReplayOptions, replay, replay_html, replay_report
 from loadtest.report import compare_report, html_report, text_report
 from loadtest.simulate import Scenario, SimOptions, add_agents, scale_roster, simulate_scenarios
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
     s.add_argument("--compare-config", help="what-if: this configuration instead")
     s.add_argument("--html", help="write a self-contained HTML report with charts here")
+    chart_options(s)
 
     p_replay = sub.add_parser("replay", help="play a trace over HTTP against a running service")
     p_replay.add_argument("trace")
@@ -74,11 +76,18 @@ def parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--id-prefix", default="", help="prepended to interaction ids")
     p_replay.add_argument("--quiet", action="store_true", help="no progress line")
     p_replay.add_argument("--html", help="write a self-contained HTML report with charts here")
+    chart_options(p_replay)
 
     r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
     r.add_argument("--calls", type=int, default=10_000)
     r.add_argument("--seed", type=int, default=1)
     return p
+
+
+def chart_options(p: argparse.ArgumentParser) -> None:
+    """`--svg FILE` and `--chart NAME`: one chart as a standalone SVG file."""
+    p.add_argument("--svg", help="write one chart (--chart) as a standalone SVG file here")
+    p.add_argument("--chart", choices=CHART_NAMES, default="busy", help="the chart --svg writes")
 
 
 def cmd_generate(a: argparse.Namespace) -> str:
@@ -97,16 +106,8 @@ def cmd_generate(a: argparse.Namespace) -> str:
     write_trace(a.out, calls)
     out = f"{a.out}: {len(calls)} calls over {a.hours} h"
     if a.roster_out:
-        queues = {q.name: q for q in load_config(a.config).queues} if a.config else {}
-        roster = gen.size_roster(
-            spec,
-            {n: q.sla.threshold_s for n, q in queues.items()}
-            or dict.fromkeys(spec.mix, a.sla_threshold),
-            {n: q.sla.target for n, q in queues.items()} or dict.fromkeys(spec.mix, a.sla_target),
-            {n: {s: max(lv, 3) for s, lv in q.skills.items()} for n, q in queues.items()},
-            {n: q.wrap_up_s for n, q in queues.items()},
-            {n: q.channel.value for n, q in queues.items()},
-        )
+        queues = load_config(a.config).queues if a.config else ()
+        roster = gen.config_roster(spec, queues, a.sla_threshold, a.sla_target)
         write_roster(a.roster_out, roster)
         out += f"\n{a.roster_out}: {len(roster.agents)} agents"
     return out
@@ -154,6 +155,9 @@ def cmd_simulate(a: argparse.Namespace) -> str:
     if a.html:
         Path(a.html).write_text(html_report(results), encoding="utf-8")
         parts.append(f"{a.html}: HTML report")
+    if a.svg:
+        write_chart(a.svg, results, a.chart)
+        parts.append(f"{a.svg}: {a.chart} chart")
     return "\n\n".join(parts)
 
 
@@ -175,6 +179,9 @@ def cmd_replay(a: argparse.Namespace) -> str:
     if a.html:
         Path(a.html).write_text(replay_html(result), encoding="utf-8")
         out += f"\n\n{a.html}: HTML report"
+    if a.svg:
+        write_chart(a.svg, [result.sim], a.chart)
+        out += f"\n\n{a.svg}: {a.chart} chart"
     return out
 
 

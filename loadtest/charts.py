@@ -1,17 +1,20 @@
-"""Time series of a run and a self-contained HTML page with inline SVG line charts."""
+"""Time series of a run as SVG line charts: inline in the HTML report, or one standalone file."""
 
 from __future__ import annotations
 
 import bisect
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from loadtest.simulate import SimResult
 from router.domain.stats import service_levels
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 SL_BUCKET_S = 900.0
+CHART_NAMES = ("service-level", "waiting", "busy")
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,21 @@ def sl_series(result: SimResult) -> list[tuple[float, float]]:
     return out
 
 
+def nice_step(span: float, ticks: int = 6) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that cuts `span` in at most `ticks` steps."""
+    rough = max(span, 1e-9) / ticks
+    power = 10.0 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough * (1 - 1e-9))
+
+
 def svg_chart(title: str, series: Sequence[Series], unit: str, w: int = 760, h: int = 220) -> str:
-    """An inline SVG line chart with axes, hour ticks and a legend."""
+    """An SVG line chart with axes, hour ticks and a legend, on white (valid standalone too)."""
     left, right, top, bottom = 48, 12, 24, 28
     xs = [x for s in series for x, _ in s.points] or [0.0, 1.0]
     ys = [y for s in series for _, y in s.points] or [0.0, 1.0]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y1 = max(max(ys), 1.0) * 1.05
+    step = nice_step(max(max(ys), 1.0) * 1.05)
+    y1 = step * math.ceil(max(max(ys), 1.0) * 1.05 / step)
 
     def px(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * (w - left - right)
@@ -100,13 +111,14 @@ def svg_chart(title: str, series: Sequence[Series], unit: str, w: int = 760, h: 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
         f'font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
         f'<text x="{left}" y="14" font-size="13" font-weight="bold">{html.escape(title)}</text>',
         f'<line x1="{left}" y1="{py(0)}" x2="{w - right}" y2="{py(0)}" stroke="#888"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{py(0)}" stroke="#888"/>',
     ]
-    for k in range(5):
-        y = y1 * k / 4
-        parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.0f}</text>')
+    for k in range(round(y1 / step) + 1):
+        y = k * step
+        parts.append(f'<text x="{left - 4}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
         parts.append(
             f'<line x1="{left}" y1="{py(y):.1f}" x2="{w - right}" y2="{py(y):.1f}" stroke="#eee"/>'
         )
@@ -129,8 +141,8 @@ def svg_chart(title: str, series: Sequence[Series], unit: str, w: int = 760, h: 
     return "\n".join(parts)
 
 
-def charts(results: Sequence[SimResult]) -> list[str]:
-    """Service level, waiting and busy-agent charts of the runs, overlaid."""
+def charts(results: Sequence[SimResult]) -> dict[str, str]:
+    """Service level, waiting and busy-agent charts of the runs, overlaid, by `CHART_NAMES`."""
     end = max((span(r) for r in results), default=0.0)
     step = max(60.0, end / 400)
     times = [k * step for k in range(int(end // step) + 1)]
@@ -143,8 +155,15 @@ def charts(results: Sequence[SimResult]) -> list[str]:
         busy.append(
             Series(f"{label} staffed", list(zip(times, staffed_series(r, times), strict=True)))
         )
-    return [
-        svg_chart("Service level per 15 min (abandons excluded)", sl, "%"),
-        svg_chart("Calls waiting", waiting, "calls"),
-        svg_chart("Agents busy (talk + wrap-up) and on shift", busy, "agents"),
-    ]
+    return {
+        "service-level": svg_chart("Service level per 15 min (abandons excluded)", sl, "%"),
+        "waiting": svg_chart("Calls waiting", waiting, "calls"),
+        "busy": svg_chart("Agents busy (talk + wrap-up) and on shift", busy, "agents"),
+    }
+
+
+def write_chart(path: str | Path, results: Sequence[SimResult], name: str) -> None:
+    """Chart `name` (one of `CHART_NAMES`) of the runs as a standalone SVG file."""
+    if name not in CHART_NAMES:
+        raise ValueError(f"chart must be one of {', '.join(CHART_NAMES)}, not {name!r}")
+    Path(path).write_text(charts(results)[name] + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from loadtest.trace import Call, Roster, RosterAgent, merge_shifts
 from router.domain.erlang import agents_required
+from router.domain.models import QueueConfig
 
 HOUR_S = 3600.0
 
@@ -144,3 +145,22 @@ def size_roster(
             channel = (channels or {}).get(queue, "voice")
             agents.append(RosterAgent(f"{queue}-{i:03d}", agent_skills, {channel: 1}, shifts))
     return Roster(tuple(agents))
+
+
+def config_roster(
+    spec: TraceSpec,
+    queues: Sequence[QueueConfig] = (),
+    threshold_s: float = 20.0,
+    target: float = 0.8,
+) -> Roster:
+    """`size_roster` for the configured `queues`: their SLA, skills (level 3 at least), wrap-up
+    and channel; queues of the mix not configured get `threshold_s` and `target`."""
+    by_name = {q.name: q for q in queues}
+    return size_roster(
+        spec,
+        {n: by_name[n].sla.threshold_s if n in by_name else threshold_s for n in spec.mix},
+        {n: by_name[n].sla.target if n in by_name else target for n in spec.mix},
+        {n: {s: max(lv, 3) for s, lv in q.skills.items()} for n, q in by_name.items()},
+        {n: q.wrap_up_s for n, q in by_name.items()},
+        {n: q.channel.value for n, q in by_name.items()},
+    )

@@ -9,6 +9,12 @@ wrap-up, max wait) stay in trace time and every difference of its timestamps is 
 waits and handle times come from the interaction's `enqueued_at`, `answered_at` and `ended_at`,
 anchored at the call's `arrival_s`.
 
+Durations the trace gives are counted from the service's own timestamps, mapped to this process's
+trace time (`ServiceClock`): an accept is due the ring delay after the offer's `at`, a completion
+`handle_s` after `answered_at`, a hang-up `patience_s` after `enqueued_at`. So the time an event
+takes to reach this process, or a request to reach the service, is not added to every wait and
+handle time; what remains is the lateness of the requests themselves (measured: `ClientStats`).
+
 The run stops by itself when every call is over, or at the last arrival plus the drain bound
 (trace seconds); calls still waiting then are `unanswered`. The result is a `SimResult`, so the
 report is the one of `simulate`, plus client-side latencies and errors per request type.
@@ -43,6 +49,7 @@ EVENT_TYPES = (
 REQUEST_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.5
 DONE = ("answered", "abandoned", "timed_out", "blocked")
+CLOCK_RATIO_TOLERANCE = 0.02
 
 
 class ReplayError(Exception):
@@ -66,11 +73,13 @@ class ReplayOptions:
 
 @dataclass
 class ClientStats:
-    """Latencies (s) per request type; failures and expected conflicts per type and status."""
+    """Latencies (s) per request type; failures and expected conflicts per type and status;
+    lateness (real s) of each scheduled action against its due time, per action."""
 
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     conflicts: Counter[str] = field(default_factory=Counter)
+    lateness: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -102,6 +111,22 @@ class ClientStats:
             )
         return "\n".join(lines)
 
+    def lateness_report(self, speed: float) -> str:
+        """How late each kind of action started against its schedule, real ms and trace s."""
+        rows = [
+            [
+                kind,
+                str(len(values)),
+                *(f"{1000 * percentile(values, q):.1f}" for q in (0.5, 0.99)),
+                f"{1000 * max(values):.1f}",
+                f"{speed * percentile(values, 0.99):.2f}",
+            ]
+            for kind, values in sorted(self.lateness.items())
+            if values
+        ]
+        header = ["late by", "count", "p50 ms", "p99 ms", "max ms", "p99 trace s"]
+        return table(header, rows) if rows else "nothing scheduled"
+
 
 @dataclass
 class ReplayResult:
@@ -112,6 +137,8 @@ class ReplayResult:
     speed: float
     stopped: str
     """`all calls over` or `drain bound`."""
+    clock_ratio: float | None = None
+    """Service seconds per trace second (`ServiceClock.speed_ratio`)."""
 
 
 def timestamp(value: object) -> float | None:
@@ -119,6 +146,44 @@ def timestamp(value: object) -> float | None:
     if not isinstance(value, str):
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class ServiceClock:
+    """The service's clock seen from this process: service time = trace time + `offset`.
+
+    Both clocks run at the same speed (`serve --clock-speed S`, `replay --speed S`), so one offset
+    maps them. A response stamped `at` by the service was stamped before it was received here,
+    so `at - received` is a lower bound of the offset; the largest one seen is kept (it is off by
+    the fastest response's return leg, a fraction of a millisecond of real time).
+    """
+
+    offset: float | None = None
+    first: tuple[float, float] | None = None
+    last: tuple[float, float] | None = None
+    """(trace s, service s) of the first and last stamp seen, to check the speeds match."""
+
+    def observe(self, stamp: float | None, received: float) -> None:
+        """A service timestamp `stamp` received at trace second `received`."""
+        if stamp is None:
+            return
+        lower = stamp - received
+        if self.offset is None or lower > self.offset:
+            self.offset = lower
+        self.first = self.first or (received, stamp)
+        self.last = (received, stamp)
+
+    def trace(self, stamp: float | None, default: float) -> float:
+        """The trace second of service time `stamp` (`default` when unknown)."""
+        if stamp is None or self.offset is None:
+            return default
+        return stamp - self.offset
+
+    def speed_ratio(self) -> float | None:
+        """Service seconds per trace second over the run (1.0 when the speeds match)."""
+        if self.first is None or self.last is None or self.last[0] - self.first[0] < 1.0:
+            return None
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
 
 
 @dataclass
@@ -160,6 +225,7 @@ class Replayer:
         self.last_event_id = ""
         self.stream_ready = asyncio.Event()
         self.changed = asyncio.Event()
+        self.clock = ServiceClock()
 
     # Time ---------------------------------------------------------------------------------------
 
@@ -167,13 +233,14 @@ class Replayer:
         """Trace seconds since the start of the replay."""
         return (time.monotonic() - self.t0) * self.opt.speed
 
-    def at(self, t: float, action: Callable[[], Awaitable[None]]) -> None:
-        """Run `action` at trace second `t` (at once when past)."""
+    def at(self, t: float, kind: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` at trace second `t` (at once when past); its lateness goes to `kind`."""
 
         async def later() -> None:
-            delay = self.t0 + t / self.opt.speed - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            due = self.t0 + t / self.opt.speed
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+            self.stats.lateness.setdefault(kind, []).append(max(0.0, time.monotonic() - due))
             await action()
 
         task = asyncio.create_task(later())
@@ -238,13 +305,19 @@ class Replayer:
         if stream.done():
             stream.result()
             raise ReplayError("the event stream ended at once")
+        # Shifts that start with the trace log in before the clock starts, as in `simulate`
+        # (logins before arrivals of the same second): not in a burst the first calls may beat.
+        for agent in self.roster.agents:
+            if any(start <= 0 for start, _ in agent.shifts):
+                await self.login(agent.id)
         self.t0 = time.monotonic()
         for agent in self.roster.agents:
             for start, end in agent.shifts:
-                self.at(start, partial(self.login, agent.id))
-                self.at(end, partial(self.logout, agent.id))
+                if start > 0:
+                    self.at(start, "login", partial(self.login, agent.id))
+                self.at(end, "logout", partial(self.logout, agent.id))
         for call in self.calls:
-            self.at(call.arrival_s, partial(self.arrive, call))
+            self.at(call.arrival_s, "arrival", partial(self.arrive, call))
         last = max((c.arrival_s for c in self.calls), default=0.0)
         stopped = await self.wait_done(last + self.opt.drain_s)
         stream.cancel()
@@ -266,7 +339,7 @@ class Replayer:
             self.stats.requests,
             label=f"replay {self.opt.speed:g}x",
         )
-        return ReplayResult(sim, self.stats, self.opt.speed, stopped)
+        return ReplayResult(sim, self.stats, self.opt.speed, stopped, self.clock.speed_ratio())
 
     def over(self) -> int:
         """Calls whose outcome is final."""
@@ -318,10 +391,16 @@ class Replayer:
 
     # The platform -------------------------------------------------------------------------------
 
-    def anchor(self, c: _Call, answer: Any) -> None:
-        """Remember the service's `enqueued_at` of the call."""
-        if isinstance(answer, dict) and c.enqueued_at is None:
+    def anchor(self, c: _Call, answer: Any, now_field: str) -> float | None:
+        """Remember the service's `enqueued_at` of the call; the answer's `now_field` (the
+        service's time of the request) calibrates the service clock, and is returned."""
+        if not isinstance(answer, dict):
+            return None
+        if c.enqueued_at is None:
             c.enqueued_at = timestamp(answer.get("enqueued_at"))
+        stamp = timestamp(answer.get(now_field))
+        self.clock.observe(stamp, self.trace_now())
+        return stamp
 
     def trace_time(self, c: _Call, service_at: float | None) -> float | None:
         """Trace second of a service timestamp of call `c`."""
@@ -346,7 +425,7 @@ class Replayer:
         if status not in (200, 201) or not isinstance(answer, dict):
             c.result.status, c.result.ended_s = "blocked", call.arrival_s
             return
-        self.anchor(c, answer)
+        enqueued_at = self.anchor(c, answer, "enqueued_at")
         if answer.get("status") == "blocked":
             c.result.status, c.result.ended_s = "blocked", call.arrival_s
             return
@@ -357,7 +436,8 @@ class Replayer:
             if got_status == 200 and isinstance(got, dict):
                 c.result.ewt_s = got.get("ewt_s")
         if call.patience_s is not None:
-            self.at(call.arrival_s + call.patience_s, partial(self.abandon, ix_id))
+            entered = self.clock.trace(enqueued_at, call.arrival_s)
+            self.at(entered + call.patience_s, "abandon", partial(self.abandon, ix_id))
 
     async def accept(self, ix_id: str, agent_id: str) -> None:
         """The agent answers its offer (a withdrawn or expired one is a 409, ignored)."""
@@ -369,15 +449,15 @@ class Replayer:
         )
         if status != 200 or not isinstance(answer, dict):
             return
-        self.anchor(c, answer)
-        c.result.answered_s = self.trace_time(c, timestamp(answer.get("answered_at")))
+        answered_at = self.anchor(c, answer, "answered_at")
+        c.result.answered_s = self.trace_time(c, answered_at)
         if c.result.answered_s is None:
             c.result.answered_s = self.trace_now()
         c.result.status, c.result.agent_id = "answered", agent_id
         self.connected.setdefault(agent_id, set()).add(ix_id)
         self.changed.set()
-        done = self.trace_now() + c.result.call.handle_s
-        self.at(done, partial(self.complete, ix_id, agent_id))
+        done = self.clock.trace(answered_at, self.trace_now()) + c.result.call.handle_s
+        self.at(done, "complete", partial(self.complete, ix_id, agent_id))
 
     async def complete(self, ix_id: str, agent_id: str) -> None:
         """The agent hangs up; it logs out now if its shift is over."""
@@ -389,7 +469,8 @@ class Replayer:
         status, answer = await self.request(
             "complete", "POST", f"/v1/interactions/{ix_id}/complete", body
         )
-        ended = self.trace_time(c, timestamp(answer.get("ended_at"))) if status == 200 else None
+        ended_at = self.anchor(c, answer, "ended_at") if status == 200 else None
+        ended = self.trace_time(c, ended_at)
         c.result.ended_s = ended if ended is not None else self.trace_now()
         wrap = call.wrap_up_s if call.wrap_up_s is not None else self.queues[call.queue].wrap_up_s
         c.result.free_s = c.result.ended_s + wrap
@@ -407,8 +488,7 @@ class Replayer:
         status, answer = await self.request("abandon", "DELETE", f"/v1/interactions/{ix_id}")
         if status != 200 or not isinstance(answer, dict) or answer.get("status") != "abandoned":
             return
-        self.anchor(c, answer)
-        ended = self.trace_time(c, timestamp(answer.get("ended_at")))
+        ended = self.trace_time(c, self.anchor(c, answer, "ended_at"))
         c.result.status = "abandoned"
         c.result.ended_s = ended if ended is not None else self.trace_now()
         self.changed.set()
@@ -488,7 +568,10 @@ class Replayer:
         now = self.trace_now()
         if kind == "interaction.offered" and c is not None and isinstance(ix_id, str):
             agent_id = str(event.get("agent_id"))
-            self.at(now + self.opt.ring_delay_s, partial(self.accept, ix_id, agent_id))
+            offered = self.clock.trace(timestamp(event.get("at")), now)
+            self.at(
+                offered + self.opt.ring_delay_s, "accept", partial(self.accept, ix_id, agent_id)
+            )
         elif kind == "interaction.timed_out" and c is not None:
             if c.result.status == "pending":
                 ended = self.trace_time(c, timestamp(event.get("at")))
@@ -498,11 +581,11 @@ class Replayer:
         elif kind == "callback.offered" and c is not None and isinstance(ix_id, str):
             c.result.callback_offered = True
             if c.result.call.callback_accept:
-                self.at(now, partial(self.take_callback, ix_id))
+                self.at(now, "callback", partial(self.take_callback, ix_id))
         elif kind == "agent.state_changed" and event.get("reason") == "no_answer":
             who = event.get("agent_id")
             if isinstance(who, str) and who in self.on_shift:
-                self.at(now, partial(self.login, who))
+                self.at(now, "login", partial(self.login, who))
 
 
 async def replay(calls: Sequence[Call], roster: Roster, options: ReplayOptions) -> ReplayResult:
@@ -523,7 +606,15 @@ def replay_report(result: ReplayResult) -> str:
         f"replayed in {sim.wall_s:.1f} s ({sim.engine_calls} requests, {rate:.0f}/s); "
         f"stopped: {result.stopped}"
     )
-    return "\n".join([head, table(COLUMNS, rows), cost, "", result.stats.report()])
+    lines = [head, table(COLUMNS, rows), cost]
+    ratio = result.clock_ratio
+    if ratio is not None and abs(ratio - 1) > CLOCK_RATIO_TOLERANCE:
+        lines.append(
+            f"WARNING: the service's clock ran at {ratio * result.speed:.3g}x, not "
+            f"{result.speed:g}x: start it with --clock-speed {result.speed:g}"
+        )
+    late = result.stats.lateness_report(result.speed)
+    return "\n".join([*lines, "", result.stats.report(), "", late])
 
 
 def replay_html(result: ReplayResult) -> str:

@@ -192,7 +192,7 @@ def html_report(runs: Sequence[SimResult]) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Simulation report</title>"
         f"<style>{style}</style></head><body><h1>Simulation report</h1>"
         + "".join(sections)
-        + "".join(charts(runs))
+        + "".join(charts(runs).values())
         + "</body></html>\n"
     )
 

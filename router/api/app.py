@@ -26,7 +26,8 @@ log = logging.getLogger("router.service")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 MAX_REDIS_CONNECTIONS = 5000
 TICK_INTERVAL_S = 0.05
-"""Real seconds between ticks when nothing is due: the bound on timer lag."""
+"""Real seconds between ticks at most: the bound on the lag of a timer another router set."""
+MIN_TICK_DELAY_S = 0.001
 
 
 @web.middleware
@@ -79,8 +80,17 @@ async def run_ticks(engine: Engine, clock: Clock, stop: asyncio.Event) -> None:
             observe_tick(result)
             if result.applied:
                 continue
+        delay = tick_delay(result.next_due, clock) if result is not None else 1.0
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), TICK_INTERVAL_S if result else 1.0)
+            await asyncio.wait_for(stop.wait(), delay)
+
+
+def tick_delay(next_due: float | None, clock: Clock) -> float:
+    """Real seconds until the next tick: when the next timer falls due (at the clock's speed),
+    but at most `TICK_INTERVAL_S` (another router may set an earlier one meanwhile)."""
+    if next_due is None:
+        return TICK_INTERVAL_S
+    return min(TICK_INTERVAL_S, max(MIN_TICK_DELAY_S, (next_due - clock.now()) / clock.speed))
 
 
 async def tick_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,11 +1,14 @@
-"""The app's store client: settings that long-lived event streams depend on."""
+"""The app's store client (settings that long-lived event streams depend on) and tick loop."""
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from router.api.app import MIN_TICK_DELAY_S, TICK_INTERVAL_S, tick_delay
 from router.api.keys import REDIS
+from router.clock import ManualClock
 from router.events.sse import KEEPALIVE_S
 
 
@@ -15,3 +18,15 @@ async def test_blocking_reads_outlast_the_keep_alive(
     # redis-py's default socket timeout (5 s) would end every quiet event stream at 5 s.
     kwargs = client.app[REDIS].connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] > KEEPALIVE_S
+
+
+def test_the_tick_loop_wakes_when_the_next_timer_falls_due() -> None:
+    # At --clock-speed 60 a timer 1.2 s (service time) ahead falls due 20 ms (real) from now: the
+    # loop sleeps that long, not the whole poll interval (3 s of service time late at 60x).
+    fast = ManualClock(speed=60.0)
+    assert tick_delay(fast.t + 1.2, fast) == pytest.approx(0.02)
+    assert tick_delay(fast.t + 60.0, fast) == TICK_INTERVAL_S  # polls meanwhile
+    assert tick_delay(fast.t - 5.0, fast) == MIN_TICK_DELAY_S  # overdue: at once, never a spin
+    assert tick_delay(None, fast) == TICK_INTERVAL_S  # no timer at all
+    real = ManualClock()
+    assert tick_delay(real.t + 0.01, real) == pytest.approx(0.01)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import statistics
 
-from loadtest.generate import TraceSpec, generate_trace, parse_mix, parse_rates, size_roster
+from loadtest.generate import (
+    TraceSpec,
+    config_roster,
+    generate_trace,
+    parse_mix,
+    parse_rates,
+    size_roster,
+)
 from router.domain.erlang import agents_required
+from router.domain.models import Channel, QueueConfig, Sla
 
 SPEC = TraceSpec(hours=3, rates=(600, 1200, 300), mix=parse_mix("a=3,b=1"), patience_s=60.0)
 
@@ -35,3 +43,22 @@ def test_roster_sized_by_erlang_c_per_hour() -> None:
         need_b = agents_required(rate * 0.25 / 3600, 180, 20, 0.8)
         assert sum(1 for a in on if a.skills == {"a": 3}) == need_a
         assert sum(1 for a in on if a.skills == {"b": 3}) == need_b
+
+
+def test_roster_for_the_configured_queues() -> None:
+    chat = QueueConfig(
+        name="chat",
+        channel=Channel.CHAT,
+        skills={"chat": 1, "lang:en": 4},
+        sla=Sla(10, 0.9),
+        wrap_up_s=15.0,
+    )
+    spec = TraceSpec(hours=1, rates=(240,), mix={"chat": 1, "other": 1})
+    roster = config_roster(spec, [chat], threshold_s=30, target=0.5)
+    chats = [a for a in roster.agents if a.id.startswith("chat-")]
+    others = [a for a in roster.agents if a.id.startswith("other-")]
+    assert len(chats) == agents_required(120 / 3600, 195, 10, 0.9)  # the queue's SLA and wrap-up
+    assert len(others) == agents_required(120 / 3600, 180, 30, 0.5)  # not configured: defaults
+    assert chats[0].skills == {"chat": 3, "lang:en": 4}  # level 3 at least
+    assert chats[0].channels == {"chat": 1}
+    assert (others[0].skills, others[0].channels) == ({"other": 3}, {"voice": 1})

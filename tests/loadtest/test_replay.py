@@ -1,12 +1,14 @@
 """HTTP replay against the real `acd-router serve --clock-speed 20`, checked against `simulate`.
 
 A generated single-queue trace (10 trace-minutes, about 50 calls, exponential handle times, nobody
-abandons) is replayed at 20x (30 s of wall time) and simulated in virtual time on the same queue
-configuration. Every call must be accounted for and answered in both runs.
+abandons) is simulated in virtual time and replayed at 20x (30 s of wall time) on the same queue
+configuration, through `loadtest.check_replay.run_check` (which starts and stops the service).
+Every call must be accounted for and answered in both runs.
 
-Tolerance. The replay differs from the simulation only by timing noise: each step (event
-delivery, accept, completion, arrival) lands a few to a few tens of milliseconds late in real
-time, that is up to about 1 trace second at 20x, and a wait is made of a few such steps. So a
+Tolerance. The replay differs from the simulation only by timing noise: each step (arrival,
+accept, completion: each timed from the service's own timestamps) lands a few to a few tens of
+milliseconds late in real time, that is up to about 1 trace second at 20x, and a wait is made
+of a few such steps (the full check at 60x is `python -m loadtest.check_replay`). So a
 call's wait can move by about a second, and its service-level verdict can flip only when its
 simulated wait lies near the threshold: the service levels may differ by at most the share of
 calls whose simulated wait is within 2 s of the threshold (plus one call). ASA, a mean of waits
@@ -16,22 +18,18 @@ each off by about a second, must agree within 2 s or 15 %, whichever is larger.
 from __future__ import annotations
 
 import io
-import time
-from dataclasses import replace
 from pathlib import Path
 
-from redis.asyncio import Redis
+import pytest
 
+from loadtest.check_replay import SL_POINTS, comparison, main, run_check, throwaway_keys, verdicts
 from loadtest.generate import TraceSpec, generate_trace
-from loadtest.replay import ReplayOptions, replay, replay_html, replay_report
+from loadtest.replay import ServiceClock, replay_html, replay_report
 from loadtest.report import run_figures
-from loadtest.simulate import simulate_on
 from loadtest.trace import Call, Roster, RosterAgent
 from router.config import load_config
-from router.settings import ServiceSettings
-from tests.e2e.serve import Served, clean_env, serve_args
+from router.errors import ConfigError
 
-KEY = "replay-test-key"
 SPEED = 20.0
 THRESHOLD_S = 20.0
 CONFIG = f"""
@@ -58,36 +56,20 @@ def trace() -> list[Call]:
     return [c for c in generate_trace(spec, seed=3) if c.arrival_s < 600.0]
 
 
-async def test_replay_agrees_with_simulate(
-    tmp_path: Path, redis: Redis, settings: ServiceSettings
-) -> None:
+async def test_replay_agrees_with_simulate(tmp_path: Path) -> None:
     calls = trace()
     assert 40 <= len(calls) <= 70
     path = tmp_path / "acd.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    config = load_config(path, env={"ACD_KEY_PBX": KEY})
+    progress = io.StringIO()
 
-    simulated = await simulate_on(
-        redis, replace(config.service, namespace=settings.namespace), calls, ROSTER, config.queues
-    )
+    check = await run_check(str(path), calls, ROSTER, SPEED, 0.0, progress)
+    simulated, result = check.simulated, check.replayed
     [sim] = run_figures(simulated)
-
-    args, _ = serve_args("--config", str(path), "--clock-speed", str(SPEED))
-    served = Served(args, env=clean_env({"ACD_KEY_PBX": KEY}))
-    try:
-        url = served.wait_ready()
-        progress = io.StringIO()
-        start = time.monotonic()
-        result = await replay(
-            calls, ROSTER, ReplayOptions(url=url, key=KEY, speed=SPEED, progress=progress)
-        )
-        wall = time.monotonic() - start
-    finally:
-        served.kill()
 
     assert result.stopped == "all calls over"
     last_s = max(r.free_s or r.ended_s or 0.0 for r in simulated.calls)
-    assert wall < last_s / SPEED + 10  # the trace's 30 s and its last calls, plus set-up
+    assert check.wall_s < last_s / SPEED + 10  # the trace's 30 s and its last calls, plus set-up
     assert "created" in progress.getvalue()
     [fig] = run_figures(result.sim)
     accounted = fig.answered + fig.abandoned + fig.timed_out + fig.blocked + fig.unanswered
@@ -109,13 +91,65 @@ async def test_replay_agrees_with_simulate(
     assert sim.aht_s is not None
     assert abs(fig.aht_s - sim.aht_s) <= max(2.0, 0.05 * sim.aht_s), (fig.aht_s, sim.aht_s)
 
+    # Every arrival, accept and completion was scheduled and its lateness measured; the service's
+    # clock ran at the replay's speed.
+    late = result.stats.lateness
+    assert len(late["arrival"]) == len(late["accept"]) == len(late["complete"]) == len(calls)
+    assert "abandon" not in late  # nobody has a patience
+    assert all(x >= 0 for values in late.values() for x in values)
+    assert result.clock_ratio is not None
+    assert abs(result.clock_ratio - 1) < 0.02, result.clock_ratio
+
+    # The side-by-side verdicts: the same figures, PASS exactly when within 3 points / 15 %.
+    rows = {v.figure: v for v in verdicts(result.sim, simulated)}
+    assert (rows["offered"].replay, rows["offered"].simulate) == (len(calls), len(calls))
+    assert rows["SL ab-excl"].replay == fig.service_level["abandons_excluded"]
+    assert rows["SL ab-excl"].simulate == sim.service_level["abandons_excluded"]
+    answered, expected_answered = fig.service_level["answered"], sim.service_level["answered"]
+    assert answered is not None
+    assert expected_answered is not None
+    assert rows["SL ans"].ok == (abs(answered - expected_answered) <= SL_POINTS + 1e-9)
+    assert rows["ASA s"].ok == (abs(fig.asa_s - sim.asa_s) <= 0.15 * sim.asa_s + 1e-9)
+    table = comparison(list(rows.values()))
+    assert table.splitlines()[-1] in ("PASS: all 1 queues", "FAIL: q")
+
     text = replay_report(result)
     assert "replay 20x" in text
     assert "p999 ms" in text
     assert "create" in text
+    assert "late by" in text
+    assert "WARNING" not in text  # the clocks agree
     assert "<svg" in replay_html(result)
     print(
-        f"\nreplay {wall:.1f} s: SL ab-excl {fig.service_level['abandons_excluded']} "
+        f"\nreplay {check.wall_s:.1f} s: SL ab-excl {fig.service_level['abandons_excluded']} "
         f"vs {sim.service_level['abandons_excluded']}, ASA {fig.asa_s:.2f} vs {sim.asa_s:.2f}, "
-        f"AHT {fig.aht_s:.2f} vs {sim.aht_s:.2f}, near threshold {near}\n{text}"
+        f"AHT {fig.aht_s:.2f} vs {sim.aht_s:.2f}, near threshold {near}\n{text}\n{table}"
     )
+
+
+def test_service_clock_keeps_the_tightest_offset() -> None:
+    clock = ServiceClock()
+    assert clock.trace(1000.0, default=7.0) == 7.0  # nothing seen yet
+    clock.observe(1010.0, received=12.0)  # stamped at most 12 s in: offset >= 998
+    clock.observe(1020.5, received=21.0)  # a faster answer: offset >= 999.5
+    clock.observe(None, received=30.0)
+    clock.observe(1030.0, received=35.0)  # a slow one teaches nothing
+    assert clock.offset == 999.5
+    assert clock.trace(1100.0, default=0.0) == 100.5
+    assert clock.speed_ratio() == (1030.0 - 1010.0) / (35.0 - 12.0)
+    assert ServiceClock().speed_ratio() is None
+
+
+def test_check_keys_and_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    env, key = throwaway_keys(load_config(path, env={}))
+    assert env == {"ACD_KEY_PBX": key}
+    assert len(key) >= 20
+    path.write_text('[[keys]]\nname = "g"\nrole = "monitor"\nenv = "ACD_KEY_G"\n', "utf-8")
+    with pytest.raises(ConfigError, match="no platform or admin key"):
+        throwaway_keys(load_config(path, env={}))
+    assert main(["--config", str(path), "--speed", "0"]) == 2
+    assert "--speed must be > 0" in capsys.readouterr().err
+    assert main(["--config", str(path), "--quiet"]) == 2  # before starting anything
+    assert "no platform or admin key" in capsys.readouterr().err

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
+from xml.etree import ElementTree
 
+import pytest
 from redis.asyncio import Redis
 
+from loadtest.__main__ import main
+from loadtest.charts import nice_step, write_chart
 from loadtest.report import compare_report, html_report, run_figures, text_report
 from loadtest.simulate import SimOptions, add_agents, scale_roster, simulate_on
-from loadtest.trace import Call, Roster, RosterAgent
+from loadtest.trace import Call, Roster, RosterAgent, write_roster, write_trace
 from router.domain.models import CallbackPolicy, QueueConfig, Sla
 from router.settings import ServiceSettings
 
@@ -88,3 +93,40 @@ async def test_callback_accept(redis: Redis, settings: ServiceSettings) -> None:
     assert r["c2"].status == "answered"
     assert r["c2"].answered_s == 605.0  # after c1 and its wrap-up
     assert r["c3"].status == "abandoned"
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_cli_writes_one_chart_as_a_standalone_svg(tmp_path: Path) -> None:
+    write_trace(tmp_path / "t.jsonl", CALLS)
+    write_roster(tmp_path / "r.json", ROSTER)
+    config = tmp_path / "c.toml"
+    config.write_text('[[queues]]\nname = "q"\nskills = { q = 1 }\nwrap_up_s = 5\n', "utf-8")
+    out = tmp_path / "waiting.svg"
+    files = [str(tmp_path / "t.jsonl"), "--roster", str(tmp_path / "r.json"), "--config"]
+    argv = ["simulate", *files, str(config), "--add-agents", "1", "--svg", str(out)]
+    assert main([*argv, "--chart", "waiting"]) == 0
+    svg = ElementTree.parse(out).getroot()  # well-formed XML on its own
+    assert svg.tag == f"{SVG}svg"
+    assert svg.findtext(f"{SVG}text") == "Calls waiting"
+    assert len(svg.findall(f"{SVG}polyline")) == 2  # the baseline and the what-if
+    legend = [t.text for t in svg.findall(f"{SVG}text")]
+    assert "baseline" in legend
+    assert "+1 agents" in legend
+    with pytest.raises(SystemExit):
+        main([*argv, "--chart", "pie"])
+
+
+async def test_chart_names_and_axis_steps(
+    tmp_path: Path, redis: Redis, settings: ServiceSettings
+) -> None:
+    result = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE])
+    write_chart(tmp_path / "busy.svg", [result], "busy")
+    busy = ElementTree.parse(tmp_path / "busy.svg").getroot()
+    assert len(busy.findall(f"{SVG}polyline")) == 2  # busy and on shift
+    ticks = [t.text for t in busy.findall(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert ticks[:3] == ["0", "0.2", "0.4"]  # one agent: steps of 0.2 up to 1.2
+    with pytest.raises(ValueError, match="chart must be one of"):
+        write_chart(tmp_path / "x.svg", [result], "pie")
+    assert [nice_step(x) for x in (105, 45.15, 7.3, 2100)] == [20, 10, 2, 500]
