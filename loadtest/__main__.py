@@ -79,8 +79,12 @@ def parser() -> argparse.ArgumentParser:
     chart_options(p_replay)
 
     r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
-    r.add_argument("--calls", type=int, default=10_000)
+    r.add_argument("--calls", type=int, default=50_000, help="calls without abandons")
+    r.add_argument("--patience-calls", type=int, default=10_000, help="calls with abandons")
     r.add_argument("--seed", type=int, default=1)
+    r.add_argument(
+        "--spread-seeds", type=int, default=100, help="seeds of the sampling spread (0: none)"
+    )
     return p
 
 
@@ -200,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from loadtest.reference import run_reference
 
-            print(asyncio.run(run_reference(a.calls, a.seed)))
+            text, ok = asyncio.run(run_reference(a.calls, a.seed, a.patience_calls, a.spread_seeds))
+            print(text)
+            if not ok:
+                return 1
     except (TraceError, ConfigError, ReplayError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
