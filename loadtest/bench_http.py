@@ -35,8 +35,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from loadtest.report import percentile
+from loadtest.served import Served, clean_env
 from router.store.server import RedisServer, free_port
-from tests.e2e.serve import Served, clean_env
 
 QUEUES = 10
 AGENTS = 300

@@ -26,12 +26,12 @@ from loadtest.charts import CHART_NAMES, write_chart
 from loadtest.generate import TraceSpec, config_roster, generate_trace, parse_mix, parse_rates
 from loadtest.replay import ReplayError, ReplayOptions, ReplayResult, replay, replay_report
 from loadtest.report import QueueFigures, run_figures, table, text_report
+from loadtest.served import Served, clean_env, serve_args
 from loadtest.simulate import Scenario, SimOptions, SimResult, check_queues, simulate_scenarios
 from loadtest.trace import Call, Roster, TraceError, write_roster, write_trace
 from router.config import Config, Role, load_config
 from router.domain.stats import FORMULAS
 from router.errors import ConfigError
-from tests.e2e.serve import Served, clean_env, serve_args
 
 SL_POINTS = 0.03
 """A service level agrees within this many (fraction) points of the simulation's."""
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TraceError, ConfigError, ReplayError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except AssertionError as error:  # the service did not start (tests.e2e.serve.Served)
+    except AssertionError as error:  # the service did not start (loadtest.served.Served)
         print(f"error: acd-router serve: {error}", file=sys.stderr)
         return 2
     print(report(check))

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+from loadtest.served import Served, clean_env, serve_args
 from router.store.server import free_port
-from tests.e2e.serve import Served, clean_env, http, serve_args
+from tests.e2e.serve import http
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.served import Served, clean_env, port_open, serve_args
 from router.cli import build_parser
 from router.errors import ConfigError
 from router.service import ServeOptions, build_config, parse_listen, redact_url
-from tests.e2e.serve import Served, clean_env, eventually, http, port_open, serve_args
+from tests.e2e.serve import eventually, http
 
 KEY = "test-platform-key"
 CONFIG = """

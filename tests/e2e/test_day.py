@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.serve import Served, clean_env, port_open, serve_args
+from loadtest.served import Served, clean_env, port_open, serve_args
 
 KEY = "e2e-platform-key"
 CONFIG = """
