@@ -1,26 +1,35 @@
 -- Shared by every operation: arguments, keys, records, events, timers, routing classes.
 -- All functions hang off one local table so that they may call each other in any order
 -- (Redis forbids globals in scripts).
+-- The lib files and the operations are one Redis Functions library (router/store/scripts.py):
+-- code at the top level of a lib file runs once, at FUNCTION LOAD, without KEYS, ARGV or
+-- redis.call; what belongs to one call is set in M.begin, which every operation calls first.
 local M = {}
 
-local P = KEYS[1]
-local A = cmsgpack.unpack(ARGV[1])
-local NOW = A.now                      -- ms; the one clock value of this operation
-local CFG = A.cfg                      -- settings: retention_ms, log_max, exclusive, max_classes, ...
-M.args = A
+local P, A, NOW, CFG                   -- prefix, arguments, now (ms), settings: set by M.begin
+local queue_cache, ix_cache, ag_cache, class_cache
 
 local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
 local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
 
--- Keys (router/store/keys.py is the reference for each suffix).
-M.K_QUEUES = P .. 'queues'
-M.K_AGENTS = P .. 'agents'
-M.K_LOGGED_IN = P .. 'logged_in'
-M.K_CLASSES = P .. 'classes'
-M.K_CLASS_SEQ = P .. 'class_seq'
-M.K_TIMERS = P .. 'timers'
-M.K_SEQ = P .. 'seq'
-M.K_EVENTS = P .. 'events'
+function M.begin(keys, argv)
+  P = keys[1]
+  A = cmsgpack.unpack(argv[1])
+  NOW = A.now                          -- ms; the one clock value of this operation
+  CFG = A.cfg                          -- retention_ms, log_max, exclusive, max_classes, ...
+  M.args = A
+  -- Keys (router/store/keys.py is the reference for each suffix).
+  M.K_QUEUES = P .. 'queues'
+  M.K_AGENTS = P .. 'agents'
+  M.K_LOGGED_IN = P .. 'logged_in'
+  M.K_CLASSES = P .. 'classes'
+  M.K_CLASS_SEQ = P .. 'class_seq'
+  M.K_TIMERS = P .. 'timers'
+  M.K_SEQ = P .. 'seq'
+  M.K_EVENTS = P .. 'events'
+  -- Records are loaded once per call and shared (see M.load_ix).
+  queue_cache, ix_cache, ag_cache, class_cache = {}, {}, {}, {}
+end
 
 -- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
 function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
@@ -49,7 +58,6 @@ end
 
 -- Records ---------------------------------------------------------------------------------------
 
-local queue_cache = {}
 function M.queue(name)
   local q = queue_cache[name]
   if q == nil then
@@ -68,7 +76,6 @@ end
 
 -- Records are loaded once per script and shared, so that every part of an operation sees the
 -- changes of every other part (no stale copy is ever saved or routed).
-local ix_cache, ag_cache = {}, {}
 
 function M.load_ix(id)
   local ix = ix_cache[id]
@@ -189,7 +196,6 @@ function M.step_at(q, wait_ms)
   return step
 end
 
-local class_cache = {}
 function M.class(cid)
   local c = class_cache[cid]
   if c == nil then
