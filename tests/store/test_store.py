@@ -87,3 +87,22 @@ async def test_opaque_data_comes_back_unchanged(center: Center, data: object) ->
     assert (await center.ix("c1")).data == data
     offered = (await center.events("interaction.offered"))[-1]
     assert offered.fields["data"] == data
+
+
+async def test_classes_remembered_across_calls_follow_a_deleted_namespace(center: Center) -> None:
+    redis, prefix = center.engine.redis, center.engine.keys.prefix
+    await center.queue("first", skills={"a": 1})
+    await center.queue("second", skills={"b": 1})  # classes 1 (a) and 2 (b)
+    await center.agent("ann", {"a": 1})
+    await center.call("first", "c1")
+    assert (await center.ix("c1")).agent_id == "ann"
+    keys = [k async for k in redis.scan_iter(match=prefix.replace("{", "[{]") + "*")]
+    await redis.delete(*keys)
+    await center.queue("second", skills={"b": 1})  # now class 1 is b, and 2 is a
+    await center.queue("first", skills={"a": 1})
+    await center.agent("bob", {"b": 1})
+    await center.agent("ann", {"a": 1})
+    await center.call("first", "c2")
+    await center.call("second", "c3")
+    assert (await center.ix("c2")).agent_id == "ann"
+    assert (await center.ix("c3")).agent_id == "bob"

@@ -7,7 +7,7 @@
 local M = {}
 
 local P, A, NOW, CFG                   -- prefix, arguments, now (ms), settings: set by M.begin
-local queue_cache, ix_cache, ag_cache, class_cache
+local queue_cache, ix_cache, ag_cache, known
 
 local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
 local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
@@ -28,7 +28,7 @@ function M.begin(keys, argv)
   M.K_SEQ = P .. 'seq'
   M.K_EVENTS = P .. 'events'
   -- Records are loaded once per call and shared (see M.load_ix).
-  queue_cache, ix_cache, ag_cache, class_cache = {}, {}, {}, {}
+  queue_cache, ix_cache, ag_cache, known = {}, {}, {}, nil
 end
 
 -- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
@@ -196,11 +196,35 @@ function M.step_at(q, wait_ms)
   return step
 end
 
+-- A class never changes once created and its id and signature are never reused, so decoded
+-- classes and signature -> id are kept across calls (library state) for one namespace and one
+-- generation of its classes: `cls_token`, written anew when the namespace's keys were deleted.
+-- One GET per call checks it. Callers must not change what M.class returns.
+local memo = {}
+local tokens = 0
+local function classes_known()
+  if known then return known end
+  local key = P .. 'cls_token'
+  local token = redis.call('GET', key)
+  if not token then
+    tokens = tokens + 1
+    local t = redis.call('TIME')
+    token = t[1] .. '.' .. t[2] .. '.' .. tokens
+    redis.call('SET', key, token)
+  end
+  if memo.prefix ~= P or memo.token ~= token then
+    memo = {prefix = P, token = token, classes = {}, ids = {}}
+  end
+  known = memo
+  return known
+end
+
 function M.class(cid)
-  local c = class_cache[cid]
+  local classes = classes_known().classes
+  local c = classes[cid]
   if c == nil then
     c = cmsgpack.unpack(redis.call('GET', P .. 'cls:' .. cid))
-    class_cache[cid] = c
+    classes[cid] = c
   end
   return c
 end
@@ -216,14 +240,20 @@ end
 -- once per class, never per decision.
 function M.class_for(channel, strategy, req)
   local sig = M.signature(channel, strategy, req)
+  local ids = classes_known().ids
+  if ids[sig] then return ids[sig] end
   local cid = redis.call('HGET', M.K_CLASSES, sig)
-  if cid then return tonumber(cid) end
+  if cid then
+    ids[sig] = tonumber(cid)
+    return ids[sig]
+  end
   if redis.call('HLEN', M.K_CLASSES) >= CFG.max_classes then return nil end
   cid = redis.call('INCR', M.K_CLASS_SEQ)
-  local cls = {id = cid, channel = channel, strategy = strategy, skills = req}
-  redis.call('SET', P .. 'cls:' .. cid, cmsgpack.pack(cls))
+  local packed = cmsgpack.pack({id = cid, channel = channel, strategy = strategy, skills = req})
+  redis.call('SET', P .. 'cls:' .. cid, packed)
   redis.call('HSET', M.K_CLASSES, sig, cid)
-  class_cache[cid] = cls
+  known.classes[cid] = cmsgpack.unpack(packed)  -- its own copy: `req` is the caller's
+  ids[sig] = cid
   for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
     local ag = M.load_ag(aid)
     if M.meets(ag.skills, req) then
