@@ -40,6 +40,5 @@ else
   M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
                              handle_s = (NOW - ix.answered) / 1000})
 end
-M.reindex_agent(ag)
-M.match_agent(ag)
+M.route_agent(ag)
 return M.reply_ix(ix)

@@ -44,8 +44,11 @@ end
 -- Reserves the agent for the interaction and tells the platform.
 function M.offer(ix, ag, preferred)
   local cls = M.class(ix.cls)
-  local note = M.routing_note(ix, ag, cls, redis.call('ZCARD', P .. 'clsag:' .. ix.cls),
-                              preferred)
+  local pool = P .. 'clsag:' .. ix.cls
+  local qualified = redis.call('ZCARD', pool)
+  -- The agent may not be indexed free yet (M.route_agent); it could take the offer.
+  if not redis.call('ZSCORE', pool, ag.id) then qualified = qualified + 1 end
+  local note = M.routing_note(ix, ag, cls, qualified, preferred)
   M.unplace(ix)
   local q = M.queue(ix.queue)
   ix.status = 'offered'
@@ -98,9 +101,10 @@ end
 
 -- Offers the agent the first waiting interaction, by the order of §3.2, across every class it
 -- meets on channels where it has room, and the preferred waits that name it; repeats while it
--- has room (multi-capacity channels). O(classes the agent meets x log n).
+-- has room (multi-capacity channels). O(classes the agent meets x log n). True when it offered.
 function M.match_agent(ag)
   local excluded = P .. 'agex:' .. ag.id
+  local offered = false
   while ag.state == 'available' and not ag.wrap_until do
     local skip = redis.call('SCARD', excluded)
     local free = {}
@@ -130,9 +134,11 @@ function M.match_agent(ag)
         break
       end
     end
-    if best_m == nil then return end
+    if best_m == nil then return offered end
     M.offer(M.load_ix(M.member_id(best_m)), ag, preferred or false)
+    offered = true
   end
+  return offered
 end
 
 -- An offer ended without an accept: the interaction goes back to its place (§3.2), unless its

@@ -13,8 +13,7 @@ function M.fire(member)
     if ag and ag.wrap_until and ag.wrap_until <= NOW then
       M.end_wrap_up(ag, ag.wrap_until)
       M.save_ag(ag)
-      M.reindex_agent(ag)
-      M.match_agent(ag)
+      M.route_agent(ag)
     end
     return
   end
