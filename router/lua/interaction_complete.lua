@@ -20,7 +20,6 @@ local q = M.queue(ix.queue)
 local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 + 0.5)
 local ag = M.load_ag(agent_id)
 M.release(ag, ix, wrap_ms)
-M.save_ag(ag)
 local policy = q and q.callback
 if ix.cb and M.args.outcome == 'customer_no_answer' and policy
     and ix.attempts < policy.max_attempts then
@@ -40,5 +39,5 @@ else
   M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
                              handle_s = (NOW - ix.answered) / 1000})
 end
-M.route_agent(ag)
+M.route_agent(ag, true)
 return M.reply_ix(ix)

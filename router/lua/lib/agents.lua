@@ -58,8 +58,12 @@ end
 
 -- Routes an agent whose record changed, then indexes it: when it gets an offer, the offer's
 -- reindex is the only one (indexing it free first would add it to every class, then remove it).
-function M.route_agent(ag)
-  if not M.match_agent(ag) then M.reindex_agent(ag) end
+-- `unsaved`: the caller has not saved the record; the offer saves it, else it is saved here
+-- (without the agent's instant of idleness counted in between: the same totals).
+function M.route_agent(ag, unsaved)
+  if M.match_agent(ag) then return end
+  if unsaved then M.save_ag(ag) end
+  M.reindex_agent(ag)
 end
 
 -- Recomputes which classes the agent meets (at login and on a change of skills).
