@@ -98,8 +98,10 @@ class Engine:
 
     async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
         start = time.perf_counter()
+        # Packed apart: the library decodes the settings only when they change.
+        cfg = msgpack.packb(self._cfg, use_bin_type=False)
         reply = await self.runner.call(
-            op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
+            op, self.keys.prefix, {"now": to_ms(now), "cfg": cfg, **args}
         )
         if op in ROUTING_OPERATIONS:
             observe_decision(time.perf_counter() - start)

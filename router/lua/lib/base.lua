@@ -8,6 +8,7 @@ local M = {}
 
 local P, A, NOW, CFG                   -- prefix, arguments, now (ms), settings: set by M.begin
 local queue_cache, ix_cache, ag_cache, known
+local cfg_packed, cfg_decoded
 
 local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
 local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
@@ -16,7 +17,10 @@ function M.begin(keys, argv)
   P = keys[1]
   A = cmsgpack.unpack(argv[1])
   NOW = A.now                          -- ms; the one clock value of this operation
-  CFG = A.cfg                          -- retention_ms, log_max, exclusive, max_classes, ...
+  -- The settings (retention_ms, log_max, exclusive, max_classes, ...) come packed on their
+  -- own, the same call after call: decoded only when they change (an interned string compare).
+  if A.cfg ~= cfg_packed then cfg_packed, cfg_decoded = A.cfg, cmsgpack.unpack(A.cfg) end
+  CFG = cfg_decoded
   M.args = A
   -- Keys (router/store/keys.py is the reference for each suffix).
   M.K_QUEUES = P .. 'queues'
