@@ -11,6 +11,7 @@
 --   qs:<queue>          hash  EMAs for the EWT: aht, wait, ewt, answered
 
 local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
+local windows_kept                      -- minute windows whose expiry this call has set
 
 local begin_base = M.begin
 function M.begin(keys, argv)
@@ -23,6 +24,7 @@ function M.begin(keys, argv)
   WAIT_BUCKETS = CFG.buckets.acd_wait_seconds
   HANDLE_BUCKETS = CFG.buckets.acd_handle_seconds
   EWT_ERROR_BUCKETS = CFG.buckets.acd_ewt_error_seconds
+  windows_kept = {}
 end
 local WINDOW_TTL_S = 1200
 local EMA = 0.1                         -- weight of the newest sample in the EWT averages
@@ -49,7 +51,10 @@ end
 function M.window(queue, field, by)
   local key = P .. 'm:w:' .. queue .. ':' .. math.floor(NOW / 60000)
   redis.call('HINCRBYFLOAT', key, field, by or 1)
-  redis.call('EXPIRE', key, WINDOW_TTL_S)
+  if not windows_kept[key] then
+    redis.call('EXPIRE', key, WINDOW_TTL_S)
+    windows_kept[key] = true
+  end
 end
 
 local function threshold(queue)

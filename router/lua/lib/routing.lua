@@ -105,11 +105,17 @@ end
 function M.match_agent(ag)
   local excluded = P .. 'agex:' .. ag.id
   local offered = false
+  -- Neither changes while the agent is offered interactions here.
+  local skip, classes
   while ag.state == 'available' and not ag.wrap_until do
-    local skip = redis.call('SCARD', excluded)
+    local room = false
+    for ch in pairs(ag.channels) do room = room or M.free_on(ag, ch) end
+    if not room then return offered end
+    skip = skip or redis.call('SCARD', excluded)
+    classes = classes or redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)
     local free = {}
     local best_s, best_m, preferred
-    for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
+    for _, cid in ipairs(classes) do
       local ch = M.class(tonumber(cid)).channel
       if free[ch] == nil then free[ch] = M.free_on(ag, ch) end
       if free[ch] then
@@ -191,7 +197,7 @@ function M.finish(ix, status, fields)
   M.unplace(ix)
   redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
   redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
-  for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
+  M.disarm_ix(ix.id)
   for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, ix.id) end
   ix.status = status
   ix.ended = NOW
@@ -301,6 +307,13 @@ end
 -- Callbacks (§3.10) -------------------------------------------------------------------------------
 
 M.IX_TIMERS = {'esc', 'mw', 'pw', 'off', 'cbo', 'cbd', 'cbr'}
+
+-- Cancels every timer of the interaction, in one command.
+function M.disarm_ix(id)
+  local members = {}
+  for i, kind in ipairs(M.IX_TIMERS) do members[i] = kind .. ':' .. id end
+  redis.call('ZREM', M.K_TIMERS, unpack(members))
+end
 local CALLBACK_CHECK_MS = 10000         -- how often a waiting caller's EWT is looked at again
 
 -- Offers the caller a callback once its EWT exceeds the queue's `offer_when_ewt_s`; until then

@@ -76,8 +76,9 @@ end
 -- loop is (e.g. an accept after the offer expired applies the expiry first).
 function M.apply_due_of(members)
   local due = {}
-  for _, member in ipairs(members) do
-    local s = redis.call('ZSCORE', M.K_TIMERS, member)
+  local scores = redis.call('ZMSCORE', M.K_TIMERS, unpack(members))
+  for i, member in ipairs(members) do
+    local s = scores[i]
     if s and tonumber(s) <= NOW then due[#due + 1] = {tonumber(s), member} end
   end
   table.sort(due, function(a, b) return a[1] < b[1] end)
