@@ -62,12 +62,22 @@ end
 
 -- Records ---------------------------------------------------------------------------------------
 
+-- Decoded queue records are kept across calls (library state) with the packed record they came
+-- from, and reused while the stored one is the same string (interned: a cheap compare).
+-- Callers must not change what M.queue returns.
+local queues_decoded = {}
 function M.queue(name)
   local q = queue_cache[name]
   if q == nil then
     local raw = redis.call('HGET', M.K_QUEUES, name)
     if not raw then return nil end
-    q = cmsgpack.unpack(raw)
+    if queues_decoded.prefix ~= P then queues_decoded = {prefix = P, raw = {}, q = {}} end
+    if queues_decoded.raw[name] == raw then
+      q = queues_decoded.q[name]
+    else
+      q = cmsgpack.unpack(raw)
+      queues_decoded.raw[name], queues_decoded.q[name] = raw, q
+    end
     queue_cache[name] = q
   end
   return q
