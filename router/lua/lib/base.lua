@@ -2,8 +2,9 @@
 -- All functions hang off one local table so that they may call each other in any order
 -- (Redis forbids globals in scripts).
 -- The lib files and the operations are one Redis Functions library (router/store/scripts.py):
--- code at the top level of a lib file runs once, at FUNCTION LOAD, without KEYS, ARGV or
--- redis.call; what belongs to one call is set in M.begin, which every operation calls first.
+-- code at the top level of a lib file runs once, at FUNCTION LOAD, where only definitions work
+-- (no KEYS, ARGV, redis.call, not even pairs); what belongs to one call is set in M.begin, which
+-- every operation calls first.
 local M = {}
 
 local P, A, NOW, CFG                   -- prefix, arguments, now (ms), settings: set by M.begin
