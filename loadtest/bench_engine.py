@@ -40,6 +40,7 @@ from router.domain.models import (
 )
 from router.settings import ServiceSettings
 from router.store.engine import Engine
+from router.store.scripts import operations
 from router.store.server import RedisServer
 
 I = TypeVar("I")  # noqa: E741
@@ -68,7 +69,9 @@ FLOOR_S = 180.0
 TARGET_THROUGHPUT = 0.40
 TARGET_P99_MS = 1.0
 TARGET_GROWTH = 1.5
-BASELINE_LUA = """
+BASELINE_FUNCTION = "acd_bench_baseline"
+BASELINE_LUA = f"""#!lua name={BASELINE_FUNCTION}
+redis.register_function('{BASELINE_FUNCTION}', function(KEYS, ARGV)
 local P = KEYS[1]
 local a = cmsgpack.unpack(ARGV[1])
 local n = a.n % 1000
@@ -77,7 +80,8 @@ redis.call('SET', P .. 'bl:v', a.n)
 redis.call('ZADD', P .. 'bl:z', n, 'm' .. n)
 local head = redis.call('ZRANGE', P .. 'bl:z', 0, 0)
 redis.call('XADD', P .. 'bl:s', 'MAXLEN', '~', 10000, '*', 'n', a.n)
-return cmsgpack.pack({'ok', head[1], prev or false})
+return cmsgpack.pack({{'ok', head[1], prev or false}})
+end)
 """
 BASELINE_LABEL = "baseline 5-cmd Lua"
 OPEN_LABEL = f"10,000 agents, {OPEN_RATE:,.0f}/s offered"
@@ -88,7 +92,8 @@ TIMED_SCRIPT = {
     "agent": "interaction_complete",
     "baseline": "baseline",
 }
-NOT_INNER = ("evalsha", "info", "config", "script", "client", "hello", "ping", "slowlog")
+OUTER = ("fcall", "evalsha")
+NOT_INNER = (*OUTER, "function", "info", "config", "script", "client", "hello", "ping", "slowlog")
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ class ServerCost:
         """Accumulate the difference between two snapshots."""
         for name, (calls, usec) in after.items():
             d_calls = calls - before.get(name, (0, 0))[0]
-            if name == "evalsha":
+            if name in OUTER:
                 self.calls += d_calls
                 self.usec += usec - before.get(name, (0, 0))[1]
             elif not name.startswith(NOT_INNER):
@@ -475,7 +480,6 @@ class Bench:
     held: dict[str, str] = field(default_factory=dict)
     slow: Counter[str] = field(default_factory=Counter)
     slowest: Counter[str] = field(default_factory=Counter)
-    baseline_sha: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -519,7 +523,7 @@ class Bench:
     async def baseline_call(self, n: int) -> list[Any]:
         """The bare 5-command script, called as the engine calls its scripts."""
         packed = msgpack.packb({"n": n, "now": int(time.time() * 1000)}, use_bin_type=False)
-        raw = await self.redis.evalsha(self.baseline_sha, 1, "acd:{baseline}:", packed)
+        raw = await self.redis.fcall(BASELINE_FUNCTION, 1, "acd:{baseline}:", packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False)
         return reply
 
@@ -705,13 +709,14 @@ async def with_slowlog(bench: Bench, run: Awaitable[Measure]) -> Measure:
 
 async def collect_slowlog(bench: Bench, m: Measure) -> None:
     """Count the script calls over SLOW_US, per script and for the row's timed script."""
-    names = {s.sha: name for name, s in bench.engine.runner.scripts.items()}
-    names[bench.baseline_sha] = "baseline"
+    library = bench.engine.runner.library
+    names = {library.function(op).encode(): op for op in operations()}
+    names[BASELINE_FUNCTION.encode()] = "baseline"
     for entry in await bench.redis.slowlog_get(SLOWLOG_LEN):
         words = bytes(entry["command"]).split(b" ", 2)
-        if words[0].upper() != b"EVALSHA" or len(words) < 2:
+        if words[0].upper() != b"FCALL" or len(words) < 2:
             continue
-        script = names.get(words[1].decode(errors="replace"), "?")
+        script = names.get(words[1], "?")
         duration = int(entry["duration"])
         bench.slow[script] += 1
         bench.slowest[script] = max(bench.slowest[script], duration)
@@ -857,7 +862,7 @@ async def open_bench(redis: Redis, helpers: Helpers, plan: Plan) -> Bench:
     rnd = random.Random(SEED)
     queues = [f"q{k:03d}" for k in range(NORMAL_QUEUES)]
     bench = Bench(redis, helpers, engine, plan, make_teams(rnd), queues)
-    bench.baseline_sha = await redis.script_load(BASELINE_LUA)
+    await redis.function_load(BASELINE_LUA, replace=True)
     await redis.config_set("slowlog-log-slower-than", SLOW_US)
     await redis.config_set("slowlog-max-len", SLOWLOG_LEN)
     await asyncio.gather(*(redis.ping() for _ in range(64)))

@@ -30,7 +30,6 @@ ag.name = a.name
 M.save_ag(ag)
 if ag.state ~= 'logged_out' then
   M.classify_agent(ag)
-  M.reindex_agent(ag)
-  M.match_agent(ag)
+  M.route_agent(ag)
 end
 return M.reply('ok', M.load_ag(a.id), created)

@@ -27,8 +27,7 @@ if ag.state == a.state and a.state == 'available' then
   ag.misses = 0
   M.end_wrap_up(ag, NOW)
   M.save_ag(ag)
-  M.reindex_agent(ag)
-  M.match_agent(ag)
+  M.route_agent(ag)
   return M.reply('ok', ag)
 end
 if ag.state == a.state and ag.reason == a.reason then return M.reply('ok', ag) end

@@ -23,7 +23,7 @@ local ag = M.load_ag(agent_id)
 M.unplace(ix)
 redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
 redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
-for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
+M.disarm_ix(ix.id)
 ix.status = 'connected'
 ix.answered = NOW
 ix.exp = nil

@@ -26,7 +26,6 @@ local q = M.queue(ix.queue)
 local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 + 0.5)
 local ag = M.load_ag(agent_id)
 M.release(ag, ix, wrap_ms)
-M.save_ag(ag)
 local policy = q and q.callback
 if ix.cb and M.args.outcome == 'customer_no_answer' and policy
     and ix.attempts < policy.max_attempts then
@@ -47,6 +46,5 @@ else
   M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
                              handle_s = (NOW - ix.answered) / 1000})
 end
-M.reindex_agent(ag)
-M.match_agent(ag)
+M.route_agent(ag, true)
 return M.reply_ix(ix)

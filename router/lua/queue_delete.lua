@@ -10,7 +10,8 @@
 M.apply_due(CFG.due_batch)
 local name = M.args.name
 if redis.call('HEXISTS', M.K_QUEUES, name) == 0 then return M.reply('not_found') end
-if redis.call('ZCARD', P .. 'qw:' .. name) > 0 or redis.call('SCARD', P .. 'qcb:' .. name) > 0 then
+if redis.call('ZCARD', P .. 'qw:' .. name) > 0
+    or redis.call('SCARD', P .. 'qcb:' .. name) > 0 then
   return M.reply('not_empty')
 end
 local q = M.queue(name)

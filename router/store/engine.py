@@ -93,13 +93,15 @@ class Engine:
         }
 
     async def start(self) -> None:
-        """Load every script once."""
+        """Load the library of every script (FUNCTION LOAD)."""
         await self.runner.load()
 
     async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
         start = time.perf_counter()
+        # Packed apart: the library decodes the settings only when they change.
+        cfg = msgpack.packb(self._cfg, use_bin_type=False)
         reply = await self.runner.call(
-            op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
+            op, self.keys.prefix, {"now": to_ms(now), "cfg": cfg, **args}
         )
         if op in ROUTING_OPERATIONS:
             observe_decision(time.perf_counter() - start)
@@ -164,10 +166,8 @@ class Engine:
         return found
 
     async def ready(self) -> bool:
-        """The store answers and holds every script."""
-        shas = [s.sha for s in self.runner.scripts.values()]
-        exists = await self.redis.script_exists(*shas) if shas else []
-        return bool(shas) and all(exists)
+        """The store answers and holds the library of every script."""
+        return await self.runner.loaded()
 
     async def load_queues(self, queues: Iterable[QueueConfig], now: float) -> None:
         """Write the configuration file's queues over what the store holds (§7)."""

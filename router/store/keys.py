@@ -67,6 +67,11 @@ class Keys:
         """String: last routing class id handed out."""
         return self._k("class_seq")
 
+    @property
+    def class_token(self) -> str:
+        """String: names this generation of the namespace's classes, for the library's memo."""
+        return self._k("cls_token")
+
     def routing_class(self, class_id: int) -> str:
         """String: packed class (channel, strategy, skills)."""
         return self._k(f"cls:{class_id}")

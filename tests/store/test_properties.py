@@ -56,7 +56,6 @@ from router.errors import RouterError, StoreUnavailable
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 from router.store.invariants import Snapshot, check_invariants, find_violations
-from router.store.scripts import Script
 from router.store.server import RedisServer
 
 T0 = 1_800_000_000.0
@@ -75,7 +74,7 @@ MAX_AHEAD_S = 60.0
 """The max_schedule_ahead_s of every callback policy."""
 
 _examples = itertools.count()
-_scripts: dict[str, Script] = {}
+_loaded: list[bool] = []
 
 # Steps ---------------------------------------------------------------------------------------
 
@@ -1150,12 +1149,9 @@ async def play(url: str, setup: Setup, scenario: list[Action], log: list[str]) -
     clients = (Redis.from_url(url), Redis.from_url(url))
     try:
         engines = tuple(Engine(c, ServiceSettings(namespace=namespace)) for c in clients)
-        for engine in engines:
-            if _scripts:  # loaded by the first example: the same for every namespace
-                engine.runner.scripts.update(_scripts)
-            else:
-                await engine.start()
-                _scripts.update(engine.runner.scripts)
+        if not _loaded:  # by the first example: one library serves every namespace
+            await engines[0].start()
+            _loaded.append(True)
         run = Run((engines[0], engines[1]), setup, log=log)
         await run.start()
         for step in scenario:

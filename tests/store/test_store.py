@@ -11,16 +11,16 @@ from router.domain.models import NewInteraction, QueueConfig
 from router.errors import ValidationError
 from router.settings import ServiceSettings
 from router.store.engine import Engine
-from router.store.scripts import operations, script_source
+from router.store.scripts import library, operation_source, operations
 from tests.store.center import Center
 
 
 @pytest.mark.parametrize("operation", operations())
 def test_every_script_documents_keys_argv_and_returns(operation: str) -> None:
-    header = script_source(operation).split("\n--@include", 1)[0]
+    header = operation_source(operation).split("\n--@include", 1)[0]
     for part in ("KEYS[1]", "ARGV[1]", "Returns"):
         assert part in header
-    assert "--@include" not in script_source(operation)  # every include was spliced in
+    assert f"'{library().function(operation)}'" in library().source
 
 
 async def test_every_key_of_a_namespace_shares_one_hash_tag(center: Center) -> None:
@@ -49,9 +49,26 @@ async def test_the_event_log_is_capped(redis: Redis, settings: ServiceSettings) 
 
 
 async def test_scripts_are_reloaded_when_redis_lost_them(center: Center) -> None:
-    await center.engine.redis.script_flush()
     await center.queue("support")
-    assert await center.engine.get_queue("support") is not None
+    await center.engine.redis.function_flush()
+    assert not await center.engine.ready()
+    await center.agent("a1", {})
+    await center.call("support", "c1")
+    assert await center.engine.ready()
+    assert (await center.ix("c1")).agent_id == "a1"
+
+
+async def test_a_library_of_another_version_is_left_alone(center: Center) -> None:
+    redis = center.engine.redis
+    other = library().source.replace(library().name, "acd_0123456789abcdef")
+    await redis.function_load(other, replace=True)
+    try:
+        await center.engine.start()  # loading ours again (REPLACE) is harmless
+        await center.queue("support")
+        names = {lib[lib.index(b"library_name") + 1] for lib in await redis.function_list()}
+        assert {library().name.encode(), b"acd_0123456789abcdef"} <= names
+    finally:
+        await redis.function_delete("acd_0123456789abcdef")
 
 
 async def test_a_queue_needing_too_many_classes_is_refused(center: Center) -> None:
@@ -70,3 +87,22 @@ async def test_opaque_data_comes_back_unchanged(center: Center, data: object) ->
     assert (await center.ix("c1")).data == data
     offered = (await center.events("interaction.offered"))[-1]
     assert offered.fields["data"] == data
+
+
+async def test_classes_remembered_across_calls_follow_a_deleted_namespace(center: Center) -> None:
+    redis, prefix = center.engine.redis, center.engine.keys.prefix
+    await center.queue("first", skills={"a": 1})
+    await center.queue("second", skills={"b": 1})  # classes 1 (a) and 2 (b)
+    await center.agent("ann", {"a": 1})
+    await center.call("first", "c1")
+    assert (await center.ix("c1")).agent_id == "ann"
+    keys = [k async for k in redis.scan_iter(match=prefix.replace("{", "[{]") + "*")]
+    await redis.delete(*keys)
+    await center.queue("second", skills={"b": 1})  # now class 1 is b, and 2 is a
+    await center.queue("first", skills={"a": 1})
+    await center.agent("bob", {"b": 1})
+    await center.agent("ann", {"a": 1})
+    await center.call("first", "c2")
+    await center.call("second", "c3")
+    assert (await center.ix("c2")).agent_id == "ann"
+    assert (await center.ix("c3")).agent_id == "bob"

@@ -26,11 +26,23 @@ function M.free_on(ag, channel)
   return true, on
 end
 
-function M.index_agent_in(ag, cid)
+-- `seen` (optional, one per reindex) keeps per channel whether the agent is free there and its
+-- longest_idle score, which are the same for every class on the channel.
+function M.index_agent_in(ag, cid, seen)
   local cls = M.class(cid)
-  local free, on = M.free_on(ag, cls.channel)
-  if free then
-    redis.call('ZADD', P .. 'clsag:' .. cid, M.agent_score(ag, cls, on), ag.id)
+  local ch = seen and seen[cls.channel]
+  if not ch then
+    local free, on = M.free_on(ag, cls.channel)
+    ch = {free = free, on = on}
+    if seen then seen[cls.channel] = ch end
+  end
+  if ch.free then
+    local score = cls.strategy ~= 'best_skill' and ch.idle_score
+    if not score then
+      score = M.agent_score(ag, cls, ch.on)
+      if cls.strategy ~= 'best_skill' then ch.idle_score = score end
+    end
+    redis.call('ZADD', P .. 'clsag:' .. cid, score, ag.id)
   else
     redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
   end
@@ -38,9 +50,20 @@ end
 
 -- Brings every class index of the agent up to date with its record: O(classes it meets).
 function M.reindex_agent(ag)
+  local seen = {}
   for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
-    M.index_agent_in(ag, tonumber(cid))
+    M.index_agent_in(ag, tonumber(cid), seen)
   end
+end
+
+-- Routes an agent whose record changed, then indexes it: when it gets an offer, the offer's
+-- reindex is the only one (indexing it free first would add it to every class, then remove it).
+-- `unsaved`: the caller has not saved the record; the offer saves it, else it is saved here
+-- (without the agent's instant of idleness counted in between: the same totals).
+function M.route_agent(ag, unsaved)
+  if M.match_agent(ag) then return end
+  if unsaved then M.save_ag(ag) end
+  M.reindex_agent(ag)
 end
 
 -- Recomputes which classes the agent meets (at login and on a change of skills).

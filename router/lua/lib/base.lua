@@ -1,26 +1,40 @@
 -- Shared by every operation: arguments, keys, records, events, timers, routing classes.
 -- All functions hang off one local table so that they may call each other in any order
 -- (Redis forbids globals in scripts).
+-- The lib files and the operations are one Redis Functions library (router/store/scripts.py):
+-- code at the top level of a lib file runs once, at FUNCTION LOAD, where only definitions work
+-- (no KEYS, ARGV, redis.call, not even pairs); what belongs to one call is set in M.begin, which
+-- every operation calls first.
 local M = {}
 
-local P = KEYS[1]
-local A = cmsgpack.unpack(ARGV[1])
-local NOW = A.now                      -- ms; the one clock value of this operation
-local CFG = A.cfg                      -- settings: retention_ms, log_max, exclusive, max_classes, ...
-M.args = A
+local P, A, NOW, CFG                   -- prefix, arguments, now (ms), settings: set by M.begin
+local queue_cache, ix_cache, ag_cache, known
+local cfg_packed, cfg_decoded
 
 local IDLE_SPAN = 4398046511104        -- 2^42 ms (about 139 years): time part of every score
 local SCORE_BASE = 9007199254740992    -- 2^53: strategy scores run from -2^53 up
 
--- Keys (router/store/keys.py is the reference for each suffix).
-M.K_QUEUES = P .. 'queues'
-M.K_AGENTS = P .. 'agents'
-M.K_LOGGED_IN = P .. 'logged_in'
-M.K_CLASSES = P .. 'classes'
-M.K_CLASS_SEQ = P .. 'class_seq'
-M.K_TIMERS = P .. 'timers'
-M.K_SEQ = P .. 'seq'
-M.K_EVENTS = P .. 'events'
+function M.begin(keys, argv)
+  P = keys[1]
+  A = cmsgpack.unpack(argv[1])
+  NOW = A.now                          -- ms; the one clock value of this operation
+  -- The settings (retention_ms, log_max, exclusive, max_classes, ...) come packed on their
+  -- own, the same call after call: decoded only when they change (an interned string compare).
+  if A.cfg ~= cfg_packed then cfg_packed, cfg_decoded = A.cfg, cmsgpack.unpack(A.cfg) end
+  CFG = cfg_decoded
+  M.args = A
+  -- Keys (router/store/keys.py is the reference for each suffix).
+  M.K_QUEUES = P .. 'queues'
+  M.K_AGENTS = P .. 'agents'
+  M.K_LOGGED_IN = P .. 'logged_in'
+  M.K_CLASSES = P .. 'classes'
+  M.K_CLASS_SEQ = P .. 'class_seq'
+  M.K_TIMERS = P .. 'timers'
+  M.K_SEQ = P .. 'seq'
+  M.K_EVENTS = P .. 'events'
+  -- Records are loaded once per call and shared (see M.load_ix).
+  queue_cache, ix_cache, ag_cache, known = {}, {}, {}, nil
+end
 
 -- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
 function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
@@ -49,13 +63,22 @@ end
 
 -- Records ---------------------------------------------------------------------------------------
 
-local queue_cache = {}
+-- Decoded queue records are kept across calls (library state) with the packed record they came
+-- from, and reused while the stored one is the same string (interned: a cheap compare).
+-- Callers must not change what M.queue returns.
+local queues_decoded = {}
 function M.queue(name)
   local q = queue_cache[name]
   if q == nil then
     local raw = redis.call('HGET', M.K_QUEUES, name)
     if not raw then return nil end
-    q = cmsgpack.unpack(raw)
+    if queues_decoded.prefix ~= P then queues_decoded = {prefix = P, raw = {}, q = {}} end
+    if queues_decoded.raw[name] == raw then
+      q = queues_decoded.q[name]
+    else
+      q = cmsgpack.unpack(raw)
+      queues_decoded.raw[name], queues_decoded.q[name] = raw, q
+    end
     queue_cache[name] = q
   end
   return q
@@ -68,7 +91,6 @@ end
 
 -- Records are loaded once per script and shared, so that every part of an operation sees the
 -- changes of every other part (no stale copy is ever saved or routed).
-local ix_cache, ag_cache = {}, {}
 
 function M.load_ix(id)
   local ix = ix_cache[id]
@@ -189,12 +211,35 @@ function M.step_at(q, wait_ms)
   return step
 end
 
-local class_cache = {}
+-- A class never changes once created and its id and signature are never reused, so decoded
+-- classes and signature -> id are kept across calls (library state) for one namespace and one
+-- generation of its classes: `cls_token`, written anew when the namespace's keys were deleted.
+-- One GET per call checks it. Callers must not change what M.class returns.
+local memo = {}
+local tokens = 0
+local function classes_known()
+  if known then return known end
+  local key = P .. 'cls_token'
+  local token = redis.call('GET', key)
+  if not token then
+    tokens = tokens + 1
+    local t = redis.call('TIME')
+    token = t[1] .. '.' .. t[2] .. '.' .. tokens
+    redis.call('SET', key, token)
+  end
+  if memo.prefix ~= P or memo.token ~= token then
+    memo = {prefix = P, token = token, classes = {}, ids = {}}
+  end
+  known = memo
+  return known
+end
+
 function M.class(cid)
-  local c = class_cache[cid]
+  local classes = classes_known().classes
+  local c = classes[cid]
   if c == nil then
     c = cmsgpack.unpack(redis.call('GET', P .. 'cls:' .. cid))
-    class_cache[cid] = c
+    classes[cid] = c
   end
   return c
 end
@@ -210,14 +255,20 @@ end
 -- once per class, never per decision.
 function M.class_for(channel, strategy, req)
   local sig = M.signature(channel, strategy, req)
+  local ids = classes_known().ids
+  if ids[sig] then return ids[sig] end
   local cid = redis.call('HGET', M.K_CLASSES, sig)
-  if cid then return tonumber(cid) end
+  if cid then
+    ids[sig] = tonumber(cid)
+    return ids[sig]
+  end
   if redis.call('HLEN', M.K_CLASSES) >= CFG.max_classes then return nil end
   cid = redis.call('INCR', M.K_CLASS_SEQ)
-  local cls = {id = cid, channel = channel, strategy = strategy, skills = req}
-  redis.call('SET', P .. 'cls:' .. cid, cmsgpack.pack(cls))
+  local packed = cmsgpack.pack({id = cid, channel = channel, strategy = strategy, skills = req})
+  redis.call('SET', P .. 'cls:' .. cid, packed)
   redis.call('HSET', M.K_CLASSES, sig, cid)
-  class_cache[cid] = cls
+  known.classes[cid] = cmsgpack.unpack(packed)  -- its own copy: `req` is the caller's
+  ids[sig] = cid
   for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
     local ag = M.load_ag(aid)
     if M.meets(ag.skills, req) then

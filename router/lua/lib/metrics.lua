@@ -10,15 +10,22 @@
 --   m:ag                hash  '<state>|<activity>' -> agents
 --   qs:<queue>          hash  EMAs for the EWT: aht, wait, ewt, answered
 
-M.K_COUNTERS = P .. 'm:c'
-M.K_HIST = P .. 'm:h'
-M.K_AGENT_TIME = P .. 'm:at'
-M.K_AGENTS_BY = P .. 'm:ag'
+local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
+local windows_kept                      -- minute windows whose expiry this call has set
 
--- Bucket bounds come from router/domain/stats.py (BUCKETS) with every call.
-local WAIT_BUCKETS = CFG.buckets.acd_wait_seconds
-local HANDLE_BUCKETS = CFG.buckets.acd_handle_seconds
-local EWT_ERROR_BUCKETS = CFG.buckets.acd_ewt_error_seconds
+local begin_base = M.begin
+function M.begin(keys, argv)
+  begin_base(keys, argv)
+  M.K_COUNTERS = P .. 'm:c'
+  M.K_HIST = P .. 'm:h'
+  M.K_AGENT_TIME = P .. 'm:at'
+  M.K_AGENTS_BY = P .. 'm:ag'
+  -- Bucket bounds come from router/domain/stats.py (BUCKETS) with every call.
+  WAIT_BUCKETS = CFG.buckets.acd_wait_seconds
+  HANDLE_BUCKETS = CFG.buckets.acd_handle_seconds
+  EWT_ERROR_BUCKETS = CFG.buckets.acd_ewt_error_seconds
+  windows_kept = {}
+end
 local WINDOW_TTL_S = 1200
 local EMA = 0.1                         -- weight of the newest sample in the EWT averages
 
@@ -44,7 +51,10 @@ end
 function M.window(queue, field, by)
   local key = P .. 'm:w:' .. queue .. ':' .. math.floor(NOW / 60000)
   redis.call('HINCRBYFLOAT', key, field, by or 1)
-  redis.call('EXPIRE', key, WINDOW_TTL_S)
+  if not windows_kept[key] then
+    redis.call('EXPIRE', key, WINDOW_TTL_S)
+    windows_kept[key] = true
+  end
 end
 
 local function threshold(queue)

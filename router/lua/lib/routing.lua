@@ -44,8 +44,11 @@ end
 -- Reserves the agent for the interaction and tells the platform.
 function M.offer(ix, ag, preferred)
   local cls = M.class(ix.cls)
-  local note = M.routing_note(ix, ag, cls, redis.call('ZCARD', P .. 'clsag:' .. ix.cls),
-                              preferred)
+  local pool = P .. 'clsag:' .. ix.cls
+  local qualified = redis.call('ZCARD', pool)
+  -- The agent may not be indexed free yet (M.route_agent); it could take the offer.
+  if not redis.call('ZSCORE', pool, ag.id) then qualified = qualified + 1 end
+  local note = M.routing_note(ix, ag, cls, qualified, preferred)
   M.unplace(ix)
   local q = M.queue(ix.queue)
   ix.status = 'offered'
@@ -99,14 +102,21 @@ end
 
 -- Offers the agent the first waiting interaction, by the order of §3.2, across every class it
 -- meets on channels where it has room, and the preferred waits that name it; repeats while it
--- has room (multi-capacity channels). O(classes the agent meets x log n).
+-- has room (multi-capacity channels). O(classes the agent meets x log n). True when it offered.
 function M.match_agent(ag)
   local excluded = P .. 'agex:' .. ag.id
+  local offered = false
+  -- Neither changes while the agent is offered interactions here.
+  local skip, classes
   while ag.state == 'available' and not ag.wrap_until do
-    local skip = redis.call('SCARD', excluded)
+    local room = false
+    for ch in pairs(ag.channels) do room = room or M.free_on(ag, ch) end
+    if not room then return offered end
+    skip = skip or redis.call('SCARD', excluded)
+    classes = classes or redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)
     local free = {}
     local best_s, best_m, preferred
-    for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
+    for _, cid in ipairs(classes) do
       local ch = M.class(tonumber(cid)).channel
       if free[ch] == nil then free[ch] = M.free_on(ag, ch) end
       if free[ch] then
@@ -131,9 +141,11 @@ function M.match_agent(ag)
         break
       end
     end
-    if best_m == nil then return end
+    if best_m == nil then return offered end
     M.offer(M.load_ix(M.member_id(best_m)), ag, preferred or false)
+    offered = true
   end
+  return offered
 end
 
 -- An offer ended without an accept: the interaction goes back to its place (§3.2), unless its
@@ -187,7 +199,7 @@ function M.finish(ix, status, fields)
   redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
   redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
   redis.call('SREM', P .. 'qcb:' .. ix.queue, ix.id)
-  for _, kind in ipairs(M.IX_TIMERS) do M.disarm(kind, ix.id) end
+  M.disarm_ix(ix.id)
   for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, ix.id) end
   ix.status = status
   ix.ended = NOW
@@ -297,6 +309,13 @@ end
 -- Callbacks (§3.10) -------------------------------------------------------------------------------
 
 M.IX_TIMERS = {'esc', 'mw', 'pw', 'off', 'cbo', 'cbd', 'cbr'}
+
+-- Cancels every timer of the interaction, in one command.
+function M.disarm_ix(id)
+  local members = {}
+  for i, kind in ipairs(M.IX_TIMERS) do members[i] = kind .. ':' .. id end
+  redis.call('ZREM', M.K_TIMERS, unpack(members))
+end
 local CALLBACK_CHECK_MS = 10000         -- how often a waiting caller's EWT is looked at again
 
 -- Offers the caller a callback once its EWT exceeds the queue's `offer_when_ewt_s`; until then

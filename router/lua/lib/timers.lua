@@ -13,8 +13,7 @@ function M.fire(member)
     if ag and ag.wrap_until and ag.wrap_until <= NOW then
       M.end_wrap_up(ag, ag.wrap_until)
       M.save_ag(ag)
-      M.reindex_agent(ag)
-      M.match_agent(ag)
+      M.route_agent(ag)
     end
     return
   end
@@ -77,8 +76,9 @@ end
 -- loop is (e.g. an accept after the offer expired applies the expiry first).
 function M.apply_due_of(members)
   local due = {}
-  for _, member in ipairs(members) do
-    local s = redis.call('ZSCORE', M.K_TIMERS, member)
+  local scores = redis.call('ZMSCORE', M.K_TIMERS, unpack(members))
+  for i, member in ipairs(members) do
+    local s = scores[i]
     if s and tonumber(s) <= NOW then due[#due + 1] = {tonumber(s), member} end
   end
   table.sort(due, function(a, b) return a[1] < b[1] end)
