@@ -28,6 +28,7 @@ import msgpack
 from redis.asyncio import Redis
 
 import router
+from loadtest.report import percentile
 from router.clock import Clock
 from router.domain.models import (
     AgentProfile,
@@ -141,14 +142,6 @@ QUICK = Plan(
 
 
 # Statistics ------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile `q` (0..1) of `values`."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 @dataclass
