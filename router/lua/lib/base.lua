@@ -255,7 +255,7 @@ end
 -- The class id for a requirement, created on first use; nil when `max_routing_classes` is
 -- reached. A new class is filled with every logged-in agent that meets it: at once when there
 -- are at most CFG.fill_batch of them, else one batch now and the next ones by its `fill:<class>`
--- timer (M.fill_class), so no call costs more than O(fill_batch) agents. `complete` (queue
+-- timer (M.fill_class), so no routing call costs more than O(fill_batch) agents. `complete` (queue
 -- upserts, which scan the logged-in agents anyway) fills the class to the end, even one whose
 -- fill an earlier call began.
 function M.class_for(channel, strategy, req, complete)
@@ -305,7 +305,8 @@ end
 -- meanwhile, so each is checked again; agents that log in or change skills meanwhile are
 -- classified by M.classify_agent, which sees the class already. Re-arms `fill:<class>` due now
 -- until the scan is done. With `route`, offers what waits in the class to the agents indexed.
--- True when the class is complete.
+-- True when the class is complete. (COUNT is a hint: a set small enough for a compact encoding
+-- comes back whole, at most a few hundred agents.)
 function M.fill_class(cid, route)
   local state = redis.call('HGET', M.K_FILLING, cid)
   if not state then
