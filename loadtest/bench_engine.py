@@ -718,14 +718,34 @@ async def collect_slowlog(bench: Bench, m: Measure) -> None:
             m.slowest_us = max(m.slowest_us, duration)
 
 
-async def new_class_probe(bench: Bench) -> float:
-    """Milliseconds of an arrival whose extra skills make a new routing class (scans agents)."""
+@dataclass(frozen=True)
+class NewClassProbe:
+    """An arrival that makes a new routing class, and the fill of that class after it."""
+
+    arrival_ms: float
+    ticks: int
+    slowest_tick_ms: float
+    fill_ms: float
+
+
+async def new_class_probe(bench: Bench) -> NewClassProbe:
+    """An arrival whose extra skills make a new routing class (its first batch of agents), then
+    the ticks that fill the class with the other logged-in agents, a batch each."""
     request = NewInteraction(queue=bench.queues[0], skills={SKILLS[0]: 5, SKILLS[1]: 5})
     start = time.perf_counter()
     ix, _ = await bench.engine.create_interaction(request, bench.clock.now())
     took = (time.perf_counter() - start) * 1000
+    ticks, slowest, fill_start = 0, 0.0, time.perf_counter()
+    while True:
+        tick_start = time.perf_counter()
+        applied = (await bench.engine.tick(bench.clock.now())).applied
+        if not applied:
+            break
+        ticks += 1
+        slowest = max(slowest, (time.perf_counter() - tick_start) * 1000)
+    fill_ms = (time.perf_counter() - fill_start) * 1000
     await settle(bench, [Arrival.of(ix)])
-    return took
+    return NewClassProbe(took, ticks, slowest, fill_ms)
 
 
 async def upsert_probe(bench: Bench) -> float:
@@ -946,11 +966,15 @@ async def run(plan: Plan) -> None:
         server.stop()
 
 
-def print_notes(bench: Bench, probes: tuple[float, float], total_s: float) -> None:
+def print_notes(bench: Bench, probes: tuple[NewClassProbe, float], total_s: float) -> None:
     """Observations that are not targets."""
+    fill = probes[0]
     print(
-        f"\nat {bench.agents:,} agents, one arrival that creates a new routing class: "
-        f"{probes[0]:.1f} ms; one unchanged queue upsert: {probes[1]:.1f} ms"
+        f"\nat {bench.agents:,} agents, one arrival that creates a new routing class "
+        f"(its first batch of {bench.engine.settings.class_fill_batch} agents): "
+        f"{fill.arrival_ms:.1f} ms; the rest of the fill: {fill.ticks} ticks "
+        f"(slowest {fill.slowest_tick_ms:.1f} ms) in {fill.fill_ms:.0f} ms; "
+        f"one unchanged queue upsert: {probes[1]:.1f} ms"
     )
     slow = ", ".join(
         f"{k} x{n} (max {bench.slowest[k] / 1000:.1f} ms)" for k, n in bench.slow.most_common()

@@ -22,6 +22,8 @@ class ServiceSettings:
     exclusive_channels: tuple[str, ...] = ("voice",)
     metrics_auth: bool = False
     max_routing_classes: int = 10_000
+    class_fill_batch: int = 500
+    """A new routing class is filled with the logged-in agents this many per script call."""
     config: str = ""
     """The configuration file these settings came from, if any."""
 
@@ -77,6 +79,8 @@ class ServiceSettings:
             errors.append(FieldError(f"{where}.retention_s", "must be > 0"))
         if self.max_routing_classes < 1:
             errors.append(FieldError(f"{where}.max_routing_classes", "must be >= 1"))
+        if self.class_fill_batch < 1:
+            errors.append(FieldError(f"{where}.class_fill_batch", "must be >= 1"))
         if not set(self.exclusive_channels) <= set(Channel):
             names = ", ".join(Channel)
             errors.append(

@@ -1,4 +1,6 @@
 -- interaction_create: queue a new interaction (§3.1, §3.2, §3.9), routing it at once.
+-- Extra skills may need a routing class not made yet (M.class_for): with more than
+-- cfg.fill_batch agents logged in, it holds one batch of them on return, its fill timer the rest.
 -- KEYS[1]  namespace prefix `acd:{ns}:`
 -- ARGV[1]  msgpack {now, cfg, ix = {id, queue, channel?, priority?, credit_ms?, skills,
 --          pref, pref_wait_ms, data, fp}}; fp fingerprints the request for idempotency

@@ -2,6 +2,8 @@
 -- It leaves the agent (wrap-up of the source queue) and enters the target as a new arrival
 -- with the same priority, credit, extra skills and data, without preferred agents or exclusions.
 -- A callback transferred is a caller on the line from then on: no longer a callback.
+-- Extra skills may need a routing class not made yet (M.class_for): with more than
+-- cfg.fill_batch agents logged in, it holds one batch of them on return, its fill timer the rest.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, queue}
 -- Returns  {'ok', interaction}

@@ -1,7 +1,9 @@
--- queue_upsert: create or replace a queue. Its steps' routing classes are created now, and a
--- change applies to the interactions already waiting: each moves to the requirement in force
--- and is routed again (O(waiting in the queue), an admin operation); a scheduled callback takes
--- the class of step 0 of the new requirement.
+-- queue_upsert: create or replace a queue. Its steps' routing classes are created now and
+-- filled at once, however many agents are logged in (like the staffed set, O(logged-in agents)
+-- when its requirements change), finishing a fill that an arrival began. A change applies to
+-- the interactions already waiting: each moves to the requirement in force and is routed again
+-- (O(waiting in the queue), an admin operation); a scheduled callback takes the class of step 0
+-- of the new requirement.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
@@ -45,7 +47,8 @@ if old and not same then
 end
 M.save_queue(q)
 for _, req in ipairs(requirements(q)) do
-  redis.call('SADD', P .. 'clsq:' .. M.class_for(q.channel, q.strategy, req), q.name)
+  -- Filled to the end (the staffed sets go by `clsq:`, so a queue's classes are complete).
+  redis.call('SADD', P .. 'clsq:' .. M.class_for(q.channel, q.strategy, req, true), q.name)
 end
 if not same then
   -- Who staffs the queue changed: O(logged-in agents), only when its requirements change.

@@ -1,5 +1,6 @@
 -- tick: apply due timers (escalations, offer expiries, wrap-up ends, max waits, ends of
--- preferred waits). Safe to call from every router at once: each timer is applied once.
+-- preferred waits, the next batch of a routing class's fill). Safe to call from every router
+-- at once: each timer is applied once.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, limit}
 -- Returns  {'ok', {applied, lag_ms, next_due_ms | false}}

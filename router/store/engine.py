@@ -88,6 +88,7 @@ class Engine:
             "log_max": settings.event_log_max,
             "exclusive": {c: True for c in settings.exclusive_channels},
             "max_classes": settings.max_routing_classes,
+            "fill_batch": settings.class_fill_batch,
             "due_batch": DUE_BATCH,
             "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},
         }

@@ -47,6 +47,8 @@ class Snapshot:
     logged_in: set[str] = field(default_factory=set)
     agent_ids: set[str] = field(default_factory=set)
     timers: dict[str, float] = field(default_factory=dict)
+    filling: set[int] = field(default_factory=set)
+    """Classes with a live fill cursor: they may still miss agents their scan has not reached."""
 
     @classmethod
     async def read(cls, redis: Redis, keys: Keys) -> Snapshot:
@@ -101,6 +103,7 @@ class Snapshot:
         snap.logged_in = await members(keys.logged_in)
         snap.agent_ids = set(await zset(keys.agents))
         snap.timers = await zset(keys.timers)
+        snap.filling = {int(c) for c in await redis.hkeys(keys.class_filling)}
         return snap
 
 
@@ -200,7 +203,8 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             for c, cls in snap.classes.items()
             if _meets(_map(record["skills"]), _map(cls["skills"]))
         }
-        if snap.agent_classes.get(aid, set()) != meets:
+        have = snap.agent_classes.get(aid, set())
+        if have - meets or (meets - have) - snap.filling:
             bad.append(f"agent {aid} class set disagrees with its skills")
     for cid, cls in snap.classes.items():
         pool: dict[str, float] = {}
@@ -209,7 +213,16 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             for aid in snap.logged_in
             if aid in agents and _meets(_map(agents[aid]["skills"]), _map(cls["skills"]))
         }
-        if snap.class_staffed.get(cid, set()) != staffed:
+        members = snap.class_staffed.get(cid, set())
+        if cid in snap.filling:
+            # Not reached by the fill yet is allowed; what it holds must be right and agree
+            # with the agents' class sets.
+            if members - staffed:
+                bad.append(f"class {cid} (filling) holds agents that do not meet it")
+            if members != {a for a in staffed if cid in snap.agent_classes.get(a, set())}:
+                bad.append(f"class {cid} (filling) staffed set disagrees with the agents' sets")
+            staffed &= members
+        elif members != staffed:
             bad.append(f"class {cid} staffed set disagrees with the logged-in agents")
         for aid in staffed:
             free, on = _free_on(agents[aid], cls["channel"], exclusive)
@@ -230,7 +243,7 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
             for label, index in (("queue", snap.queue_waiting), ("line", snap.queue_on_line)):
                 if member in index.get(ix["queue"], {}):
                     bad.append(f"ended {ix_id} ({status}) still in the {label} index")
-            if any(t.endswith(f":{ix_id}") for t in snap.timers):
+            if any(t.endswith(f":{ix_id}") and not t.startswith("fill:") for t in snap.timers):
                 bad.append(f"ended {ix_id} still has timers")
             if holders.get(ix_id):
                 bad.append(f"ended {ix_id} still held by {holders[ix_id]}")
@@ -289,16 +302,23 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
         cls = snap.classes[ix["cls"]]
         excluded = _map(ix.get("excl"))
         candidates = ix["pref"] if ix.get("pref_until") else sorted(snap.logged_in)
+        reached = snap.class_staffed.get(ix["cls"], set())
         for aid in candidates:
             record = agents.get(aid)
             if record is None or aid in excluded or aid not in snap.logged_in:
                 continue
+            if ix["cls"] in snap.filling and aid not in reached:
+                continue  # the fill will index it, and route then
             if (
                 _meets(_map(record["skills"]), _map(cls["skills"]))
                 and _free_on(record, ix["channel"], exclusive)[0]
             ):
                 bad.append(f"{ix_id} waits while agent {aid} could take it")
                 break
+
+    fill_timers = {int(m[5:]) for m in snap.timers if m.startswith("fill:")}
+    if fill_timers != snap.filling:
+        bad.append(f"fill timers {sorted(fill_timers)} disagree with the classes being filled")
 
     overdue = [m for m, due in snap.timers.items() if due <= now_ms]
     if overdue:

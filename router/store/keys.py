@@ -72,6 +72,11 @@ class Keys:
         """String: names this generation of the namespace's classes, for the library's memo."""
         return self._k("cls_token")
 
+    @property
+    def class_filling(self) -> str:
+        """Hash: class id -> `<SSCAN cursor>:<agents scanned>` of a class still being filled."""
+        return self._k("clsfill")
+
     def routing_class(self, class_id: int) -> str:
         """String: packed class (channel, strategy, skills)."""
         return self._k(f"cls:{class_id}")
@@ -102,7 +107,7 @@ class Keys:
 
     @property
     def timers(self) -> str:
-        """Sorted set: `<kind>:<id>` -> due time in ms; one timer per kind and record."""
+        """Sorted set: `<kind>:<id>` -> due ms; one per kind and record (`fill:<class id>` too)."""
         return self._k("timers")
 
     @property

@@ -18,8 +18,9 @@ function M.begin(keys, argv)
   P = keys[1]
   A = cmsgpack.unpack(argv[1])
   NOW = A.now                          -- ms; the one clock value of this operation
-  -- The settings (retention_ms, log_max, exclusive, max_classes, ...) come packed on their
-  -- own, the same call after call: decoded only when they change (an interned string compare).
+  -- The settings (retention_ms, log_max, exclusive, max_classes, fill_batch, ...) come packed on
+  -- their own, the same call after call: decoded only when they change (an interned string
+  -- compare).
   if A.cfg ~= cfg_packed then cfg_packed, cfg_decoded = A.cfg, cmsgpack.unpack(A.cfg) end
   CFG = cfg_decoded
   M.args = A
@@ -29,6 +30,7 @@ function M.begin(keys, argv)
   M.K_LOGGED_IN = P .. 'logged_in'
   M.K_CLASSES = P .. 'classes'
   M.K_CLASS_SEQ = P .. 'class_seq'
+  M.K_FILLING = P .. 'clsfill'
   M.K_TIMERS = P .. 'timers'
   M.K_SEQ = P .. 'seq'
   M.K_EVENTS = P .. 'events'
@@ -251,16 +253,27 @@ function M.signature(channel, strategy, req)
 end
 
 -- The class id for a requirement, created on first use; nil when `max_routing_classes` is
--- reached. A new class is filled with every logged-in agent that meets it: O(logged-in agents)
--- once per class, never per decision.
-function M.class_for(channel, strategy, req)
+-- reached. A new class is filled with every logged-in agent that meets it: at once when there
+-- are at most CFG.fill_batch of them, else one batch now and the next ones by its `fill:<class>`
+-- timer (M.fill_class), so no routing call costs more than O(fill_batch) agents. `complete` (queue
+-- upserts, which scan the logged-in agents anyway) fills the class to the end, even one whose
+-- fill an earlier call began.
+function M.class_for(channel, strategy, req, complete)
   local sig = M.signature(channel, strategy, req)
   local ids = classes_known().ids
-  if ids[sig] then return ids[sig] end
-  local cid = redis.call('HGET', M.K_CLASSES, sig)
+  local cid = ids[sig]
+  if not cid then
+    cid = redis.call('HGET', M.K_CLASSES, sig)
+    if cid then
+      cid = tonumber(cid)
+      ids[sig] = cid
+    end
+  end
   if cid then
-    ids[sig] = tonumber(cid)
-    return ids[sig]
+    if complete and redis.call('HEXISTS', M.K_FILLING, cid) == 1 then
+      while not M.fill_class(cid, true) do end
+    end
+    return cid
   end
   if redis.call('HLEN', M.K_CLASSES) >= CFG.max_classes then return nil end
   cid = redis.call('INCR', M.K_CLASS_SEQ)
@@ -269,13 +282,56 @@ function M.class_for(channel, strategy, req)
   redis.call('HSET', M.K_CLASSES, sig, cid)
   known.classes[cid] = cmsgpack.unpack(packed)  -- its own copy: `req` is the caller's
   ids[sig] = cid
-  for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
-    local ag = M.load_ag(aid)
-    if M.meets(ag.skills, req) then
-      redis.call('SADD', P .. 'agcls:' .. aid, cid)
-      redis.call('SADD', P .. 'clsin:' .. cid, aid)
-      M.index_agent_in(ag, cid)
+  if complete or redis.call('SCARD', M.K_LOGGED_IN) <= CFG.fill_batch then
+    for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
+      local ag = M.load_ag(aid)
+      if M.meets(ag.skills, req) then M.join_class(ag, cid) end
     end
+  else
+    redis.call('HSET', M.K_FILLING, cid, '0:0')
+    M.fill_class(cid, false)
   end
   return cid
+end
+
+function M.join_class(ag, cid)
+  redis.call('SADD', P .. 'agcls:' .. ag.id, cid)
+  redis.call('SADD', P .. 'clsin:' .. cid, ag.id)
+  M.index_agent_in(ag, cid)
+end
+
+-- One batch of a class's fill: the next CFG.fill_batch logged-in agents of its SSCAN (the
+-- cursor and the count scanned so far are kept in `clsfill`). SSCAN may return agents that left
+-- meanwhile, so each is checked again; agents that log in or change skills meanwhile are
+-- classified by M.classify_agent, which sees the class already. Re-arms `fill:<class>` due now
+-- until the scan is done. With `route`, offers what waits in the class to the agents indexed.
+-- True when the class is complete. (COUNT is a hint: a set small enough for a compact encoding
+-- comes back whole, at most a few hundred agents.)
+function M.fill_class(cid, route)
+  local state = redis.call('HGET', M.K_FILLING, cid)
+  if not state then
+    M.disarm('fill', cid)
+    return true
+  end
+  local cursor, scanned = string.match(state, '^(%d+):(%d+)$')
+  local cls = M.class(cid)
+  local found = redis.call('SSCAN', M.K_LOGGED_IN, cursor, 'COUNT', CFG.fill_batch)
+  local joined = {}
+  for _, aid in ipairs(found[2]) do
+    local ag = M.load_ag(aid)
+    if ag and ag.state ~= 'logged_out' and M.meets(ag.skills, cls.skills) then
+      M.join_class(ag, cid)
+      joined[#joined + 1] = ag
+    end
+  end
+  local done = found[1] == '0'
+  if done then
+    redis.call('HDEL', M.K_FILLING, cid)
+    M.disarm('fill', cid)
+  else
+    redis.call('HSET', M.K_FILLING, cid, found[1] .. ':' .. (tonumber(scanned) + #found[2]))
+    M.arm('fill', cid, NOW)
+  end
+  if route and #joined > 0 then M.route_filled(cid, joined) end
+  return done
 end

@@ -146,18 +146,27 @@ end
 -- Estimated wait (§3.11) at `position` for a class of the queue: with N agents serving the
 -- class, an interaction waits for `position` departures, one every AHT / N on average, scaled by
 -- how recent estimates compared with the waits that followed (clipped to 0.5..2). With nobody
--- serving, the oldest wait on the line, but at least one handle time. Seconds.
+-- serving, the oldest wait on the line, but at least one handle time. Seconds. While the class
+-- is being filled, N and the free agents are extrapolated from the agents scanned so far.
 local DEFAULT_AHT_S = 180
 function M.ewt(queue, cid, position)
   local stats = redis.call('HMGET', P .. 'qs:' .. queue, 'aht', 'wait', 'ewt', 'answered')
   local aht = tonumber(stats[1]) or DEFAULT_AHT_S
   local serving = cid and redis.call('SCARD', P .. 'clsin:' .. cid) or 0
+  -- A class still being filled (M.fill_class) counts its share of the agents scanned so far.
+  local scale = 1
+  local filling = cid and redis.call('HGET', M.K_FILLING, cid)
+  if filling then
+    local scanned = tonumber(string.match(filling, ':(%d+)$'))
+    if scanned > 0 then scale = math.max(1, redis.call('SCARD', M.K_LOGGED_IN) / scanned) end
+  end
+  serving = serving * scale
   if serving == 0 then
     local head = redis.call('ZRANGE', P .. 'ql:' .. queue, 0, 0, 'WITHSCORES')
     local oldest = head[2] and (NOW - tonumber(head[2])) / 1000 or 0
     return math.max(aht, oldest)
   end
-  local free = redis.call('ZCARD', P .. 'clsag:' .. cid)
+  local free = redis.call('ZCARD', P .. 'clsag:' .. cid) * scale
   if position <= free then return 0 end
   local estimate = (position - free) * aht / serving
   local wait, ewt, answered = tonumber(stats[2]), tonumber(stats[3]), tonumber(stats[4]) or 0

@@ -306,6 +306,27 @@ function M.arrival_class(q, extra)
   return cid
 end
 
+-- After a batch of a class's fill (M.fill_class) indexed `joined`: offers the interactions
+-- waiting in the class, in their order, while it has agents free; then the preferred waits
+-- that name a joined agent still free. O(batch + offers + interactions the free agents refused).
+function M.route_filled(cid, joined)
+  local pool = P .. 'clsag:' .. cid
+  local waiting = P .. 'clsix:' .. cid
+  local skipped = 0
+  while redis.call('ZCARD', pool) > 0 do
+    local head = redis.call('ZRANGE', waiting, skipped, skipped)
+    if #head == 0 then break end
+    -- An offer takes it out of the class; one the free agents all refused stays, and is passed.
+    if not M.match_interaction(M.load_ix(M.member_id(head[1]))) then skipped = skipped + 1 end
+  end
+  for _, ag in ipairs(joined) do
+    if redis.call('EXISTS', P .. 'pref:' .. ag.id) == 1
+        and redis.call('ZSCORE', pool, ag.id) then
+      M.match_agent(ag)
+    end
+  end
+end
+
 -- Callbacks (§3.10) -------------------------------------------------------------------------------
 
 M.IX_TIMERS = {'esc', 'mw', 'pw', 'off', 'cbo', 'cbd', 'cbr'}

@@ -1,5 +1,5 @@
 -- Timers: escalation (esc), max wait (mw), end of preferred wait (pw), offer expiry (off),
--- wrap-up end (wu). A timer is removed in the same script that applies it, so any number of
+-- wrap-up end (wu), the next batch of a routing class's fill (fill, id = class id). A timer is removed in the same script that applies it, so any number of
 -- routers may tick at once: each timer is applied exactly once.
 
 function M.expire_offer(ix)
@@ -15,6 +15,9 @@ function M.fire(member)
       M.save_ag(ag)
       M.route_agent(ag)
     end
+    return
+  elseif kind == 'fill' then
+    M.fill_class(tonumber(id), true)
     return
   end
   local ix = M.load_ix(id)
