@@ -1,6 +1,7 @@
 -- Timers: escalation (esc), max wait (mw), end of preferred wait (pw), offer expiry (off),
--- wrap-up end (wu), the next batch of a routing class's fill (fill, id = class id). A timer is removed in the same script that applies it, so any number of
--- routers may tick at once: each timer is applied exactly once.
+-- wrap-up end (wu), callback offer check, entry and retry (cbo, cbd, cbr), the next batch of a
+-- routing class's fill (fill, id = class id). A timer is removed in the same script that applies
+-- it, so any number of routers may tick at once: each timer is applied exactly once.
 
 function M.expire_offer(ix)
   M.refuse(ix, M.load_ag(ix.agent), 'no_answer', 'expired')
