@@ -27,9 +27,9 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_command(args: argparse.Namespace) -> int:
-    """Run the service until SIGTERM or SIGINT (SPEC §8)."""
-    options = ServeOptions(
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """The options of a parsed `serve` command line."""
+    return ServeOptions(
         config=args.config,
         listen=args.listen,
         redis_url=args.redis_url,
@@ -38,7 +38,11 @@ def serve_command(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         log_json=args.log_json,
     )
-    return serve(options, os.environ)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM or SIGINT (SPEC §8)."""
+    return serve(serve_options(args), os.environ)
 
 
 def positive_float(text: str) -> float:

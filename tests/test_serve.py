@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.served import Served, clean_env, port_open, serve_args
-from router.cli import build_parser
+from router.cli import build_parser, serve_options
 from router.errors import ConfigError
 from router.service import ServeOptions, build_config, parse_listen, redact_url
 from tests.e2e.serve import eventually, http
@@ -162,16 +162,7 @@ def test_plain_logs_are_not_json_and_sigint_also_stops(launch: list[Served]) -> 
 
 def options(argv: list[str]) -> ServeOptions:
     """ServeOptions from a `serve` command line, through the real parser."""
-    args = build_parser().parse_args(["serve", *argv])
-    return ServeOptions(
-        config=args.config,
-        listen=args.listen,
-        redis_url=args.redis_url,
-        data_dir=args.data_dir,
-        clock_speed=args.clock_speed,
-        insecure=args.insecure,
-        log_json=args.log_json,
-    )
+    return serve_options(build_parser().parse_args(["serve", *argv]))
 
 
 def test_flags_win_over_the_environment_which_wins_over_the_file(config_file: Path) -> None:

@@ -331,12 +331,16 @@ end
 
 M.IX_TIMERS = {'esc', 'mw', 'pw', 'off', 'cbo', 'cbd', 'cbr'}
 
--- Cancels every timer of the interaction, in one command.
-function M.disarm_ix(id)
+-- The timer members an interaction may have: `<kind>:<id>` for each of M.IX_TIMERS.
+function M.ix_timers(id)
   local members = {}
   for i, kind in ipairs(M.IX_TIMERS) do members[i] = kind .. ':' .. id end
-  redis.call('ZREM', M.K_TIMERS, unpack(members))
+  return members
 end
+
+-- Cancels every timer of the interaction, in one command.
+function M.disarm_ix(id) redis.call('ZREM', M.K_TIMERS, unpack(M.ix_timers(id))) end
+
 local CALLBACK_CHECK_MS = 10000         -- how often a waiting caller's EWT is looked at again
 
 -- Offers the caller a callback once its EWT exceeds the queue's `offer_when_ewt_s`; until then

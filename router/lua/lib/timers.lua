@@ -91,8 +91,4 @@ function M.apply_due_of(members)
   end
 end
 
-function M.apply_due_of_interaction(id)
-  local members = {}
-  for _, kind in ipairs(M.IX_TIMERS) do members[#members + 1] = kind .. ':' .. id end
-  M.apply_due_of(members)
-end
+function M.apply_due_of_interaction(id) M.apply_due_of(M.ix_timers(id)) end
