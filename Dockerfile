@@ -24,7 +24,7 @@ RUN groupadd --system --gid 10001 acd \
     && useradd --system --uid 10001 --gid acd --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin acd
 COPY --from=builder /opt/venv /opt/venv
-# Every setting is an ACD_* variable (SPEC §7): ACD_REDIS_URL, ACD_CONFIG, ACD_NAMESPACE, ...
+# Every setting is an ACD_* variable (docs/configuration.md): ACD_REDIS_URL, ACD_CONFIG, ACD_NAMESPACE, ...
 # and the key variables the configuration names. A --listen flag would win over ACD_LISTEN.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

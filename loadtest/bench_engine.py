@@ -814,7 +814,7 @@ class Labels:
 
 def print_targets(rows: Sequence[Measure], labels: Labels) -> None:
     """The SPEC §9 ratios with PASS/FAIL."""
-    print("\nSPEC §9 routing-decision targets")
+    print("\nRouting-decision targets (docs/benchmarks.md)")
     print_throughput(rows, labels.reference)
     p99 = find(rows, labels.open_loop, "arrival", 0).p(0.99)
     print(verdict(f"p99 ms, {labels.open_loop}", p99, TARGET_P99_MS, False))

@@ -650,7 +650,7 @@ def verdict(name: str, value: float, target: float, at_least: bool) -> str:
 
 def print_targets(base: Row, life: Row, open_loop: Row, rate: float) -> None:
     """The SPEC §9 figures."""
-    print("\nSPEC §9 targets (one router process + Redis)")
+    print("\nTargets (docs/benchmarks.md): one router process + Redis")
     mix = life.rate * MIX_PER_LIFECYCLE / base.rate
     print(
         verdict(

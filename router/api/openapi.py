@@ -518,7 +518,7 @@ def response_schemas() -> dict[str, Schema]:
             "ewt_s": {
                 "type": "number",
                 "minimum": 0,
-                "description": "Estimated wait of an arrival now (README: EWT).",
+                "description": "Estimated wait of an arrival now (docs/metrics.md: EWT).",
             },
             "agents_available": count,
             "agents_staffed": count,
