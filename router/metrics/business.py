@@ -18,6 +18,7 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import generate_latest
@@ -185,12 +186,14 @@ class StoreMetrics:
             labels=("queue",),
         )
         level = GaugeMetricFamily(
-            "acd_queue_service_level",
-            "Service level over the last 15 minutes, per formula.",
+            "acd_queue_service_level_ratio",
+            "Service level over the last 15 minutes, per formula (0..1).",
             labels=("queue", "formula"),
         )
         target = GaugeMetricFamily(
-            "acd_queue_sla_target", "The queue's service-level target.", labels=("queue",)
+            "acd_queue_sla_target_ratio",
+            "The queue's service-level target (0..1).",
+            labels=("queue",),
         )
         for name, figures in sorted(self.snapshot["queues"].items()):
             for metric, (_, field) in gauges.items():
@@ -203,7 +206,15 @@ class StoreMetrics:
                 if value is not None:
                     level.add_metric([name, formula], value)
             target.add_metric([name], sla.target)
-        return [*families.values(), required, level, target]
+        return [*families.values(), required, level, target, self._queue_info()]
+
+    def _queue_info(self) -> Metric:
+        family = InfoMetricFamily(
+            "acd_queue", "A configured queue and its channel, for joins.", labels=("queue",)
+        )
+        for name, queue in sorted(self.queues.items()):
+            family.add_metric([name], {"channel": queue.channel.value})
+        return family
 
 
 def _split(flat: dict[str, float]) -> dict[str, dict[tuple[str, ...], float]]:

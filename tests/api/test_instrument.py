@@ -52,7 +52,7 @@ class Counts:
 
 
 async def test_requests_are_counted_by_route_template(client: Client) -> None:
-    agent, interaction = "/v1/agents/{id}", "/v1/interactions/{id}/{action}"
+    agent, interaction = "/v1/agents/{id}", "/v1/interactions/{id}/accept"
     counts = Counts(
         (agent, "PUT", 201),
         (agent, "PUT", 200),
@@ -91,6 +91,31 @@ async def test_requests_are_counted_by_route_template(client: Client) -> None:
         ("/healthz", "GET", 200): 1,
     }
     assert timed(agent) - timed_before == 5
+
+
+def request_counts() -> dict[tuple[str, str, str], float]:
+    """Every acd_http_requests_total sample: (route, method, status) -> value."""
+    return {
+        (s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "acd_http_requests"
+        for s in metric.samples
+        if s.name == "acd_http_requests_total"
+    }
+
+
+async def test_each_agent_action_has_its_own_route_label(client: Client) -> None:
+    # The actions sharing one route pattern (or having routes of their own) are told apart.
+    before = request_counts()
+    expected = {}
+    for action in ("accept", "reject", "complete", "transfer", "callback"):
+        answer = await client.post(
+            f"/v1/interactions/{SECRETS[1]}/{action}", json={}, headers=auth(Role.ADMIN)
+        )
+        expected[(f"/v1/interactions/{{id}}/{action}", "POST", str(answer.status))] = 1
+    after = request_counts()
+    changed = {key: value - before.get(key, 0) for key, value in after.items()}
+    assert {key: value for key, value in changed.items() if value} == expected
 
 
 async def test_unmatched_requests_and_odd_methods(client: Client) -> None:

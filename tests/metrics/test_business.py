@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from router.domain.models import AgentState, CallbackPolicy, Outcome, Sla
+from router.domain.models import AgentState, CallbackPolicy, Channel, Outcome, Sla
 from router.metrics.business import render
 from router.store.engine import Engine
 from router.store.server import RedisServer
@@ -53,7 +53,7 @@ async def test_service_level_in_four_formulas_and_histograms(center: Center) -> 
     await _ten_calls(center)
     found = samples(await render(center.engine, center.now))
     level = {
-        formula: value(found, "acd_queue_service_level", queue="q", formula=formula)
+        formula: value(found, "acd_queue_service_level_ratio", queue="q", formula=formula)
         for formula in ("answered", "abandons_failed", "abandons_excluded", "abandons_met")
     }
     assert level == {
@@ -73,7 +73,20 @@ async def test_service_level_in_four_formulas_and_histograms(center: Center) -> 
     assert value(found, "acd_wait_seconds_count", queue="q", outcome="abandoned") == 2
     assert value(found, "acd_handle_seconds_count", queue="q") == 8
     assert value(found, "acd_offers_total", queue="q", result="accepted") == 8
-    assert value(found, "acd_queue_sla_target", queue="q") == 0.8
+    assert value(found, "acd_queue_sla_target_ratio", queue="q") == 0.8
+
+
+async def test_queue_info_names_each_configured_queue_channel(center: Center) -> None:
+    await center.queue("calls", skills={"s": 1})
+    await center.queue("chats", skills={"s": 1}, channel=Channel.CHAT)
+    await center.queue("mails", skills={"s": 1}, channel=Channel.EMAIL)
+    found = samples(await render(center.engine, center.now))
+    info = {labels: v for (name, labels), v in found.items() if name == "acd_queue_info"}
+    assert info == {
+        (("channel", "voice"), ("queue", "calls")): 1.0,
+        (("channel", "chat"), ("queue", "chats")): 1.0,
+        (("channel", "email"), ("queue", "mails")): 1.0,
+    }
 
 
 async def test_two_routers_export_the_same_and_a_restart_keeps_it(
