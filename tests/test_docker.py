@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ from router.config import load_config
 from router.service import parse_listen
 
 ROOT = Path(__file__).resolve().parents[1]
+PINNED = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+[\w.-]*@sha256:[0-9a-f]{64}")
+"""An image pinned by a version tag (major.minor.patch) and the digest of that tag."""
 
 
 @dataclass
@@ -130,9 +133,12 @@ def listen_port(args: Any, *envs: dict[str, str]) -> int:
 # --- Dockerfile ---------------------------------------------------------------------------------
 
 
-def test_multi_stage_build_on_python_slim(stages: list[Stage], final: Stage) -> None:
+def test_multi_stage_build_on_one_pinned_python_slim(stages: list[Stage], final: Stage) -> None:
     assert len(stages) >= 2
-    assert all(stage.image == "python:3.11-slim" for stage in stages)
+    assert len({stage.image for stage in stages}) == 1
+    assert stages[0].image.startswith("python:3.11.")
+    assert "-slim" in stages[0].image
+    assert PINNED.fullmatch(stages[0].image), stages[0].image
     builder = stages[0]
     assert builder.name == "builder"
     assert any("pip install" in run for run in builder.all("RUN"))
@@ -248,16 +254,17 @@ def router_argv(service: dict[str, Any], final: Stage) -> list[str]:
     return [*entrypoint, *command]
 
 
-def test_compose_has_redis_two_routers_and_prometheus(compose: dict[str, Any]) -> None:
+def test_compose_has_redis_two_routers_prometheus_and_grafana(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"redis", "router1", "router2", "prometheus"}
+    assert set(services) == {"redis", "router1", "router2", "prometheus", "grafana"}
     redis = services["redis"]
     assert redis["image"].startswith("redis:7")
     command = redis["command"]
     command = command if isinstance(command, list) else shlex.split(command)
     assert command[command.index("--appendonly") + 1] == "yes"
     assert any(str(v).endswith(":/data") for v in redis["volumes"])
-    assert services["prometheus"]["image"].startswith("prom/prometheus")
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
     images = {s.get("image") for s in routers(compose).values()}
     assert len(images) == 1
     assert all(s.get("build") in (".", {"context": "."}) for s in routers(compose).values())
@@ -306,3 +313,45 @@ def test_prometheus_scrapes_every_router(compose: dict[str, Any], final: Stage) 
         args = serve_args(router_argv(service, final)[1:])
         expected.add(f"{name}:{listen_port(args, service['environment'], env_of(final))}")
     assert targets == expected
+    mounted = mounts(prometheus)
+    for rule_file in scrape["rule_files"]:  # relative to the config file's folder
+        folder, _, file = f"/etc/prometheus/{rule_file}".rpartition("/")
+        assert (mounted[folder] / file).is_file(), rule_file
+
+
+def test_every_pulled_image_is_pinned_by_version_and_digest(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue  # built here from the pinned Dockerfile
+        assert PINNED.fullmatch(service["image"]), (name, service["image"])
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (relative to the project)."""
+    found: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        host, container, *_ = str(volume).split(":")
+        if host.startswith("./"):
+            found[container] = ROOT / host
+    return found
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounted = mounts(grafana)
+    provisioning = mounted["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    prometheus_port = container_ports(compose["services"]["prometheus"])
+    assert source["url"] in {f"http://prometheus:{port}" for port in prometheus_port}
+    providers = yaml.safe_load((provisioning / "dashboards" / "acd.yml").read_text())
+    for provider in providers["providers"]:
+        folder = provider["options"]["path"]
+        assert folder in mounted, f"the provider reads {folder}, which is not mounted"
+        assert list(mounted[folder].glob("*.json")), f"no dashboard in {mounted[folder]}"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, _, file = home.rpartition("/")
+    assert (mounted[folder] / file).is_file(), home
+    assert "prometheus" in grafana["depends_on"]
+    assert all(port.startswith("127.0.0.1:") for port in grafana["ports"])
