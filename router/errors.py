@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,15 @@ class RouterError(Exception):
     status: int = 500
     type: str = "about:blank"
     title: str = "Router error"
+    retry_after_s: int | None = None
+    """Sent as `Retry-After` when set: the client may repeat the request after that long."""
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+    def __init__(self, detail: str, errors: list[FieldError] | None = None, **members: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.members = members
+        """Extension members of the problem document (RFC 9457), e.g. `interaction_id`."""
 
 
 class ValidationError(RouterError):
@@ -79,7 +84,17 @@ class IdempotencyConflict(Conflict):
     title = "Same id, different request"
 
 
+class TooManyRequests(RouterError):
+    status = 429
+    type = "/problems/too-many-requests"
+    title = "Too many requests"
+    retry_after_s = 5
+
+
 class StoreUnavailable(RouterError):
+    """The store did not answer in time or cannot be reached: the outcome of a change is unknown."""
+
     status = 503
     type = "/problems/store-unavailable"
     title = "Store unavailable"
+    retry_after_s = 1

@@ -233,11 +233,11 @@ async def run_app(app: web.Application, host: str, port: int, banner: str, insec
         received.append(sig.name)
         stop.set()
 
+    from router.api.protocol import service_runner  # the API's modules load for serve only
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-    )
+    runner = service_runner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:
         await runner.setup()
         try:
@@ -374,7 +374,7 @@ def run_with_store(
     host, port = parse_listen(config.service.listen)
     try:
         asyncio.run(run_app(app, host, port, describe(config, store), insecure))
-    except RedisError as error:
+    except (RedisError, StoreUnavailable) as error:
         log.error("store %s: %s", redact_url(config.service.redis_url), error)
         return EXIT_FAILURE
     except OSError as error:

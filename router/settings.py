@@ -24,6 +24,10 @@ class ServiceSettings:
     max_routing_classes: int = 10_000
     class_fill_batch: int = 500
     """A new routing class is filled with the logged-in agents this many per script call."""
+    store_timeout_s: float = 2.0
+    """The longest a request waits on the store before it is answered 503."""
+    max_streams_per_key: int = 100
+    """Open event streams per API key in each process; past it a new stream is a 429."""
     config: str = ""
     """The configuration file these settings came from, if any."""
 
@@ -81,6 +85,10 @@ class ServiceSettings:
             errors.append(FieldError(f"{where}.max_routing_classes", "must be >= 1"))
         if self.class_fill_batch < 1:
             errors.append(FieldError(f"{where}.class_fill_batch", "must be >= 1"))
+        if not 0 < self.store_timeout_s <= 60:
+            errors.append(FieldError(f"{where}.store_timeout_s", "must be > 0 and <= 60"))
+        if self.max_streams_per_key < 1:
+            errors.append(FieldError(f"{where}.max_streams_per_key", "must be >= 1"))
         if not set(self.exclusive_channels) <= set(Channel):
             names = ", ".join(Channel)
             errors.append(

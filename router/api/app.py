@@ -8,23 +8,24 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from router.api import handlers, instrument, openapi
 from router.api.auth import Authenticator, Forbidden, authorize
 from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
 from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
+from router.api.protocol import quiet_aiohttp_logs
 from router.clock import Clock
 from router.config import Config, Role
-from router.events.sse import KEEPALIVE_S, close_streams, stream_events
+from router.errors import StoreUnavailable
+from router.events.sse import close_streams, events_ctx, stream_events
 from router.events.webhooks import webhooks_ctx
 from router.metrics.process import observe_tick
+from router.store.connection import request_client
 from router.store.engine import Engine
 
 log = logging.getLogger("router.service")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
-MAX_REDIS_CONNECTIONS = 5000
 TICK_INTERVAL_S = 0.05
 """Real seconds between ticks at most: the bound on the lag of a timer another router set."""
 MIN_TICK_DELAY_S = 0.001
@@ -48,14 +49,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The store client and engine: scripts loaded, the file's queues written over the store's."""
     config = app[CONFIG]
-    # Each open event stream and webhook holds a connection during its blocking read, which
-    # waits up to KEEPALIVE_S: the socket timeout must be longer (redis-py's default is 5 s).
-    redis = Redis.from_url(
-        config.service.redis_url,
-        health_check_interval=30,
-        max_connections=MAX_REDIS_CONNECTIONS,
-        socket_timeout=KEEPALIVE_S + 15,
-    )
+    redis = request_client(config.service)
     engine = Engine(redis, config.service)
     await engine.start()
     await engine.load_queues(config.queues, app[CLOCK].now())
@@ -67,15 +61,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def run_ticks(engine: Engine, clock: Clock, stop: asyncio.Event) -> None:
     """Apply due timers until `stop`; several routers may run this at once (§3.5, §3.9)."""
+    failing = False
     while not stop.is_set():
         try:
             result = await engine.tick(clock.now())
-        except (ConnectionError, OSError) as error:
-            log.warning("tick failed: %s", type(error).__name__)
+        except StoreUnavailable as error:
+            if not failing:  # once per outage, not once a second
+                log.warning("ticks fail: %s", error.detail)
             result = None
-        except Exception:
-            log.exception("tick failed")
+        except Exception as error:
+            log.error("tick failed: %s", type(error).__name__)
             result = None
+        if failing and result is not None:
+            log.info("ticks apply again")
+        failing = result is None
         if result is not None:
             observe_tick(result)
             if result.applied:
@@ -111,6 +110,7 @@ def create_app(
     config: Config, clock: Clock | None = None, insecure: bool = False
 ) -> web.Application:
     """The service: API v1, events, operations routes; Redis at `config.service.redis_url`."""
+    quiet_aiohttp_logs()
     app = web.Application(
         middlewares=[instrument.metrics_middleware, problem_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -118,7 +118,7 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock or Clock()
     app[AUTH] = Authenticator.from_config(config.keys, insecure)
-    app.cleanup_ctx.extend([redis_ctx, tick_ctx, webhooks_ctx])
+    app.cleanup_ctx.extend([redis_ctx, events_ctx, tick_ctx, webhooks_ctx])
     app.on_shutdown.append(close_streams)
     app.router.add_routes(handlers.routes)
     app.router.add_get("/v1/events", stream_events)

@@ -58,10 +58,24 @@ def _interaction(request: web.Request, ix: Interaction, status: int = 200) -> we
 # Interactions
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
 @routes.post("/v1/interactions")
 async def create_interaction(request: web.Request) -> web.Response:
-    """Queue an interaction; 201 when created, 200 for a retry with the same id and body."""
-    new = parse_new_interaction(await read_body(request))
+    """Queue an interaction; 201 when created, 200 for a retry with the same id and body.
+
+    The id is the body's `id`, else the `Idempotency-Key` header, else generated; a 503 names
+    it (`interaction_id`) so that the client can retry without creating it twice."""
+    body = await read_body(request)
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is not None:
+        validate_id(key, IDEMPOTENCY_KEY)
+        if body.get("id") is None:
+            body = {**body, "id": key}
+        elif body["id"] != key:
+            raise ValidationError.of("id", f"differs from the {IDEMPOTENCY_KEY} header")
+    new = parse_new_interaction(body)
     ix, created = await _engine(request).create_interaction(new, _now(request))
     return _interaction(request, ix, 201 if created else 200)
 
@@ -102,7 +116,7 @@ async def act_on_interaction(request: web.Request) -> web.Response:
 @routes.post("/v1/interactions/{id}/callback")
 async def accept_callback(request: web.Request) -> web.Response:
     """The caller accepts the callback offered (§3.10): now, or scheduled `at`."""
-    body = parse_callback(await read_body(request))
+    body = parse_callback(await read_body(request, required=False))
     ix = await _engine(request).accept_callback(_id(request), _now(request), body.at)
     return _interaction(request, ix)
 
@@ -234,8 +248,14 @@ async def delete_queue(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus: the business metrics (the same from every router) and this process's own."""
-    business = await render(_engine(request), _now(request))
+    """Prometheus: the business metrics (the same from every router) and this process's own;
+    while the store does not answer, this process's own only (`acd_store_up` 0)."""
+    engine = _engine(request)
+    try:
+        async with engine.bounded():
+            business = await render(engine, _now(request))
+    except StoreUnavailable:
+        business = b""
     return web.Response(
         body=business + generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import msgpack
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router.domain.validation import body_problems, json_nesting_problem, raise_errors
 from router.errors import RouterError, StoreUnavailable, ValidationError
 
 log = logging.getLogger("router.api")
@@ -54,30 +56,42 @@ class MethodNotAllowed(RouterError):
     title = "Method not allowed"
 
 
-async def read_body(request: web.Request) -> dict[str, Any]:
-    """The request's body as a map: JSON (default) or msgpack, by Content-Type."""
-    if not request.body_exists:
-        return {}
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_body(request: web.Request, required: bool = True) -> dict[str, Any]:
+    """The request's body as a map: JSON (default) or msgpack, by Content-Type. Every limit of
+    §4 that any field must meet is checked here (nesting before the parser sees the body, then
+    integer range and Unicode); a missing body is a 422 unless not `required` (then `{}`)."""
+    raw = b""
     media = request.content_type
-    if media not in (JSON, MSGPACK, "application/octet-stream") and request.can_read_body:
-        raise UnsupportedMediaType(f"send {JSON} or {MSGPACK}, not {media}")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as too_large:
-        raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes") from too_large
+    if request.body_exists:
+        if media not in (JSON, MSGPACK, "application/octet-stream") and request.can_read_body:
+            raise UnsupportedMediaType(f"send {JSON} or {MSGPACK}, not {media}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as too_large:
+            raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes") from too_large
     if not raw:
+        if required:
+            raise ValidationError.of("body", "is required")
         return {}
+    if media != MSGPACK and (deep := json_nesting_problem(raw)) is not None:
+        raise ValidationError(str(deep), [deep])
     try:
         if media == MSGPACK:
+            # msgpack's parser does not recurse (its own stack ends at 1,024 levels).
             body = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         else:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
         raise BadRequest(
             f"the body is not valid {'msgpack' if media == MSGPACK else 'JSON'}"
         ) from err
     if not isinstance(body, dict):
         raise ValidationError.of("body", "must be an object")
+    raise_errors(body_problems(body))
     return body
 
 
@@ -92,19 +106,36 @@ def respond(request: web.Request, body: Any, status: int = 200) -> web.Response:
     )
 
 
-def problem(error: RouterError, headers: Mapping[str, str] | None = None) -> web.Response:
-    """The problem+json response of an error."""
+class InternalError(RouterError):
+    status = 500
+    type = "/problems/internal"
+    title = "Internal error"
+
+
+def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Response:
+    """The problem+json response of an error (with `Retry-After` when the error has one)."""
     body: dict[str, Any] = {
         "type": error.type,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
+        **error.members,
     }
     if error.errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
+    headers = dict(headers or {})
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
     return web.Response(
         text=json.dumps(body), status=error.status, content_type=PROBLEM, headers=headers
     )
+
+
+def where(error: BaseException) -> str:
+    """Where an unexpected error was raised (file:line of each frame), never its message, which
+    could quote a request's data."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
 
 
 @web.middleware
@@ -112,13 +143,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every error becomes problem+json; a lost store is a 503 with Retry-After; never a raw 500."""
     try:
         return await handler(request)
-    except StoreUnavailable as error:
-        return problem(error, {"Retry-After": "1"})
     except RouterError as error:
         return problem(error)
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError) as error:
+    except (RedisConnectionError, RedisTimeoutError) as error:
         log.warning("store unavailable: %s", type(error).__name__)
-        return problem(StoreUnavailable("the store is unavailable"), {"Retry-After": "1"})
+        return problem(StoreUnavailable("the store is unavailable"))
     except web.HTTPNotFound:
         return problem(RouteNotFound(f"no route {request.path}"))
     except web.HTTPMethodNotAllowed as error:
@@ -128,3 +157,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     except web.HTTPRequestEntityTooLarge:
         return problem(PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes"))
+    except web.HTTPException:
+        raise
+    except ConnectionError:
+        raise  # the client went away: nobody to answer
+    except Exception as error:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "(no route)"
+        log.error("unexpected %s in %s %s at %s", type(error).__name__, request.method, route,
+                  where(error))  # fmt: skip
+        return problem(InternalError("an unexpected error; it was logged without request data"))

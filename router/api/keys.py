@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -10,9 +12,14 @@ from router.clock import Clock
 from router.config import Config
 from router.store.engine import Engine
 
+if TYPE_CHECKING:
+    from router.events.sse import EventHub
+
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
 REDIS = web.AppKey("redis", Redis)
 ENGINE = web.AppKey("engine", Engine)
 AUTH = web.AppKey("auth", Authenticator)
+EVENT_HUB: web.AppKey[EventHub] = web.AppKey("event_hub")
+"""The event log's reader and the open event streams of this process."""
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -49,6 +49,11 @@ MAX_CREDIT_S = 86_400
 MAX_PREFERRED_WAIT_S = 3_600
 MAX_PREFERRED_AGENTS = 16
 MAX_DATA_BYTES = 4_096
+MAX_DATA_DEPTH = 16
+"""Levels of nesting in `data`, which is level 1 itself (SPEC §4)."""
+MAX_FIELD_DEPTH = MAX_DATA_DEPTH
+"""Levels of nesting in any field of a body: `data` is the deepest a body may be."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DURATION_S = 365 * 86_400
 """Bound on every other duration: a longer one is a mistake (and would overflow timestamps)."""
 MAX_COUNT = 1_000_000_000
@@ -82,10 +87,20 @@ DISPLAY_NAME = Text(
 )
 
 
+def as_integer(value: object) -> object:
+    """`value` as an int when it is a float with an integral value (`5.0`, as JSON Schema's
+    `integer` allows), else unchanged."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
 def number_problem(
     value: object, low: int, high: int, *, above: bool = False, integer: bool = False
 ) -> str | None:
     """Why `value` is not a number (an integer if `integer`) in [low, high], or (low, high]."""
+    if integer:
+        value = as_integer(value)
     wrong_kind = isinstance(value, bool) or (integer and isinstance(value, float))
     if wrong_kind or not isinstance(value, int | float):
         return "must be an integer" if integer else "must be a number"
@@ -163,7 +178,7 @@ class Fields(Generic[T]):
         if problem:
             self.fail(key, problem)
         else:
-            self.values[key] = value if integer else float(value)
+            self.values[key] = as_integer(value) if integer else float(value)
 
     def text(self, key: str, rule: Text) -> None:
         """Read a string that follows `rule`."""
@@ -208,7 +223,7 @@ class Fields(Generic[T]):
             problem = key_problem(name) or number_problem(level, 1, high, integer=True)
             if problem:
                 self.errors.append(FieldError(f"{path}.{name}", problem))
-        result = dict(value)
+        result = {name: cast(int, as_integer(level)) for name, level in value.items()}
         self.values[key] = result
         return result
 
@@ -346,10 +361,13 @@ def parse_new_interaction(body: Mapping[str, Any]) -> NewInteraction:
 
 def _check_data(f: Fields[NewInteraction]) -> None:
     data = f.table["data"]
+    if nesting(data) > MAX_DATA_DEPTH:  # before json.dumps, which recurses
+        f.fail("data", f"must nest at most {MAX_DATA_DEPTH} levels")
+        return
     try:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         size = len(text.encode())
-    except (TypeError, ValueError, RecursionError):  # lone surrogates fail only at encode()
+    except (TypeError, ValueError):  # lone surrogates fail only at encode()
         f.fail("data", "must be a JSON value")
         return
     if size > MAX_DATA_BYTES:
@@ -430,3 +448,105 @@ def parse_callback(body: Mapping[str, Any]) -> CallbackRequest:
         except ValueError:
             f.fail("at", "must be an RFC 3339 time with a zone, e.g. 2026-11-23T09:30:00Z")
     return f.result()
+
+
+# The edge: limits every body meets before any parser of a field sees it (SPEC §4)
+
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{}:]')
+"""A whole string (possessive: linear time), a quote that starts no whole string, a bracket."""
+
+
+def json_nesting_problem(raw: bytes, max_field_depth: int = MAX_FIELD_DEPTH) -> FieldError | None:
+    """Before the JSON parser (which recurses) sees `raw`: the field that nests deeper than
+    `max_field_depth` levels (a field's value is level 1), or None. Strings are skipped whole."""
+    depth = 0
+    key: str | None = None
+    last_string = b""
+    for found in _JSON_TOKEN.finditer(raw):
+        token = found[0]
+        if token == b'"':
+            return None  # an unterminated string: the parser stops there, as malformed
+        if token[0] == 0x22:  # a string
+            last_string = token
+        elif token == b":":
+            if depth == 1:
+                key = _key(last_string)
+        elif token in (b"{", b"["):
+            depth += 1
+            if depth > max_field_depth + 1:
+                field = key if key is not None and depth > 1 else "body"
+                return FieldError(field, f"must nest at most {max_field_depth} levels")
+        else:
+            depth -= 1
+            if depth == 1:
+                key = None
+    return None
+
+
+def _key(token: bytes) -> str | None:
+    try:
+        name = json.loads(token)
+    except ValueError:
+        return None
+    return name if isinstance(name, str) else None
+
+
+def nesting(value: object) -> int:
+    """Levels of nesting of a parsed value: 0 for a scalar, 1 for a flat object or list."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        pending.extend((child, depth) for child in children)
+    return deepest
+
+
+def body_problems(body: Mapping[Any, Any]) -> list[FieldError]:
+    """What no field of a parsed body may hold, whatever it is: nesting deeper than
+    MAX_FIELD_DEPTH, integers beyond signed 64 bits, strings that are not valid Unicode (lone
+    surrogates, which cannot be stored). Checked without recursion."""
+    errors: list[FieldError] = []
+    pending: list[tuple[object, str, int]] = [(body, "", 0)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, Mapping):
+            if depth > MAX_FIELD_DEPTH:
+                errors.append(FieldError(_top(path), f"must nest at most {MAX_FIELD_DEPTH} levels"))
+                continue
+            for name, child in item.items():
+                child_path = f"{path}.{name}" if path else str(name)
+                if isinstance(name, str) and not _valid_unicode(name):
+                    errors.append(FieldError(path or "body", "has a key that is not valid Unicode"))
+                pending.append((child, child_path, depth + 1))
+        elif isinstance(item, list | tuple):
+            if depth > MAX_FIELD_DEPTH:
+                errors.append(FieldError(_top(path), f"must nest at most {MAX_FIELD_DEPTH} levels"))
+                continue
+            pending.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not INT64_MIN <= item <= INT64_MAX:
+                errors.append(FieldError(path, "must be an integer within signed 64 bits"))
+        elif isinstance(item, str) and not _valid_unicode(item):
+            errors.append(FieldError(path, "must be valid Unicode (no lone surrogates)"))
+    return sorted(set(errors), key=lambda e: e.field)
+
+
+def _top(path: str) -> str:
+    """The top-level field of a path: `data` of `data.a[2].b`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0] or "body"
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,4 +1,17 @@
-"""GET /v1/events: the durable event log as Server-Sent Events (§4).
+"""GET /v1/events: the durable event log as Server-Sent Events (§4), from one reader per process.
+
+One `EventHub` per application reads the log (XREAD BLOCK on a connection of its own, outside
+`store_timeout_s`) and fans each event out to the open streams that want it. Streams are indexed
+by their most selective filter (agent, else queue, else types, else none), so an event costs the
+streams it may match, not all of them; idle streams cost memory, not store connections. Each
+stream has a bounded buffer: a client that does not keep up is dropped and resumes by
+`Last-Event-ID`. An event that cannot be rendered is logged (type and id only), counted and
+skipped; it never ends a stream.
+
+A stream that starts before the hub's position first catches up from the log (XRANGE pages, up
+to that position), then joins the hub at the position it reached, in one step with no wait in
+between: every later event reaches it live, every earlier one came from the catch-up, so the
+hand-over neither loses nor repeats an event.
 
 Without `Last-Event-ID` or `?after=` a stream starts at the live end (only events appended after
 the request); `?after=0` starts at the oldest event kept. `Last-Event-ID` wins over `?after=`,
@@ -12,8 +25,8 @@ import contextlib
 import json
 import logging
 import re
-import weakref
-from collections.abc import Callable, Mapping
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -21,35 +34,38 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from router.api.keys import ENGINE, REDIS
+from router.api.keys import CONFIG, ENGINE, EVENT_HUB, PRINCIPAL
 from router.api.views import event_view
 from router.domain.models import EVENT_TYPES, Event
-from router.errors import ValidationError
-from router.metrics.process import EVENT_DELIVERIES
+from router.domain.validation import ID, NAME
+from router.errors import RouterError, TooManyRequests, ValidationError
+from router.metrics.process import EVENT_DELIVERIES, EVENT_STREAMS, EVENT_STREAMS_DROPPED
 from router.store import codec
 from router.store.codec import text
+from router.store.connection import blocking_client
+from router.store.engine import Entry
 
 log = logging.getLogger("router.events")
 
 KEEPALIVE_S = 15.0
 """Seconds without a write after which a `: keep-alive` comment is sent."""
-READ_COUNT = 100
-"""Entries per XREAD."""
+READ_BLOCK_S = 5.0
+"""The hub's longest XREAD wait."""
+READ_COUNT = 500
+"""Entries per XREAD of the hub, and per catch-up page."""
+BUFFER_EVENTS = 2000
+"""Events a stream may have waiting for its client; past it the client is dropped. Frames are
+shared by every stream that gets them: a full buffer costs pointers, not copies."""
+SWEEP_S = 1.0
+"""How often the hub looks for streams whose client went away."""
+RETRY_S = 1.0
+"""The hub's pause after a failed read."""
 
 _ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
 _MAX_ID_PART = 2**64 - 1
 StreamId = tuple[int, int]
-
-
-@dataclass
-class _Streams:
-    """The open streams of one application, so that its shutdown can end them at once."""
-
-    closing: bool = False
-    reads: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
-_streams: weakref.WeakKeyDictionary[web.Application, _Streams] = weakref.WeakKeyDictionary()
+Ceiling = Callable[[StreamId], Awaitable[StreamId]]
+"""Given the last id read, the highest id that may be delivered (the hook for a later cap)."""
 
 
 def event_json(event: Event) -> str:
@@ -68,32 +84,293 @@ def parse_event_id(value: str, name: str) -> StreamId:
     return ms, seq
 
 
-def _filter(query: Mapping[str, str]) -> Callable[[Event], bool]:
-    types = {t.strip() for t in query.get("types", "").split(",") if t.strip()}
-    unknown = sorted(types - set(EVENT_TYPES))
-    if unknown:
-        raise ValidationError.of(
-            "types", f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}"
-        )
-    queue = query.get("queue") or None
-    agent_id = query.get("agent_id") or None
-
-    def match(event: Event) -> bool:
-        return (
-            (not types or event.type in types)
-            and (queue is None or event.fields.get("queue") == queue)
-            and (agent_id is None or event.fields.get("agent_id") == agent_id)
-        )
-
-    return match
+def id_text(stream_id: StreamId) -> str:
+    """A stream id as Redis spells it."""
+    return f"{stream_id[0]}-{stream_id[1]}"
 
 
-async def _log_info(redis: Redis, key: str) -> dict[str, Any] | None:
-    """XINFO STREAM of the log, or None when nothing was ever appended."""
+def render(entry_id: str, fields: dict[bytes, bytes]) -> tuple[Event, bytes] | None:
+    """An entry of the log as an event and its SSE frame; None (logged, counted) if it cannot be
+    rendered, so that one bad event never ends a stream or takes its neighbours with it."""
     try:
-        return await redis.xinfo_stream(key)
-    except ResponseError:
+        event = codec.event(entry_id, fields)
+        frame = f"id: {event.id}\nevent: {event.type}\ndata: {event_json(event)}\n\n".encode()
+    except Exception as error:  # RecursionError included: whatever the entry holds
+        kind = fields.get(b"t", b"?").decode(errors="replace")
+        # The type and id only: a message could quote the event's data.
+        log.error("event %s (%s) cannot be rendered: %s", entry_id, kind, type(error).__name__)
+        EVENT_DELIVERIES.labels(sink="sse", result="skipped").inc()
         return None
+    return event, frame
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a stream wants: `?types=`, `?queue=`, `?agent_id=` (empty: everything)."""
+
+    types: frozenset[str] = frozenset()
+    queue: str | None = None
+    agent_id: str | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> Filter:
+        """The filter of a request's query; a 422 naming the parameter when malformed."""
+        types = frozenset(t.strip() for t in query.get("types", "").split(",") if t.strip())
+        unknown = sorted(types - set(EVENT_TYPES))
+        if unknown:
+            raise ValidationError.of(
+                "types", f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}"
+            )
+        for name, rule in (("queue", NAME), ("agent_id", ID)):
+            problem = rule.problem(query[name]) if name in query else None
+            if problem:
+                raise ValidationError.of(name, problem)
+        return cls(types, query.get("queue"), query.get("agent_id"))
+
+    def matches(self, event: Event) -> bool:
+        """Whether the stream wants `event`."""
+        return (
+            (not self.types or event.type in self.types)
+            and (self.queue is None or event.fields.get("queue") == self.queue)
+            and (self.agent_id is None or event.fields.get("agent_id") == self.agent_id)
+        )
+
+    def index_keys(self) -> list[tuple[str, str]]:
+        """Where the hub files the stream: under its most selective filter."""
+        if self.agent_id is not None:
+            return [("agent", self.agent_id)]
+        if self.queue is not None:
+            return [("queue", self.queue)]
+        if self.types:
+            return [("type", t) for t in sorted(self.types)]
+        return [("all", "")]
+
+
+def candidate_keys(event: Event) -> Iterable[tuple[str, str]]:
+    """The index keys under which streams that may want `event` are filed (each stream once)."""
+    yield ("all", "")
+    yield ("type", event.type)
+    for kind, name in (("queue", "queue"), ("agent", "agent_id")):
+        value = event.fields.get(name)
+        if isinstance(value, str):
+            yield (kind, value)
+
+
+@dataclass(eq=False)
+class Stream:
+    """One open event stream: its filter, its position and the frames waiting for its client."""
+
+    filter: Filter
+    cursor: StreamId
+    """The id of the last event this stream has passed (delivered or filtered out)."""
+    transport: asyncio.Transport | None = None
+    buffer: deque[bytes] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
+
+    def push(self, event_id: StreamId, frame: bytes) -> bool:
+        """Queue a frame for the client; False when the buffer is full (the stream is dropped)."""
+        if event_id <= self.cursor:
+            return True  # the catch-up already passed it
+        self.cursor = event_id
+        if len(self.buffer) >= BUFFER_EVENTS:
+            self.drop()
+            return False
+        self.buffer.append(frame)
+        self.wake.set()
+        return True
+
+    def drop(self) -> None:
+        """End the stream at once: its client is too slow (a write to it may be stuck)."""
+        self.dropped = True
+        self.wake.set()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def gone(self) -> bool:
+        """Whether the client went away."""
+        return self.transport is None or self.transport.is_closing()
+
+
+async def no_ceiling(last_read: StreamId) -> StreamId:
+    """Every event read may be delivered (durability `local`)."""
+    return last_read
+
+
+class EventHub:
+    """The one reader of the event log in this process, and the streams it feeds."""
+
+    def __init__(
+        self, redis: Redis, key: str, max_per_key: int, ceiling: Ceiling = no_ceiling
+    ) -> None:
+        self.redis = redis
+        self.key = key
+        self.max_per_key = max_per_key
+        self.ceiling = ceiling
+        self.position: StreamId = (0, 0)
+        """Every event up to this id has been handed to the streams that want it."""
+        self.closing = False
+        self._read_from: StreamId = (0, 0)
+        self._held: list[Entry] = []
+        self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
+        self._streams: set[Stream] = set()
+        self._per_key: defaultdict[str, int] = defaultdict(int)
+        self._failing = False
+
+    async def start(self) -> None:
+        """Start at the log's live end."""
+        try:
+            last = text((await self.redis.xinfo_stream(self.key))["last-generated-id"])
+        except ResponseError:  # nothing was ever appended
+            last = "0-0"
+        self.position = self._read_from = parse_event_id(last, "log")
+
+    # Streams
+
+    @contextlib.contextmanager
+    def admission(self, owner: str) -> Iterator[None]:
+        """Count a stream of API key `owner` while it is open; 429 past `max_per_key`."""
+        if self._per_key[owner] >= self.max_per_key:
+            raise TooManyRequests(
+                f"this key has {self.max_per_key} event streams open on this router (the "
+                "service's max_streams_per_key); close one first"
+            )
+        self._per_key[owner] += 1
+        EVENT_STREAMS.inc()
+        try:
+            yield
+        finally:
+            EVENT_STREAMS.dec()
+            self._per_key[owner] -= 1
+            if not self._per_key[owner]:
+                del self._per_key[owner]
+
+    def join(self, stream: Stream) -> None:
+        """Feed `stream` every event after the hub's position from now on."""
+        self._streams.add(stream)
+        for key in stream.filter.index_keys():
+            self._index[key].add(stream)
+
+    def leave(self, stream: Stream) -> None:
+        """Stop feeding `stream`."""
+        self._streams.discard(stream)
+        for key in stream.filter.index_keys():
+            streams = self._index.get(key)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self._index[key]
+
+    def close(self) -> None:
+        """End every stream (application shutdown)."""
+        self.closing = True
+        for stream in self._streams:
+            stream.wake.set()
+
+    # The reader
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read the log and hand its events to the streams until `stop`."""
+        while not stop.is_set():
+            try:
+                entries = await self._read()
+            except (RedisError, OSError) as error:
+                if not self._failing:
+                    log.warning("event reader: store error %s; retrying", type(error).__name__)
+                self._failing = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_S)
+                continue
+            if self._failing:
+                log.info("event reader: reading again")
+                self._failing = False
+            self._deliver(entries)
+
+    async def _read(self) -> list[Entry]:
+        reply = await self.redis.xread(
+            {self.key: id_text(self._read_from)},
+            count=READ_COUNT,
+            block=int(READ_BLOCK_S * 1000),
+        )
+        # RESP2 (the client's default): [[key, entries]].
+        new = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+        if new:
+            self._read_from = parse_event_id(text(new[-1][0]), "log")
+        entries = self._held + new
+        if not entries:
+            return []
+        upto = await self.ceiling(parse_event_id(text(entries[-1][0]), "log"))
+        ready = [e for e in entries if parse_event_id(text(e[0]), "log") <= upto]
+        self._held = entries[len(ready) :]
+        return ready
+
+    def _deliver(self, entries: list[Entry]) -> None:
+        """Hand each event to the streams it matches. No await: a stream joins between batches."""
+        for raw_id, fields in entries:
+            entry_id = text(raw_id)
+            event_id = parse_event_id(entry_id, "log")
+            if self._streams:
+                rendered = render(entry_id, fields)
+                if rendered is not None:
+                    self._fan_out(event_id, *rendered)
+            self.position = event_id
+
+    def _fan_out(self, event_id: StreamId, event: Event, frame: bytes) -> None:
+        for key in candidate_keys(event):
+            for stream in list(self._index.get(key, ())):
+                if stream.filter.matches(event) and not stream.push(event_id, frame):
+                    self.leave(stream)  # too slow: dropped, it resumes by Last-Event-ID
+                    EVENT_STREAMS_DROPPED.inc()
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Wake the streams whose client went away, so that their handlers end."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_S)
+            for stream in list(self._streams):
+                if stream.gone():
+                    stream.wake.set()
+
+
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the event hub, its own store connection and its tasks."""
+    config = app[CONFIG].service
+    redis = blocking_client(config, READ_BLOCK_S, size=1)
+    hub = EventHub(redis, app[ENGINE].keys.events, config.max_streams_per_key)
+    await hub.start()
+    app[EVENT_HUB] = hub
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(hub.run(stop), name="event-reader"),
+        asyncio.create_task(hub.sweep(stop), name="event-sweeper"),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        await redis.aclose()
+
+
+async def close_streams(app: web.Application) -> None:
+    """An `on_shutdown` handler: end every open event stream of `app` without waiting."""
+    if EVENT_HUB in app:
+        app[EVENT_HUB].close()
+
+
+# The handler
+
+
+def _limit(query: Mapping[str, str]) -> int | None:
+    value = query.get("limit")
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise ValidationError.of("limit", "must be an integer 1..1000000")
+    return int(value)
 
 
 def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:
@@ -106,114 +383,105 @@ def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:
     return oldest if parse_event_id(oldest, "oldest") > after else None
 
 
-def _frame(event: Event) -> bytes:
-    return f"id: {event.id}\nevent: {event.type}\ndata: {event_json(event)}\n\n".encode()
-
-
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """GET /v1/events: events as SSE, resumable by `Last-Event-ID` or `?after=`, filtered."""
-    match = _filter(request.query)
+    wanted = Filter.from_query(request.query)
+    limit = _limit(request.query)
     header = request.headers.get("Last-Event-ID")
     resume, name = (header, "Last-Event-ID") if header else (request.query.get("after"), "after")
-    redis = request.app[REDIS]
-    key = request.app[ENGINE].keys.events
-    info = await _log_info(redis, key)
-    gap = None
-    if resume is None:
-        cursor = text(info["last-generated-id"]) if info else "0-0"
-    else:
-        after = parse_event_id(resume, name)
-        cursor = f"{after[0]}-{after[1]}"
-        gap = _gap(info, after)
+    after = None if resume is None else parse_event_id(resume, name)
+    hub, engine = request.app[EVENT_HUB], request.app[ENGINE]
+    principal = request.get(PRINCIPAL)
+    with hub.admission(principal.name if principal is not None else ""):
+        info = await engine.log_info()
+        if after is None:
+            start = parse_event_id(text(info["last-generated-id"]) if info else "0-0", "log")
+            gap = None
+        else:
+            start, gap = after, _gap(info, after)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        stream = Stream(wanted, start, request.transport)
+        try:
+            if gap is not None:
+                data = json.dumps({"oldest_id": gap, "after": resume}, separators=(",", ":"))
+                await response.write(f"event: gap\ndata: {data}\n\n".encode())
+            await _serve(request, response, hub, stream, limit)
+        except ConnectionError:
+            pass  # the client went away
+        except RouterError as error:
+            # The response has begun, so no problem document: end it, the client resumes.
+            log.warning("event stream ended: %s", error.title)
+        finally:
+            hub.leave(stream)
+        if stream.dropped:
+            log.warning("event stream dropped: its client fell %d events behind", BUFFER_EVENTS)
+        else:
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        return response
 
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    try:
-        if gap is not None:
-            data = json.dumps({"oldest_id": gap, "after": resume}, separators=(",", ":"))
-            await response.write(f"event: gap\ndata: {data}\n\n".encode())
-        await _pump(request, response, redis, key, cursor, match)
-        await response.write_eof()
-    except ConnectionError:
-        pass  # the client went away
-    except RedisError as error:
-        # The response has begun, so no problem document: end it, the client resumes.
-        log.warning("event stream ended: store error %s", type(error).__name__)
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
-    return response
 
-
-async def _pump(
+async def _serve(
     request: web.Request,
     response: web.StreamResponse,
-    redis: Redis,
-    key: str,
-    cursor: str,
-    match: Callable[[Event], bool],
+    hub: EventHub,
+    stream: Stream,
+    limit: int | None,
 ) -> None:
-    """Write events after `cursor` until the client leaves or the application shuts down."""
+    """Catch up from the log to the hub's position, join the hub, then write live frames."""
+    engine = request.app[ENGINE]
+    left = limit
+    while stream.cursor < hub.position and not hub.closing:
+        target = hub.position
+        entries = await engine.read_log(id_text(stream.cursor), id_text(target), READ_COUNT)
+        frames = []
+        for raw_id, fields in entries:
+            entry_id = text(raw_id)
+            rendered = render(entry_id, fields)
+            if rendered is not None and stream.filter.matches(rendered[0]):
+                frames.append(rendered[1])
+        # Past the page's last entry; or, when nothing is left up to the target, the target.
+        full = len(entries) == READ_COUNT
+        stream.cursor = parse_event_id(text(entries[-1][0]), "log") if full else target
+        left = await _write(response, frames, left)
+        if left == 0:
+            return
+    hub.join(stream)  # at once after the last check: no event can slip between
     loop = asyncio.get_running_loop()
-    streams = _streams.setdefault(request.app, _Streams())
     last_write = loop.time()
-    while not streams.closing and not _gone(request):
+    while not hub.closing and not stream.dropped and not stream.gone():
+        if stream.buffer:
+            frames = list(stream.buffer)
+            stream.buffer.clear()
+            left = await _write(response, frames, left)
+            last_write = loop.time()
+            if left == 0:
+                return
+            continue
+        stream.wake.clear()
         wait_s = last_write + KEEPALIVE_S - loop.time()
         if wait_s <= 0:
             await response.write(b": keep-alive\n\n")
             last_write = loop.time()
             continue
-        entries = await _read(streams, redis, key, cursor, wait_s)
-        if entries is None:
-            return
-        frames = []
-        for entry_id, fields in entries:
-            event = codec.event(text(entry_id), fields)
-            cursor = event.id
-            if match(event):
-                frames.append(_frame(event))
-        if frames:
-            await response.write(b"".join(frames))
-            last_write = loop.time()
-            EVENT_DELIVERIES.labels(sink="sse", result="delivered").inc(len(frames))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await stream.wake.wait()
 
 
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def _read(
-    streams: _Streams, redis: Redis, key: str, cursor: str, wait_s: float
-) -> list[tuple[bytes, dict[bytes, bytes]]] | None:
-    """Entries after `cursor`, waiting up to `wait_s`; None when the application shuts down."""
-    # BLOCK 0 would wait for ever: at least 1 ms. The read holds one pooled connection.
-    read = redis.xread({key: cursor}, count=READ_COUNT, block=max(1, int(wait_s * 1000)))
-    task = asyncio.ensure_future(read)
-    streams.reads.add(task)
-    try:
-        reply = await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if streams.closing and (current is None or not current.cancelling()):
-            return None
-        raise
-    finally:
-        streams.reads.discard(task)
-    # RESP2 (the client's default): [[key, entries]].
-    return (
-        cast(list[tuple[bytes, dict[bytes, bytes]]], cast(list[Any], reply)[0][1]) if reply else []
-    )
-
-
-async def close_streams(app: web.Application) -> None:
-    """An `on_shutdown` handler: end every open event stream of `app` without waiting."""
-    streams = _streams.setdefault(app, _Streams())
-    streams.closing = True
-    for task in list(streams.reads):
-        task.cancel()
+async def _write(response: web.StreamResponse, frames: list[bytes], left: int | None) -> int | None:
+    """Write `frames` (at most `left` of them); the number still allowed (None: no limit)."""
+    if left is not None:
+        frames = frames[:left]
+        left -= len(frames)
+    if frames:
+        await response.write(b"".join(frames))
+        EVENT_DELIVERIES.labels(sink="sse", result="delivered").inc(len(frames))
+    return left

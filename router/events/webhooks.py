@@ -25,13 +25,15 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from router.api.keys import CONFIG, ENGINE, REDIS
+from router.api.keys import CONFIG, ENGINE
 from router.config import WebhookConfig
 from router.errors import ConfigError
 from router.events.sse import event_json
 from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
 from router.store.codec import text
+from router.store.connection import blocking_client
+from router.store.engine import Entry
 
 log = logging.getLogger("router.webhooks")
 
@@ -50,8 +52,6 @@ READ_BLOCK_S = 5.0
 READ_COUNT = 1
 """One entry at a time: entries read but not yet posted would go idle behind a retried one and
 be taken over by another process, out of order."""
-
-Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 def group_name(index: int, url: str) -> str:
@@ -135,8 +135,20 @@ class Delivery:
 
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Deliver one entry (unless its type is filtered out) until acknowledged, then XACK."""
-        if fields and fields[b"t"].decode() in self.hook.types:
-            body = event_json(codec.event(entry_id, fields)).encode()
+        if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
+            try:
+                body = event_json(codec.event(entry_id, fields)).encode()
+            except Exception as error:  # RecursionError included: whatever the entry holds
+                # The type and id only: a message could quote the event's data.
+                log.error(
+                    "webhooks[%d]: event %s cannot be rendered: %s; skipped",
+                    self.index,
+                    entry_id,
+                    type(error).__name__,
+                )
+                EVENT_DELIVERIES.labels(sink=self.sink, result="skipped").inc()
+                await self.redis.xack(self.key, self.group, entry_id)
+                return
             attempt = 0
             while not await self._post(entry_id, body):
                 EVENT_DELIVERIES.labels(sink=self.sink, result="failed").inc()
@@ -201,8 +213,10 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
+    # A connection per webhook, outside store_timeout_s: each blocks up to READ_BLOCK_S.
+    redis = blocking_client(app[CONFIG].service, READ_BLOCK_S, size=len(hooks))
     deliveries = [
-        Delivery(i, hook, secret, app[REDIS], app[ENGINE].keys.events, consumer, session)
+        Delivery(i, hook, secret, redis, app[ENGINE].keys.events, consumer, session)
         for i, (hook, secret) in enumerate(zip(hooks, secrets, strict=True))
     ]
     try:
@@ -221,3 +235,4 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
                     await delivery.release()
     finally:
         await session.close()
+        await redis.aclose()

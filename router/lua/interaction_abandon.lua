@@ -20,6 +20,7 @@ if M.TERMINAL[ix.status] then return M.reply('ended') end
 local ag
 if ix.status == 'offered' then
   M.count_offer(ix.queue, 'withdrawn')
+  ix.last_offer = {agent = ix.agent, reason = 'withdrawn'}  -- a late accept: offer_expired
   ag = M.load_ag(ix.agent)
   ag.act[id] = nil
   M.save_ag(ag)

@@ -15,11 +15,20 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometh
 
 EVENT_DELIVERIES = Counter(
     "acd_event_deliveries_total",
-    "Events written to a sink: sse (a client's stream) or webhook:<index>; result delivered or "
-    "failed (one per failed webhook attempt).",
+    "Events written to a sink: sse (a client's stream) or webhook:<index>; result delivered, "
+    "failed (one per failed webhook attempt) or skipped (an event that could not be rendered).",
     ["sink", "result"],
 )
-"""Event deliveries by sink and result."""
+"""Event deliveries by sink and result; `skipped`: an event that could not be rendered."""
+
+EVENT_STREAMS = Gauge("acd_event_streams", "Event streams (SSE) open on this process.")
+"""Open event streams."""
+
+EVENT_STREAMS_DROPPED = Counter(
+    "acd_event_streams_dropped_total",
+    "Event streams ended because their client fell too far behind (it resumes by Last-Event-ID).",
+)
+"""Streams dropped for slow clients."""
 
 DECISION_BUCKETS = (
     0.0001,
@@ -68,6 +77,13 @@ TIMER_LAG = Gauge(
     "How late the due timers applied by this process's last tick were (0 when none was due).",
 )
 """Lag of the last tick's timers."""
+
+STORE_UP = Gauge(
+    "acd_store_up",
+    "1 while this process's store calls succeed, 0 while the store does not answer (timed out "
+    "or unreachable) since the last call.",
+)
+"""Whether the store answered this process's last call."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

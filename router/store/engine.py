@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgpack
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.domain.models import (
     Agent,
@@ -25,7 +30,8 @@ from router.domain.models import (
     RejectReason,
 )
 from router.domain.stats import BUCKETS
-from router.metrics.process import observe_decision
+from router.errors import StoreUnavailable
+from router.metrics.process import STORE_UP, observe_decision
 from router.settings import ServiceSettings
 from router.store import codec
 from router.store.codec import raise_for, stats_view, text, to_ms
@@ -45,6 +51,9 @@ ROUTING_OPERATIONS = frozenset(
     }
 )
 """The scripts that may route (their latency is `acd_routing_decision_seconds`)."""
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+"""An entry of the event log as Redis returns it: id and fields."""
 
 DUE_BATCH = 100
 """Due timers every operation applies before its own change (the tick loop does the rest)."""
@@ -95,15 +104,33 @@ class Engine:
 
     async def start(self) -> None:
         """Load the library of every script (FUNCTION LOAD)."""
-        await self.runner.load()
+        async with self.bounded():
+            await self.runner.load()
+
+    @contextlib.asynccontextmanager
+    async def bounded(self) -> AsyncIterator[None]:
+        """The store calls inside wait `store_timeout_s` at most in all; past it, or when the
+        store cannot be reached, StoreUnavailable (the outcome of a change is then unknown)."""
+        timeout_s = self.settings.store_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                yield
+        except (TimeoutError, RedisTimeoutError) as error:
+            STORE_UP.set(0)
+            raise StoreUnavailable(f"the store did not answer within {timeout_s:g} s") from error
+        except (RedisConnectionError, OSError) as error:
+            STORE_UP.set(0)
+            raise StoreUnavailable("the store cannot be reached") from error
+        STORE_UP.set(1)
 
     async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
         start = time.perf_counter()
         # Packed apart: the library decodes the settings only when they change.
         cfg = msgpack.packb(self._cfg, use_bin_type=False)
-        reply = await self.runner.call(
-            op, self.keys.prefix, {"now": to_ms(now), "cfg": cfg, **args}
-        )
+        async with self.bounded():
+            reply = await self.runner.call(
+                op, self.keys.prefix, {"now": to_ms(now), "cfg": cfg, **args}
+            )
         if op in ROUTING_OPERATIONS:
             observe_decision(time.perf_counter() - start)
         return reply
@@ -123,14 +150,16 @@ class Engine:
 
     async def get_queue(self, name: str) -> QueueConfig | None:
         """A queue's configuration."""
-        raw = await self.redis.hget(self.keys.queues, name)
+        async with self.bounded():
+            raw = await self.redis.hget(self.keys.queues, name)
         if raw is None:
             return None
         return QueueConfig.from_record(msgpack.unpackb(raw, raw=False))
 
     async def list_queues(self) -> list[QueueConfig]:
         """Every queue, by name."""
-        raw = await self.redis.hgetall(self.keys.queues)
+        async with self.bounded():
+            raw = await self.redis.hgetall(self.keys.queues)
         queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
         return sorted(queues, key=lambda q: q.name)
 
@@ -154,10 +183,11 @@ class Engine:
     async def first_waiting(self, queue: str, count: int) -> list[Interaction]:
         """The first `count` interactions waiting in the queue, with their positions."""
         key = self.keys.queue_waiting(queue)
-        members = cast(list[bytes], await self.redis.zrange(key, 0, count - 1))
-        # A member is the 15-digit arrival sequence, ':', then the interaction id.
-        ids = [text(m)[16:] for m in members]
-        raws = await self.redis.mget([self.keys.interaction(i) for i in ids]) if ids else []
+        async with self.bounded():
+            members = cast(list[bytes], await self.redis.zrange(key, 0, count - 1))
+            # A member is the 15-digit arrival sequence, ':', then the interaction id.
+            ids = [text(m)[16:] for m in members]
+            raws = await self.redis.mget([self.keys.interaction(i) for i in ids]) if ids else []
         found = []
         for position, raw in enumerate(raws, start=1):
             if raw is not None:
@@ -168,7 +198,8 @@ class Engine:
 
     async def ready(self) -> bool:
         """The store answers and holds the library of every script."""
-        return await self.runner.loaded()
+        async with self.bounded():
+            return await self.runner.loaded()
 
     async def load_queues(self, queues: Iterable[QueueConfig], now: float) -> None:
         """Write the configuration file's queues over what the store holds (§7)."""
@@ -214,7 +245,8 @@ class Engine:
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         """An agent, or None."""
-        raw = await self.redis.get(self.keys.agent(agent_id))
+        async with self.bounded():
+            raw = await self.redis.get(self.keys.agent(agent_id))
         return None if raw is None else codec.agent(msgpack.unpackb(raw, raw=False))
 
     async def page_agents(
@@ -230,9 +262,10 @@ class Engine:
         and still have a next cursor.
         """
         start = f"({after}" if after else "-"
-        raw_ids = await self.redis.zrangebylex(self.keys.agents, start, "+", 0, limit * 10)
-        ids = [text(i) for i in raw_ids]
-        raws = await self.redis.mget([self.keys.agent(i) for i in ids]) if ids else []
+        async with self.bounded():
+            raw_ids = await self.redis.zrangebylex(self.keys.agents, start, "+", 0, limit * 10)
+            ids = [text(i) for i in raw_ids]
+            raws = await self.redis.mget([self.keys.agent(i) for i in ids]) if ids else []
         found: list[Agent] = []
         last = None
         for agent_id, raw in zip(ids, raws, strict=True):
@@ -256,23 +289,30 @@ class Engine:
     ) -> tuple[Interaction, bool]:
         """Queue an interaction (routed at once); False when `id` already existed."""
         ix_id = request.id or uuid.uuid4().hex
-        code, rec, created = await self._call(
-            "interaction_create",
-            now,
-            ix={
-                "id": ix_id,
-                "queue": request.queue,
-                "channel": request.channel.value if request.channel else None,
-                "priority": request.priority,
-                "credit_ms": None if request.credit_s is None else to_ms(request.credit_s),
-                "skills": request.skills,
-                "pref": list(request.preferred_agents),
-                "pref_wait_ms": to_ms(request.preferred_wait_s),
-                # Opaque to the scripts: JSON text survives Lua unchanged ({} stays {}).
-                "data": None if request.data is None else json.dumps(request.data),
-                "fp": fingerprint(request),
-            },
-        )
+        try:
+            code, rec, created = await self._call(
+                "interaction_create",
+                now,
+                ix={
+                    "id": ix_id,
+                    "queue": request.queue,
+                    "channel": request.channel.value if request.channel else None,
+                    "priority": request.priority,
+                    "credit_ms": None if request.credit_s is None else to_ms(request.credit_s),
+                    "skills": request.skills,
+                    "pref": list(request.preferred_agents),
+                    "pref_wait_ms": to_ms(request.preferred_wait_s),
+                    # Opaque to the scripts: JSON text survives Lua unchanged ({} stays {}).
+                    "data": None if request.data is None else json.dumps(request.data),
+                    "fp": fingerprint(request),
+                },
+            )
+        except StoreUnavailable as error:
+            # It may have been applied: the client retries with this id (SPEC §4).
+            raise StoreUnavailable(
+                f"{error.detail}; the interaction may have been created: retry with the same id",
+                interaction_id=ix_id,
+            ) from error
         raise_for(code, "channel" if code == "channel_mismatch" else None)
         return codec.interaction(rec), bool(created)
 
@@ -346,11 +386,22 @@ class Engine:
             int(applied), lag_ms / 1000, None if next_due is False else next_due / 1000
         )
 
+    async def read_log(self, after: str = "0", until: str = "+", count: int = 1000) -> list[Entry]:
+        """Entries of the event log after the id `after`, up to `until`, oldest first."""
+        start = f"({after}" if after not in ("0", "0-0") else "-"
+        async with self.bounded():
+            return cast(list[Entry], await self.redis.xrange(self.keys.events, start, until, count))
+
     async def read_events(self, after: str = "0", count: int = 1000) -> list[Event]:
         """Events of the log after the id `after`, oldest first."""
-        start = f"({after}" if after != "0" else "-"
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await self.redis.xrange(self.keys.events, start, "+", count),
-        )
+        entries = await self.read_log(after, "+", count)
         return [codec.event(text(eid), fields) for eid, fields in entries]
+
+    async def log_info(self) -> dict[str, Any] | None:
+        """XINFO STREAM of the event log, or None when nothing was ever appended."""
+        async with self.bounded():
+            try:
+                info: dict[str, Any] = await self.redis.xinfo_stream(self.keys.events)
+            except ResponseError:
+                return None
+        return info

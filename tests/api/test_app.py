@@ -1,4 +1,5 @@
-"""The app's store client (settings that long-lived event streams depend on) and tick loop."""
+"""The app's store clients (the request client's bounds, the event reader's longer reads) and
+tick loop."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from router.api.app import MIN_TICK_DELAY_S, TICK_INTERVAL_S, tick_delay
-from router.api.keys import REDIS
+from router.api.keys import CONFIG, EVENT_HUB, REDIS
 from router.clock import ManualClock
-from router.events.sse import KEEPALIVE_S
+from router.events.sse import READ_BLOCK_S
 
 
-async def test_blocking_reads_outlast_the_keep_alive(
+async def test_requests_wait_store_timeout_s_while_the_event_reader_outlasts_its_block(
     client: TestClient[web.Request, web.Application],
 ) -> None:
-    # redis-py's default socket timeout (5 s) would end every quiet event stream at 5 s.
-    kwargs = client.app[REDIS].connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] > KEEPALIVE_S
+    timeout = client.app[CONFIG].service.store_timeout_s
+    requests = client.app[REDIS].connection_pool.connection_kwargs
+    assert requests["socket_timeout"] == requests["socket_connect_timeout"] == timeout
+    # A reader cut at store_timeout_s would end its XREAD BLOCK early, again and again.
+    reader = client.app[EVENT_HUB].redis.connection_pool
+    assert reader.connection_kwargs["socket_timeout"] > READ_BLOCK_S
+    assert reader.max_connections == 1  # one connection, however many streams are open
 
 
 def test_the_tick_loop_wakes_when_the_next_timer_falls_due() -> None:

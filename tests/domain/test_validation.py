@@ -111,7 +111,7 @@ def test_parse_queue_partial_callback_policy_keeps_defaults() -> None:
         ({"skills": {"Support": 1}}, "skills.Support", BAD_NAME),
         ({"skills": {"support": 0}}, "skills.support", "must be >= 1"),
         ({"skills": {"support": 6}}, "skills.support", "must be <= 5"),
-        ({"skills": {"support": 2.0}}, "skills.support", "must be an integer"),
+        ({"skills": {"support": 2.5}}, "skills.support", "must be an integer"),
         ({"skills": {"support": True}}, "skills.support", "must be an integer"),
         ({"skills": {f"s{i}": 1 for i in range(17)}}, "skills", "must have at most 16 entries"),
         ({"strategy": "random"}, "strategy", "must be one of longest_idle, best_skill"),

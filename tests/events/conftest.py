@@ -13,15 +13,15 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from router.api.http import problem_middleware
-from router.api.keys import CLOCK, CONFIG, ENGINE, REDIS
+from router.api.keys import CLOCK, CONFIG, ENGINE
 from router.clock import ManualClock
 from router.config import Config, WebhookConfig
-from router.events.sse import close_streams, stream_events
+from router.events.sse import close_streams, events_ctx, stream_events
 from router.events.webhooks import signature, webhooks_ctx
 from router.settings import ServiceSettings
+from router.store.connection import request_client
 from router.store.engine import Engine
 from router.store.server import RedisServer
 
@@ -113,17 +113,16 @@ async def start_router(
 
         async def start(*webhooks: WebhookConfig) -> Client:
             service = replace(settings, redis_url=redis_server.url)
-            redis = Redis.from_url(redis_server.url)
+            redis = request_client(service)
             stack.push_async_callback(redis.aclose)
             engine = Engine(redis, service)
             await engine.start()
             app = web.Application(middlewares=[problem_middleware])
             app[CONFIG] = Config(service=service, webhooks=webhooks)
             app[CLOCK] = clock
-            app[REDIS] = redis
             app[ENGINE] = engine
             app.router.add_get("/v1/events", stream_events)
-            app.cleanup_ctx.append(webhooks_ctx)
+            app.cleanup_ctx.extend([events_ctx, webhooks_ctx])
             app.on_shutdown.append(close_streams)
             return await stack.enter_async_context(TestClient(TestServer(app)))
 

@@ -1,0 +1,124 @@
+"""HTTP protocol errors as problems, and aiohttp's own logs without request data.
+
+aiohttp answers a request its parser refuses (a header line over 8,190 bytes or with a control
+byte, a NUL in the path, an unknown method, a malformed request line) before any handler or
+middleware runs, as text/plain, and logs the exception, whose message quotes the raw line, e.g.
+`Authorization: Bearer <key>`. `ServiceRunner` serves the application with a request handler
+that answers those as problem+json and logs the error's kind only; `quiet_aiohttp_logs` strips
+exception details and tracebacks from every record of aiohttp's loggers, and drops its access
+log (which would write query strings): no header value, body or query string reaches a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from router.api.http import InternalError, problem
+from router.errors import RouterError
+
+log = logging.getLogger("router.api")
+
+AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.internal", "aiohttp.access")
+
+
+class MalformedRequest(RouterError):
+    status = 400
+    type = "/problems/malformed-request"
+    title = "Malformed HTTP request"
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering the requests its parser refuses as problems."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The problem+json answer to a request that never reached the application; logged
+        with the error's kind only (its message may quote the request)."""
+        kind = type(exc).__name__ if exc is not None else "error"
+        if status >= 500:
+            log.error("HTTP %d before the application: %s", status, kind)
+            error: RouterError = InternalError("an unexpected error; it was logged without data")
+        else:
+            log.info("malformed HTTP request refused (%d): %s", status, kind)
+            error = MalformedRequest(f"the HTTP request could not be parsed ({kind})")
+            error.status = status
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has begun: no error response can follow")
+        response = problem(error)
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    """aiohttp's low-level server, with `ProblemRequestHandler` for each connection."""
+
+    def __call__(self) -> RequestHandler:
+        """The protocol of a new connection (the asyncio protocol factory)."""
+        # The same arguments web.Server gives its own RequestHandler.
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ServiceRunner(web.AppRunner):
+    """An AppRunner whose connections answer HTTP protocol errors as problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()  # starts the application
+        return ProblemServer(
+            base.request_handler,
+            request_factory=base.request_factory,
+            handler_cancellation=base.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **self._kwargs,
+        )
+
+
+class RequestDataFilter(logging.Filter):
+    """Keeps request data out of aiohttp's log records: exception messages and tracebacks
+    become the exception's type; access log records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite `record` in place; False drops it."""
+        if record.name == "aiohttp.access":
+            return False
+        if record.exc_info:
+            exc = record.exc_info[1]
+            kind = type(exc).__name__ if exc is not None else "error"
+            record.msg = f"{record.getMessage()} ({kind})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+_FILTER = RequestDataFilter()
+
+
+def quiet_aiohttp_logs() -> None:
+    """Install `RequestDataFilter` on aiohttp's loggers (once)."""
+    for name in AIOHTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+IDLE_TIMEOUT_S = 75.0
+"""A connection with no request in progress is closed after this long: idle keep-alive
+connections, and connections that never complete a request head (half-sent requests)."""
+
+
+def service_runner(app: web.Application, **options: Any) -> ServiceRunner:
+    """The runner of the service: problems for protocol errors, idle connections closed after
+    IDLE_TIMEOUT_S, no access log (it would write query strings)."""
+    return ServiceRunner(app, access_log=None, keepalive_timeout=IDLE_TIMEOUT_S, **options)
