@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import msgpack
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -73,6 +74,8 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge as too_large:
             raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes") from too_large
+        except RequestPayloadError as malformed:  # e.g. bad chunking, past the first read
+            raise BadRequest("the body's framing (chunks, length) is malformed") from malformed
     if not raw:
         if required:
             raise ValidationError.of("body", "is required")

@@ -46,6 +46,9 @@ class ProblemRequestHandler(RequestHandler):
         """The problem+json answer to a request that never reached the application; logged
         with the error's kind only (its message may quote the request)."""
         kind = type(exc).__name__ if exc is not None else "error"
+        if isinstance(exc, ConnectionError):
+            log.info("a client went away mid-request (%s)", kind)
+            raise exc
         if status >= 500:
             log.error("HTTP %d before the application: %s", status, kind)
             error: RouterError = InternalError("an unexpected error; it was logged without data")
@@ -74,10 +77,10 @@ class ServiceRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()  # starts the application
+        # The runner's options, as AppRunner gives them to web.Server.
         return ProblemServer(
             base.request_handler,
             request_factory=base.request_factory,
-            handler_cancellation=base.handler_cancellation,
             loop=asyncio.get_running_loop(),
             **self._kwargs,
         )

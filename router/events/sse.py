@@ -60,6 +60,8 @@ SWEEP_S = 1.0
 """How often the hub looks for streams whose client went away."""
 RETRY_S = 1.0
 """The hub's pause after a failed read."""
+HELD_POLL_S = 0.05
+"""The hub's longest XREAD wait while it holds events above its ceiling."""
 
 _ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
 _MAX_ID_PART = 2**64 - 1
@@ -290,7 +292,7 @@ class EventHub:
         reply = await self.redis.xread(
             {self.key: id_text(self._read_from)},
             count=READ_COUNT,
-            block=int(READ_BLOCK_S * 1000),
+            block=int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000),
         )
         # RESP2 (the client's default): [[key, entries]].
         new = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from router.api.app import create_app
 from router.api.auth import digest
+from router.api.protocol import service_runner
 from router.clock import ManualClock
 from router.config import ApiKeyConfig, Config, Role
 from router.domain.models import Channel, QueueConfig, Step
@@ -25,6 +27,25 @@ QUEUES = (
 )
 
 
+class ServiceTestServer(TestServer):
+    """aiohttp's TestServer with the service's own runner (protocol errors as problems)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return service_runner(self.app, **kwargs)
+
+
+def config_for(settings: ServiceSettings, url: str) -> Config:
+    """The test contact center's configuration on the store at `url`."""
+    return Config(
+        service=replace(settings, redis_url=url),
+        queues=QUEUES,
+        keys=tuple(
+            ApiKeyConfig(name=role.value, role=role, sha256=digest(key).hex())
+            for role, key in KEYS.items()
+        ),
+    )
+
+
 def auth(role: Role = Role.PLATFORM) -> dict[str, str]:
     """The Authorization header of the test key of `role`."""
     return {"Authorization": f"Bearer {KEYS[role]}"}
@@ -34,13 +55,6 @@ def auth(role: Role = Role.PLATFORM) -> dict[str, str]:
 async def client(
     redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    config = Config(
-        service=replace(settings, redis_url=redis_server.url),
-        queues=QUEUES,
-        keys=tuple(
-            ApiKeyConfig(name=role.value, role=role, sha256=digest(key).hex())
-            for role, key in KEYS.items()
-        ),
-    )
-    async with TestClient(TestServer(create_app(config, clock))) as test_client:
+    config = config_for(settings, redis_server.url)
+    async with TestClient(ServiceTestServer(create_app(config, clock))) as test_client:
         yield test_client

@@ -1,0 +1,204 @@
+"""Hostile input at the edge (SPEC §4 input limits): a 4xx problem naming the field, never a 5xx,
+nothing stored that cannot be rendered; the regressions of what a black-box audit saw."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from router.config import Role
+from router.domain.validation import MAX_DATA_DEPTH
+from tests.api.conftest import auth
+from tests.api.test_interactions import agent_on, call
+
+Client = TestClient[web.Request, web.Application]
+
+
+def nested(depth: int, leaf: Any = None) -> Any:
+    """`depth` levels of lists around `leaf` (a scalar leaf adds no level)."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def raw_post(
+    client: Client, path: str, raw: bytes, media: str = "application/json", method: str = "POST"
+) -> Any:
+    headers = {**auth(), "Content-Type": media}
+    async with client.request(method, path, data=raw, headers=headers) as resp:
+        assert resp.content_type == "application/problem+json" or resp.status < 400
+        return resp.status, await resp.json(content_type=None)
+
+
+def fields(body: dict[str, Any]) -> list[str]:
+    return [e["field"] for e in body["errors"]]
+
+
+async def test_data_nested_973_levels_is_refused_and_streams_keep_working(client: Client) -> None:
+    # Seen: accepted (201), then its offer event broke every event stream for ever.
+    await agent_on(client, "a1", {"support": 2})
+    text = '{"queue":"support","data":' + "[" * 973 + "]" * 973 + "}"
+    status, body = await raw_post(client, "/v1/interactions", text.encode())
+    assert (status, fields(body)) == (422, ["data"])
+    assert body["errors"][0]["message"] == f"must nest at most {MAX_DATA_DEPTH} levels"
+    packed = msgpack.packb({"queue": "support", "data": nested(973)})
+    status, body = await raw_post(client, "/v1/interactions", packed, "application/msgpack")
+    assert (status, fields(body)) == (422, ["data"])
+    ok = {"id": "c1", "queue": "support", "data": nested(MAX_DATA_DEPTH, 1)}  # data: level 1
+    await call(client, "POST", "/v1/interactions", json=ok, expect=201)
+    too_deep = {"queue": "support", "data": nested(MAX_DATA_DEPTH + 1, 1)}
+    refused = await call(client, "POST", "/v1/interactions", json=too_deep, expect=422)
+    assert fields(refused) == ["data"]
+    async with asyncio.timeout(5), client.get("/v1/events?after=0&limit=3", headers=auth()) as resp:
+        frames = [f for f in (await resp.text()).split("\n\n") if f]
+    assert [f.split("\n")[1] for f in frames] == [
+        "event: agent.state_changed",
+        "event: interaction.queued",
+        "event: interaction.offered",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "text", "field"),
+    [
+        # Seen: 500s with a traceback, text/plain.
+        (
+            "/v1/interactions",
+            "POST",
+            '{"queue":"chat","data":{"n":18446744073709551616}}',
+            "data.n",
+        ),
+        (
+            "/v1/interactions",
+            "POST",
+            '{"queue":"chat","data":{"n":-9223372036854775809}}',
+            "data.n",
+        ),
+        ("/v1/agents/a1", "PUT", '{"skills":{},"name":"\\ud800"}', "name"),
+        ("/v1/interactions", "POST", '{"queue":"chat","data":{"\\udfff":1}}', "data"),
+        ("/v1/agents/a1", "PUT", '{"skills":' + "[" * 1000 + "]" * 1000 + "}", "skills"),
+        ("/v1/interactions", "POST", "[" * 1000 + "]" * 1000, "body"),
+        (
+            "/v1/interactions",
+            "POST",
+            '{"queue":"chat","priority":18446744073709551616}',
+            "priority",
+        ),
+    ],
+)
+async def test_out_of_range_integers_lone_surrogates_and_deep_bodies_are_a_422(
+    client: Client, path: str, method: str, text: str, field: str
+) -> None:
+    headers = {**auth(), "Content-Type": "application/json"}
+    async with client.request(method, path, data=text.encode(), headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        assert (resp.status, resp.content_type) == (422, "application/problem+json"), body
+    assert fields(body) == [field]
+
+
+async def test_signed_64_bit_integers_are_stored_and_returned_exactly(client: Client) -> None:
+    data = {"max": 2**63 - 1, "min": -(2**63)}
+    created = await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "data": data}, expect=201
+    )
+    assert created["data"] == data
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_non_json_constants_are_a_400(client: Client, constant: str) -> None:
+    text = '{"queue":"chat","priority":' + constant + "}"
+    status, body = await raw_post(client, "/v1/interactions", text.encode())
+    assert (status, body["type"]) == (400, "/problems/malformed-body")
+
+
+async def test_integers_may_be_written_with_a_fraction_of_zero(client: Client) -> None:
+    # JSON Schema's `integer` (the OpenAPI document) accepts 5.0: so does the service.
+    created = await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "priority": 5.0}, expect=201
+    )
+    assert created["priority"] == 5
+    packed = msgpack.packb({"skills": {"support": 2.0}, "channels": {"voice": 1.0}})
+    status, agent = await raw_post(client, "/v1/agents/a9", packed, "application/msgpack", "PUT")
+    assert status == 201
+    assert (agent["skills"], agent["channels"]) == ({"support": 2}, {"voice": 1})
+    refused = await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "priority": 5.5}, expect=422
+    )
+    assert fields(refused) == ["priority"]
+
+
+async def test_data_is_measured_as_compact_utf8_json(client: Client) -> None:
+    # 4 bytes a character in UTF-8 (12 as JSON escapes): {"s":"..."} with 1,022 of them is 4,096.
+    fits = {"s": "😀" * 1022}
+    assert len(json.dumps(fits, separators=(",", ":"), ensure_ascii=False).encode()) == 4096
+    await call(client, "POST", "/v1/interactions", json={"queue": "chat", "data": fits}, expect=201)
+    over = {"s": "😀" * 1022 + "x"}
+    body = await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "data": over}, expect=422
+    )
+    assert fields(body) == ["data"]
+
+
+async def test_a_missing_body_is_a_422_where_the_document_requires_one(client: Client) -> None:
+    # Seen: PUT /v1/queues/{name} with no body created a queue of defaults (the document
+    # requires a body).
+    body = await call(client, "PUT", "/v1/queues/empty", role=Role.ADMIN, expect=422)
+    assert fields(body) == ["body"]
+    await call(client, "GET", "/v1/queues/empty", expect=404)
+    # The callback's body is optional (every field of it is).
+    await call(client, "POST", "/v1/interactions", json={"id": "c1", "queue": "chat"}, expect=201)
+    conflict = await call(client, "POST", "/v1/interactions/c1/callback", expect=409)
+    assert conflict["type"] == "/problems/conflict"
+
+
+async def test_the_idempotency_key_header_is_the_create_s_id(client: Client) -> None:
+    headers = {**auth(), "Idempotency-Key": "pbx-call-1"}
+    body = {"queue": "chat"}
+    async with client.post("/v1/interactions", json=body, headers=headers) as resp:
+        assert resp.status == 201
+        assert (await resp.json())["id"] == "pbx-call-1"
+    async with client.post("/v1/interactions", json=body, headers=headers) as resp:
+        assert resp.status == 200  # a retry: the current record, not a second call
+    async with client.post(
+        "/v1/interactions", json={"id": "other", **body}, headers=headers
+    ) as resp:
+        assert resp.status == 422
+        assert fields(await resp.json()) == ["id"]
+    async with client.post(
+        "/v1/interactions", json=body, headers={**auth(), "Idempotency-Key": "bad key"}
+    ) as resp:
+        assert resp.status == 422
+        assert fields(await resp.json()) == ["Idempotency-Key"]
+
+
+async def test_an_accept_after_the_caller_hung_up_is_offer_expired(client: Client) -> None:
+    # Seen: `not-offered`, where every other withdrawn offer answers `offer-expired`.
+    await agent_on(client, "a1", {"support": 2})
+    created = await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
+    assert created["agent_id"] == "a1"
+    await call(client, "DELETE", "/v1/interactions/c1")
+    late = await call(
+        client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"}, expect=409
+    )
+    assert late["type"] == "/problems/offer-expired"
+    stranger = await call(
+        client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a2"}, expect=409
+    )
+    assert stranger["type"] == "/problems/not-offered"
+
+
+async def test_an_empty_queue_filter_is_a_422_naming_it(client: Client) -> None:
+    body = await call(client, "GET", "/v1/agents?queue=", expect=422)
+    assert fields(body) == ["queue"]
+    async with client.get("/v1/events?queue=", headers=auth()) as resp:
+        assert resp.status == 422
+        assert fields(await resp.json()) == ["queue"]

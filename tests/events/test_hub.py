@@ -1,0 +1,216 @@
+"""The event hub: one reader per process fanning the log out to every open stream (§4)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from router.api.keys import EVENT_HUB
+from router.domain.models import AgentState, Event
+from router.events import sse
+from router.events.sse import StreamId, event_json
+from router.store import codec
+from router.store.codec import text
+from router.store.engine import Engine, Entry
+from tests.events.conftest import Sse, StartRouter, deliveries, eventually
+from tests.events.test_sse import open_stream, same
+from tests.store.center import Center
+
+
+def bad_entry() -> dict[Any, Any]:
+    """The fields of a log entry that cannot be rendered (its data nests 100,000 levels)."""
+    deep = "[" * 100_000 + '"secret-caller-number"' + "]" * 100_000
+    return {"t": "interaction.offered", "at": 0, "d": msgpack.packb({"data": deep})}
+
+
+async def good_events(engine: Engine, bad_id: str) -> list[Event]:
+    return [
+        codec.event(text(entry_id), fields)
+        for entry_id, fields in await engine.read_log()
+        if text(entry_id) != bad_id
+    ]
+
+
+async def test_an_event_that_cannot_be_rendered_is_skipped_not_fatal(
+    start_router: StartRouter,
+    center: Center,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Seen: one event whose rendering raised cut every live stream, lost the rest of its read
+    # batch, and broke every resume from before it.
+    client = await start_router()
+    live = await open_stream(client)
+    skipped = deliveries("sse", "skipped")
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    bad_id = text(await redis.xadd(center.engine.keys.events, bad_entry()))
+    await center.call("support", "i1")
+    good = await good_events(center.engine, bad_id)
+    assert len(good) == 3
+
+    caplog.set_level(logging.ERROR, "router.events")
+    same(await live.events(3), good)  # the stream goes on past it
+    resumed = await open_stream(client, "?after=0")
+    same(await resumed.events(3), good)
+    assert deliveries("sse", "skipped") - skipped == 2  # once live, once in the catch-up
+    logged = [r.getMessage() for r in caplog.records if bad_id in r.getMessage()]
+    assert logged
+    assert all("interaction.offered" in m and "secret" not in m for m in logged)
+
+
+async def test_open_streams_hold_no_store_connection(
+    start_router: StartRouter, center: Center, redis: Redis
+) -> None:
+    # Seen: each stream held a pooled connection; 5,000 idle streams took a router down, and it
+    # kept 5,001 connections after they closed.
+    client = await start_router()
+    before = len(await redis.client_list())
+    streams = [await open_stream(client, f"?agent_id=a{i}") for i in range(60)]
+    await center.queue("support")
+    await center.agent("a7", {"support": 1})
+    assert (await streams[7].events(1))[0].json()["agent_id"] == "a7"
+    during = len(await redis.client_list())
+    assert during - before <= 2  # at most a request connection or two, however many streams
+    for stream in streams:
+        stream.response.close()
+    hub = client.app[EVENT_HUB]
+    await eventually(lambda: not hub._streams)  # the sweeper notices the clients left
+    assert len(await redis.client_list()) <= during
+
+
+async def test_the_hand_over_from_catch_up_to_live_loses_and_repeats_nothing(
+    start_router: StartRouter,
+    center: Center,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse, "READ_COUNT", 2)  # a catch-up of many pages
+    client = await start_router()
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    for i in range(5):
+        await center.state("ann", AgentState.NOT_READY, reason=f"r{i}")
+        await center.state("ann", AgentState.AVAILABLE)
+    hub = client.app[EVENT_HUB]
+    read_log = Engine.read_log
+    pages = 0
+
+    async def read_and_append(self: Engine, after: str, until: str, count: int) -> list[Entry]:
+        nonlocal pages
+        pages += 1
+        if pages <= 4:  # events appended while the stream catches up
+            await center.state("ann", AgentState.NOT_READY, reason=f"late{pages}")
+        return await read_log(self, after, until, count)
+
+    monkeypatch.setattr(Engine, "read_log", read_and_append)
+    stream = await open_stream(client, "?after=0")
+    await asyncio.sleep(0.2)
+    await center.state("ann", AgentState.AVAILABLE)  # live, after the hand-over
+    events = await center.events()
+    assert len(events) == 16
+    same(await stream.until(events[-1].id), events)
+    assert pages > 4
+    assert hub.position >= tuple(map(int, events[-1].id.split("-")))
+
+
+async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
+    start_router: StartRouter,
+    center: Center,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse, "BUFFER_EVENTS", 2)
+    client = await start_router()
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    first = await open_stream(client, "?after=0")
+    [seen] = await first.events(1)
+    # Five events in one read of the hub: more than the stream may hold for its client.
+    async with redis.pipeline(transaction=True) as pipe:
+        for i in range(5):
+            fields = {"agent_id": "ann", "state": "not_ready", "reason": f"r{i}"}
+            pipe.xadd(
+                center.engine.keys.events,
+                {"t": "agent.state_changed", "at": 0, "d": msgpack.packb(fields)},
+            )
+        await pipe.execute()
+    with pytest.raises(aiohttp.ClientPayloadError):  # cut: dropped
+        async with asyncio.timeout(5):
+            await first.response.content.read()
+    resumed = await open_stream(client, **{"Last-Event-ID": seen.id or ""})
+    events = await center.events()
+    same(await resumed.events(5), events[1:])
+
+
+async def test_streams_get_only_events_below_the_ceiling(
+    start_router: StartRouter, center: Center
+) -> None:
+    # The hook a replicated durability uses: deliver only what a replica holds.
+    client = await start_router()
+    hub = client.app[EVENT_HUB]
+    cap: StreamId = hub.position
+
+    async def ceiling(last_read: StreamId) -> StreamId:
+        return min(cap, last_read)
+
+    hub.ceiling = ceiling
+    stream = await open_stream(client)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.state("ann", AgentState.NOT_READY, reason="r")
+    first, second = await center.events()
+    await asyncio.sleep(0.3)
+    assert hub.position < tuple(map(int, first.id.split("-")))
+    cap = tuple(map(int, first.id.split("-")))  # type: ignore[assignment]
+    same(await stream.events(1), [first])
+    late = await open_stream(client, "?after=0")  # a catch-up stops at the ceiling too
+    same(await late.events(1), [first])
+    cap = (2**64 - 1, 0)
+    same(await stream.events(1), [second])
+    same(await late.events(1), [second])
+
+
+async def test_limit_ends_the_stream_after_n_events(
+    start_router: StartRouter, center: Center
+) -> None:
+    client = await start_router()
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "i1")
+    response = await client.get("/v1/events?after=0&limit=2")
+    async with asyncio.timeout(5):
+        text = await response.text()
+    events = await center.events()
+    assert text == "".join(
+        f"id: {e.id}\nevent: {e.type}\ndata: {event_json(e)}\n\n" for e in events[:2]
+    )
+
+
+async def test_a_filtered_event_costs_only_the_streams_filed_under_it(
+    start_router: StartRouter, center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await start_router()
+    streams: list[Sse] = [await open_stream(client, f"?queue=q{i}") for i in range(20)]
+    wanted = await open_stream(client, "?queue=support")
+    checked = 0
+    matches = sse.Filter.matches
+
+    def counting(self: sse.Filter, event: Any) -> bool:
+        nonlocal checked
+        checked += 1
+        return matches(self, event)
+
+    monkeypatch.setattr(sse.Filter, "matches", counting)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "i1")
+    [queued, offered] = await wanted.events(2)
+    assert (queued.event, offered.event) == ("interaction.queued", "interaction.offered")
+    assert checked <= 3  # the state change and the two support events: not 21 streams each
+    assert streams  # kept open throughout
