@@ -1,0 +1,94 @@
+"""Requests aiohttp's HTTP parser refuses: problem+json answers, and logs without their data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from router.api.protocol import RequestDataFilter
+from router.config import Role
+from tests.api.conftest import KEYS
+
+Client = TestClient[web.Request, web.Application]
+KEY = KEYS[Role.PLATFORM]
+
+
+async def raw(client: Client, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; the status, headers and body of the answer."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # Seen: text/plain 400s from the parser.
+        b"GET /v1/queues HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"GET /v1/que\x00ues HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"FOO /v1/queues HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /v1/interactions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"GET /v1/queues HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\x01\r\n\r\n",
+    ],
+    ids=["header-over-8190", "nul-in-path", "method-foo", "bad-chunking", "control-byte"],
+)
+async def test_requests_the_parser_refuses_are_problems(
+    client: Client, request_bytes: bytes
+) -> None:
+    status, headers, body = await raw(client, request_bytes)
+    assert status == 400
+    assert headers["content-type"].startswith("application/problem+json")
+    problem = json.loads(body)
+    assert (problem["status"], problem["type"]) == (400, "/problems/malformed-request")
+
+
+async def test_a_refused_header_line_never_reaches_the_log(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Seen: the parser's error, logged at ERROR, quoted `Authorization: Bearer <the key>`.
+    caplog.set_level(logging.DEBUG)
+    secret_line = b"Authorization: Bearer " + KEY.encode() + b"\x01"
+    number = b"X-Caller: +358401234567\x7f"
+    for line in (secret_line, number):
+        status, _, _ = await raw(
+            client, b"GET /v1/queues?caller=4321 HTTP/1.1\r\nHost: a\r\n" + line + b"\r\n\r\n"
+        )
+        assert status == 400
+    assert caplog.records, "the refusals are logged"
+    logged = "\n".join(caplog.text.splitlines() + [r.getMessage() for r in caplog.records])
+    for secret in (KEY, "358401234567", "caller=4321"):
+        assert secret not in logged
+
+
+def test_aiohttp_records_lose_their_exception_details() -> None:
+    try:
+        raise ValueError("Authorization: Bearer sekrit")
+    except ValueError:
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+            ("127.0.0.1",), exc_info=sys.exc_info(),
+        )  # fmt: skip
+    assert RequestDataFilter().filter(record)
+    assert record.exc_info is None
+    assert record.getMessage() == "Error handling request from 127.0.0.1 (ValueError)"
+    access = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, "GET /?k=v", (), None)
+    assert not RequestDataFilter().filter(access)
