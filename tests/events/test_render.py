@@ -68,7 +68,11 @@ async def test_every_event_type_renders_from_the_largest_and_deepest_bodies(
     assert len(json.dumps(datas["large"], separators=(",", ":"), ensure_ascii=False).encode()) == (
         MAX_DATA_BYTES
     )
-    engine, now = center.engine, lambda: center.now
+    engine = center.engine
+
+    def now() -> float:
+        return center.now
+
     await center.queue(Q, skills={"s": 1}, steps=((30, {"s": 1}),), callback=POLICY, wrap_up_s=0,
                        max_wait_s=60)  # fmt: skip
     await center.queue(T, skills={"s": 1}, wrap_up_s=0)
