@@ -37,6 +37,7 @@ from router.domain.validation import (
     MAX_COUNT,
     MAX_CREDIT_S,
     MAX_DATA_BYTES,
+    MAX_DATA_DEPTH,
     MAX_DURATION_S,
     MAX_PREFERRED_AGENTS,
     MAX_PREFERRED_WAIT_S,
@@ -195,6 +196,11 @@ def problem_schemas() -> dict[str, Schema]:
                     "description": "Validation problems (422): every invalid field, not only the "
                     "first.",
                 },
+                "interaction_id": {
+                    "type": "string",
+                    "description": "A create's 503: the id it tried. The create may have been "
+                    "applied; retry with this id (in the body or `Idempotency-Key`).",
+                },
             },
             ["type", "title", "status", "detail"],
             description="An error (RFC 9457), always sent as application/problem+json.",
@@ -268,10 +274,15 @@ def request_schemas() -> dict[str, Schema]:
                             "non-empty `preferred_agents`, and only with it.",
                         )
                     ),
-                    "data": {
-                        "description": f"Opaque JSON value, at most {MAX_DATA_BYTES} bytes as "
-                        "compact JSON; returned with the interaction and its offers."
-                    },
+                    "data": nullable(
+                        {
+                            "type": "object",
+                            "description": f"Opaque JSON object, at most {MAX_DATA_BYTES} bytes "
+                            f"as compact UTF-8 JSON, nesting at most {MAX_DATA_DEPTH} levels "
+                            "(`data` itself is level 1), integers within signed 64 bits; "
+                            "returned with the interaction and its offers.",
+                        }
+                    ),
                 },
                 ["queue"],
                 closed=True,
@@ -370,10 +381,14 @@ def queue_schema(*, output: bool) -> Schema:
     def field(schema: Schema, default: Any) -> Schema:
         return schema if output else nullable({**schema, "default": default})
 
+    def member(schema: Schema) -> Schema:
+        """A field of a nested object: null counts as absent in a request body."""
+        return schema if output else nullable(schema)
+
     sla = obj(
         {
-            "threshold_s": seconds(MAX_DURATION_S, positive=True),
-            "target": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "threshold_s": member(seconds(MAX_DURATION_S, positive=True)),
+            "target": member({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
         },
         ["threshold_s", "target"] if output else (),
         closed=not output,
@@ -381,10 +396,10 @@ def queue_schema(*, output: bool) -> Schema:
     )
     callback = obj(
         {
-            "offer_when_ewt_s": seconds(MAX_DURATION_S, positive=True),
-            "retry_after_s": seconds(MAX_DURATION_S, positive=True),
-            "max_attempts": integer(1, MAX_COUNT),
-            "max_schedule_ahead_s": seconds(MAX_DURATION_S, positive=True),
+            "offer_when_ewt_s": member(seconds(MAX_DURATION_S, positive=True)),
+            "retry_after_s": member(seconds(MAX_DURATION_S, positive=True)),
+            "max_attempts": member(integer(1, MAX_COUNT)),
+            "max_schedule_ahead_s": member(seconds(MAX_DURATION_S, positive=True)),
         },
         ["offer_when_ewt_s", "retry_after_s", "max_attempts", "max_schedule_ahead_s"]
         if output
@@ -402,7 +417,7 @@ def queue_schema(*, output: bool) -> Schema:
         description="From `after_s` of wait on, the queue requires `skills` (§3.1).",
     )
     properties: dict[str, Schema] = {
-        "name": text(NAME, "Equal to the path's name when given."),
+        "name": text(NAME, "Must equal the path's name when given (else 422)."),
         "channel": field(choice(Channel), d.channel.value),
         "skills": field(ref("SkillRequirement"), {}),
         "strategy": field(choice(Strategy), d.strategy.value),
@@ -571,7 +586,7 @@ def response_schemas() -> dict[str, Schema]:
         },
         "QueueList": obj({"queues": {"type": "array", "items": ref("QueueWithStats")}}, ["queues"]),
         "Health": obj({"status": {"const": "ok"}}, ["status"]),
-        "Readiness": obj({"status": {"enum": ["ready", "not ready"]}}, ["status"]),
+        "Readiness": obj({"status": {"const": "ready"}}, ["status"]),
     }
 
 
@@ -797,7 +812,7 @@ def parameters() -> dict[str, Schema]:
         "AgentQueueFilter": param(
             "queue",
             "query",
-            {"type": "string"},
+            text(NAME),
             "Agents that meet a step's requirement of this queue (422 if there is none).",
         ),
         "Limit": param(
@@ -830,8 +845,20 @@ def parameters() -> dict[str, Schema]:
             style="form",
             explode=False,
         ),
-        "EventQueue": param("queue", "query", {"type": "string"}, "Only events of this queue."),
-        "EventAgent": param("agent_id", "query", {"type": "string"}, "Only events of this agent."),
+        "EventQueue": param("queue", "query", text(NAME), "Only events of this queue."),
+        "EventAgent": param("agent_id", "query", text(ID), "Only events of this agent."),
+        "EventLimit": param(
+            "limit",
+            "query",
+            integer(1, 1_000_000),
+            "End the stream after this many events (simple clients, tests).",
+        ),
+        "IdempotencyKey": param(
+            "Idempotency-Key",
+            "header",
+            text(ID),
+            "The interaction's id when the body has none (if both, they must be equal).",
+        ),
     }
 
 
@@ -844,7 +871,11 @@ _ERRORS: dict[int, str] = {
     413: f"The body exceeds {http.MAX_BODY_BYTES} bytes.",
     415: "The Content-Type is neither application/json nor application/msgpack.",
     422: "Validation failed: `errors` lists every invalid field.",
-    503: "The store is unavailable; retry after `Retry-After` seconds.",
+    429: "A limit that protects the service (event streams per key); retry after "
+    "`Retry-After` seconds.",
+    503: "The store did not answer within `store_timeout_s`, or cannot be reached: the outcome "
+    "of a change is unknown. Retry the same request after `Retry-After` seconds (every change "
+    "is safe to repeat; a create with the same id).",
 }
 
 
@@ -856,7 +887,7 @@ def responses() -> dict[str, Schema]:
             "description": description,
             "content": {http.PROBLEM: {"schema": ref("Problem")}},
         }
-        if status == 503:
+        if status in (429, 503):
             response["headers"] = {
                 "Retry-After": {
                     "description": "Seconds to wait before retrying.",
@@ -888,10 +919,14 @@ def content(schema: Schema) -> Schema:
     return {http.JSON: {"schema": schema}, http.MSGPACK: {"schema": schema}}
 
 
+OPTIONAL_BODIES = frozenset({"CallbackBody"})
+"""Request bodies whose every field is optional: no body at all is fine."""
+
+
 def body(name: str) -> Schema:
-    """A required request body of component schema `name`."""
+    """A request body of component schema `name`, required unless in OPTIONAL_BODIES."""
     return {
-        "required": True,
+        "required": name not in OPTIONAL_BODIES,
         "description": "JSON (also without a Content-Type) or msgpack.",
         "content": content(ref(name)),
     }
@@ -959,7 +994,10 @@ def interaction_paths() -> dict[str, Schema]:
                 },
                 [409],
                 request="NewInteraction",
-                description="Routed at once. 409: the same `id` with a different body. 422 on "
+                params=["IdempotencyKey"],
+                description="Routed at once. 409: the same `id` with a different body. A 503 "
+                "names the `interaction_id` it tried: the create may have been applied, so "
+                "retry with that id. 422 on "
                 "`queue` (unknown queue), `channel` (another channel than the queue's) and "
                 "`skills` (over 16 skills merged, or the routing-class limit).",
             ),
@@ -1182,7 +1220,9 @@ def events_path() -> dict[str, Schema]:
         "whose data (`GapEvent`) names the oldest id kept. Without a resume point the stream "
         "starts at the live end. A comment line `: keep-alive` is sent after "
         f"{KEEPALIVE_S:g} s without a write. `types`, `queue` and `agent_id` filter; an unknown "
-        "type or a malformed id is a 422."
+        "type or a malformed id is a 422. A client that falls too far behind is dropped (the "
+        "stream ends) and resumes by `Last-Event-ID`. Each key may hold `max_streams_per_key` "
+        "streams open on each router process; past it a 429."
     )
     return {
         "/v1/events": {
@@ -1192,8 +1232,8 @@ def events_path() -> dict[str, Schema]:
                 "The event stream",
                 ANY_ROLE,
                 {200: stream},
-                [422],
-                params=["LastEventId", "After", "Types", "EventQueue", "EventAgent"],
+                [422, 429],
+                params=["LastEventId", "After", "Types", "EventQueue", "EventAgent", "EventLimit"],
                 description=description,
             ),
         },
@@ -1222,7 +1262,7 @@ def operations_paths(*, metrics: bool) -> dict[str, Schema]:
                 "The store answers and the scripts are loaded",
                 {
                     200: answer("Ready.", "Readiness"),
-                    503: answer("Not ready (a plain body, not a problem).", "Readiness"),
+                    503: ref("E503", "responses"),
                 },
             )
         },

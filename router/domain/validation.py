@@ -361,6 +361,9 @@ def parse_new_interaction(body: Mapping[str, Any]) -> NewInteraction:
 
 def _check_data(f: Fields[NewInteraction]) -> None:
     data = f.table["data"]
+    if not isinstance(data, Mapping):
+        f.fail("data", "must be an object")
+        return
     if nesting(data) > MAX_DATA_DEPTH:  # before json.dumps, which recurses
         f.fail("data", f"must nest at most {MAX_DATA_DEPTH} levels")
         return

@@ -102,7 +102,7 @@ async def test_create_without_id_gets_one(client: Client) -> None:
         ({"queue": "support", "channel": "chat"}, "channel"),
         ({"queue": "support", "channel": "fax"}, "channel"),
         ({"queue": "support", "preferred_agents": ["a1"]}, "preferred_wait_s"),
-        ({"queue": "support", "data": "x" * 5000}, "data"),
+        ({"queue": "support", "data": {"s": "x" * 5000}}, "data"),
         ({"queue": "support", "id": "has space"}, "id"),
     ],
 )

@@ -24,7 +24,7 @@ from router.store.server import RedisServer
 from tests.api.conftest import ServiceTestServer, auth, config_for
 
 Client = TestClient[web.Request, web.Application]
-TIMEOUT_S = 0.3
+TIMEOUT_S = 0.5
 LOOSE_S = 10.0
 """A bound on each answer far above store_timeout_s and far below the 30 s hangs once seen."""
 
@@ -45,6 +45,8 @@ async def faulty(
 ) -> AsyncIterator[Client]:
     config = config_for(replace(settings, store_timeout_s=TIMEOUT_S), store.url)
     async with TestClient(ServiceTestServer(create_app(config, clock))) as client:
+        async with client.put("/v1/agents/a1", json={"skills": {}}, headers=auth()) as resp:
+            assert resp.status == 201
         yield client
 
 
@@ -60,12 +62,19 @@ async def answer(client: Client, method: str, path: str, **kw: Any) -> tuple[int
         return resp.status, body, loop.time() - started
 
 
+async def until_ready(client: Client) -> None:
+    """Wait until /readyz answers 200: the store is back."""
+    async with asyncio.timeout(LOOSE_S):
+        while (await answer(client, "GET", "/readyz"))[0] != 200:
+            await asyncio.sleep(0.05)
+
+
 async def burst(client: Client, count: int) -> list[int]:
-    """Statuses of `count` parallel requests: half reads, half creates."""
+    """Statuses of `count` parallel requests: half reads, half creates (one store call each)."""
 
     async def one(i: int) -> int:
         if i % 2:
-            status, _, _ = await answer(client, "GET", "/v1/queues/support", headers=auth())
+            status, _, _ = await answer(client, "GET", "/v1/agents/a1", headers=auth())
         else:
             body = {"queue": "chat"}
             status, _, _ = await answer(
@@ -89,9 +98,11 @@ async def test_a_frozen_store_answers_503_in_time_and_a_retried_create_is_applie
         problem = json.loads(body)
         assert problem["type"] == "/problems/store-unavailable"
         tried = problem["interaction_id"]  # the id to retry with
-        for path in ("/v1/interactions/x", "/v1/agents/x", "/v1/queues"):
-            assert (await answer(faulty, "GET", path, headers=auth()))[0] == 503
-        assert (await answer(faulty, "GET", "/readyz"))[0] == 503
+        paths = ("/v1/interactions/x", "/v1/agents/x", "/v1/queues", "/readyz")
+        answers = await asyncio.gather(
+            *(answer(faulty, "GET", path, headers=auth()) for path in paths)
+        )
+        assert [status for status, _, _ in answers] == [503] * len(paths)
         status, metrics, _ = await answer(faulty, "GET", "/metrics")
         assert status == 200  # the per-process series, while the store does not answer
         assert b"acd_store_up 0.0" in metrics
@@ -99,6 +110,7 @@ async def test_a_frozen_store_answers_503_in_time_and_a_retried_create_is_applie
         assert b"acd_queue_waiting" not in metrics
     finally:
         os.kill(store.process.pid, signal.SIGCONT)
+    await until_ready(faulty)
 
     # The frozen create may be applied now; the retry with its id never creates a second one.
     status, body, _ = await answer(
@@ -128,6 +140,7 @@ async def test_every_wait_on_a_frozen_store_ends_in_time(
         assert loop.time() - started < LOOSE_S
     finally:
         os.kill(store.process.pid, signal.SIGCONT)
+    await until_ready(faulty)
     assert set(await burst(faulty, 50)) == {200, 201}
 
 
@@ -140,5 +153,5 @@ async def test_no_request_fails_on_a_stale_connection_after_a_restart(
     assert store.process is not None
     store.process.kill()
     store.process.wait()
-    store.start()
+    store.start()  # answers PING when it returns
     assert set(await burst(faulty, 50)) == {200, 201}

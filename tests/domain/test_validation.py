@@ -232,9 +232,9 @@ def test_parse_new_interaction_treats_null_as_absent() -> None:
 
 
 def test_parse_new_interaction_counts_data_in_utf8_bytes() -> None:
-    fits = "x" * (4096 - 2)  # the quotes make it 4096 bytes
+    fits = {"s": "x" * (4096 - 8)}  # {"s":""} makes it 4096 bytes
     assert parse_new_interaction({"queue": "q", "data": fits}).data == fits
-    too_big = "ä" * 2048  # 4096 bytes of UTF-8, plus quotes
+    too_big = {"s": "ä" * 2045}  # 4090 bytes of UTF-8, plus 8
     assert problems(parse_new_interaction, {"queue": "q", "data": too_big}) == [
         ("data", "must be at most 4096 bytes as compact JSON")
     ]
@@ -303,10 +303,16 @@ AGENTS_17 = [f"a{i}" for i in range(17)]
         ),
         ({"queue": "q", "preferred_wait_s": 10}, "preferred_wait_s", "needs preferred_agents"),
         ({"queue": "q", "preferred_wait_s": -1}, "preferred_wait_s", "must be >= 0"),
-        ({"queue": "q", "data": "x" * 4095}, "data", "must be at most 4096 bytes as compact JSON"),
+        (
+            {"queue": "q", "data": {"s": "x" * 4089}},
+            "data",
+            "must be at most 4096 bytes as compact JSON",
+        ),
         ({"queue": "q", "data": {"v": float("nan")}}, "data", "must be a JSON value"),
-        ({"queue": "q", "data": b"\x00"}, "data", "must be a JSON value"),
-        ({"queue": "q", "data": "\ud800"}, "data", "must be a JSON value"),
+        ({"queue": "q", "data": {"b": b"\x00"}}, "data", "must be a JSON value"),
+        ({"queue": "q", "data": {"s": "\ud800"}}, "data", "must be a JSON value"),
+        ({"queue": "q", "data": "x"}, "data", "must be an object"),
+        ({"queue": "q", "data": [1]}, "data", "must be an object"),
         ({"queue": "q", "agent": "a1"}, "agent", "unknown field"),
     ],
 )
