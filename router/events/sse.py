@@ -58,6 +58,8 @@ BUFFER_EVENTS = 2000
 shared by every stream that gets them: a full buffer costs pointers, not copies."""
 SWEEP_S = 1.0
 """How often the hub looks for streams whose client went away."""
+SWEEP_CHUNK = 500
+"""Streams looked at between two yields to the event loop: a sweep never stalls requests."""
 RETRY_S = 1.0
 """The hub's pause after a failed read."""
 HELD_POLL_S = 0.05
@@ -329,9 +331,11 @@ class EventHub:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_S)
-            for stream in list(self._streams):
+            for i, stream in enumerate(list(self._streams), start=1):
                 if stream.gone():
                     stream.wake.set()
+                if i % SWEEP_CHUNK == 0:
+                    await asyncio.sleep(0)
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
