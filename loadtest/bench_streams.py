@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 
@@ -101,7 +102,7 @@ async def open_stream(host: str, port: int, api_key: str) -> asyncio.StreamWrite
         raise RuntimeError(f"stream refused: {head.splitlines()[0]!r}")
     # Idle: the kernel keeps its keep-alive comments, so this load generator spends no time on
     # them (the router's writes still happen).
-    writer.transport.pause_reading()
+    cast(asyncio.Transport, writer.transport).pause_reading()
     return writer
 
 
