@@ -160,6 +160,8 @@ async def list_agents(request: web.Request) -> web.Response:
     engine = _engine(request)
     queue = None
     if "queue" in query:
+        if problem := NAME.problem(query["queue"]):
+            raise ValidationError.of("queue", problem)
         queue = await engine.get_queue(query["queue"])
         if queue is None:
             raise ValidationError.of("queue", "no such queue")
