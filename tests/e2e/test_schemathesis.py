@@ -54,7 +54,7 @@ def service(tmp_path: Path) -> Iterator[str]:
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(
-    service: str,
+    service: str, tmp_path: Path
 ) -> None:
     root = Path(__file__).resolve().parents[2]
     command = [
@@ -78,7 +78,10 @@ def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(
         "--no-color",
     ]
     env = clean_env({"SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks", "PYTHONPATH": str(root)})
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
+    # In a temporary folder: schemathesis keeps a cache (.schemathesis/) in its working folder.
+    run = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-8000:]
     found = re.search(r"(\d+) generated, (\d+) passed", report)
