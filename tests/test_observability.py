@@ -691,15 +691,9 @@ def dashboard_variable_query() -> str:
     return found.group(1)
 
 
-ANNOUNCED = {"acd_store_up"}
-"""Series the rules read that the service may not export yet (the store-health work adds
-`acd_store_up` in parallel): an operand reading one is checked once the service exports it.
-The promtool unit tests cover those rules meanwhile."""
-
-
-def queries_to_evaluate(exported: set[str]) -> list[tuple[str, str]]:
+def queries_to_evaluate() -> list[tuple[str, str]]:
     """(what, PromQL) of every panel query, rule expression, operand of an alert's condition
-    and recorded series name; `exported`: the metric names the service exports."""
+    and recorded series name."""
     queries = [
         (f"panel {title!r}", substitute(expr, QUEUE_REGEX)) for title, expr in panel_queries()
     ]
@@ -709,9 +703,7 @@ def queries_to_evaluate(exported: set[str]) -> list[tuple[str, str]]:
         if "record" in rule:
             queries.append((f"recording rule {name}", expr))
             queries.append((f"recorded series {name}", name))
-        for operand in operands(expr):
-            if not set(METRIC_NAME.findall(operand)) & (ANNOUNCED - exported):
-                queries.append((f"alert {name} operand", operand))
+        queries += [(f"alert {name} operand", operand) for operand in operands(expr)]
     return queries
 
 
@@ -748,7 +740,6 @@ def test_every_panel_and_rule_query_returns_data_from_a_real_prometheus(
     assert status == 200, f"GET /metrics: {status} {exposition[:500]}\n{served.output[-3000:]}"
     families = list(text_string_to_metric_families(exposition))
     assert_conventions(families)
-    exported = {family.name for family in families}
 
     # The load in two phases, each seen by a scrape: the first creates every series, the
     # second moves them, so that rates, increases and ratios are numbers.
@@ -790,7 +781,7 @@ def test_every_panel_and_rule_query_returns_data_from_a_real_prometheus(
     # Every query returns data (the KPIs numbers, not NaN): polled until the deadline (recording
     # rules need an evaluation after the last scrape), then every failing one is reported with
     # its values and the metric names it reads that were never scraped.
-    pending = dict.fromkeys(queries_to_evaluate(exported), "")
+    pending = dict.fromkeys(queries_to_evaluate(), "")
     errors: dict[tuple[str, str], str] = {}
 
     def all_have_data() -> bool:
