@@ -14,15 +14,32 @@ start, fractional allowed):
 | `handle_s` | number >= 0 | talk time from the accept to the completion |
 | `patience_s` | number >= 0 or null, optional | hangs up after this wait; null/omitted: never |
 | `callback_accept` | bool, optional | accepts a callback offer (default false) |
-| `wrap_up_s` | number >= 0, optional | after-call work; omitted: the queue's `wrap_up_s` |
+| `wrap_up_s` | number >= 0, optional | after-call work; omitted: the roster's, else the queue's |
+
+History, optional (what happened to the call in the source; importers fill it, `calibrate` needs it;
+`simulate` and `replay` ignore it): `wait_s` (number >= 0, queue entry to the answer or the end)
+and `outcome` (`answered`, `abandoned` or `timed_out`) go together; `agent_id` (who answered it)
+only with `answered`.
 
     {"id": "c000001", "arrival_s": 3.52, "queue": "support", "handle_s": 171.4, "patience_s": 95.0}
+    {"id": "c000002", "arrival_s": 9.1, "queue": "support", "handle_s": 80.0, "patience_s": 140.2,
+     "wait_s": 12.0, "outcome": "answered", "agent_id": "a007"}
 
 **Roster** (JSON `{"agents": [...]}` or TOML `[[agents]]`): each agent has `id`, `skills`
 ({skill: 1..5}), `channels` (optional, {channel: capacity}; default `{"voice": 1}`) and
 `shifts`, a list of `[start_s, end_s]` in trace seconds (logged in, available, in between).
 
-    {"agents": [{"id": "a001", "skills": {"support": 3}, "shifts": [[0, 28800]]}]}
+Unavailability the trace does not record, optional: `wrap_up` maps a queue to the distribution of
+the after-call work of its calls, and `breaks` gives the agents' breaks (not ready): a break falls
+due after an exponential time of mean `every_s` of shift from the end of the last one (or the
+shift's start), and lasts a `duration` drawn from its distribution; a break due while the agent
+is offered, on a call or in wrap-up starts when that ends. An agent's own `wrap_up` and `breaks`
+replace the roster's. A distribution is `{"dist": "fixed"|"exponential"|"lognormal", "mean_s":
+m, "cv": c}` (`cv` only for lognormal).
+
+    {"agents": [{"id": "a001", "skills": {"support": 3}, "shifts": [[0, 28800]]}],
+     "wrap_up": {"support": {"dist": "lognormal", "mean_s": 30, "cv": 0.5}},
+     "breaks": {"every_s": 3600, "duration": {"dist": "exponential", "mean_s": 300}}}
 
 Loading checks every field; errors name the file, the line (trace) or agent index (roster) and
 the field: `day.jsonl:12: handle_s: must be a number >= 0`.
@@ -36,6 +53,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from router.domain.models import MAX_CHANNEL_CAPACITY, MAX_LEVEL, MAX_PRIORITY, Channel
@@ -69,6 +87,12 @@ class Call:
     patience_s: float | None = None
     callback_accept: bool = False
     wrap_up_s: float | None = None
+    wait_s: float | None = None
+    """History: the observed wait."""
+    outcome: str | None = None
+    """History: `answered`, `abandoned` or `timed_out`."""
+    agent_id: str | None = None
+    """History: the agent who answered."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the call, optional fields left out when unset."""
@@ -89,7 +113,57 @@ class Call:
             out["callback_accept"] = True
         if self.wrap_up_s is not None:
             out["wrap_up_s"] = self.wrap_up_s
+        if self.outcome is not None:
+            out["wait_s"] = None if self.wait_s is None else round(self.wait_s, 3)
+            out["outcome"] = self.outcome
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
         return out
+
+
+OUTCOMES = ("answered", "abandoned", "timed_out")
+DIST_KINDS = ("fixed", "exponential", "lognormal")
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution of durations: fixed, exponential, or log-normal with a coefficient of
+    variation; drawn by inverse transform, so one uniform number gives one draw."""
+
+    kind: str
+    mean_s: float
+    cv: float = 1.0
+
+    def quantile(self, u: float) -> float:
+        """The duration at cumulative probability `u` (0..1)."""
+        u = min(max(u, 1e-12), 1 - 1e-12)
+        if self.kind == "fixed" or self.mean_s == 0:
+            return self.mean_s
+        if self.kind == "exponential":
+            return -self.mean_s * math.log1p(-u)
+        sigma = math.sqrt(math.log1p(self.cv**2))
+        return math.exp(math.log(self.mean_s) - sigma**2 / 2 + sigma * _NORMAL.inv_cdf(u))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the distribution."""
+        out: dict[str, Any] = {"dist": self.kind, "mean_s": round(self.mean_s, 3)}
+        if self.kind == "lognormal":
+            out["cv"] = round(self.cv, 3)
+        return out
+
+
+@dataclass(frozen=True)
+class Breaks:
+    """Breaks (not ready): one falls due an exponential time of mean `every_s` of shift after
+    the last ended, and lasts `duration`."""
+
+    every_s: float
+    duration: Dist
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the breaks."""
+        return {"every_s": round(self.every_s, 3), "duration": self.duration.to_json()}
 
 
 @dataclass(frozen=True)
@@ -100,22 +174,34 @@ class RosterAgent:
     skills: dict[str, int]
     channels: dict[str, int] = field(default_factory=lambda: {"voice": 1})
     shifts: tuple[tuple[float, float], ...] = ()
+    wrap_up: Dist | None = None
+    """The agent's after-call work, instead of its queues'."""
+    breaks: Breaks | None = None
+    """The agent's breaks, instead of the roster's."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the agent."""
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "skills": dict(self.skills),
             "channels": dict(self.channels),
             "shifts": [[round(s, 3), round(e, 3)] for s, e in self.shifts],
         }
+        if self.wrap_up is not None:
+            out["wrap_up"] = self.wrap_up.to_json()
+        if self.breaks is not None:
+            out["breaks"] = self.breaks.to_json()
+        return out
 
 
 @dataclass(frozen=True)
 class Roster:
-    """The agents of a run."""
+    """The agents of a run, with the unavailability the trace does not record."""
 
     agents: tuple[RosterAgent, ...]
+    wrap_up: dict[str, Dist] = field(default_factory=dict)
+    """Queue name to the after-call work of its calls."""
+    breaks: Breaks | None = None
 
 
 class _Checker:
@@ -176,6 +262,41 @@ class _Checker:
             return None
         return value
 
+    def dist(self, name: str) -> Dist | None:
+        """An optional distribution `{"dist", "mean_s", "cv"?}`."""
+        if self.obj.get(name) is None:
+            return None
+        d = _Checker(self.obj[name], f"{self.where}: {name}", self.problems)
+        before = len(self.problems)
+        d.unknown(("dist", "mean_s", "cv"))
+        kind = d.obj.get("dist")
+        if kind not in DIST_KINDS:
+            d.fail("dist", f"must be one of {', '.join(DIST_KINDS)}")
+        mean = d.number("mean_s", required=True)
+        cv = d.number("cv", required=kind == "lognormal")
+        if cv is not None and kind != "lognormal":
+            d.fail("cv", "only for lognormal")
+        if len(self.problems) > before or mean is None:
+            return None
+        return Dist(str(kind), mean, 1.0 if cv is None else cv)
+
+    def breaks(self, name: str) -> Breaks | None:
+        """Optional breaks `{"every_s", "duration"}`."""
+        if self.obj.get(name) is None:
+            return None
+        b = _Checker(self.obj[name], f"{self.where}: {name}", self.problems)
+        before = len(self.problems)
+        b.unknown(("every_s", "duration"))
+        every = b.number("every_s", required=True)
+        if every == 0:
+            b.fail("every_s", "must be > 0")
+        if b.obj.get("duration") is None:
+            b.fail("duration", "is required")
+        duration = b.dist("duration")
+        if len(self.problems) > before or every is None or duration is None:
+            return None
+        return Breaks(every, duration)
+
     def levels(self, name: str, high: int, key_rule: Any = NAME) -> dict[str, int]:
         """An optional map of names to integers 1..high."""
         value = self.obj.get(name)
@@ -207,6 +328,9 @@ CALL_FIELDS = (
     "patience_s",
     "callback_accept",
     "wrap_up_s",
+    "wait_s",
+    "outcome",
+    "agent_id",
 )
 
 
@@ -227,11 +351,39 @@ def parse_call(obj: Any, where: str, problems: list[str]) -> Call | None:
     accept = c.obj.get("callback_accept", False)
     if not isinstance(accept, bool):
         c.fail("callback_accept", "must be true or false")
+    wait, outcome, agent = _history(c)
     if len(problems) > before or arrival is None or handle is None:
         return None
     return Call(
-        ix_id, arrival, queue, handle, priority, credit, skills, patience, bool(accept), wrap_up
+        ix_id,
+        arrival,
+        queue,
+        handle,
+        priority,
+        credit,
+        skills,
+        patience,
+        bool(accept),
+        wrap_up,
+        wait,
+        outcome,
+        agent,
     )
+
+
+def _history(c: _Checker) -> tuple[float | None, str | None, str | None]:
+    """The optional history fields: `wait_s` and `outcome` together, `agent_id` if answered."""
+    wait = c.number("wait_s")
+    outcome = c.obj.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        c.fail("outcome", f"must be one of {', '.join(OUTCOMES)}")
+        outcome = None
+    if (wait is None) != (c.obj.get("outcome") is None):
+        c.fail("wait_s" if wait is None else "outcome", "is required with outcome and wait_s")
+    agent = c.ident("agent_id") if "agent_id" in c.obj else None
+    if agent is not None and c.obj.get("outcome") != "answered":
+        c.fail("agent_id", "only for an answered call")
+    return wait, outcome, agent or None
 
 
 def parse_trace(lines: Iterable[str], name: str = "trace") -> list[Call]:
@@ -313,26 +465,46 @@ def parse_roster(document: Any, name: str = "roster") -> Roster:
     items = table.get("agents")
     if not isinstance(items, list):
         raise TraceError([f"{name}: agents: must be a list of agents"])
+    top = _Checker(table, name, problems)
+    top.unknown(("agents", "wrap_up", "breaks"))
+    wrap_up: dict[str, Dist] = {}
+    by_queue = table.get("wrap_up") or {}
+    if not isinstance(by_queue, Mapping):
+        top.fail("wrap_up", "must map queue names to distributions")
+        by_queue = {}
+    wraps = _Checker(by_queue, f"{name}: wrap_up", problems)
+    for queue in by_queue:
+        problem = NAME.problem(queue)
+        if problem:
+            wraps.fail(str(queue), problem)
+        elif (dist := wraps.dist(queue)) is not None:
+            wrap_up[queue] = dist
+    breaks = top.breaks("breaks")
     agents = []
     seen: set[str] = set()
     for i, obj in enumerate(items):
         before = len(problems)
         c = _Checker(obj, f"{name}: agents[{i}]", problems)
-        c.unknown(("id", "skills", "channels", "shifts", "name"))
+        c.unknown(("id", "skills", "channels", "shifts", "name", "wrap_up", "breaks"))
         agent_id = c.ident("id")
         skills = c.levels("skills", MAX_LEVEL)
         channels = (
             c.levels("channels", MAX_CHANNEL_CAPACITY, _CHANNEL) if "channels" in c.obj else {}
         )
         shifts = _shifts(c)
+        agent_wrap, agent_breaks = c.dist("wrap_up"), c.breaks("breaks")
         if agent_id in seen:
             c.fail("id", f"duplicate {agent_id!r}")
         seen.add(agent_id)
         if len(problems) == before:
-            agents.append(RosterAgent(agent_id, skills, channels or {"voice": 1}, shifts))
+            agents.append(
+                RosterAgent(
+                    agent_id, skills, channels or {"voice": 1}, shifts, agent_wrap, agent_breaks
+                )
+            )
     if problems:
         raise TraceError(problems)
-    return Roster(tuple(agents))
+    return Roster(tuple(agents), wrap_up, breaks)
 
 
 class _ChannelRule:
@@ -359,7 +531,13 @@ def load_roster(path: str | Path) -> Roster:
 
 
 def write_roster(path: str | Path, roster: Roster) -> None:
-    """Write a roster as JSON, one agent a line."""
+    """Write a roster as JSON, one agent a line, then its unavailability."""
     lines = [json.dumps(a.to_json(), separators=(", ", ": ")) for a in roster.agents]
+    extra = ""
+    if roster.wrap_up:
+        wraps = {q: d.to_json() for q, d in sorted(roster.wrap_up.items())}
+        extra += ',\n"wrap_up": ' + json.dumps(wraps, separators=(", ", ": "))
+    if roster.breaks is not None:
+        extra += ',\n"breaks": ' + json.dumps(roster.breaks.to_json(), separators=(", ", ": "))
     with open(path, "w", encoding="utf-8") as file:
-        file.write('{"agents": [\n  ' + ",\n  ".join(lines) + "\n]}\n")
+        file.write('{"agents": [\n  ' + ",\n  ".join(lines) + "\n]" + extra + "}\n")
