@@ -4,10 +4,11 @@ This process plays the telephony platform and the agents. Agents are created (PU
 out by their shifts; interactions are created at `arrival_s / S`; offers (read from the SSE event
 stream) are accepted after the ring delay and completed `handle_s / S` later; callers hang up after
 `patience_s / S` if not yet connected; callback offers are taken when the trace says
-`callback_accept`. The service must run with `--clock-speed S`, so its timers (offer timeout,
-wrap-up, max wait) stay in trace time and every difference of its timestamps is in trace seconds:
-waits and handle times come from the interaction's `enqueued_at`, `answered_at` and `ended_at`,
-anchored at the call's `arrival_s`.
+`callback_accept`; agents take the roster's wrap-up (in the completion's `wrap_up_s`) and breaks
+(`not_ready`, then `available`), drawn as `simulate` draws them. The service must run with
+`--clock-speed S`, so its timers (offer timeout, wrap-up, max wait) stay in trace time and every
+difference of its timestamps is in trace seconds: waits and handle times come from the
+interaction's `enqueued_at`, `answered_at` and `ended_at`, anchored at the call's `arrival_s`.
 
 Durations the trace gives are counted from the service's own timestamps, mapped to this process's
 trace time (`ServiceClock`): an accept is due the ring delay after the offer's `at`, a completion
@@ -35,9 +36,11 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from loadtest.ewt import ewt_figures, ewt_report
 from loadtest.report import COLUMNS, html_report, percentile, row, run_figures, table
 from loadtest.simulate import SHIFT_END_REASON, CallResult, SimResult, check_queues
 from loadtest.trace import Call, Roster
+from loadtest.unavailability import BREAK_REASON, BreakBook, Unavailability
 from router.domain.models import QueueConfig
 
 EVENT_TYPES = (
@@ -68,6 +71,8 @@ class ReplayOptions:
     """After the last arrival, how long (trace s) to wait at most for the last calls."""
     id_prefix: str = ""
     """Prepended to every interaction id (to replay a trace twice on one service)."""
+    seed: int = 1
+    """Of the roster's wrap-up and break draws."""
     progress: TextIO | None = None
 
 
@@ -220,6 +225,9 @@ class Replayer:
         self.t0 = 0.0
         self.created = 0
         self.connected: dict[str, set[str]] = {a.id: set() for a in roster.agents}
+        self.offered: dict[str, set[str]] = {a.id: set() for a in roster.agents}
+        self.unav = Unavailability(roster, options.seed)
+        self.breaks = BreakBook(self.unav)
         self.on_shift: set[str] = set()
         self.leaving: set[str] = set()
         self.last_event_id = ""
@@ -311,6 +319,8 @@ class Replayer:
             if any(start <= 0 for start, _ in agent.shifts):
                 await self.login(agent.id)
         self.t0 = time.monotonic()
+        for agent_id in self.on_shift:
+            self.start_breaks(agent_id, 0.0)
         for agent in self.roster.agents:
             for start, end in agent.shifts:
                 if start > 0:
@@ -429,9 +439,9 @@ class Replayer:
         if answer.get("status") == "blocked":
             c.result.status, c.result.ended_s = "blocked", call.arrival_s
             return
-        ewt = answer.get("ewt_s")
-        c.result.ewt_s = 0.0 if answer.get("status") != "queued" else ewt
-        if c.result.ewt_s is None:
+        c.result.queued = answer.get("status") == "queued"
+        c.result.ewt_s = answer.get("ewt_s")
+        if c.result.ewt_s is None:  # the 201 without ewt_s: the GET right after
             got_status, got = await self.request("get", "GET", f"/v1/interactions/{ix_id}")
             if got_status == 200 and isinstance(got, dict):
                 c.result.ewt_s = got.get("ewt_s")
@@ -442,6 +452,7 @@ class Replayer:
     async def accept(self, ix_id: str, agent_id: str) -> None:
         """The agent answers its offer (a withdrawn or expired one is a 409, ignored)."""
         c = self.by_id[ix_id]
+        self.offered.setdefault(agent_id, set()).discard(ix_id)
         if c.result.status != "pending":
             return
         status, answer = await self.request(
@@ -460,21 +471,30 @@ class Replayer:
         self.at(done, "complete", partial(self.complete, ix_id, agent_id))
 
     async def complete(self, ix_id: str, agent_id: str) -> None:
-        """The agent hangs up; it logs out now if its shift is over."""
+        """The agent hangs up (wrap-up follows); it logs out now if its shift is over, or goes
+        on the break that fell due during the call."""
         c = self.by_id[ix_id]
         call = c.result.call
         body: dict[str, Any] = {"agent_id": agent_id}
-        if call.wrap_up_s is not None:
-            body["wrap_up_s"] = call.wrap_up_s
+        wrap_up_s = self.unav.wrap_up_s(call, agent_id)
+        if wrap_up_s is not None:
+            body["wrap_up_s"] = wrap_up_s
+        wrap = wrap_up_s if wrap_up_s is not None else self.queues[call.queue].wrap_up_s
+        self.connected[agent_id].discard(ix_id)
+        back = None
+        if not self.connected[agent_id] and not self.offered[agent_id]:
+            back = self.breaks.completed(agent_id, self.trace_now(), wrap)
+        if back is not None:  # not ready before the call ends: no offer in between
+            await self.set_state(agent_id, "not_ready", BREAK_REASON)
+            token = self.breaks.token(agent_id)
+            self.at(back, "break", partial(self.back_from_break, agent_id, token))
         status, answer = await self.request(
             "complete", "POST", f"/v1/interactions/{ix_id}/complete", body
         )
         ended_at = self.anchor(c, answer, "ended_at") if status == 200 else None
         ended = self.trace_time(c, ended_at)
         c.result.ended_s = ended if ended is not None else self.trace_now()
-        wrap = call.wrap_up_s if call.wrap_up_s is not None else self.queues[call.queue].wrap_up_s
         c.result.free_s = c.result.ended_s + wrap
-        self.connected[agent_id].discard(ix_id)
         self.changed.set()
         if agent_id in self.leaving and not self.connected[agent_id]:
             self.leaving.discard(agent_id)
@@ -513,14 +533,37 @@ class Replayer:
         return status
 
     async def login(self, agent_id: str) -> None:
-        """Start of a shift (or back after a missed offer)."""
+        """Start of a shift (its break clock starts), or back after a missed offer."""
+        if agent_id not in self.on_shift and self.t0:  # before the clock starts: `run` does
+            self.start_breaks(agent_id, self.trace_now())
         self.on_shift.add(agent_id)
         self.leaving.discard(agent_id)
         await self.set_state(agent_id, "available")
 
+    def start_breaks(self, agent_id: str, t: float) -> None:
+        """Start the agent's break clock at trace second `t`."""
+        due = self.breaks.start(agent_id, t)
+        if due is not None:
+            self.at(due[0], "break", partial(self.take_break, agent_id, due[1]))
+
+    async def take_break(self, agent_id: str, token: int) -> None:
+        """A break falls due: not ready now, or owed until the agent's call ends."""
+        busy = bool(self.connected[agent_id] or self.offered[agent_id])
+        back = self.breaks.due(agent_id, token, self.trace_now(), busy)
+        if back is not None:
+            await self.set_state(agent_id, "not_ready", BREAK_REASON)
+            self.at(back, "break", partial(self.back_from_break, agent_id, token))
+
+    async def back_from_break(self, agent_id: str, token: int) -> None:
+        """The break is over: available again (unless the shift ended), and the next one due."""
+        if self.breaks.current(agent_id, token):
+            await self.set_state(agent_id, "available")
+            self.start_breaks(agent_id, self.trace_now())
+
     async def logout(self, agent_id: str) -> None:
         """End of a shift: out at once, or not ready until the last call ends."""
         self.on_shift.discard(agent_id)
+        self.breaks.stop(agent_id)
         busy = bool(self.connected[agent_id])
         if busy or await self.set_state(agent_id, "logged_out") == 409:  # 409: ringing, say
             self.leaving.add(agent_id)
@@ -568,6 +611,7 @@ class Replayer:
         now = self.trace_now()
         if kind == "interaction.offered" and c is not None and isinstance(ix_id, str):
             agent_id = str(event.get("agent_id"))
+            self.offered.setdefault(agent_id, set()).add(ix_id)
             offered = self.clock.trace(timestamp(event.get("at")), now)
             self.at(
                 offered + self.opt.ring_delay_s, "accept", partial(self.accept, ix_id, agent_id)
@@ -614,7 +658,8 @@ def replay_report(result: ReplayResult) -> str:
             f"{result.speed:g}x: start it with --clock-speed {result.speed:g}"
         )
     late = result.stats.lateness_report(result.speed)
-    return "\n".join([*lines, "", result.stats.report(), "", late])
+    ewt = ewt_report(ewt_figures(sim))
+    return "\n".join([*lines, ewt, "", result.stats.report(), "", late])
 
 
 def replay_html(result: ReplayResult) -> str:

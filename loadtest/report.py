@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from loadtest.charts import charts
@@ -11,6 +11,7 @@ from loadtest.simulate import CallResult, SimResult
 from router.domain.stats import FORMULAS, service_levels
 
 ALL = "(all)"
+"""The all-queues row of a report (printed when the run has more than one queue)."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,16 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def figures(queue: str, calls: Sequence[CallResult], threshold_s: float) -> QueueFigures:
-    """Figures of the calls of one queue (threshold: the queue's SLA `threshold_s`)."""
+def figures(
+    queue: str, calls: Sequence[CallResult], threshold_s: Mapping[str, float]
+) -> QueueFigures:
+    """Figures of `calls` (of one queue, or several): each call is within the SLA by its own
+    queue's `threshold_s`."""
     answered = [r for r in calls if r.status == "answered"]
     abandoned = [r for r in calls if r.status == "abandoned"]
-    limit = round(threshold_s * 1000)
 
     def within(r: CallResult) -> bool:
+        limit = round(threshold_s[r.call.queue] * 1000)
         return r.wait_s is not None and round(r.wait_s * 1000) <= limit
 
     window = {
@@ -80,13 +84,26 @@ def figures(queue: str, calls: Sequence[CallResult], threshold_s: float) -> Queu
 
 
 def run_figures(result: SimResult) -> list[QueueFigures]:
-    """Figures per queue of a run, by name."""
+    """Figures per queue of a run, by name, then all queues (`ALL`) when there are several."""
+    return grouped_figures(result.calls, thresholds(result))
+
+
+def thresholds(result: SimResult) -> dict[str, float]:
+    """Each queue's SLA threshold."""
+    return {name: q.sla.threshold_s for name, q in result.queues.items()}
+
+
+def grouped_figures(
+    calls: Sequence[CallResult], threshold_s: Mapping[str, float]
+) -> list[QueueFigures]:
+    """Figures of `calls` per queue, by name, then of all queues when there are several."""
     by_queue: dict[str, list[CallResult]] = {}
-    for r in result.calls:
+    for r in calls:
         by_queue.setdefault(r.call.queue, []).append(r)
-    return [
-        figures(q, calls, result.queues[q].sla.threshold_s) for q, calls in sorted(by_queue.items())
-    ]
+    rows = [figures(q, group, threshold_s) for q, group in sorted(by_queue.items())]
+    if len(rows) > 1:
+        rows.append(figures(ALL, calls, threshold_s))
+    return rows
 
 
 SHORT = {

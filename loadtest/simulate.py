@@ -3,7 +3,8 @@
 A discrete-event loop plays the platform and the agents: agents log in and out by their shifts,
 interactions arrive, offers (read from the event log) are accepted after the ring delay, calls
 complete after `handle_s` (then wrap-up), callers hang up after `patience_s` while still waiting,
-and `tick(now)` runs at every due timer. Every engine call gets an explicit `now`.
+agents take the roster's breaks (`not_ready`, see `loadtest.unavailability`), and `tick(now)` runs
+at every due timer. Every engine call gets an explicit `now`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, cast
 
+import msgpack
 from redis.asyncio import Redis
 
 from loadtest.trace import Call, Roster, RosterAgent
+from loadtest.unavailability import BREAK_REASON, BreakBook, Unavailability
 from router.domain.models import AgentProfile, AgentState, Channel, NewInteraction, QueueConfig
 from router.errors import Conflict
 from router.settings import ServiceSettings
@@ -39,8 +42,10 @@ class Kind(IntEnum):
     CALLBACK = 3
     ABANDON = 4
     LOGOUT = 5
-    LOGIN = 6
-    ARRIVAL = 7
+    BREAK = 6
+    BACK = 7
+    LOGIN = 8
+    ARRIVAL = 9
 
 
 @dataclass
@@ -57,6 +62,9 @@ class CallResult:
     """End of the agent's wrap-up."""
     agent_id: str | None = None
     ewt_s: float | None = None
+    """The router's EWT at arrival (what it records for the arrival; `replay`: the API's)."""
+    queued: bool = False
+    """It waited in the queue (it was not offered at once)."""
     callback_offered: bool = False
     callback: bool = False
     """The caller took the callback (off the line: no longer abandons)."""
@@ -72,10 +80,12 @@ class CallResult:
 
 @dataclass(frozen=True)
 class SimOptions:
-    """Ring delay (s) before each accept, and the engine time of trace second 0."""
+    """Ring delay (s) before each accept, the engine time of trace second 0, and the seed of
+    the roster's wrap-up and break draws."""
 
     ring_delay_s: float = 0.0
     start: float = EPOCH
+    seed: int = 1
 
 
 @dataclass
@@ -121,6 +131,9 @@ class Simulator:
         self.ticks: set[int] = set()
         self.last_event = "0"
         self.connected: dict[str, set[str]] = {a.id: set() for a in roster.agents}
+        self.offered: dict[str, set[str]] = {a.id: set() for a in roster.agents}
+        self.unav = Unavailability(roster, options.seed)
+        self.breaks = BreakBook(self.unav)
         self.on_shift: set[str] = set()
         self.leaving: set[str] = set()
         self.engine_calls = 0
@@ -194,7 +207,13 @@ class Simulator:
             if not await self.abandon(t, payload):
                 return
         elif kind is Kind.LOGIN:
-            await self.login(now, payload)
+            await self.login(t, payload)
+        elif kind is Kind.BREAK:
+            if not await self.take_break(t, *payload):
+                return
+        elif kind is Kind.BACK:
+            if not await self.back_from_break(t, *payload):
+                return
         else:
             await self.logout(now, payload)
         await self.poll(t)
@@ -214,17 +233,15 @@ class Simulator:
         if ix.status == "blocked":
             result.status, result.ended_s = "blocked", t
             return
-        result.ewt_s = 0.0
-        if ix.status == "queued":
-            self.engine_calls += 1
-            got = await self.engine.get_interaction(call.id, self.now(t))
-            result.ewt_s = got.ewt_s if got is not None else None
+        result.queued = ix.status == "queued"
+        result.ewt_s = await arrival_ewt(self.engine, call.id)
         if call.patience_s is not None:
             self.push(t + call.patience_s, Kind.ABANDON, call.id)
 
     async def accept(self, t: float, ix_id: str, agent_id: str) -> None:
         """The agent answers its offer (a withdrawn or expired one is a 409, ignored)."""
         result = self.results[ix_id]
+        self.offered[agent_id].discard(ix_id)
         if result.status != "pending" or result.answered_s is not None:
             return
         try:
@@ -237,16 +254,53 @@ class Simulator:
         self.push(t + result.call.handle_s, Kind.COMPLETE, (ix_id, agent_id))
 
     async def complete(self, t: float, ix_id: str, agent_id: str) -> None:
-        """The agent hangs up; it logs out now if its shift is over."""
+        """The agent hangs up (wrap-up follows); it logs out now if its shift is over, or goes
+        on the break that fell due during the call."""
         result = self.results[ix_id]
         call = result.call
-        await self.engine.complete(ix_id, agent_id, self.now(t), wrap_up_s=call.wrap_up_s)
-        wrap = call.wrap_up_s if call.wrap_up_s is not None else self.queues[call.queue].wrap_up_s
-        result.status, result.ended_s, result.free_s = "answered", t, t + wrap
+        wrap_up_s = self.unav.wrap_up_s(call, agent_id)
+        wrap = wrap_up_s if wrap_up_s is not None else self.queues[call.queue].wrap_up_s
         self.connected[agent_id].discard(ix_id)
+        back = None
+        if not self.connected[agent_id] and not self.offered[agent_id]:
+            back = self.breaks.completed(agent_id, t, wrap)
+        if back is not None:  # not ready before the call ends: no offer in between
+            await self.engine.set_agent_state(
+                agent_id, AgentState.NOT_READY, self.now(t), reason=BREAK_REASON
+            )
+        await self.engine.complete(ix_id, agent_id, self.now(t), wrap_up_s=wrap_up_s)
+        result.status, result.ended_s, result.free_s = "answered", t, t + wrap
+        if back is not None:
+            self.push(back, Kind.BACK, (agent_id, self.breaks.token(agent_id)))
         if agent_id in self.leaving and not self.connected[agent_id]:
             self.leaving.discard(agent_id)
             await self.engine.set_agent_state(agent_id, AgentState.LOGGED_OUT, self.now(t))
+
+    async def take_break(self, t: float, agent_id: str, token: int) -> bool:
+        """A break falls due: not ready now, or owed until the agent's call ends."""
+        busy = bool(self.connected[agent_id] or self.offered[agent_id])
+        back = self.breaks.due(agent_id, token, t, busy)
+        if back is None:
+            return False
+        await self.engine.set_agent_state(
+            agent_id, AgentState.NOT_READY, self.now(t), reason=BREAK_REASON
+        )
+        self.push(back, Kind.BACK, (agent_id, token))
+        return True
+
+    async def back_from_break(self, t: float, agent_id: str, token: int) -> bool:
+        """The break is over: available again (unless the shift ended), and the next one due."""
+        if not self.breaks.current(agent_id, token):
+            return False
+        await self.engine.set_agent_state(agent_id, AgentState.AVAILABLE, self.now(t))
+        self.start_breaks(t, agent_id)
+        return True
+
+    def start_breaks(self, t: float, agent_id: str) -> None:
+        """Start the agent's break clock at `t`."""
+        due = self.breaks.start(agent_id, t)
+        if due is not None:
+            self.push(due[0], Kind.BREAK, (agent_id, due[1]))
 
     async def take_callback(self, t: float, ix_id: str) -> bool:
         """The caller accepts the callback offered (the trace's `callback_accept`)."""
@@ -272,15 +326,18 @@ class Simulator:
         result.status, result.ended_s = "abandoned", t
         return True
 
-    async def login(self, now: float, agent_id: str) -> None:
-        """Start of a shift (or back from a forced not-ready)."""
+    async def login(self, t: float, agent_id: str) -> None:
+        """Start of a shift (its break clock starts), or back from a forced not-ready."""
+        if agent_id not in self.on_shift:
+            self.start_breaks(t, agent_id)
         self.on_shift.add(agent_id)
         self.leaving.discard(agent_id)
-        await self.engine.set_agent_state(agent_id, AgentState.AVAILABLE, now)
+        await self.engine.set_agent_state(agent_id, AgentState.AVAILABLE, self.now(t))
 
     async def logout(self, now: float, agent_id: str) -> None:
         """End of a shift: out at once, or not ready until the last call ends."""
         self.on_shift.discard(agent_id)
+        self.breaks.stop(agent_id)
         if self.connected[agent_id]:
             self.leaving.add(agent_id)
             await self.engine.set_agent_state(
@@ -316,6 +373,7 @@ class Simulator:
         """React to one engine event."""
         ix_id = fields.get("interaction_id")
         if etype == "interaction.offered" and isinstance(ix_id, str):
+            self.offered.setdefault(fields["agent_id"], set()).add(ix_id)
             self.push(t + self.opt.ring_delay_s, Kind.ACCEPT, (ix_id, fields["agent_id"]))
         elif etype == "interaction.timed_out" and ix_id in self.results:
             result = self.results[ix_id]
@@ -330,6 +388,16 @@ class Simulator:
                 self.push(t, Kind.LOGIN, agent_id)
 
 
+async def arrival_ewt(engine: Engine, interaction_id: str) -> float | None:
+    """The EWT the router recorded for the interaction at its arrival (`ewt0` of the stored
+    record: the figure its `acd_ewt_error_seconds` observes and its callback offer uses)."""
+    raw = await engine.redis.get(engine.keys.interaction(interaction_id))
+    if raw is None:
+        return None
+    ewt = msgpack.unpackb(raw, raw=False, strict_map_key=False).get("ewt0")
+    return None if ewt is None else float(ewt)
+
+
 def scale_roster(roster: Roster, factor: float) -> Roster:
     """About `factor` times the agents, copies spread evenly over the roster (ids `x~k`)."""
     agents: list[RosterAgent] = []
@@ -338,7 +406,7 @@ def scale_roster(roster: Roster, factor: float) -> Roster:
         agents.extend(
             agent if k == 0 else replace(agent, id=f"{agent.id}~{k}") for k in range(copies)
         )
-    return Roster(tuple(agents))
+    return replace(roster, agents=tuple(agents))
 
 
 def add_agents(roster: Roster, count: int, like: str | None = None) -> Roster:
@@ -350,7 +418,7 @@ def add_agents(roster: Roster, count: int, like: str | None = None) -> Roster:
         replace(pool[(i * len(pool)) // count], id=f"{pool[(i * len(pool)) // count].id}+{i + 1}")
         for i in range(count)
     ]
-    return Roster((*roster.agents, *extra))
+    return replace(roster, agents=(*roster.agents, *extra))
 
 
 async def simulate_on(

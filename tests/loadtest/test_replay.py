@@ -26,7 +26,8 @@ from loadtest.check_replay import SL_POINTS, comparison, main, run_check, throwa
 from loadtest.generate import TraceSpec, generate_trace
 from loadtest.replay import ServiceClock, replay_html, replay_report
 from loadtest.report import run_figures
-from loadtest.trace import Call, Roster, RosterAgent
+from loadtest.trace import Breaks, Call, Dist, Roster, RosterAgent
+from loadtest.unavailability import Unavailability
 from router.config import load_config
 from router.errors import ConfigError
 
@@ -46,7 +47,9 @@ offer_timeout_s = 15
 sla = {{ threshold_s = {THRESHOLD_S}, target = 0.8 }}
 """
 ROSTER = Roster(
-    tuple(RosterAgent(f"a{i}", {"q": 1 + i % 3}, {"voice": 1}, ((0.0, 3600.0),)) for i in range(4))
+    tuple(RosterAgent(f"a{i}", {"q": 1 + i % 3}, {"voice": 1}, ((0.0, 3600.0),)) for i in range(4)),
+    wrap_up={"q": Dist("exponential", 5.0)},  # drawn per call, sent in each completion
+    breaks=Breaks(400.0, Dist("fixed", 15.0)),  # not_ready, then available, over HTTP
 )
 
 
@@ -76,6 +79,12 @@ async def test_replay_agrees_with_simulate(tmp_path: Path) -> None:
     assert fig.offered == accounted == len(calls)
     assert fig.answered == sim.answered == len(calls)  # nobody abandons
     assert not result.stats.errors, result.stats.report()
+    # Breaks over HTTP: each is a not_ready and an available besides the log-ins and -outs.
+    unav = Unavailability(ROSTER)
+    first_breaks = [unav.until_due(a.id) or 3600.0 for a in ROSTER.agents]
+    assert min(first_breaks) < 300  # at least one falls due while calls come in
+    state_changes = len(result.stats.latencies["agent_state"])
+    assert state_changes >= 2 * len(ROSTER.agents) + 2
 
     waits = [r.wait_s for r in simulated.calls if r.wait_s is not None]
     near = sum(1 for w in waits if abs(w - THRESHOLD_S) <= 2.0)
@@ -118,6 +127,7 @@ async def test_replay_agrees_with_simulate(tmp_path: Path) -> None:
     assert "p999 ms" in text
     assert "create" in text
     assert "late by" in text
+    assert "EWT |error| s" in text
     assert "WARNING" not in text  # the clocks agree
     assert "<svg" in replay_html(result)
     print(
