@@ -11,7 +11,11 @@ from pathlib import Path
 
 from loadtest import generate as gen
 from loadtest import importers
+from loadtest.calibrate import calibrate, calibration_report, parse_days
 from loadtest.charts import CHART_NAMES, write_chart
+from loadtest.check_calibration import FORMATS, run_check
+from loadtest.check_ewt import run_check as run_ewt_check
+from loadtest.ewt import ewt_figures, ewt_report
 from loadtest.replay import ReplayError, ReplayOptions, replay, replay_html, replay_report
 from loadtest.report import compare_report, html_report, text_report
 from loadtest.simulate import Scenario, SimOptions, add_agents, scale_roster, simulate_scenarios
@@ -48,12 +52,21 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--roster-out")
     i.add_argument("--config-out", help="a configuration with one queue per queue seen")
     i.add_argument("--seed", type=int, default=1)
+    i.add_argument(
+        "--day",
+        action="append",
+        default=[],
+        help="only this day, YYYY-MM-DD or a range YYYY-MM-DD..YYYY-MM-DD (repeatable)",
+    )
+    i.add_argument("--from", dest="start", default="00:00", help="each day from HH:MM")
+    i.add_argument("--to", dest="end", default="24:00", help="each day until HH:MM (excluded)")
 
     s = sub.add_parser("simulate", help="drive a trace through the engine in virtual time")
     s.add_argument("trace")
     s.add_argument("--roster", required=True)
     s.add_argument("--config", required=True)
     s.add_argument("--ring-delay", type=float, default=0.0)
+    s.add_argument("--seed", type=int, default=1, help="of the roster's wrap-up and breaks")
     s.add_argument("--scale-agents", type=float, help="what-if: this many times the agents")
     s.add_argument("--add-agents", type=int, help="what-if: this many more agents")
     s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
@@ -74,9 +87,34 @@ def parser() -> argparse.ArgumentParser:
         "--drain", type=float, default=1800.0, help="trace s after the last arrival at most"
     )
     p_replay.add_argument("--id-prefix", default="", help="prepended to interaction ids")
+    p_replay.add_argument("--seed", type=int, default=1, help="of the roster's wrap-up and breaks")
     p_replay.add_argument("--quiet", action="store_true", help="no progress line")
     p_replay.add_argument("--html", help="write a self-contained HTML report with charts here")
     chart_options(p_replay)
+
+    c = sub.add_parser("calibrate", help="fit unrecorded unavailability, predict held-out days")
+    c.add_argument("trace", help="a trace with history (wait_s, outcome, agent_id)")
+    c.add_argument("--roster", required=True)
+    c.add_argument("--config", required=True)
+    c.add_argument("--fit-days", help="trace days to fit on, e.g. 0-3 (default: all but the last)")
+    c.add_argument("--predict-days", help="trace days to predict, e.g. 4 (default: the last)")
+    c.add_argument("--ring-delay", type=float, default=0.0, help="s from offer to answer")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--replications", type=int, default=1, help="prediction runs averaged")
+    c.add_argument("--interval", type=float, default=60.0, help="report interval, minutes")
+    c.add_argument("--roster-out", help="write the roster with the fitted figures here")
+
+    k = sub.add_parser("check_calibration", help="calibration on synthetic history: PASS/FAIL")
+    k.add_argument("--days", type=int, default=6, help="simulated days; the last is predicted")
+    k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--staffing", type=float, default=0.5, help="x the Erlang C agents")
+    k.add_argument("--format", choices=(*FORMATS, "all"), default="all")
+    k.add_argument("--replications", type=int, default=2, help="prediction runs averaged")
+    k.add_argument("--out", help="a folder for the imported histories and rosters")
+
+    e = sub.add_parser("check_ewt", help="the router's EWT vs Asterisk's: PASS/FAIL")
+    e.add_argument("--hours", type=int, default=8)
+    e.add_argument("--seed", type=int, default=1)
 
     r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
     r.add_argument("--calls", type=int, default=50_000, help="calls without abandons")
@@ -121,7 +159,14 @@ def cmd_import(a: argparse.Namespace) -> str:
     """Convert a real trace."""
     text = Path(a.source).read_text(encoding="utf-8", errors="replace").splitlines()
     reader = importers.anonymous_bank if a.format == "anonymous-bank" else importers.queue_log
-    imported = reader(text, seed=a.seed)
+    selection = importers.Selection(
+        frozenset(d for text_day in a.day for d in importers.parse_day(text_day)),
+        importers.parse_clock(a.start),
+        importers.parse_clock(a.end),
+    )
+    if selection.end_s <= selection.start_s:
+        raise ValueError("--to must be after --from")
+    imported = reader(text, seed=a.seed, selection=selection)
     write_trace(a.out, imported.calls)
     lines = [f"{a.out}: {len(imported.calls)} calls", *imported.notes]
     if a.roster_out:
@@ -152,8 +197,9 @@ def cmd_simulate(a: argparse.Namespace) -> str:
         what.append(Path(a.compare_config).name)
     if what:
         runs.append(Scenario(", ".join(what), changed, other.queues, other.service))
-    results = asyncio.run(simulate_scenarios(calls, runs, SimOptions(ring_delay_s=a.ring_delay)))
-    parts = [text_report(r) for r in results]
+    options = SimOptions(ring_delay_s=a.ring_delay, seed=a.seed)
+    results = asyncio.run(simulate_scenarios(calls, runs, options))
+    parts = [text_report(r) + "\n" + ewt_report(ewt_figures(r)) for r in results]
     if len(results) > 1:
         parts.append(compare_report(results))
     if a.html:
@@ -176,6 +222,7 @@ def cmd_replay(a: argparse.Namespace) -> str:
         ring_delay_s=a.ring_delay,
         drain_s=a.drain,
         id_prefix=a.id_prefix,
+        seed=a.seed,
         progress=None if a.quiet else sys.stderr,
     )
     result = asyncio.run(replay(load_trace(a.trace), load_roster(a.roster), options))
@@ -186,6 +233,31 @@ def cmd_replay(a: argparse.Namespace) -> str:
     if a.svg:
         write_chart(a.svg, [result.sim], a.chart)
         out += f"\n\n{a.svg}: {a.chart} chart"
+    return out
+
+
+def cmd_calibrate(a: argparse.Namespace) -> str:
+    """Fit, write the roster, predict and compare."""
+    if a.replications < 1 or not a.interval > 0:
+        raise ValueError("--replications must be >= 1 and --interval > 0")
+    config = load_config(a.config)
+    result = asyncio.run(
+        calibrate(
+            load_trace(a.trace),
+            load_roster(a.roster),
+            config.queues,
+            config.service,
+            parse_days(a.fit_days) if a.fit_days else None,
+            parse_days(a.predict_days) if a.predict_days else None,
+            a.ring_delay,
+            a.seed,
+            a.replications,
+        )
+    )
+    out = calibration_report(result, a.interval * 60)
+    if a.roster_out:
+        write_roster(a.roster_out, result.roster)
+        out += f"\n\n{a.roster_out}: the roster with the fitted wrap-up and breaks"
     return out
 
 
@@ -201,6 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(cmd_simulate(a))
         elif a.command == "replay":
             print(cmd_replay(a))
+        elif a.command == "calibrate":
+            print(cmd_calibrate(a))
+        elif a.command == "check_calibration":
+            formats = FORMATS if a.format == "all" else (a.format,)
+            out = Path(a.out) if a.out else None
+            text, ok = asyncio.run(
+                run_check(a.days, a.seed, a.staffing, formats, a.replications, out)
+            )
+            print(text)
+            if not ok:
+                return 1
+        elif a.command == "check_ewt":
+            text, ok = asyncio.run(run_ewt_check(a.hours, a.seed))
+            print(text)
+            if not ok:
+                return 1
         else:
             from loadtest.reference import run_reference
 

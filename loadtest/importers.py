@@ -4,7 +4,9 @@ Both infer a roster (an agent's shift per day runs from the start of its first s
 end of its last; its skills are the queues it served, level 3) and estimate the patience of
 callers who did not abandon: at least their wait, drawn from a Kaplan-Meier fit of patience
 (abandons are events, answered waits are censored) conditioned on exceeding the observed wait,
-with an exponential tail beyond the last abandon. Deterministic for a seed.
+with an exponential tail beyond the last abandon. Deterministic for a seed. Each call keeps its
+history (`wait_s`, `outcome`, `agent_id`) for `calibrate`. A `Selection` keeps some days and a
+time window of each; trace day 0 is then the first day kept.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from loadtest.trace import Call, Roster, RosterAgent, merge_shifts
 
@@ -101,8 +103,9 @@ def id_of(raw: str) -> str:
 
 
 @dataclass
-class _Record:
-    """A call as read, before patience is estimated."""
+class Record:
+    """A call as a source records it, before patience is estimated; `arrival_s` counts from
+    midnight of the source's first day."""
 
     id: str
     arrival_s: float
@@ -113,10 +116,78 @@ class _Record:
     abandoned: bool
     agent: str | None = None
     credit_s: float | None = None
+    priority: int | None = None
+
+    @property
+    def outcome(self) -> str:
+        """`answered`, `abandoned`, or `timed_out` (left the queue unanswered otherwise)."""
+        if self.handle_s is not None:
+            return "answered"
+        return "abandoned" if self.abandoned else "timed_out"
 
 
-def _finish(records: list[_Record], notes: list[str], seed: int) -> Imported:
-    """Calls with estimated patience, and the inferred roster."""
+@dataclass(frozen=True)
+class Selection:
+    """Which days of a source to import (none named: all) and which time of day (seconds from
+    midnight, start included, end excluded)."""
+
+    days: frozenset[date] = frozenset()
+    start_s: float = 0.0
+    end_s: float = DAY_S
+
+    def apply(self, records: list[Record], first: date, notes: list[str]) -> list[Record]:
+        """The records kept, moved so that trace day 0 is the first day kept; a note per day."""
+        kept = [
+            r
+            for r in records
+            if (not self.days or first + timedelta(days=int(r.arrival_s // DAY_S)) in self.days)
+            and self.start_s <= r.arrival_s % DAY_S < self.end_s
+        ]
+        if not kept:
+            notes.append("no calls in the selected days and hours")
+            return kept
+        origin = min(int(r.arrival_s // DAY_S) for r in kept)
+        counts: dict[int, int] = defaultdict(int)
+        for r in kept:
+            r.arrival_s -= origin * DAY_S
+            counts[int(r.arrival_s // DAY_S)] += 1
+        for day, n in sorted(counts.items()):
+            calls = f"{n} call" + "s" * (n != 1)
+            notes.append(f"trace day {day}: {first + timedelta(days=origin + day)} ({calls})")
+        return kept
+
+
+def parse_day(text: str) -> list[date]:
+    """`YYYY-MM-DD`, or a range `YYYY-MM-DD..YYYY-MM-DD` (both ends included)."""
+    start, _, end = text.partition("..")
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end or start)
+    except ValueError:
+        raise ValueError(
+            f"day must be YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD, not {text!r}"
+        ) from None
+    if last < first:
+        raise ValueError(f"day range ends before it starts: {text!r}")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def parse_clock(text: str) -> float:
+    """`HH:MM` (or `HH:MM:SS`, `24:00`) to seconds from midnight."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        h, m, sec = int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0
+        seconds = h * 3600 + m * 60 + sec
+        if not (0 <= m < 60 and 0 <= sec < 60 and 0 <= seconds <= DAY_S):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"time of day must be HH:MM, not {text!r}") from None
+    return seconds
+
+
+def finish(records: list[Record], notes: list[str], seed: int) -> Imported:
+    """Calls with estimated patience and their history, and the inferred roster."""
     rng = random.Random(seed)
     by_queue: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for r in records:
@@ -131,24 +202,30 @@ def _finish(records: list[_Record], notes: list[str], seed: int) -> Imported:
             handles[r.queue].append(r.handle_s)
     pool = [h for hs in handles.values() for h in hs] or [0.0]
     calls = []
+    roster = infer_roster(records)
     for r in sorted(records, key=lambda r: (r.arrival_s, r.id)):
         patience = r.wait_s if r.abandoned else fits[r.queue].sample_above(r.wait_s, rng)
-        if r.handle_s is None:  # never answered: a handle time of its queue, if a what-if does
-            r.handle_s = rng.choice(handles.get(r.queue) or pool)
+        outcome = r.outcome
+        # Never answered: a handle time of its queue, should a what-if answer it.
+        handle = r.handle_s if r.handle_s is not None else rng.choice(handles.get(r.queue) or pool)
         calls.append(
             Call(
                 id=r.id,
                 arrival_s=round(r.arrival_s, 3),
                 queue=r.queue,
-                handle_s=round(r.handle_s, 3),
+                handle_s=round(handle, 3),
+                priority=r.priority,
                 credit_s=r.credit_s,
                 patience_s=None if patience is None else round(patience, 3),
+                wait_s=round(r.wait_s, 3),
+                outcome=outcome,
+                agent_id=r.agent if outcome == "answered" else None,
             )
         )
-    return Imported(calls, infer_roster(records), notes)
+    return Imported(calls, roster, notes)
 
 
-def infer_roster(records: Sequence[_Record]) -> Roster:
+def infer_roster(records: Sequence[Record]) -> Roster:
     """Agents' shifts per day (first service start to last service end) and served queues."""
     spans: dict[tuple[str, int], list[float]] = {}
     skills: dict[str, set[str]] = defaultdict(set)
@@ -209,7 +286,9 @@ def _clock(text: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def anonymous_bank(lines: Iterable[str], seed: int = 1) -> Imported:
+def anonymous_bank(
+    lines: Iterable[str], seed: int = 1, selection: Selection = Selection()
+) -> Imported:
     """The Anonymous Bank format: PHANTOM and never-queued hang-ups are left out."""
     rows: list[tuple[int, dict[str, str]]] = []
     notes: list[str] = []
@@ -269,7 +348,7 @@ def anonymous_bank(lines: Iterable[str], seed: int = 1) -> Imported:
             continue
         server = row["server"]
         records.append(
-            _Record(
+            Record(
                 id=id_of(f"{row['vru+line']}-{row['call_id']}"),
                 arrival_s=base + arrival,
                 queue=name_of(row["type"]),
@@ -281,10 +360,10 @@ def anonymous_bank(lines: Iterable[str], seed: int = 1) -> Imported:
             )
         )
     notes.extend(f"skipped {n} {why}" for why, n in sorted(skipped.items()))
-    return _finish(_unique(records), notes, seed)
+    return finish(selection.apply(_unique(records), first, notes), notes, seed)
 
 
-def _unique(records: list[_Record]) -> list[_Record]:
+def _unique(records: list[Record]) -> list[Record]:
     """Records with ids made unique by a suffix."""
     seen: dict[str, int] = defaultdict(int)
     for r in records:
@@ -294,8 +373,9 @@ def _unique(records: list[_Record]) -> list[_Record]:
     return records
 
 
-def queue_log(lines: Iterable[str], seed: int = 1) -> Imported:
-    """Asterisk `queue_log`; EXITWITHTIMEOUT and EXITEMPTY are censored waits, not abandons."""
+def queue_log(lines: Iterable[str], seed: int = 1, selection: Selection = Selection()) -> Imported:
+    """Asterisk `queue_log` (days in UTC); EXITWITHTIMEOUT and EXITEMPTY are censored waits, not
+    abandons (outcome `timed_out`)."""
     # ENTERQUEUE opens a call (callid, queue); CONNECT gives the hold time and the agent;
     # COMPLETECALLER/COMPLETEAGENT (holdtime|calltime) and TRANSFER (ext|ctx|holdtime|calltime)
     # close an answered call; ABANDON (position|origposition|waittime) closes an abandoned one.
@@ -344,7 +424,7 @@ def queue_log(lines: Iterable[str], seed: int = 1) -> Imported:
         end = c.get("end")
         handle = c.get("handle")
         records.append(
-            _Record(
+            Record(
                 id=id_of(str(c["id"])),
                 arrival_s=float(c["enter"]) - origin,
                 queue=name_of(str(c["queue"])),
@@ -357,4 +437,5 @@ def queue_log(lines: Iterable[str], seed: int = 1) -> Imported:
         if end in ("EXITWITHTIMEOUT", "EXITEMPTY"):
             skipped[f"{end} (kept, patience estimated above the wait)"] += 1
     notes.extend(f"{n} {why}" for why, n in sorted(skipped.items()))
-    return _finish(_unique(records), notes, seed)
+    first = datetime.fromtimestamp(origin, UTC).date()
+    return finish(selection.apply(_unique(records), first, notes), notes, seed)

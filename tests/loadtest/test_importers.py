@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.importers import anonymous_bank, config_text, fit_patience, queue_log
+from loadtest.check_calibration import bank_lines, queue_log_lines
+from loadtest.importers import (
+    DAY_S,
+    Record,
+    Selection,
+    anonymous_bank,
+    config_text,
+    fit_patience,
+    parse_clock,
+    parse_day,
+    queue_log,
+)
 
 SAMPLES = Path(__file__).parents[2] / "loadtest" / "samples"
 
@@ -67,3 +78,67 @@ def test_kaplan_meier_samples_above_the_wait() -> None:
     assert all(d is not None and d > 25 for d in draws)
     assert {30.0, 40.0} <= set(draws)
     assert fit_patience([(5, False)]).sample_above(5, rng) is None
+
+
+def test_history_fields() -> None:
+    bank = {
+        c.id: c
+        for c in anonymous_bank(
+            SAMPLES.joinpath("anonymous_bank.txt").read_text().splitlines()
+        ).calls
+    }
+    assert (bank["AA0101-33116"].wait_s, bank["AA0101-33116"].outcome) == (79.0, "answered")
+    assert bank["AA0101-33116"].agent_id == "DORIT"
+    assert (bank["AA0101-33117"].wait_s, bank["AA0101-33117"].agent_id) == (0.0, "YITZ")
+    assert (bank["AA0101-33119"].outcome, bank["AA0101-33119"].agent_id) == ("abandoned", None)
+    log = {
+        c.id: c for c in queue_log(SAMPLES.joinpath("queue_log.txt").read_text().splitlines()).calls
+    }
+    assert (log["1366720340.1"].wait_s, log["1366720340.1"].agent_id) == (20.0, "SIP-8008")
+    assert (log["1366720400.3"].outcome, log["1366720400.3"].wait_s) == ("abandoned", 45.0)
+    assert (log["1366720700.6"].outcome, log["1366720700.6"].wait_s) == ("timed_out", 120.0)
+
+
+def test_day_and_time_window() -> None:
+    lines = SAMPLES.joinpath("anonymous_bank.txt").read_text().splitlines()
+    second = anonymous_bank(lines, selection=Selection(frozenset(parse_day("1999-09-02"))))
+    [call] = second.calls
+    assert call.arrival_s == 9 * 3600 + 10 * 60 + 5  # day 1 of the file is trace day 0
+    assert "trace day 0: 1999-09-02 (1 call)" in second.notes
+    assert [a.shifts for a in second.roster.agents] == [((33015.0, 33135.0),)]
+    morning = anonymous_bank(
+        lines, selection=Selection(start_s=parse_clock("11:00"), end_s=parse_clock("12:00"))
+    )
+    assert sorted(c.id for c in morning.calls) == ["AA0101-33116", "AA0101-33117"]
+    assert (
+        anonymous_bank(lines, selection=Selection(frozenset(parse_day("2000-01-01")))).calls == []
+    )
+    log = queue_log(
+        SAMPLES.joinpath("queue_log.txt").read_text().splitlines(),
+        selection=Selection(frozenset(parse_day("2013-04-23..2013-04-24"))),
+    )
+    assert len(log.calls) == 5
+    assert parse_day("1999-12-31..2000-01-02")[-1].isoformat() == "2000-01-02"
+    assert parse_clock("24:00") == 86400.0
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_day("1999-9-1x")
+    with pytest.raises(ValueError, match="ends before it starts"):
+        parse_day("2000-01-02..2000-01-01")
+    with pytest.raises(ValueError, match="HH:MM"):
+        parse_clock("25:00")
+
+
+def test_synthetic_history_reads_back_through_both_formats() -> None:
+    records = [
+        Record("c1", 8 * 3600 + 0.4, "support", 12.2, 100.6, False, "ann"),
+        Record("c2", 8 * 3600 + 30.0, "billing", 45.0, None, True),
+        Record("c3", DAY_S + 9 * 3600, "support", 0.0, 60.0, False, "bob"),
+    ]
+    for data in (anonymous_bank(bank_lines(records)), queue_log(queue_log_lines(records))):
+        got = sorted((c.arrival_s, c.queue, c.wait_s, c.outcome, c.agent_id) for c in data.calls)
+        assert got == [
+            (8 * 3600.0, "support", 12.0, "answered", "ann"),
+            (8 * 3600 + 30.0, "billing", 45.0, "abandoned", None),
+            (DAY_S + 9 * 3600, "support", 0.0, "answered", "bob"),
+        ]
+        assert sorted(c.handle_s for c in data.calls if c.outcome == "answered") == [60.0, 101.0]
