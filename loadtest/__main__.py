@@ -1,4 +1,4 @@
-"""`python -m loadtest generate|import|simulate|replay|reference ...`: the command line."""
+"""`python -m loadtest SUBCOMMAND ...`: the command line of the load tester (see --help)."""
 
 from __future__ import annotations
 

@@ -1,36 +1,14 @@
 """Calibration: fit the unavailability history does not record, then predict held-out days.
 
-**What is fitted.** The model of `loadtest.unavailability`: after each call the agent does
-after-call work W (log-normal, per queue of the call), and takes breaks B (exponential) that fall
-due an exponential time of mean `every_s` of shift after the last break, and start when the call
-in progress (and its wrap-up) ends.
-
-**Method.** History gives each answered call's start (`arrival_s + wait_s`), end (+ `handle_s`)
-and agent, and every call's wait. A router offers a waiting call to an available qualified agent
-at once, so while a call the agent could take is waiting (the queues its skills serve), the agent
-is not available. After each of its calls, an agent's gap to its next call is therefore:
-- *exact* when such a call waited during the whole gap (less the ring delay before its next
-  answer): the agent was unavailable for the gap, U = W + (B if a break was taken);
-- *right-censored* when the waiting stopped during the gap: U > (when it stopped) - (call end);
-- no information when nothing waited as the call ended (the gap may be idle time).
-A call's waiting counts until its answer less the ring delay (then it rings someone), or until it
-was abandoned; gaps across shifts are not used. The break after a call was taken with
-probability p = 1 - exp(-(ring + handle + wrap-up) / every_s) (a break due while the agent is
-busy waits for the end of the call; the clock is memoryless). The likelihood of the gaps under
-this mixture (W, or W + B with probability p) is maximized by expectation-maximization: W's
-log-normal per queue (queues with fewer than `MIN_GAPS` gaps share one), B's mean, and
-`every_s`, with W's distribution integrated by quantile quadrature.
-
-**Assumptions.** The router routed work-conservingly (no call waited while a qualified agent was
-available: true of this router, and of any ACD without idle-agent reservations); agents'
-skills in the roster (imported: the queues they served) and the queues' requirements decide who
-could take a call; wrap-up depends on the queue of the call, breaks on nothing (one clock for
-every agent); the ring delay is known (default 0: an unknown ring time is counted as wrap-up);
-sources with whole seconds floor a gap at 0.5 s.
-
-**Prediction.** `simulate` runs the held-out days' calls (their patience as imported) with the
-roster's shifts of those days and the fitted unavailability, and the report puts history and
-prediction side by side per queue, per interval of the day and for all queues.
+The model is `loadtest.unavailability`'s: after-call work W per queue (log-normal), and breaks B
+(exponential) that fall due an exponential time of mean `every_s` of shift after the last one and
+wait for the call in progress and its wrap-up. While a call an agent could take waits, the agent
+is unavailable (a router offers waiting calls to available qualified agents at once), so each of
+an agent's gaps between calls is an exact observation of W (+ B), right-censored where the waiting
+stopped, or no information where nothing waited. The break after a call was taken with
+probability 1 - exp(-(ring + handle + E[W]) / every_s). EM maximizes the likelihood of this
+censored mixture. The method, its assumptions and the figures of `check_calibration` are in
+docs/loadtest.md ("Calibration").
 """
 
 from __future__ import annotations
@@ -150,8 +128,8 @@ def gaps(
                 continue  # overlapping calls (several channels, or clock skew)
             if back is not None and back <= limit:
                 out.append(Gap(c.queue, c.handle_s, max(back - end, MIN_GAP_S), True))
-            else:
-                out.append(Gap(c.queue, c.handle_s, max(limit - end, 0.0), False))
+            elif limit > end:
+                out.append(Gap(c.queue, c.handle_s, limit - end, False))
     return out
 
 
@@ -167,7 +145,8 @@ class Fit:
     breaks: Breaks | None
     exact: int = 0
     censored: int = 0
-    gaps_by_queue: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, int] = field(default_factory=dict)
+    """Gaps per queue (or `POOLED`) fitted."""
     breaks_taken: float = 0.0
     """Expected breaks among the gaps."""
     iterations: int = 0
@@ -215,12 +194,74 @@ def _best_every(gamma: Array, busy: Array, low: float = 10.0, high: float = 1e7)
     return math.exp((a + b) / 2)
 
 
+@dataclass
+class _Expected:
+    """The E-step: per gap, the probability it held a break, E[log W], E[log W ** 2], and
+    E[B] given a break."""
+
+    gamma: Array
+    log_w: Array
+    log_w2: Array
+    b: Array
+
+
+def _expected(
+    u: Array,
+    exact: NDArray[np.bool_],
+    busy: Array,
+    mu: Array,
+    sigma: Array,
+    mean_b: float,
+    every: float,
+) -> _Expected:
+    """Expectations of the gaps `u` (exact or censored) under the current parameters; `mu`
+    and `sigma` per gap, `busy` the span over which a break could fall due before the gap."""
+    w = np.exp(mu[:, None] + sigma[:, None] * _Z[None, :])  # W's quadrature, per gap
+    lam = 1.0 / mean_b
+    p = -np.expm1(-busy / every)
+    u_pos = np.maximum(u, MIN_GAP_S)
+    log_u = np.log(u_pos)
+    # Without a break: log-normal density (exact) or survival (censored, Mills ratio moments).
+    f0 = np.exp(-((log_u - mu) ** 2) / (2 * sigma**2)) / (u_pos * sigma * math.sqrt(2 * math.pi))
+    alpha = (log_u - mu) / sigma
+    s0 = _upper_tail(alpha)
+    # With one: W + exponential B, density (exact) or survival (censored), W by quadrature.
+    rest = np.exp(-lam * np.clip(u[:, None] - w, 0, None))
+    below = w < u[:, None]
+    weights = np.where(exact[:, None], np.where(below, lam * rest, 0.0), np.where(below, rest, 1.0))
+    like1 = weights.mean(axis=1)
+    like0 = np.where(exact, f0, s0)
+    total = (1 - p) * like0 + p * like1
+    gamma = np.where(total > 0, p * like1 / np.where(total > 0, total, 1.0), 1.0)
+    norm = weights.sum(axis=1)
+    safe = np.where(norm > 0, norm, 1.0)
+    log_w = np.log(w)
+    e1_log = np.where(norm > 0, (weights * log_w).sum(axis=1) / safe, mu)
+    e1_log2 = np.where(norm > 0, (weights * log_w**2).sum(axis=1) / safe, mu**2 + sigma**2)
+    density = np.exp(-(alpha**2) / 2) / math.sqrt(2 * math.pi)
+    mills = np.where(s0 > 1e-12, density / np.maximum(s0, 1e-300), alpha)  # far tail: ~ alpha
+    e0_log = np.where(exact, log_u, mu + sigma * mills)
+    var0 = np.where(exact, 0.0, sigma**2 * np.clip(1 + alpha * mills - mills**2, 0, 1))
+    e0_log2 = np.where(exact, log_u**2, var0 + e0_log**2)
+    # B given a break: the exact gap less W; censored, by memorylessness, the rest plus its mean.
+    e1_w = np.where(norm > 0, (weights * w).sum(axis=1) / safe, np.exp(mu + sigma**2 / 2))
+    over = np.where(w >= u[:, None], mean_b, u[:, None] - w + mean_b)
+    e1_over = np.where(norm > 0, (weights * over).sum(axis=1) / safe, u + mean_b)
+    e1_b = np.where(exact, np.maximum(u - e1_w, 0.0), e1_over)
+    return _Expected(
+        gamma,
+        (1 - gamma) * e0_log + gamma * e1_log,
+        (1 - gamma) * e0_log2 + gamma * e1_log2,
+        e1_b,
+    )
+
+
 def fit_gaps(gaps_: Sequence[Gap], ring_delay_s: float = 0.0, max_iterations: int = 500) -> Fit:
     """Maximum likelihood (EM) of the wrap-up per queue, the break length and break interval."""
     counts: dict[str, int] = defaultdict(int)
     for g in gaps_:
         counts[g.queue] += 1
-    fit = Fit({}, None, gaps_by_queue=dict(counts))
+    fit = Fit({}, None)
     fit.exact = sum(1 for g in gaps_ if g.exact)
     fit.censored = len(gaps_) - fit.exact
     if fit.exact < MIN_GAPS:
@@ -229,76 +270,36 @@ def fit_gaps(gaps_: Sequence[Gap], ring_delay_s: float = 0.0, max_iterations: in
             f"{MIN_GAPS}; nothing fitted"
         )
         return fit
-    group_names = sorted({g.queue if counts[g.queue] >= MIN_GAPS else POOLED for g in gaps_})
-    index = {name: i for i, name in enumerate(group_names)}
-    grp = np.array([index[g.queue if counts[g.queue] >= MIN_GAPS else POOLED] for g in gaps_])
+    groups = [g.queue if counts[g.queue] >= MIN_GAPS else POOLED for g in gaps_]
+    for group in groups:
+        fit.gaps[group] = fit.gaps.get(group, 0) + 1
+    names = sorted(fit.gaps)
+    grp = np.array([names.index(group) for group in groups])
     u = np.array([g.u_s for g in gaps_])
     handle = np.array([g.handle_s for g in gaps_])
     exact = np.array([g.exact for g in gaps_])
-    cens = ~exact
-    u_pos = np.maximum(u, MIN_GAP_S)
-
-    # Start: wrap-up from the shorter half of the exact gaps, a break every hour of 10 minutes.
-    n_groups = len(group_names)
-    mu = np.zeros(n_groups)
-    sigma = np.full(n_groups, 0.5)
-    for k in range(n_groups):
-        mine = u_pos[(grp == k) & exact]
-        mu[k] = math.log(float(np.median(mine))) if mine.size else math.log(30.0)
+    # Start: each wrap-up at its exact gaps' median, a break of 10 minutes every hour.
+    mu = np.array(
+        [
+            math.log(float(np.median(np.maximum(u[(grp == k) & exact], MIN_GAP_S))))
+            if np.any((grp == k) & exact)
+            else math.log(30.0)
+            for k in range(len(names))
+        ]
+    )
+    sigma = np.full(len(names), 0.5)
     mean_b, every = 600.0, 3600.0
     gamma = np.zeros(len(gaps_))
     for iteration in range(1, max_iterations + 1):
-        w = np.exp(mu[grp][:, None] + sigma[grp][:, None] * _Z[None, :])  # (n, K) quadrature
-        lam = 1.0 / mean_b
-        mean_w = np.exp(mu + sigma**2 / 2)
-        p = -np.expm1(-(ring_delay_s + handle + mean_w[grp]) / every)
-        log_u = np.log(u_pos)
-        s = sigma[grp]
-        m = mu[grp]
-        # Exact gaps: density without a break (log-normal) and with one (W + exponential B).
-        f0 = np.exp(-((log_u - m) ** 2) / (2 * s**2)) / (u_pos * s * math.sqrt(2 * math.pi))
-        below = w < u[:, None]
-        g1 = np.where(below, lam * np.exp(-lam * np.clip(u[:, None] - w, 0, None)), 0.0)
-        f1 = g1.mean(axis=1)
-        # Censored gaps: survival without a break and with one.
-        c_pos = np.maximum(u, 1e-9)
-        alpha = (np.log(c_pos) - m) / s
-        s0 = np.where(u > 0, _upper_tail(alpha), 1.0)
-        h1 = np.where(w >= u[:, None], 1.0, np.exp(-lam * np.clip(u[:, None] - w, 0, None)))
-        s1 = h1.mean(axis=1)
-        like0 = np.where(exact, f0, s0) * (1 - p)
-        like1 = np.where(exact, f1, s1) * p
-        total = like0 + like1
-        gamma = np.where(total > 0, like1 / np.where(total > 0, total, 1.0), 1.0)
-        # Expected log W and its square under each branch.
-        log_w = np.log(w)
-        weights1 = np.where(exact[:, None], g1, h1)
-        norm1 = weights1.sum(axis=1)
-        safe1 = np.where(norm1 > 0, norm1, 1.0)
-        e1_log = np.where(norm1 > 0, (weights1 * log_w).sum(axis=1) / safe1, m)
-        e1_log2 = np.where(norm1 > 0, (weights1 * log_w**2).sum(axis=1) / safe1, m**2 + s**2)
-        tail = np.maximum(s0, 1e-300)
-        mills = np.where(cens, np.exp(-(alpha**2) / 2) / math.sqrt(2 * math.pi) / tail, 0.0)
-        mills = np.where(s0 > 1e-12, mills, np.maximum(alpha, 0.0))  # far tail: Mills ~ alpha
-        e0_log = np.where(exact, log_u, m + s * mills)
-        var0 = np.where(exact, 0.0, s**2 * np.clip(1 + alpha * mills - mills**2, 0, 1))
-        e0_log2 = np.where(exact, log_u**2, var0 + e0_log**2)
-        e_log = (1 - gamma) * e0_log + gamma * e1_log
-        e_log2 = (1 - gamma) * e0_log2 + gamma * e1_log2
-        # Expected B given a break: exact gaps u - E[W]; censored ones by memorylessness.
-        e1_w = np.where(norm1 > 0, (weights1 * w).sum(axis=1) / safe1, mean_w[grp])
-        over = np.where(w >= u[:, None], mean_b, u[:, None] - w + mean_b)
-        e1_b = np.where(
-            exact,
-            np.maximum(u - e1_w, 0.0),
-            np.where(norm1 > 0, (h1 * over).sum(axis=1) / safe1, u + mean_b),
-        )
-        new_mu = np.array([e_log[grp == k].mean() for k in range(n_groups)])
-        new_var = np.array([e_log2[grp == k].mean() for k in range(n_groups)]) - new_mu**2
+        busy = ring_delay_s + handle + np.exp(mu + sigma**2 / 2)[grp]
+        e = _expected(u, exact, busy, mu[grp], sigma[grp], mean_b, every)
+        gamma = e.gamma
+        new_mu = np.array([e.log_w[grp == k].mean() for k in range(len(names))])
+        new_var = np.array([e.log_w2[grp == k].mean() for k in range(len(names))]) - new_mu**2
         new_sigma = np.sqrt(np.maximum(new_var, 0.01**2))
         taken = float(gamma.sum())
-        new_b = max(float((gamma * e1_b).sum()) / taken, 1.0) if taken > 1e-9 else mean_b
-        new_every = _best_every(gamma, ring_delay_s + handle + mean_w[grp])
+        new_b = max(float((gamma * e.b).sum()) / taken, 1.0) if taken > 1e-9 else mean_b
+        new_every = _best_every(gamma, busy)
         change = max(
             float(np.max(np.abs(new_mu - mu))),
             float(np.max(np.abs(new_sigma - sigma))),
@@ -310,7 +311,7 @@ def fit_gaps(gaps_: Sequence[Gap], ring_delay_s: float = 0.0, max_iterations: in
         if change < 1e-6:
             break
     fit.breaks_taken = float(gamma.sum())
-    for k, name in enumerate(group_names):
+    for k, name in enumerate(names):
         mean = math.exp(mu[k] + sigma[k] ** 2 / 2)
         fit.wrap_up[name] = Dist("lognormal", mean, math.sqrt(math.expm1(sigma[k] ** 2)))
     if fit.breaks_taken >= 3:
@@ -333,7 +334,7 @@ def fit_report(fit: Fit) -> str:
         f"({fit.iterations} EM iterations)"
     ]
     for queue, dist in sorted(fit.wrap_up.items()):
-        n = fit.gaps_by_queue.get(queue, sum(fit.gaps_by_queue.values()))
+        n = fit.gaps.get(queue, 0)
         lines.append(
             f"  wrap-up {queue:<12} mean {dist.mean_s:7.1f} s  cv {dist.cv:4.2f}  "
             f"(log-normal; {n} gaps)"
@@ -442,7 +443,8 @@ async def calibrate(
     result = calibrated(roster, fit, {c.queue for c in calls})
     held_out = [c for c in calls if day_of(c.arrival_s) in set(predict_on)]
     shifts = on_days(result, set(predict_on))
-    plain = replace(on_days(roster, set(predict_on)), wrap_up={}, breaks=None)
+    given = on_days(roster, set(predict_on))
+    plain = Roster(tuple(replace(a, wrap_up=None, breaks=None) for a in given.agents))
     predicted: list[CallResult] = []
     raw: list[CallResult] = []
     for n in range(replications):

@@ -198,7 +198,8 @@ class Verdict:
             return "-" if x is None else f"{x:.1f}"
 
         if self.points:
-            err, lim = f"{self.error:+.1f} pt" if self.error is not None else "-", "5 pt"
+            err = "-" if self.error is None else f"{self.error:+.1f} pt"
+            lim = f"{self.limit:g} pt"
         else:
             err = "-" if self.error is None else f"{100 * self.error:+.1f}%"
             lim = f"{100 * self.limit:.0f}%"
@@ -223,14 +224,18 @@ def figure_verdicts(cal: Calibration) -> list[Verdict]:
         fitted = cal.fit.wrap_up_of(queue)
         got = None if fitted is None else fitted.mean_s
         out.append(
-            Verdict(f"wrap-up {queue} mean s", dist.mean_s, got, _share(got, dist.mean_s), 0.2)
+            Verdict(
+                f"wrap-up {queue} mean s", dist.mean_s, got, _share(got, dist.mean_s), FIGURE_SHARE
+            )
         )
     breaks = cal.fit.breaks
     every = None if breaks is None else breaks.every_s
     mean = None if breaks is None else breaks.duration.mean_s
     want_every, want_mean = TRUTH_BREAKS.every_s, TRUTH_BREAKS.duration.mean_s
-    out.append(Verdict("breaks every s", want_every, every, _share(every, want_every), 0.2))
-    out.append(Verdict("break mean s", want_mean, mean, _share(mean, want_mean), 0.2))
+    out.append(
+        Verdict("breaks every s", want_every, every, _share(every, want_every), FIGURE_SHARE)
+    )
+    out.append(Verdict("break mean s", want_mean, mean, _share(mean, want_mean), FIGURE_SHARE))
     return out
 
 
@@ -287,7 +292,7 @@ async def run_check(
     records = records_of(history)
     head = (
         f"truth: {len(calls)} calls over {days} days, {len(hidden.agents)} agents "
-        f"(every {SHARED_EVERY}rd in both queues), staffing x{staffing:g}, ring delay "
+        f"(1 in {SHARED_EVERY} in both queues), staffing x{staffing:g}, ring delay "
         f"{RING_DELAY_S:g} s; wrap-up "
         + ", ".join(
             f"{q} log-normal mean {d.mean_s:g} s cv {d.cv:g}" for q, d in TRUTH_WRAP_UP.items()

@@ -116,7 +116,6 @@ class Record:
     abandoned: bool
     agent: str | None = None
     credit_s: float | None = None
-    priority: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -214,7 +213,6 @@ def finish(records: list[Record], notes: list[str], seed: int) -> Imported:
                 arrival_s=round(r.arrival_s, 3),
                 queue=r.queue,
                 handle_s=round(handle, 3),
-                priority=r.priority,
                 credit_s=r.credit_s,
                 patience_s=None if patience is None else round(patience, 3),
                 wait_s=round(r.wait_s, 3),

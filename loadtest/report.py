@@ -85,24 +85,13 @@ def figures(
 
 def run_figures(result: SimResult) -> list[QueueFigures]:
     """Figures per queue of a run, by name, then all queues (`ALL`) when there are several."""
-    return grouped_figures(result.calls, thresholds(result))
-
-
-def thresholds(result: SimResult) -> dict[str, float]:
-    """Each queue's SLA threshold."""
-    return {name: q.sla.threshold_s for name, q in result.queues.items()}
-
-
-def grouped_figures(
-    calls: Sequence[CallResult], threshold_s: Mapping[str, float]
-) -> list[QueueFigures]:
-    """Figures of `calls` per queue, by name, then of all queues when there are several."""
+    threshold_s = {name: q.sla.threshold_s for name, q in result.queues.items()}
     by_queue: dict[str, list[CallResult]] = {}
-    for r in calls:
+    for r in result.calls:
         by_queue.setdefault(r.call.queue, []).append(r)
-    rows = [figures(q, group, threshold_s) for q, group in sorted(by_queue.items())]
+    rows = [figures(q, calls, threshold_s) for q, calls in sorted(by_queue.items())]
     if len(rows) > 1:
-        rows.append(figures(ALL, calls, threshold_s))
+        rows.append(figures(ALL, result.calls, threshold_s))
     return rows
 
 
