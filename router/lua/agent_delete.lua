@@ -2,17 +2,13 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id}
 -- Returns  {'ok'} | {'not_found'} | {'logged_in'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id = M.args.id
 local ag = M.load_ag(id)
 if not ag then return M.reply('not_found') end
 if ag.state ~= 'logged_out' then return M.reply('logged_in') end
-redis.call('DEL', P .. 'ag:' .. id, P .. 'agex:' .. id, P .. 'agcls:' .. id)
-if ag.m_by then redis.call('HINCRBY', M.K_AGENTS_BY, ag.m_by, -1) end
-redis.call('ZREM', M.K_AGENTS, id)
+local K = M.keys
+redis.call('DEL', K.agent(id), K.agent_excluded(id), K.agent_classes(id))
+if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, -1) end
+redis.call('ZREM', K.agents, id)
 return M.reply('ok')

@@ -4,12 +4,7 @@
 -- ARGV[1]  msgpack {now, cfg, id, skills, channels, name?}
 -- Returns  {'ok', agent, created}
 --          {'over_capacity'} the new channels cannot hold the interactions the agent has now
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local a = M.args
 local ag = M.load_ag(a.id)
 local created = ag == nil
@@ -21,8 +16,8 @@ if not created then
   end
 end
 if created then
-  ag = {id = a.id, state = 'logged_out', state_since = NOW, act = {}, misses = 0}
-  redis.call('ZADD', M.K_AGENTS, 0, a.id)
+  ag = {id = a.id, state = 'logged_out', state_since = M.now, act = {}, misses = 0}
+  redis.call('ZADD', M.keys.agents, 0, a.id)
 end
 ag.skills = a.skills
 ag.channels = a.channels

@@ -6,14 +6,9 @@
 -- ARGV[1]  msgpack {now, cfg, id, state, reason?, force}
 -- Returns  {'ok', agent}
 --          {'not_found'} | {'connected'} (logout with a connected interaction, not forced)
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local a = M.args
-M.apply_due_of({'wu:' .. a.id})
+M.apply_due_of_agent(a.id)
 local ag = M.load_ag(a.id)
 if not ag then return M.reply('not_found') end
 if a.state == 'logged_out' and not a.force then
@@ -25,7 +20,7 @@ if ag.state == a.state and a.state == 'available' then
   if not ag.wrap_until then return M.reply('ok', ag) end
   -- Already available: ends wrap-up early (§3.8).
   ag.misses = 0
-  M.end_wrap_up(ag, NOW)
+  M.end_wrap_up(ag, M.now)
   M.save_ag(ag)
   M.route_agent(ag)
   return M.reply('ok', ag)

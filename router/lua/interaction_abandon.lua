@@ -4,12 +4,7 @@
 -- ARGV[1]  msgpack {now, cfg, id}
 -- Returns  {'ok', interaction} (also when already abandoned or cancelled: a retry)
 --          {'not_found'} | {'connected'} | {'ended'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id = M.args.id
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
@@ -28,10 +23,11 @@ if ix.status == 'offered' then
 end
 if ix.cb then
   M.incr('acd_callbacks_cancelled_total|' .. ix.queue)
-  M.finish(ix, 'cancelled', {agent_id = ix.agent})
+  M.finish(ix, 'cancelled', 'interaction.cancelled', {agent_id = ix.agent})
 else
-  M.count_wait_end(ix, 'abandoned', (NOW - ix.enq) / 1000)
-  M.finish(ix, 'abandoned', {agent_id = ix.agent, waited_s = (NOW - ix.enq) / 1000})
+  local waited_s = M.seconds_since(ix.enq)
+  M.count_wait_end(ix, 'abandoned', waited_s)
+  M.finish(ix, 'abandoned', 'interaction.abandoned', {agent_id = ix.agent, waited_s = waited_s})
 end
 if ag then M.match_agent(ag) end
 return M.reply_ix(ix)

@@ -4,12 +4,7 @@
 -- Returns  {'ok', interaction} (also when already connected to that agent: a retry)
 --          {'not_found'} | {'offer_expired'} (expired or withdrawn; an expiry that was due is
 --          applied by this same call) | {'not_offered'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
@@ -21,11 +16,10 @@ if ix.status ~= 'offered' or ix.agent ~= agent_id then
 end
 local ag = M.load_ag(agent_id)
 M.unplace(ix)
-redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
-redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
+M.leave_queue(ix)
 M.disarm_ix(ix.id)
 ix.status = 'connected'
-ix.answered = NOW
+ix.answered = M.now
 ix.exp = nil
 ix.pref_until = nil
 ag.act[id].st = 'connected'
@@ -34,10 +28,10 @@ M.count_offer(ix.queue, 'accepted')
 if ix.cb then ix.attempts = (ix.attempts or 0) + 1 end  -- the agent dials the customer
 if not ix.answered_once then
   ix.answered_once = true
-  M.count_wait_end(ix, 'answered', (NOW - ix.enq) / 1000)
+  M.count_wait_end(ix, 'answered', M.seconds_since(ix.enq))
 end
 M.save_ix(ix)
 M.save_ag(ag)
 M.emit('interaction.connected', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
-                                 waited_s = (NOW - ix.enq) / 1000})
+                                 waited_s = M.seconds_since(ix.enq)})
 return M.reply_ix(ix)

@@ -7,12 +7,7 @@
 --          {'not_found'} | {'no_callback'} (no callback was offered) | {'not_waiting'} (not
 --          queued: offered to an agent, connected or ended) | {'bad_at'} (past, or beyond the
 --          policy's max_schedule_ahead_s)
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id, at = M.args.id, M.args.at_ms
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
@@ -21,26 +16,26 @@ if ix.cb then return M.reply_ix(ix) end
 local q = M.queue(ix.queue)
 if not ix.cb_offered or not (q and q.callback) then return M.reply('no_callback') end
 if ix.status ~= 'queued' then return M.reply('not_waiting') end
-if at and (at <= NOW or at - NOW > q.callback.max_schedule_ahead_s * 1000) then
+if at and (at <= M.now or at - M.now > M.ms_exact(q.callback.max_schedule_ahead_s)) then
   return M.reply('bad_at')
 end
 ix.cb = true
 ix.status = 'callback'
-redis.call('ZREM', P .. 'ql:' .. ix.queue, ix.m)
+redis.call('ZREM', M.keys.queue_on_line(ix.queue), ix.m)
 M.disarm('mw', id)
 M.disarm('cbo', id)
 M.incr('acd_callbacks_accepted_total|' .. ix.queue)
 if at then
   M.unplace(ix)
-  redis.call('ZREM', P .. 'qw:' .. ix.queue, ix.m)
+  redis.call('ZREM', M.keys.queue_waiting(ix.queue), ix.m)
   M.disarm('esc', id)
   ix.cb_at = at
   ix.cb_hold = at
   M.arm('cbd', id, at)
-  redis.call('SADD', P .. 'qcb:' .. ix.queue, id)
+  redis.call('SADD', M.keys.queue_scheduled(ix.queue), id)
   M.save_ix(ix)
   M.emit('callback.scheduled', {interaction_id = id, queue = ix.queue,
-                                scheduled_at = at / 1000})
+                                scheduled_at = M.seconds(at)})
 else
   M.save_ix(ix)
   M.emit('callback.accepted', {interaction_id = id, queue = ix.queue})

@@ -6,12 +6,7 @@
 -- Returns  {'ok', interaction} (also when already completed by that agent, or already put back
 --          or failed by that agent's customer_no_answer: a retry)
 --          {'not_found'} | {'not_connected'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
@@ -23,7 +18,7 @@ if M.args.outcome == 'customer_no_answer'
 end
 if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_connected') end
 local q = M.queue(ix.queue)
-local wrap_ms = M.args.wrap_up_ms or math.floor((q and q.wrap_up_s or 0) * 1000 + 0.5)
+local wrap_ms = M.args.wrap_up_ms or M.ms(q and q.wrap_up_s or 0)
 local ag = M.load_ag(agent_id)
 M.release(ag, ix, wrap_ms)
 local policy = q and q.callback
@@ -33,18 +28,18 @@ if ix.cb and M.args.outcome == 'customer_no_answer' and policy
   ix.status = 'callback'
   ix.agent = nil
   ix.no_answer_by = agent_id
-  ix.cb_hold = NOW + math.floor(policy.retry_after_s * 1000 + 0.5)
+  ix.cb_hold = M.now + M.ms(policy.retry_after_s)
   M.arm('cbr', ix.id, ix.cb_hold)
-  redis.call('ZADD', P .. 'qw:' .. ix.queue, ix.score, ix.m)
+  redis.call('ZADD', M.keys.queue_waiting(ix.queue), ix.score, ix.m)
   M.emit('interaction.requeued', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
                                   reason = 'customer_no_answer', attempts = ix.attempts})
   M.escalate(ix, false)  -- the accept stopped escalation; steps go on passing while it is held
 elseif ix.cb and M.args.outcome == 'customer_no_answer' then
   M.incr('acd_callbacks_failed_total|' .. ix.queue)
-  M.finish(ix, 'failed', {agent_id = agent_id, attempts = ix.attempts})
+  M.finish(ix, 'failed', 'interaction.failed', {agent_id = agent_id, attempts = ix.attempts})
 else
-  M.finish(ix, 'completed', {agent_id = agent_id, outcome = M.args.outcome,
-                             handle_s = (NOW - ix.answered) / 1000})
+  M.finish(ix, 'completed', 'interaction.completed',
+           {agent_id = agent_id, outcome = M.args.outcome, handle_s = M.seconds_since(ix.answered)})
 end
 M.route_agent(ag, true)
 return M.reply_ix(ix)

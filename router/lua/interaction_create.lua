@@ -7,12 +7,7 @@
 -- Returns  msgpack {'ok', interaction, created}
 --          {'idempotency_conflict'} same id, different request
 --          {'unknown_queue'} | {'channel_mismatch'} | {'too_many_skills'} | {'class_limit'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local req = M.args.ix
 local existing = M.load_ix(req.id)
 if existing then
@@ -27,13 +22,13 @@ if not cid then return M.reply(err) end
 local ix = {
   id = req.id, queue = q.name, channel = q.channel,
   priority = req.priority or q.priority,
-  credit = req.credit_ms or math.floor(q.credit_s * 1000 + 0.5),
+  credit = req.credit_ms or M.ms(q.credit_s),
   skills = req.skills, pref = req.pref, data = req.data, fp = req.fp,
-  created = NOW, enq = NOW, cls = cid, step = 0, excl = {}, attempts = 0, cb_offered = false,
+  created = M.now, enq = M.now, cls = cid, step = 0, excl = {}, attempts = 0, cb_offered = false,
 }
-if q.max_waiting > 0 and redis.call('ZCARD', P .. 'ql:' .. q.name) >= q.max_waiting then
+if q.max_waiting > 0 and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.max_waiting then
   ix.status = 'blocked'
-  ix.ended = NOW
+  ix.ended = M.now
   M.count_arrival(ix.queue, true)
   M.save_ix(ix)
   M.emit('interaction.blocked', {interaction_id = ix.id, queue = ix.queue})

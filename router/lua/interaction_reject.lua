@@ -4,12 +4,7 @@
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, reason = 'rejected' | 'no_answer'}
 -- Returns  {'ok', interaction} (also when that agent already refused it: a retry)
 --          {'not_found'} | {'not_offered'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)

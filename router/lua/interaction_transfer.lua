@@ -10,12 +10,7 @@
 --          {'not_found'} | {'not_connected'} | {'unknown_queue'} | {'channel_mismatch'}
 --          {'queue_full'} (the interaction stays with the agent) | {'too_many_skills'}
 --          {'class_limit'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
@@ -24,18 +19,18 @@ local target = M.queue(M.args.queue)
 if not target then return M.reply('unknown_queue') end
 if target.channel ~= ix.channel then return M.reply('channel_mismatch') end
 if target.max_waiting > 0
-    and redis.call('ZCARD', P .. 'ql:' .. target.name) >= target.max_waiting then
+    and redis.call('ZCARD', M.keys.queue_on_line(target.name)) >= target.max_waiting then
   return M.reply('queue_full')
 end
 local cid, err = M.arrival_class(target, ix.skills)
 if not cid then return M.reply(err) end
 local source = M.queue(ix.queue)
 local ag = M.load_ag(agent_id)
-M.release(ag, ix, math.floor((source and source.wrap_up_s or 0) * 1000 + 0.5))
+M.release(ag, ix, M.ms(source and source.wrap_up_s or 0))
 M.incr('acd_interactions_transferred_total|' .. ix.queue)
 M.save_ag(ag)
 M.reindex_agent(ag)
-for aid in pairs(ix.excl) do redis.call('SREM', P .. 'agex:' .. aid, id) end
+M.drop_exclusions(ix)
 M.emit('interaction.transferred', {interaction_id = id, agent_id = agent_id,
                                    queue = target.name, from_queue = ix.queue})
 ix.queue = target.name

@@ -2,24 +2,20 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, name}
 -- Returns  {'ok'} | {'not_found'} | {'not_empty'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 local name = M.args.name
-if redis.call('HEXISTS', M.K_QUEUES, name) == 0 then return M.reply('not_found') end
-if redis.call('ZCARD', P .. 'qw:' .. name) > 0
-    or redis.call('SCARD', P .. 'qcb:' .. name) > 0 then
+local K = M.keys
+if redis.call('HEXISTS', K.queues, name) == 0 then return M.reply('not_found') end
+if redis.call('ZCARD', K.queue_waiting(name)) > 0
+    or redis.call('SCARD', K.queue_scheduled(name)) > 0 then
   return M.reply('not_empty')
 end
 local q = M.queue(name)
 for step = 0, #(q.steps or {}) do
-  local cid = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy,
-                                                          M.step_skills(q, step)))
-  if cid then redis.call('SREM', P .. 'clsq:' .. cid, name) end
+  local cid = redis.call('HGET', K.classes, M.signature(q.channel, q.strategy,
+                                                        M.step_skills(q, step)))
+  if cid then redis.call('SREM', K.class_queues(cid), name) end
 end
-redis.call('HDEL', M.K_QUEUES, name)
-redis.call('DEL', P .. 'qst:' .. name)
+redis.call('HDEL', K.queues, name)
+redis.call('DEL', K.queue_staffed(name))
 return M.reply('ok')

@@ -3,13 +3,8 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, names = {queue...} (empty: every queue)}
 -- Returns  {'ok', {name = figures, ...}}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
 local names = M.args.names
-if #names == 0 then names = redis.call('HKEYS', M.K_QUEUES) end
+if #names == 0 then names = redis.call('HKEYS', M.keys.queues) end
 local out = {}
 for _, name in ipairs(names) do
   local q = M.queue(name)

@@ -8,16 +8,12 @@
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
 --          | {'class_limit'}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
+local K = M.keys
 local q = M.args.queue
 local old = M.queue(q.name)
-local waiting = redis.call('ZRANGE', P .. 'qw:' .. q.name, 0, -1)
-local scheduled = redis.call('SMEMBERS', P .. 'qcb:' .. q.name)
+local waiting = redis.call('ZRANGE', K.queue_waiting(q.name), 0, -1)
+local scheduled = redis.call('SMEMBERS', K.queue_scheduled(q.name))
 if old and old.channel ~= q.channel and #waiting + #scheduled > 0 then
   return M.reply('channel_change')
 end
@@ -36,32 +32,32 @@ end
 local sigs = signatures(q)
 local needed = 0
 for _, sig in ipairs(sigs) do
-  if redis.call('HEXISTS', M.K_CLASSES, sig) == 0 then needed = needed + 1 end
+  if redis.call('HEXISTS', K.classes, sig) == 0 then needed = needed + 1 end
 end
-if redis.call('HLEN', M.K_CLASSES) + needed > CFG.max_classes then return M.reply('class_limit') end
+if redis.call('HLEN', K.classes) + needed > M.cfg.max_classes then return M.reply('class_limit') end
 local same = old and table.concat(signatures(old), '\n') == table.concat(sigs, '\n')
 if old and not same then
   for _, sig in ipairs(signatures(old)) do
-    redis.call('SREM', P .. 'clsq:' .. redis.call('HGET', M.K_CLASSES, sig), q.name)
+    redis.call('SREM', K.class_queues(redis.call('HGET', K.classes, sig)), q.name)
   end
 end
 M.save_queue(q)
 for _, req in ipairs(requirements(q)) do
   -- Filled to the end (the staffed sets go by `clsq:`, so a queue's classes are complete).
-  redis.call('SADD', P .. 'clsq:' .. M.class_for(q.channel, q.strategy, req, true), q.name)
+  redis.call('SADD', K.class_queues(M.class_for(q.channel, q.strategy, req, true)), q.name)
 end
 if not same then
   -- Who staffs the queue changed: O(logged-in agents), only when its requirements change.
-  redis.call('DEL', P .. 'qst:' .. q.name)
-  for _, aid in ipairs(redis.call('SMEMBERS', M.K_LOGGED_IN)) do
-    if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', P .. 'qst:' .. q.name, aid) end
+  redis.call('DEL', K.queue_staffed(q.name))
+  for _, aid in ipairs(redis.call('SMEMBERS', K.logged_in)) do
+    if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', K.queue_staffed(q.name), aid) end
   end
 end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))
   if M.in_order(ix) then
     if q.max_wait_s > 0 and not ix.cb then
-      M.arm('mw', ix.id, ix.enq + math.floor(q.max_wait_s * 1000 + 0.5))
+      M.arm('mw', ix.id, ix.enq + M.ms(q.max_wait_s))
     else
       M.disarm('mw', ix.id)
     end
@@ -75,5 +71,5 @@ for _, id in ipairs(scheduled) do
   M.save_ix(ix)
 end
 -- Re-armed max waits may be due already.
-M.apply_due(CFG.due_batch)
+M.apply_due(M.cfg.due_batch)
 return M.reply('ok', old == nil)

@@ -4,11 +4,6 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, limit}
 -- Returns  {'ok', {applied, lag_ms, next_due_ms | false}}
---@include base
---@include agents
---@include routing
---@include timers
---@include metrics
 local applied, lag = M.apply_due(M.args.limit)
-local nxt = redis.call('ZRANGE', M.K_TIMERS, 0, 0, 'WITHSCORES')
+local nxt = redis.call('ZRANGE', M.keys.timers, 0, 0, 'WITHSCORES')
 return M.reply('ok', {applied, lag, nxt[2] and tonumber(nxt[2]) or false})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -27,6 +27,7 @@ from router.domain.models import QueueConfig, Sla
 from router.domain.stats import BUCKETS, service_levels, staffing
 from router.store.codec import text
 from router.store.engine import Engine
+from router.store.records import MetricsSnapshot
 
 SNAPSHOT_MAX_AGE_S = 5.0
 """How old the shared snapshot may be before a scrape recomputes it."""
@@ -60,6 +61,10 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
 ACTIVITIES = ("idle", "offered", "busy", "wrap_up")
 OFFER_RESULTS = ("accepted", "rejected", "no_answer", "withdrawn")
 WAIT_OUTCOMES = ("answered", "abandoned")
+_Gauge = Literal[
+    "waiting", "callbacks_waiting", "oldest_wait_s", "ewt_s", "agents_available", "agents_staffed"
+]
+"""The queue figures (router/store/records.py QueueFigures) exported as gauges as they are."""
 
 
 @dataclass(frozen=True, eq=False)  # a collector is registered by identity
@@ -70,7 +75,7 @@ class StoreMetrics:
     histograms: dict[str, float]
     agent_time: dict[str, float]
     agents: dict[str, float]
-    snapshot: dict[str, Any]
+    snapshot: MetricsSnapshot
     queues: dict[str, QueueConfig]
 
     @classmethod
@@ -79,8 +84,13 @@ class StoreMetrics:
         snapshot = await engine.metrics_snapshot(now, SNAPSHOT_MAX_AGE_S)
         keys = engine.keys
         async with engine.redis.pipeline(transaction=True) as pipe:
-            for name in ("m:c", "m:h", "m:at", "m:ag"):
-                pipe.hgetall(keys.prefix + name)
+            for key in (
+                keys.metric_counters,
+                keys.metric_histograms,
+                keys.agent_time,
+                keys.agents_by_state,
+            ):
+                pipe.hgetall(key)
             replies = await pipe.execute()
         counters, histograms, agent_time, agents = (
             {text(k): float(v) for k, v in reply.items()} for reply in replies
@@ -165,7 +175,7 @@ class StoreMetrics:
         return family
 
     def _queue_gauges(self) -> Iterable[Metric]:
-        gauges = {
+        gauges: dict[str, tuple[str, _Gauge]] = {
             "acd_queue_waiting": ("Interactions on the line (queued or offered).", "waiting"),
             "acd_queue_callbacks_waiting": ("Callbacks waiting off the line.", "callbacks_waiting"),
             "acd_queue_oldest_wait_seconds": ("Oldest wait on the line.", "oldest_wait_s"),

@@ -1,4 +1,5 @@
-"""Conversions between the records the Lua scripts keep (ms, short keys) and domain models."""
+"""Conversions between the records the Lua scripts keep (router/store/records.py: ms, short
+field names) and domain models, and the scripts' reply codes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from router.domain.models import (
     as_skills,
 )
 from router.domain.stats import service_levels, staffing
+from router.store.records import AgentRecord, InteractionRecord, QueueFigures
 
 ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "not_found": (errors.NotFound, None, "no such record"),
@@ -71,7 +73,7 @@ def raise_for(code: str, field: str | None = None) -> None:
     raise cls(message)
 
 
-def stats_view(figures: dict[str, Any], queue: QueueConfig) -> dict[str, Any]:
+def stats_view(figures: QueueFigures, queue: QueueConfig) -> dict[str, Any]:
     """The stats of a queue (§4) from the figures the scripts read."""
     window = _map(figures.get("window"))
     levels = service_levels(window)
@@ -93,11 +95,12 @@ def text(value: bytes | str) -> str:
 
 
 def to_ms(seconds: float) -> int:
-    """Seconds to the store's integer milliseconds."""
+    """Seconds to the store's integer milliseconds (rounded half to even): every time and
+    duration the scripts receive."""
     return round(seconds * 1000)
 
 
-def _s(ms: Any) -> float | None:
+def _s(ms: float | None) -> float | None:
     return None if ms is None or ms is False else ms / 1000
 
 
@@ -111,7 +114,7 @@ def _data(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
-def interaction(rec: dict[str, Any]) -> Interaction:
+def interaction(rec: InteractionRecord) -> Interaction:
     """The interaction of a stored record (`position` added by the reader)."""
     return Interaction(
         id=rec["id"],
@@ -141,7 +144,7 @@ def interaction(rec: dict[str, Any]) -> Interaction:
     )
 
 
-def agent(rec: dict[str, Any]) -> Agent:
+def agent(rec: AgentRecord) -> Agent:
     """The agent of a stored record, its activity derived as the scripts derive it."""
     act = _map(rec.get("act"))
     if rec.get("wrap_until"):

@@ -36,6 +36,13 @@ from router.settings import ServiceSettings
 from router.store import codec
 from router.store.codec import raise_for, stats_view, text, to_ms
 from router.store.keys import Keys
+from router.store.records import (
+    SCORES,
+    CallSettings,
+    MetricsSnapshot,
+    QueueFigures,
+    member_id,
+)
 from router.store.scripts import ScriptRunner
 
 ROUTING_OPERATIONS = frozenset(
@@ -57,6 +64,20 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 DUE_BATCH = 100
 """Due timers every operation applies before its own change (the tick loop does the rest)."""
+
+
+def call_settings(settings: ServiceSettings) -> CallSettings:
+    """The settings every script call carries (`cfg`)."""
+    return {
+        "retention_ms": to_ms(settings.retention_s),
+        "log_max": settings.event_log_max,
+        "exclusive": {c: True for c in settings.exclusive_channels},
+        "max_classes": settings.max_routing_classes,
+        "fill_batch": settings.class_fill_batch,
+        "due_batch": DUE_BATCH,
+        "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},
+        "scores": SCORES,
+    }
 
 
 @dataclass(frozen=True)
@@ -92,15 +113,7 @@ class Engine:
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self.runner = ScriptRunner(redis)
-        self._cfg = {
-            "retention_ms": to_ms(settings.retention_s),
-            "log_max": settings.event_log_max,
-            "exclusive": {c: True for c in settings.exclusive_channels},
-            "max_classes": settings.max_routing_classes,
-            "fill_batch": settings.class_fill_batch,
-            "due_batch": DUE_BATCH,
-            "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},
-        }
+        self._cfg = call_settings(settings)
 
     async def start(self) -> None:
         """Load the library of every script (FUNCTION LOAD)."""
@@ -163,18 +176,18 @@ class Engine:
         queues = [QueueConfig.from_record(msgpack.unpackb(v, raw=False)) for v in raw.values()]
         return sorted(queues, key=lambda q: q.name)
 
-    async def queue_figures(self, names: list[str], now: float) -> dict[str, dict[str, Any]]:
+    async def queue_figures(self, names: list[str], now: float) -> dict[str, QueueFigures]:
         """Live figures of the named queues (all when empty), keyed by name."""
         code, figures, _ = await self._call("queue_stats", now, names=names)
         raise_for(code)
-        return {name: dict(f) for name, f in (figures or {}).items()}
+        return {name: cast(QueueFigures, dict(f)) for name, f in (figures or {}).items()}
 
     async def queue_stats(self, queue: QueueConfig, now: float) -> dict[str, Any]:
         """A queue's stats (§4): figures, service level per formula and agents required."""
         figures = (await self.queue_figures([queue.name], now))[queue.name]
         return stats_view(figures, queue)
 
-    async def metrics_snapshot(self, now: float, max_age_s: float) -> dict[str, Any]:
+    async def metrics_snapshot(self, now: float, max_age_s: float) -> MetricsSnapshot:
         """The shared snapshot of time-dependent figures (recomputed when older than max_age_s)."""
         code, snapshot, _ = await self._call("metrics_snapshot", now, max_age_ms=to_ms(max_age_s))
         raise_for(code)
@@ -185,8 +198,7 @@ class Engine:
         key = self.keys.queue_waiting(queue)
         async with self.bounded():
             members = cast(list[bytes], await self.redis.zrange(key, 0, count - 1))
-            # A member is the 15-digit arrival sequence, ':', then the interaction id.
-            ids = [text(m)[16:] for m in members]
+            ids = [member_id(text(m)) for m in members]
             raws = await self.redis.mget([self.keys.interaction(i) for i in ids]) if ids else []
         found = []
         for position, raw in enumerate(raws, start=1):

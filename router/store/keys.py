@@ -1,17 +1,24 @@
 """The key schema: every key of a namespace starts with `acd:{<namespace>}:`.
 
 The braces are the Redis Cluster hash tag, so a whole namespace lives in one slot and every Lua
-script may touch any of its keys. Scripts receive the prefix as KEYS[1] and build the other
-names with the same suffixes as below (router/lua/lib/keys.lua); this module is the reference.
+script may touch any of its keys. Scripts receive the prefix as KEYS[1] and build every other
+name with router/lua/lib/keys.lua, which has one builder of the same name for each key below;
+tests/store/test_keys.py checks that both build the same strings. This module is the reference:
+what each key holds, its record's fields in router/store/records.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+ClassId = int | str
+"""A routing class id: scripts read it back from sets as a string."""
+
 
 @dataclass(frozen=True)
 class Keys:
+    """The keys of one namespace."""
+
     namespace: str
 
     @property
@@ -24,7 +31,7 @@ class Keys:
 
     @property
     def queues(self) -> str:
-        """Hash: queue name -> packed queue config."""
+        """Hash: queue name -> packed queue (records.QueueRecord)."""
         return self._k("queues")
 
     @property
@@ -38,7 +45,7 @@ class Keys:
         return self._k("logged_in")
 
     def agent(self, agent_id: str) -> str:
-        """String: packed agent record."""
+        """String: packed agent (records.AgentRecord)."""
         return self._k(f"ag:{agent_id}")
 
     def agent_classes(self, agent_id: str) -> str:
@@ -54,7 +61,7 @@ class Keys:
         return self._k(f"pref:{agent_id}")
 
     def interaction(self, interaction_id: str) -> str:
-        """String: packed interaction record (expires `retention_s` after it ends)."""
+        """String: packed interaction (records.InteractionRecord), kept `retention_s` once ended."""
         return self._k(f"ix:{interaction_id}")
 
     @property
@@ -74,24 +81,28 @@ class Keys:
 
     @property
     def class_filling(self) -> str:
-        """Hash: class id -> `<SSCAN cursor>:<agents scanned>` of a class still being filled."""
+        """Hash: class id -> records.FILL_STATE, while the class is being filled."""
         return self._k("clsfill")
 
-    def routing_class(self, class_id: int) -> str:
-        """String: packed class (channel, strategy, skills)."""
+    def routing_class(self, class_id: ClassId) -> str:
+        """String: packed routing class (records.ClassRecord)."""
         return self._k(f"cls:{class_id}")
 
-    def class_waiting(self, class_id: int) -> str:
+    def class_waiting(self, class_id: ClassId) -> str:
         """Sorted set (order score): routable interactions waiting in the class."""
         return self._k(f"clsix:{class_id}")
 
-    def class_agents(self, class_id: int) -> str:
+    def class_agents(self, class_id: ClassId) -> str:
         """Sorted set (strategy score): agents that could take an offer of the class now."""
         return self._k(f"clsag:{class_id}")
 
-    def class_staffed(self, class_id: int) -> str:
+    def class_staffed(self, class_id: ClassId) -> str:
         """Set: logged-in agents that meet the class, whatever their state."""
         return self._k(f"clsin:{class_id}")
+
+    def class_queues(self, class_id: ClassId) -> str:
+        """Set: queues with a step whose requirement is the class (staffed sets follow them)."""
+        return self._k(f"clsq:{class_id}")
 
     def queue_waiting(self, queue: str) -> str:
         """Sorted set (order score): interactions waiting in the queue, callbacks included."""
@@ -105,9 +116,17 @@ class Keys:
         """Set: scheduled callbacks of the queue that have not entered it yet."""
         return self._k(f"qcb:{queue}")
 
+    def queue_staffed(self, queue: str) -> str:
+        """Set: logged-in agents that meet any step's requirement of the queue (§4 staffed)."""
+        return self._k(f"qst:{queue}")
+
+    def queue_averages(self, queue: str) -> str:
+        """Hash: the queue's moving averages for the EWT (records.QueueAverages)."""
+        return self._k(f"qs:{queue}")
+
     @property
     def timers(self) -> str:
-        """Sorted set: `<kind>:<id>` -> due ms; one per kind and record (`fill:<class id>` too)."""
+        """Sorted set: `<kind>:<id>` -> due ms; at most one per kind and record (timers.py)."""
         return self._k("timers")
 
     @property
@@ -119,3 +138,32 @@ class Keys:
     def events(self) -> str:
         """Stream: the durable event log."""
         return self._k("events")
+
+    @property
+    def metric_counters(self) -> str:
+        """Hash: business counters, '<metric>|<label values>' -> count (records.py)."""
+        return self._k("m:c")
+
+    @property
+    def metric_histograms(self) -> str:
+        """Hash: business histograms, '<metric>|<label values>|<le>' -> count (records.py)."""
+        return self._k("m:h")
+
+    @property
+    def agent_time(self) -> str:
+        """Hash: agent time by activity (records.py)."""
+        return self._k("m:at")
+
+    @property
+    def agents_by_state(self) -> str:
+        """Hash: '<state>|<activity>' -> agents."""
+        return self._k("m:ag")
+
+    def metrics_window(self, queue: str, minute: int) -> str:
+        """Hash: the queue's figures of one minute since the epoch (records.MetricsWindow)."""
+        return self._k(f"m:w:{queue}:{minute}")
+
+    @property
+    def metrics_snapshot(self) -> str:
+        """String: the shared snapshot of time-dependent figures (records.MetricsSnapshot)."""
+        return self._k("m:snap")

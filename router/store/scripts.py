@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -13,9 +12,32 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-_INCLUDE = re.compile(r"^--@include (\w+)$", re.MULTILINE)
 _NAME = "{library}"
 """Where the library's name goes in its source: it is known only once the source is hashed."""
+
+LIBRARY_FILES = (
+    "call",  # M.begin, the per-call hooks, replies
+    "keys",  # one builder per key (router/store/keys.py is the reference)
+    "tables",  # counting and sorting Lua tables
+    "records",  # loading and saving queues, interactions and agents (router/store/records.py)
+    "events",  # the durable event log
+    "timers",  # every timer kind: its record and handler; arming, firing, applying due ones
+    "scores",  # the order of waiting interactions and the strategy score of agents
+    "requirements",  # skill requirements: merging, meeting, escalation steps
+    "classes",  # routing classes: the memo, creation, joining
+    "class_fill",  # the batched fill of a new class, and routing what a batch indexed
+    "agents",  # capacity, the class indexes of agents, staffed sets, state changes
+    "routing",  # placing waiting interactions and matching them with agents
+    "offers",  # an offer: making it, and its end without an accept
+    "interactions",  # an interaction's arrival and end
+    "escalation",  # escalation steps of a waiting interaction
+    "preferred",  # preferred waits
+    "callbacks",  # callback offers, scheduled callbacks, retry waits
+    "metrics",  # business metrics, the EWT and the live figures of queues
+)
+"""The files of router/lua/lib/, in the order the library defines them: each runs once, at load,
+in a block of its own (`do ... end`), so that a file shares nothing with another but the module
+table `M`."""
 
 
 def _read(name: str) -> str:
@@ -23,7 +45,7 @@ def _read(name: str) -> str:
 
 
 def operation_source(operation: str) -> str:
-    """One operation's file: its header, `--@include` lines and body."""
+    """One operation's file: its header (KEYS, ARGV, returns) and body."""
     return _read(f"{operation}.lua")
 
 
@@ -31,6 +53,13 @@ def operations() -> list[str]:
     """The names of every operation script."""
     folder = resources.files("router").joinpath("lua")
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".lua"))
+
+
+def lib_source() -> str:
+    """The module table `M` and every file of LIBRARY_FILES, each in its own block."""
+    parts = ["local M = {}  -- the module table: the one name the files share\n"]
+    parts += [f"do  -- lib/{lib}.lua\n{_read(f'lib/{lib}.lua')}\nend\n" for lib in LIBRARY_FILES]
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -48,16 +77,13 @@ class Library:
 
 @functools.cache
 def library() -> Library:
-    """Every lib file included by an operation, defined once, then each operation's file wrapped
-    as the body of its function (`--@include` lines are Lua comments and stay)."""
-    bodies = {op: operation_source(op) for op in operations()}
-    libs = list(dict.fromkeys(m for body in bodies.values() for m in _INCLUDE.findall(body)))
-    parts = [f"#!lua name={_NAME}\n"]
-    parts += [f"-- lib/{lib}.lua\n{_read(f'lib/{lib}.lua')}\n" for lib in libs]
-    for op, body in bodies.items():
+    """The lib files (`lib_source`), then each operation's file wrapped as the body of its
+    function, which M.begin opens."""
+    parts = [f"#!lua name={_NAME}\n", lib_source()]
+    for op in operations():
         parts.append(
             f"redis.register_function('{_NAME}_{op}', function(KEYS, ARGV)\n"
-            f"M.begin(KEYS, ARGV)\n{body}\nend)\n"
+            f"M.begin(KEYS, ARGV)\n{operation_source(op)}\nend)\n"
         )
     template = "".join(parts)
     name = "acd_" + hashlib.sha1(template.encode()).hexdigest()[:16]

@@ -56,6 +56,7 @@ from router.errors import RouterError, StoreUnavailable
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 from router.store.invariants import Snapshot, check_invariants, find_violations
+from router.store.records import InteractionRecord, QueueRecord
 from router.store.server import RedisServer
 
 T0 = 1_800_000_000.0
@@ -560,7 +561,7 @@ async def snapshot_and_counters(engine: Engine) -> tuple[Snapshot, dict[str, int
     """The snapshot and the business counters (`field: value`), of the same read."""
     pattern = engine.keys.prefix.replace("{", "[{]") + "*"
     view = await Frozen.load(engine.redis, pattern)
-    raw = await view.hgetall(engine.keys.prefix + "m:c")
+    raw = await view.hgetall(engine.keys.metric_counters)
     counters = {k.decode(): int(v) for k, v in raw.items()}
     return await Snapshot.read(cast(Redis, view), engine.keys), counters
 
@@ -577,7 +578,7 @@ COUNTED = (
 (§3.10) however many dial attempts, a cancel not an abandon."""
 
 
-def step_in_force(queue: dict[str, Any], enq_ms: int, now_ms: int) -> int:
+def step_in_force(queue: QueueRecord, enq_ms: int, now_ms: int) -> int:
     """The step of the queue's requirement at the wait `now - enq` (§3.1)."""
     steps = queue.get("steps") or []
     return max(
@@ -1065,13 +1066,13 @@ class Run:
                 if status == "offered" and rec.get("agent") in (rec.get("excl") or {}):
                     bad.append(f"{ix_id} offered to {rec['agent']}, who refused it")
             bad.extend(self.check_callback(ix_id, rec, snap, now_ms))
-        for aid, rec in snap.agents.items():
-            if rec["state"] != self.agent_state.get(aid, "logged_out"):
-                bad.append(f"agent {aid} is {rec['state']}; its events say otherwise")
+        for aid, agent in snap.agents.items():
+            if agent["state"] != self.agent_state.get(aid, "logged_out"):
+                bad.append(f"agent {aid} is {agent['state']}; its events say otherwise")
         assert bad == [], bad
 
     def check_callback(
-        self, ix_id: str, rec: dict[str, Any], snap: Snapshot, now_ms: int
+        self, ix_id: str, rec: InteractionRecord, snap: Snapshot, now_ms: int
     ) -> list[str]:
         """The record against the callback events (§3.10); the requirement in force (§3.1),
         the callback check (README) and the end of a preferred wait (§3.7) of whatever waits,

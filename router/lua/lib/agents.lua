@@ -1,4 +1,8 @@
--- Agents: capacity (§3.6), the class indexes of available agents, state changes (§3.5).
+-- Agents: capacity (§3.6), the class indexes of available agents, the staffed sets of queues,
+-- state changes (§3.5) and wrap-up (§3.8). The record's fields: router/store/records.py
+-- (AgentRecord).
+
+local K = M.keys
 
 -- Active interactions of the agent on one channel, and on any channel.
 function M.active_on(ag, channel)
@@ -16,11 +20,11 @@ function M.free_on(ag, channel)
   local cap = ag.channels[channel] or 0
   local on, all = M.active_on(ag, channel)
   if on >= cap then return false, on end
-  if CFG.exclusive[channel] then
+  if M.cfg.exclusive[channel] then
     if all > 0 then return false, on end
   else
     for _, a in pairs(ag.act) do
-      if CFG.exclusive[a.ch] then return false, on end
+      if M.cfg.exclusive[a.ch] then return false, on end
     end
   end
   return true, on
@@ -42,16 +46,16 @@ function M.index_agent_in(ag, cid, seen)
       score = M.agent_score(ag, cls, ch.on)
       if cls.strategy ~= 'best_skill' then ch.idle_score = score end
     end
-    redis.call('ZADD', P .. 'clsag:' .. cid, score, ag.id)
+    redis.call('ZADD', K.class_agents(cid), score, ag.id)
   else
-    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
+    redis.call('ZREM', K.class_agents(cid), ag.id)
   end
 end
 
 -- Brings every class index of the agent up to date with its record: O(classes it meets).
 function M.reindex_agent(ag)
   local seen = {}
-  for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
+  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
     M.index_agent_in(ag, tonumber(cid), seen)
   end
 end
@@ -66,36 +70,28 @@ function M.route_agent(ag, unsaved)
   M.reindex_agent(ag)
 end
 
--- Recomputes which classes the agent meets (at login and on a change of skills).
--- Whether the skills meet any step's requirement of the queue (the agent staffs it, §4).
-function M.serves(q, skills)
-  for step = 0, #(q.steps or {}) do
-    if M.meets(skills, M.step_skills(q, step)) then return true end
-  end
-  return false
-end
-
 -- Adds the agent to (or removes it from) the staffed set of every queue it serves: the queues
 -- of the classes it meets (`clsq:<class>`), O(classes it meets), not O(queues).
 function M.staff_agent(ag, logged_in)
   local maps = {}
-  for _, cid in ipairs(redis.call('SMEMBERS', P .. 'agcls:' .. ag.id)) do
-    maps[#maps + 1] = P .. 'clsq:' .. cid
+  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+    maps[#maps + 1] = K.class_queues(cid)
   end
   if #maps == 0 then return end
   for _, name in ipairs(redis.call('SUNION', unpack(maps))) do
-    redis.call(logged_in and 'SADD' or 'SREM', P .. 'qst:' .. name, ag.id)
+    redis.call(logged_in and 'SADD' or 'SREM', K.queue_staffed(name), ag.id)
   end
 end
 
+-- Recomputes which classes the agent meets (at login and on a change of skills).
 function M.classify_agent(ag)
   M.staff_agent(ag, false)
   M.unindex_agent(ag)
-  local key = P .. 'agcls:' .. ag.id
-  for _, cid in ipairs(redis.call('HVALS', M.K_CLASSES)) do
+  local key = K.agent_classes(ag.id)
+  for _, cid in ipairs(redis.call('HVALS', K.classes)) do
     if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
       redis.call('SADD', key, cid)
-      redis.call('SADD', P .. 'clsin:' .. cid, ag.id)
+      redis.call('SADD', K.class_staffed(cid), ag.id)
     end
   end
   M.staff_agent(ag, true)
@@ -103,10 +99,10 @@ end
 
 -- Takes the agent out of every class (at logout, or before reclassifying it).
 function M.unindex_agent(ag)
-  local key = P .. 'agcls:' .. ag.id
+  local key = K.agent_classes(ag.id)
   for _, cid in ipairs(redis.call('SMEMBERS', key)) do
-    redis.call('ZREM', P .. 'clsag:' .. cid, ag.id)
-    redis.call('SREM', P .. 'clsin:' .. cid, ag.id)
+    redis.call('ZREM', K.class_agents(cid), ag.id)
+    redis.call('SREM', K.class_staffed(cid), ag.id)
   end
   redis.call('DEL', key)
 end
@@ -128,7 +124,7 @@ function M.end_wrap_up(ag, at)
   ag.idle_since = at
   ag.switch_at = at
   M.disarm('wu', ag.id)
-  for _, h in ipairs(ag.handles or {}) do M.count_handle(h.q, (at - h.a) / 1000) end
+  for _, h in ipairs(ag.handles or {}) do M.count_handle(h.q, M.seconds(at - h.a)) end
   ag.handles = nil
 end
 
@@ -140,16 +136,16 @@ function M.release(ag, ix, wrap_ms)
     ag.handles = ag.handles or {}
     ag.handles[#ag.handles + 1] = {q = ix.queue, a = ix.answered}
   else
-    M.count_handle(ix.queue, (NOW - ix.answered) / 1000)
+    M.count_handle(ix.queue, M.seconds_since(ix.answered))
   end
   if wrap_ms and wrap_ms > 0 then
-    local until_ms = NOW + wrap_ms
+    local until_ms = M.now + wrap_ms
     if ag.wrap_until == nil or ag.wrap_until < until_ms then
       ag.wrap_until = until_ms
       M.arm('wu', ag.id, until_ms)
     end
   elseif not ag.wrap_until then
-    ag.idle_since = NOW
+    ag.idle_since = M.now
   end
 end
 
@@ -173,27 +169,28 @@ function M.change_state(ag, state, reason)
     for ix_id, a in pairs(ag.act) do
       if a.st == 'connected' then
         local ix = M.load_ix(ix_id)
-        M.count_handle(ix.queue, (NOW - ix.answered) / 1000)
-        M.finish(ix, 'completed', {agent_id = ag.id, outcome = 'agent_lost'})
+        M.count_handle(ix.queue, M.seconds_since(ix.answered))
+        M.finish(ix, 'completed', 'interaction.completed',
+                 {agent_id = ag.id, outcome = 'agent_lost'})
       end
       ag.act[ix_id] = nil
     end
-    if ag.wrap_until then M.end_wrap_up(ag, NOW) end
+    if ag.wrap_until then M.end_wrap_up(ag, M.now) end
     M.staff_agent(ag, false)
     M.unindex_agent(ag)
-    redis.call('SREM', M.K_LOGGED_IN, ag.id)
+    redis.call('SREM', K.logged_in, ag.id)
   elseif prev == 'logged_out' then
-    redis.call('SADD', M.K_LOGGED_IN, ag.id)
+    redis.call('SADD', K.logged_in, ag.id)
     M.classify_agent(ag)
   end
   if state == 'available' then
     ag.misses = 0
-    if ag.wrap_until then M.end_wrap_up(ag, NOW) end
-    if prev ~= 'available' then ag.idle_since = NOW end
+    if ag.wrap_until then M.end_wrap_up(ag, M.now) end
+    if prev ~= 'available' then ag.idle_since = M.now end
   end
   ag.state = state
   ag.reason = reason
-  ag.state_since = NOW
+  ag.state_since = M.now
   M.save_ag(ag)
   if state ~= 'logged_out' then M.reindex_agent(ag) end
   M.emit('agent.state_changed', {agent_id = ag.id, state = state, previous_state = prev,

@@ -1,36 +1,26 @@
 -- Business metrics (§6), kept with the state and changed by the same scripts as what they count,
--- so every router exports the same values and a restart loses nothing.
---   m:c                 hash  '<metric>|<label values>' -> counter
---   m:h                 hash  '<metric>|<label values>|<le>' -> bucket count (not cumulative),
---                             '<metric>|<label values>|sum' and '|count'
---   m:w:<queue>:<min>   hash  the queue's figures of one minute (15-minute service level,
---                             Erlang C inputs); expires after 20 minutes
---   m:at                hash  'total|<activity>' agent-seconds closed, 'n|<activity>' agents in
---                             it now, 'since|<activity>' the sum of their start times (ms)
---   m:ag                hash  '<state>|<activity>' -> agents
---   qs:<queue>          hash  EMAs for the EWT: aht, wait, ewt, answered
+-- so every router exports the same values and a restart loses nothing. Their keys and fields
+-- (router/store/records.py): counters (M.keys.metric_counters), histograms
+-- (metric_histograms), a queue's figures of one minute (metrics_window: the 15-minute service
+-- level, Erlang C inputs; expires after 20 minutes), agent time by activity (agent_time), agents
+-- by state and activity (agents_by_state) and a queue's averages for the EWT (queue_averages).
 
+local K = M.keys
 local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
 local windows_kept                      -- minute windows whose expiry this call has set
 
-local begin_base = M.begin
-function M.begin(keys, argv)
-  begin_base(keys, argv)
-  M.K_COUNTERS = P .. 'm:c'
-  M.K_HIST = P .. 'm:h'
-  M.K_AGENT_TIME = P .. 'm:at'
-  M.K_AGENTS_BY = P .. 'm:ag'
+M.on_call(function()
   -- Bucket bounds come from router/domain/stats.py (BUCKETS) with every call.
-  WAIT_BUCKETS = CFG.buckets.acd_wait_seconds
-  HANDLE_BUCKETS = CFG.buckets.acd_handle_seconds
-  EWT_ERROR_BUCKETS = CFG.buckets.acd_ewt_error_seconds
+  WAIT_BUCKETS = M.cfg.buckets.acd_wait_seconds
+  HANDLE_BUCKETS = M.cfg.buckets.acd_handle_seconds
+  EWT_ERROR_BUCKETS = M.cfg.buckets.acd_ewt_error_seconds
   windows_kept = {}
-end
+end)
 local WINDOW_TTL_S = 1200
 local EMA = 0.1                         -- weight of the newest sample in the EWT averages
 
 function M.incr(field, by)
-  redis.call('HINCRBY', M.K_COUNTERS, field, by or 1)
+  redis.call('HINCRBY', K.metric_counters, field, by or 1)
 end
 
 -- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
@@ -43,13 +33,13 @@ function M.observe(series, value, buckets, extra)
   end
   if extra and value <= extra and (best == nil or extra < best) then best = extra end
   if best then le = tostring(best) end
-  redis.call('HINCRBY', M.K_HIST, series .. '|' .. le, 1)
-  redis.call('HINCRBYFLOAT', M.K_HIST, series .. '|sum', value)
-  redis.call('HINCRBY', M.K_HIST, series .. '|count', 1)
+  redis.call('HINCRBY', K.metric_histograms, series .. '|' .. le, 1)
+  redis.call('HINCRBYFLOAT', K.metric_histograms, series .. '|sum', value)
+  redis.call('HINCRBY', K.metric_histograms, series .. '|count', 1)
 end
 
 function M.window(queue, field, by)
-  local key = P .. 'm:w:' .. queue .. ':' .. math.floor(NOW / 60000)
+  local key = K.metrics_window(queue, math.floor(M.now / 60000))
   redis.call('HINCRBYFLOAT', key, field, by or 1)
   if not windows_kept[key] then
     redis.call('EXPIRE', key, WINDOW_TTL_S)
@@ -84,7 +74,7 @@ function M.count_wait_end(ix, outcome, wait_s)
   end
   M.observe('acd_wait_seconds|' .. ix.queue .. '|' .. outcome, wait_s, WAIT_BUCKETS, t)
   if outcome == 'answered' then
-    local stats = P .. 'qs:' .. ix.queue
+    local stats = K.queue_averages(ix.queue)
     M.ema(stats, 'wait', wait_s)
     if ix.ewt0 then
       M.ema(stats, 'ewt', ix.ewt0)
@@ -100,7 +90,7 @@ function M.count_handle(queue, handle_s)
   M.observe('acd_handle_seconds|' .. queue, handle_s, HANDLE_BUCKETS)
   M.window(queue, 'handle_sum', handle_s)
   M.window(queue, 'handle_n')
-  M.ema(P .. 'qs:' .. queue, 'aht', handle_s)
+  M.ema(K.queue_averages(queue), 'aht', handle_s)
 end
 
 function M.ema(key, field, value)
@@ -121,22 +111,23 @@ function M.account_agent(ag)
   end
   local by = ag.state .. '|' .. activity
   if ag.m_by ~= by then
-    if ag.m_by then redis.call('HINCRBY', M.K_AGENTS_BY, ag.m_by, -1) end
-    redis.call('HINCRBY', M.K_AGENTS_BY, by, 1)
+    if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, -1) end
+    redis.call('HINCRBY', K.agents_by_state, by, 1)
     ag.m_by = by
   end
   -- A wrap-up ended by a late tick switches at its scheduled end, not at the tick.
-  local at = ag.switch_at or NOW
+  local at = ag.switch_at or M.now
   ag.switch_at = nil
   if ag.m_act ~= counted then
     if ag.m_act then
-      redis.call('HINCRBYFLOAT', M.K_AGENT_TIME, 'total|' .. ag.m_act, (at - ag.m_since) / 1000)
-      redis.call('HINCRBY', M.K_AGENT_TIME, 'n|' .. ag.m_act, -1)
-      redis.call('HINCRBY', M.K_AGENT_TIME, 'since|' .. ag.m_act, -ag.m_since)
+      redis.call('HINCRBYFLOAT', K.agent_time, 'total|' .. ag.m_act,
+                 M.seconds(at - ag.m_since))
+      redis.call('HINCRBY', K.agent_time, 'n|' .. ag.m_act, -1)
+      redis.call('HINCRBY', K.agent_time, 'since|' .. ag.m_act, -ag.m_since)
     end
     if counted then
-      redis.call('HINCRBY', M.K_AGENT_TIME, 'n|' .. counted, 1)
-      redis.call('HINCRBY', M.K_AGENT_TIME, 'since|' .. counted, at)
+      redis.call('HINCRBY', K.agent_time, 'n|' .. counted, 1)
+      redis.call('HINCRBY', K.agent_time, 'since|' .. counted, at)
     end
     ag.m_act = counted
     ag.m_since = at
@@ -150,23 +141,22 @@ end
 -- is being filled, N and the free agents are extrapolated from the agents scanned so far.
 local DEFAULT_AHT_S = 180
 function M.ewt(queue, cid, position)
-  local stats = redis.call('HMGET', P .. 'qs:' .. queue, 'aht', 'wait', 'ewt', 'answered')
+  local stats = redis.call('HMGET', K.queue_averages(queue), 'aht', 'wait', 'ewt', 'answered')
   local aht = tonumber(stats[1]) or DEFAULT_AHT_S
-  local serving = cid and redis.call('SCARD', P .. 'clsin:' .. cid) or 0
+  local serving = cid and redis.call('SCARD', K.class_staffed(cid)) or 0
   -- A class still being filled (M.fill_class) counts its share of the agents scanned so far.
   local scale = 1
-  local filling = cid and redis.call('HGET', M.K_FILLING, cid)
-  if filling then
-    local scanned = tonumber(string.match(filling, ':(%d+)$'))
-    if scanned > 0 then scale = math.max(1, redis.call('SCARD', M.K_LOGGED_IN) / scanned) end
+  local scanned = cid and M.fill_scanned(cid)
+  if scanned and scanned > 0 then
+    scale = math.max(1, redis.call('SCARD', K.logged_in) / scanned)
   end
   serving = serving * scale
   if serving == 0 then
-    local head = redis.call('ZRANGE', P .. 'ql:' .. queue, 0, 0, 'WITHSCORES')
-    local oldest = head[2] and (NOW - tonumber(head[2])) / 1000 or 0
+    local head = redis.call('ZRANGE', K.queue_on_line(queue), 0, 0, 'WITHSCORES')
+    local oldest = head[2] and M.seconds_since(tonumber(head[2])) or 0
     return math.max(aht, oldest)
   end
-  local free = redis.call('ZCARD', P .. 'clsag:' .. cid) * scale
+  local free = redis.call('ZCARD', K.class_agents(cid)) * scale
   if position <= free then return 0 end
   local estimate = (position - free) * aht / serving
   local wait, ewt, answered = tonumber(stats[2]), tonumber(stats[3]), tonumber(stats[4]) or 0
@@ -180,35 +170,35 @@ end
 local WINDOW_FIELDS = {'arrived', 'answered', 'answered_sla', 'abandoned', 'abandoned_sla',
                        'handle_sum', 'handle_n'}
 function M.queue_figures(q)
-  local on_line = redis.call('ZCARD', P .. 'ql:' .. q.name)
-  local waiting = redis.call('ZCARD', P .. 'qw:' .. q.name)
-  local head = redis.call('ZRANGE', P .. 'ql:' .. q.name, 0, 0, 'WITHSCORES')
+  local on_line = redis.call('ZCARD', K.queue_on_line(q.name))
+  local waiting = redis.call('ZCARD', K.queue_waiting(q.name))
+  local head = redis.call('ZRANGE', K.queue_on_line(q.name), 0, 0, 'WITHSCORES')
   local pools = {}
   for step = 0, #(q.steps or {}) do
-    local cid = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy,
-                                                            M.step_skills(q, step)))
-    if cid then pools[#pools + 1] = P .. 'clsag:' .. cid end
+    local cid = redis.call('HGET', K.classes, M.signature(q.channel, q.strategy,
+                                                          M.step_skills(q, step)))
+    if cid then pools[#pools + 1] = K.class_agents(cid) end
   end
   local available = 0
   if #pools > 0 then
     available = #redis.call('ZUNION', #pools, unpack(pools))
   end
-  local base = redis.call('HGET', M.K_CLASSES, M.signature(q.channel, q.strategy, q.skills))
+  local base = redis.call('HGET', K.classes, M.signature(q.channel, q.strategy, q.skills))
   local window = {}
   for _, f in ipairs(WINDOW_FIELDS) do window[f] = 0 end
-  local minute = math.floor(NOW / 60000)
+  local minute = math.floor(M.now / 60000)
   for m = minute - 14, minute do
-    local values = redis.call('HMGET', P .. 'm:w:' .. q.name .. ':' .. m, unpack(WINDOW_FIELDS))
+    local values = redis.call('HMGET', K.metrics_window(q.name, m), unpack(WINDOW_FIELDS))
     for i, f in ipairs(WINDOW_FIELDS) do window[f] = window[f] + (tonumber(values[i]) or 0) end
   end
   return {
     waiting = on_line,
     callbacks_waiting = waiting - on_line,
-    oldest_wait_s = head[2] and math.max(0, (NOW - tonumber(head[2])) / 1000) or 0,
+    oldest_wait_s = head[2] and math.max(0, M.seconds_since(tonumber(head[2]))) or 0,
     ewt_s = M.ewt(q.name, base and tonumber(base), waiting + 1),
     agents_available = available,
-    agents_staffed = redis.call('SCARD', P .. 'qst:' .. q.name),
-    aht_s = tonumber(redis.call('HGET', P .. 'qs:' .. q.name, 'aht') or ''),
+    agents_staffed = redis.call('SCARD', K.queue_staffed(q.name)),
+    aht_s = tonumber(redis.call('HGET', K.queue_averages(q.name), 'aht') or ''),
     window = window,
   }
 end

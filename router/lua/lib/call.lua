@@ -1,0 +1,48 @@
+-- The call: what every operation starts with (M.begin), its clock, and its reply.
+-- The lib files and the operations are one Redis Functions library; router/store/scripts.py
+-- lists the files in load order and runs each in a block of its own, so that they share only the
+-- module table M (Redis forbids globals in scripts). Code at the top level of a lib file runs
+-- once, at FUNCTION LOAD, where only definitions work (no KEYS, ARGV, redis.call, not even
+-- pairs). What belongs to one call is set by M.begin, which every operation runs first: M.args,
+-- M.now and M.cfg, then the hooks with which files reset their own per-call state (M.on_call).
+
+local hooks = {}
+
+-- Registers `hook(prefix)` to run at the start of every call, in load order, once M.args, M.now
+-- and M.cfg are set; `prefix` is the namespace's `acd:{<namespace>}:` (KEYS[1]).
+function M.on_call(hook) hooks[#hooks + 1] = hook end
+
+local cfg_packed, cfg_decoded
+
+-- ARGV[1] is one msgpack map: `now` (ms), `cfg` and the operation's own arguments.
+function M.begin(keys, argv)
+  local args = cmsgpack.unpack(argv[1])
+  M.args = args
+  M.now = args.now                     -- ms; the one clock value of this operation
+  -- The settings (router/store/records.py, CallSettings) come packed on their own, the same
+  -- call after call: decoded only when they change (an interned string compare).
+  if args.cfg ~= cfg_packed then cfg_packed, cfg_decoded = args.cfg, cmsgpack.unpack(args.cfg) end
+  M.cfg = cfg_decoded
+  for _, hook in ipairs(hooks) do hook(keys[1]) end
+end
+
+-- Seconds (a setting or an argument) to ms. M.ms rounds to whole ms, for a time to store or to
+-- arm; M.ms_exact keeps the fraction, for a limit that waits of whole ms are compared with.
+function M.ms(seconds) return math.floor(seconds * 1000 + 0.5) end
+function M.ms_exact(seconds) return seconds * 1000 end
+
+-- Ms to seconds: a time or a duration, and the time from `ms` to now.
+function M.seconds(ms) return ms / 1000 end
+function M.seconds_since(ms) return (M.now - ms) / 1000 end
+
+-- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
+function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
+
+-- The reply with an interaction, its position (§4) added: 1 + those ahead in its queue.
+function M.reply_ix(ix, b)
+  if ix.m then
+    local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
+    if rank then ix.position = rank + 1 end
+  end
+  return M.reply('ok', ix, b)
+end

@@ -1,0 +1,95 @@
+-- Routing classes: one per (channel, strategy, requirement) in use, its record
+-- (router/store/records.py, ClassRecord) under an id that is never reused. A class indexes the
+-- agents that meet it and the interactions waiting for it.
+
+local K = M.keys
+
+-- A class never changes once created and its id and signature are never reused, so decoded
+-- classes and signature -> id are kept across calls (library state) for one namespace (its
+-- `classes` hash) and one generation of its classes: `cls_token`, written anew when the
+-- namespace's keys were deleted. One GET per call checks it. Callers must not change what
+-- M.class returns.
+local memo = {}
+local tokens = 0
+local known                            -- memo, once this call checked the token
+M.on_call(function() known = nil end)
+
+local function classes_known()
+  if known then return known end
+  local token = redis.call('GET', K.class_token)
+  if not token then
+    tokens = tokens + 1
+    local t = redis.call('TIME')
+    token = t[1] .. '.' .. t[2] .. '.' .. tokens
+    redis.call('SET', K.class_token, token)
+  end
+  if memo.key ~= K.classes or memo.token ~= token then
+    memo = {key = K.classes, token = token, classes = {}, ids = {}}
+  end
+  known = memo
+  return known
+end
+
+function M.class(cid)
+  local classes = classes_known().classes
+  local c = classes[cid]
+  if c == nil then
+    c = cmsgpack.unpack(redis.call('GET', K.routing_class(cid)))
+    classes[cid] = c
+  end
+  return c
+end
+
+function M.signature(channel, strategy, req)
+  local parts = {}
+  for _, s in ipairs(M.sorted_keys(req)) do parts[#parts + 1] = s .. '=' .. req[s] end
+  return channel .. '|' .. strategy .. '|' .. table.concat(parts, ',')
+end
+
+-- The class id for a requirement, created on first use; nil when `max_routing_classes` is
+-- reached. A new class is filled with every logged-in agent that meets it: at once when there
+-- are at most cfg.fill_batch of them, else one batch now and the next ones by its `fill` timer
+-- (M.fill_class), so no routing call costs more than O(fill_batch) agents. `complete` (queue
+-- upserts, which scan the logged-in agents anyway) fills the class to the end, even one whose
+-- fill an earlier call began.
+function M.class_for(channel, strategy, req, complete)
+  local sig = M.signature(channel, strategy, req)
+  local ids = classes_known().ids
+  local cid = ids[sig]
+  if not cid then
+    cid = redis.call('HGET', K.classes, sig)
+    if cid then
+      cid = tonumber(cid)
+      ids[sig] = cid
+    end
+  end
+  if cid then
+    if complete and redis.call('HEXISTS', K.class_filling, cid) == 1 then
+      while not M.fill_class(cid, true) do end
+    end
+    return cid
+  end
+  if redis.call('HLEN', K.classes) >= M.cfg.max_classes then return nil end
+  cid = redis.call('INCR', K.class_seq)
+  local packed = cmsgpack.pack({id = cid, channel = channel, strategy = strategy, skills = req})
+  redis.call('SET', K.routing_class(cid), packed)
+  redis.call('HSET', K.classes, sig, cid)
+  known.classes[cid] = cmsgpack.unpack(packed)  -- its own copy: `req` is the caller's
+  ids[sig] = cid
+  if complete or redis.call('SCARD', K.logged_in) <= M.cfg.fill_batch then
+    for _, aid in ipairs(redis.call('SMEMBERS', K.logged_in)) do
+      local ag = M.load_ag(aid)
+      if M.meets(ag.skills, req) then M.join_class(ag, cid) end
+    end
+  else
+    M.start_fill(cid)
+  end
+  return cid
+end
+
+-- The agent meets the class: it joins the class's sets and, if free, its index.
+function M.join_class(ag, cid)
+  redis.call('SADD', K.agent_classes(ag.id), cid)
+  redis.call('SADD', K.class_staffed(cid), ag.id)
+  M.index_agent_in(ag, cid)
+end

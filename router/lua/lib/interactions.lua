@@ -1,0 +1,72 @@
+-- Interactions: arrival (a new or transferred interaction gets in line) and end. The record's
+-- fields: router/store/records.py (InteractionRecord).
+
+local K = M.keys
+
+-- The routing class of a queue's step 0 with the interaction's extra skills; nil and an error
+-- code when the requirement cannot be routed.
+function M.arrival_class(q, extra)
+  local req = M.merge(q.skills, extra)
+  if M.count(req) > 16 then return nil, 'too_many_skills' end
+  local cid = M.class_for(q.channel, q.strategy, req)
+  if not cid then return nil, 'class_limit' end
+  return cid
+end
+
+-- Puts a new (or transferred) interaction in line at now: order score, queue indexes, timers,
+-- preferred wait, event; then routes it. `ix.cls` is already resolved.
+function M.enqueue(ix, q, preferred_wait_ms)
+  ix.seq = redis.call('INCR', K.arrival_seq)
+  ix.m = M.member(ix.seq, ix.id)
+  ix.enq = M.now
+  ix.score = M.order_score(ix.priority, ix.enq - ix.credit)
+  ix.step = 0
+  ix.status = 'queued'
+  redis.call('ZADD', K.queue_waiting(ix.queue), ix.score, ix.m)
+  redis.call('ZADD', K.queue_on_line(ix.queue), ix.enq, ix.m)
+  M.arm_escalation(ix, q)
+  if q.max_wait_s > 0 then M.arm('mw', ix.id, ix.enq + M.ms(q.max_wait_s)) end
+  ix.pref_until = nil
+  if #ix.pref > 0 and preferred_wait_ms > 0 and M.preferred_wait_alive(ix) then
+    ix.pref_until = M.now + preferred_wait_ms
+    M.arm('pw', ix.id, ix.pref_until)
+  end
+  M.place(ix)
+  M.count_arrival(ix.queue, false)
+  ix.ewt0 = M.ewt(ix.queue, ix.cls, redis.call('ZRANK', K.queue_waiting(ix.queue), ix.m) + 1)
+  M.save_ix(ix)
+  M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
+                                priority = ix.priority, step = ix.step})
+  M.consider_callback(ix, q, ix.ewt0)
+  M.match_interaction(ix)
+end
+
+-- Takes the interaction out of its queue's order and off the line.
+function M.leave_queue(ix)
+  redis.call('ZREM', K.queue_waiting(ix.queue), ix.m)
+  redis.call('ZREM', K.queue_on_line(ix.queue), ix.m)
+end
+
+-- Forgets the agents the interaction excluded (their exclusion sets).
+function M.drop_exclusions(ix)
+  for aid in pairs(ix.excl) do redis.call('SREM', K.agent_excluded(aid), ix.id) end
+end
+
+-- Ends the interaction in a terminal `status`: out of every index and timer, kept for
+-- `retention_s`; emits `etype` with `fields`.
+function M.finish(ix, status, etype, fields)
+  M.unplace(ix)
+  M.leave_queue(ix)
+  redis.call('SREM', K.queue_scheduled(ix.queue), ix.id)
+  M.disarm_ix(ix.id)
+  M.drop_exclusions(ix)
+  ix.status = status
+  ix.ended = M.now
+  ix.pref_until = nil
+  if fields.outcome then ix.outcome = fields.outcome end
+  if status == 'timed_out' then M.incr('acd_interactions_timed_out_total|' .. ix.queue) end
+  M.save_ix(ix)
+  fields.interaction_id = ix.id
+  fields.queue = ix.queue
+  M.emit(etype, fields)
+end

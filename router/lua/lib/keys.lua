@@ -1,0 +1,47 @@
+-- Keys: one builder per key of a namespace, in M.keys; no other file writes a key's name.
+-- Every key starts with the namespace's prefix `acd:{<namespace>}:` (KEYS[1]; the braces are
+-- the Redis Cluster hash tag, so a namespace lives in one slot). router/store/keys.py is the
+-- reference, with the same names and what each key holds; tests/store/test_keys.py checks that
+-- both build the same strings.
+
+local K = {}
+M.keys = K
+local P
+
+-- The keys of the whole namespace, built once per call.
+M.on_call(function(prefix)
+  P = prefix
+  K.queues = P .. 'queues'
+  K.agents = P .. 'agents'
+  K.logged_in = P .. 'logged_in'
+  K.classes = P .. 'classes'
+  K.class_seq = P .. 'class_seq'
+  K.class_token = P .. 'cls_token'
+  K.class_filling = P .. 'clsfill'
+  K.timers = P .. 'timers'
+  K.arrival_seq = P .. 'seq'
+  K.events = P .. 'events'
+  K.metric_counters = P .. 'm:c'
+  K.metric_histograms = P .. 'm:h'
+  K.agent_time = P .. 'm:at'
+  K.agents_by_state = P .. 'm:ag'
+  K.metrics_snapshot = P .. 'm:snap'
+end)
+
+-- The keys of one record: an agent, an interaction, a routing class, a queue.
+function K.agent(id) return P .. 'ag:' .. id end
+function K.agent_classes(id) return P .. 'agcls:' .. id end
+function K.agent_excluded(id) return P .. 'agex:' .. id end
+function K.agent_preferred(id) return P .. 'pref:' .. id end
+function K.interaction(id) return P .. 'ix:' .. id end
+function K.routing_class(cid) return P .. 'cls:' .. cid end
+function K.class_waiting(cid) return P .. 'clsix:' .. cid end
+function K.class_agents(cid) return P .. 'clsag:' .. cid end
+function K.class_staffed(cid) return P .. 'clsin:' .. cid end
+function K.class_queues(cid) return P .. 'clsq:' .. cid end
+function K.queue_waiting(name) return P .. 'qw:' .. name end
+function K.queue_on_line(name) return P .. 'ql:' .. name end
+function K.queue_scheduled(name) return P .. 'qcb:' .. name end
+function K.queue_staffed(name) return P .. 'qst:' .. name end
+function K.queue_averages(name) return P .. 'qs:' .. name end
+function K.metrics_window(name, minute) return P .. 'm:w:' .. name .. ':' .. minute end

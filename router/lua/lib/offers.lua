@@ -1,0 +1,92 @@
+-- Offers (§3.5): reserving an agent for an interaction, and the end of an offer without an
+-- accept (reject, no-answer, expiry, withdrawal), after which the interaction waits again in
+-- its place (§3.2).
+
+local K = M.keys
+
+-- The `routing` object of interaction.offered: why this agent.
+function M.routing_note(ix, ag, cls, qualified, preferred)
+  local score
+  if cls.strategy == 'best_skill' then
+    score = 0
+    for skill in pairs(cls.skills) do score = score + (ag.skills[skill] or 0) end
+  else
+    score = M.seconds_since(ag.idle_since or M.now)
+  end
+  return {step = ix.step, strategy = cls.strategy, score = score, qualified = qualified,
+          preferred = preferred}
+end
+
+-- Reserves the agent for the interaction and tells the platform.
+function M.offer(ix, ag, preferred)
+  local cls = M.class(ix.cls)
+  local pool = K.class_agents(ix.cls)
+  local qualified = redis.call('ZCARD', pool)
+  -- The agent may not be indexed free yet (M.route_agent); it could take the offer.
+  if not redis.call('ZSCORE', pool, ag.id) then qualified = qualified + 1 end
+  local note = M.routing_note(ix, ag, cls, qualified, preferred)
+  M.unplace(ix)
+  local q = M.queue(ix.queue)
+  ix.status = 'offered'
+  ix.agent = ag.id
+  ix.no_answer_by = nil
+  ix.exp = M.now + M.ms(q.offer_timeout_s)
+  M.arm('off', ix.id, ix.exp)
+  ag.act[ix.id] = {ch = ix.channel, st = 'offered'}
+  M.save_ix(ix)
+  M.save_ag(ag)
+  M.reindex_agent(ag)
+  M.emit('interaction.offered', {interaction_id = ix.id, agent_id = ag.id, queue = ix.queue,
+                                 expires_at = M.seconds(ix.exp), callback = ix.cb or false,
+                                 data = ix.data, routing = note})
+end
+
+-- An offer ended without an accept: the interaction goes back to its place (§3.2), unless its
+-- max wait passed during the offer. Returns true when it waits again.
+function M.requeue(ix, agent_id, reason)
+  ix.last_offer = {agent = agent_id, reason = reason}
+  ix.agent = nil
+  ix.exp = nil
+  M.disarm('off', ix.id)
+  if ix.mw_due then
+    M.finish(ix, 'timed_out', 'interaction.timed_out', {})
+    return false
+  end
+  ix.status = ix.cb and 'callback' or 'queued'
+  M.place(ix)
+  M.save_ix(ix)
+  M.emit('interaction.requeued', {interaction_id = ix.id, agent_id = agent_id,
+                                  queue = ix.queue, reason = reason})
+  return true
+end
+
+function M.exclude(ix, agent_id, reason)
+  ix.excl[agent_id] = reason
+  redis.call('SADD', K.agent_excluded(agent_id), ix.id)
+end
+
+-- The agent refused the offer (reject, no-answer or expiry): it never gets this interaction
+-- again; a no-answer counts as a miss (§3.5). Then both are routed again.
+function M.refuse(ix, ag, reason, requeue_reason)
+  ag.act[ix.id] = nil
+  M.count_offer(ix.queue, reason)
+  M.exclude(ix, ag.id, reason)
+  local back = M.requeue(ix, ag.id, requeue_reason)
+  local withdrawn = {}
+  if reason ~= 'rejected' then withdrawn = M.count_miss(ag, M.queue(ix.queue)) end
+  M.save_ag(ag)
+  M.reindex_agent(ag)
+  if back then
+    if ix.pref_until and not M.preferred_wait_alive(ix) then
+      M.end_preferred_wait(ix)
+    else
+      M.match_interaction(ix)
+    end
+  end
+  M.rematch_after_change(ag, withdrawn)
+end
+
+-- The offer expired unanswered: a no-answer.
+function M.expire_offer(ix)
+  M.refuse(ix, M.load_ag(ix.agent), 'no_answer', 'expired')
+end

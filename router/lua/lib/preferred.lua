@@ -1,0 +1,32 @@
+-- Preferred agents (§3.7): for its preferred wait an interaction waits in the sets of its
+-- preferred agents (M.place) rather than in its class; the wait ends at its `pw` timer, or
+-- earlier when no listed agent can serve it any more.
+
+local K = M.keys
+
+function M.preferred_wait_alive(ix)
+  for _, aid in ipairs(ix.pref) do
+    if not ix.excl[aid] and redis.call('SISMEMBER', K.logged_in, aid) == 1 then
+      return true
+    end
+  end
+  return false
+end
+
+function M.end_preferred_wait(ix)
+  local placed = M.routable(ix)
+  if placed then M.unplace(ix) end
+  ix.pref_until = nil
+  M.disarm('pw', ix.id)
+  if placed then M.place(ix) end
+  M.save_ix(ix)
+  M.match_interaction(ix)
+end
+
+-- After the agent logged out: end the preferred waits that no listed agent can serve any more.
+function M.end_preferred_waits_of(agent_id)
+  for _, m in ipairs(redis.call('ZRANGE', K.agent_preferred(agent_id), 0, -1)) do
+    local ix = M.load_ix(M.member_id(m))
+    if ix.pref_until and not M.preferred_wait_alive(ix) then M.end_preferred_wait(ix) end
+  end
+end
