@@ -3,7 +3,7 @@
 The braces are the Redis Cluster hash tag, so a whole namespace lives in one slot and every Lua
 script may touch any of its keys. Scripts receive the prefix as KEYS[1] and build every other
 name with router/lua/lib/keys.lua, which has one builder of the same name for each key below;
-tests/store/test_keys.py checks that both build the same strings. This module is the reference:
+tests/store/test_schema.py checks that both build the same strings. This module is the reference:
 what each key holds, its record's fields in router/store/records.py.
 """
 

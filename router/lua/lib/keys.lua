@@ -1,7 +1,7 @@
 -- Keys: one builder per key of a namespace, in M.keys; no other file writes a key's name.
 -- Every key starts with the namespace's prefix `acd:{<namespace>}:` (KEYS[1]; the braces are
 -- the Redis Cluster hash tag, so a namespace lives in one slot). router/store/keys.py is the
--- reference, with the same names and what each key holds; tests/store/test_keys.py checks that
+-- reference, with the same names and what each key holds; tests/store/test_schema.py checks that
 -- both build the same strings.
 
 local K = {}
