@@ -40,6 +40,7 @@ from router.domain.models import (
     Step,
 )
 from router.settings import ServiceSettings
+from router.store.codec import to_ms
 from router.store.engine import Engine
 from router.store.scripts import operations
 from router.store.server import RedisServer
@@ -515,7 +516,7 @@ class Bench:
 
     async def baseline_call(self, n: int) -> list[Any]:
         """The bare 5-command script, called as the engine calls its scripts."""
-        packed = msgpack.packb({"n": n, "now": int(time.time() * 1000)}, use_bin_type=False)
+        packed = msgpack.packb({"n": n, "now": to_ms(time.time())}, use_bin_type=False)
         raw = await self.redis.fcall(BASELINE_FUNCTION, 1, "acd:{baseline}:", packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False)
         return reply

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from loadtest.charts import charts
 from loadtest.simulate import CallResult, SimResult
 from router.domain.stats import FORMULAS, service_levels
+from router.store.codec import to_ms
 
 ALL = "(all)"
 """The all-queues row of a report (printed when the run has more than one queue)."""
@@ -48,8 +49,7 @@ def figures(
     abandoned = [r for r in calls if r.status == "abandoned"]
 
     def within(r: CallResult) -> bool:
-        limit = round(threshold_s[r.call.queue] * 1000)
-        return r.wait_s is not None and round(r.wait_s * 1000) <= limit
+        return r.wait_s is not None and to_ms(r.wait_s) <= to_ms(threshold_s[r.call.queue])
 
     window = {
         "answered": len(answered),

@@ -187,11 +187,11 @@ class Simulator:
         self.engine_calls += 1
         now = self.now(t)
         if kind is Kind.TICK:
-            self.ticks.discard(round(t * 1000))
+            self.ticks.discard(codec.to_ms(t))
             tick = await self.engine.tick(now)
             if not tick.applied:  # a stale timer (an accept removed it): nothing happened
                 if tick.next_due is not None:
-                    self.schedule_tick(t, round(tick.next_due * 1000))
+                    self.schedule_tick(t, codec.to_ms(tick.next_due))
                 return
         elif kind is Kind.ARRIVAL:
             await self.arrive(t, self.calls[payload])
@@ -363,7 +363,7 @@ class Simulator:
 
     def schedule_tick(self, t: float, due_ms: int) -> None:
         """A tick when the timer due at `due_ms` (engine ms) falls due, not before `t`."""
-        due_ms = max(due_ms, round(self.now(t) * 1000))
+        due_ms = max(due_ms, codec.to_ms(self.now(t)))
         due = due_ms / 1000 - self.opt.start
         if due_ms not in self.ticks and due <= self.horizon:
             self.ticks.add(due_ms)

@@ -12,9 +12,9 @@ Skills = dict[str, int]
 MAX_PRIORITY = 1000
 MAX_LEVEL = 5
 MAX_REQUIREMENT_SKILLS = 16
-"""Skills in one requirement; bounds the best_skill score (see router/lua/lib/agents.lua)."""
+"""Skills in one requirement; bounds the best_skill score (store/records.py SKILL_SUM_MAX)."""
 MAX_CHANNEL_CAPACITY = 32
-"""Interactions an agent may hold on one channel; bounds the strategy score."""
+"""Interactions an agent may hold on one channel; bounds the strategy score (ACTIVE_SLOTS)."""
 
 
 class Channel(StrEnum):

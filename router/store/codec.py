@@ -10,6 +10,7 @@ import msgpack
 
 from router import errors
 from router.domain.models import (
+    MAX_REQUIREMENT_SKILLS,
     Activity,
     Agent,
     AgentState,
@@ -27,7 +28,11 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "not_found": (errors.NotFound, None, "no such record"),
     "unknown_queue": (errors.ValidationError, "queue", "no such queue"),
     "channel_mismatch": (errors.ValidationError, "queue", "the queue serves another channel"),
-    "too_many_skills": (errors.ValidationError, "skills", "the requirement has over 16 skills"),
+    "too_many_skills": (
+        errors.ValidationError,
+        "skills",
+        f"the requirement has over {MAX_REQUIREMENT_SKILLS} skills",
+    ),
     "class_limit": (
         errors.ValidationError,
         "skills",

@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.domain.models import (
+    MAX_REQUIREMENT_SKILLS,
     Agent,
     AgentProfile,
     AgentState,
@@ -73,6 +74,7 @@ def call_settings(settings: ServiceSettings) -> CallSettings:
         "log_max": settings.event_log_max,
         "exclusive": {c: True for c in settings.exclusive_channels},
         "max_classes": settings.max_routing_classes,
+        "max_skills": MAX_REQUIREMENT_SKILLS,
         "fill_batch": settings.class_fill_batch,
         "due_batch": DUE_BATCH,
         "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},

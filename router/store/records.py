@@ -247,6 +247,7 @@ class CallSettings(TypedDict):
     log_max: int  # about how many entries the event log keeps
     exclusive: dict[str, bool]  # channels an agent serves alone
     max_classes: int  # max_routing_classes
+    max_skills: int  # skills in one requirement (MAX_REQUIREMENT_SKILLS)
     fill_batch: int  # agents a routing call classifies into a new class (class_fill_batch)
     due_batch: int  # due timers every operation applies first
     buckets: dict[str, list[float]]  # histogram bounds (router/domain/stats.py BUCKETS)

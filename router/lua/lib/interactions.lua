@@ -7,7 +7,7 @@ local K = M.keys
 -- code when the requirement cannot be routed.
 function M.arrival_class(q, extra)
   local req = M.merge(q.skills, extra)
-  if M.count(req) > 16 then return nil, 'too_many_skills' end
+  if M.count(req) > M.cfg.max_skills then return nil, 'too_many_skills' end
   local cid = M.class_for(q.channel, q.strategy, req)
   if not cid then return nil, 'class_limit' end
   return cid
