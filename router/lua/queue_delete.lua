@@ -2,9 +2,9 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, name}
 -- Returns  {'ok'} | {'not_found'} | {'not_empty'}
+local K = M.keys
 M.apply_due(M.cfg.due_batch)
 local name = M.args.name
-local K = M.keys
 if redis.call('HEXISTS', K.queues, name) == 0 then return M.reply('not_found') end
 if redis.call('ZCARD', K.queue_waiting(name)) > 0
     or redis.call('SCARD', K.queue_scheduled(name)) > 0 then

@@ -8,8 +8,8 @@
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
 --          | {'class_limit'}
-M.apply_due(M.cfg.due_batch)
 local K = M.keys
+M.apply_due(M.cfg.due_batch)
 local q = M.args.queue
 local old = M.queue(q.name)
 local waiting = redis.call('ZRANGE', K.queue_waiting(q.name), 0, -1)

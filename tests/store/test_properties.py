@@ -1182,7 +1182,7 @@ _VOICE = ((Channel.VOICE, 1),)
 _IDLE = AgentSetup((), _VOICE, AgentState.NOT_READY)
 
 REGRESSION_BEST_SKILL_SCORE = {
-    # Was: `M.agent_score` (router/lua/lib/base.lua) computes
+    # Was: `M.agent_score` (router/lua/lib/base.lua, now lib/scores.lua) computes
     # `primary * IDLE_SPAN + idle - SCORE_BASE`; for best_skill the intermediate sum is above
     # 2^53, so the idle_since millisecond is rounded away: the class index score disagrees with
     # the checker's ("class N agent index disagrees with the agents: ['a0'] vs ['a0']"), and of

@@ -23,7 +23,8 @@ function M.begin(keys, argv)
   -- call after call: decoded only when they change (an interned string compare).
   if args.cfg ~= cfg_packed then cfg_packed, cfg_decoded = args.cfg, cmsgpack.unpack(args.cfg) end
   M.cfg = cfg_decoded
-  for _, hook in ipairs(hooks) do hook(keys[1]) end
+  local prefix = keys[1]
+  for i = 1, #hooks do hooks[i](prefix) end
 end
 
 -- Seconds (a setting or an argument) to ms. M.ms rounds to whole ms, for a time to store or to

@@ -8,8 +8,10 @@ local K = {}
 M.keys = K
 local P
 
--- The keys of the whole namespace, built once per call.
+-- The keys of the whole namespace, built when the namespace changes (library state, like the
+-- settings: KEYS[1] is an interned string, so the compare is cheap).
 M.on_call(function(prefix)
+  if prefix == P then return end
   P = prefix
   K.queues = P .. 'queues'
   K.agents = P .. 'agents'

@@ -70,10 +70,11 @@ M.TIMERS = {
   {'fill', 'class',       fill_due},                -- the next batch of a class's fill
 }
 
--- How a record is loaded from the id in a timer's member (nil: gone, the timer does nothing).
+-- How a record is loaded from the id in a timer's member (nil: gone, the timer does nothing);
+-- lib/records.lua is loaded before this file.
 local LOAD = {
-  interaction = function(id) return M.load_ix(id) end,
-  agent = function(id) return M.load_ag(id) end,
+  interaction = M.load_ix,
+  agent = M.load_ag,
   class = function(id) return tonumber(id) end,
 }
 
