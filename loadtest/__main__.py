@@ -6,19 +6,38 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loadtest import generate as gen
 from loadtest import importers
 from loadtest.calibrate import calibrate, calibration_report, parse_days
-from loadtest.charts import CHART_NAMES, write_chart
+from loadtest.charts import CHART_NAMES, charts, write_chart, write_charts
 from loadtest.check_calibration import FORMATS, run_check
 from loadtest.check_ewt import run_check as run_ewt_check
 from loadtest.ewt import ewt_figures, ewt_report
+from loadtest.jsonout import (
+    calibration_json,
+    comparison_json,
+    document,
+    replay_json,
+    run_json,
+    write_json,
+)
+from loadtest.page import html_page
+from loadtest.progress import EVERY_S, Progress
 from loadtest.replay import ReplayError, ReplayOptions, replay, replay_html, replay_report
-from loadtest.report import compare_report, html_report, text_report
-from loadtest.simulate import Scenario, SimOptions, add_agents, scale_roster, simulate_scenarios
+from loadtest.report import compare_report, text_report
+from loadtest.simulate import (
+    Scenario,
+    SimOptions,
+    SimResult,
+    add_agents,
+    scale_roster,
+    simulate_scenarios,
+)
 from loadtest.trace import TraceError, load_roster, load_trace, write_roster, write_trace
 from router.config import load_config
 from router.errors import ConfigError
@@ -44,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--out", required=True)
     g.add_argument("--roster-out")
+    progress_options(g)
 
     i = sub.add_parser("import", help="a real trace to the trace format, with its roster")
     i.add_argument("format", choices=("anonymous-bank", "queue-log"))
@@ -60,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--from", dest="start", default="00:00", help="each day from HH:MM")
     i.add_argument("--to", dest="end", default="24:00", help="each day until HH:MM (excluded)")
+    progress_options(i)
 
     s = sub.add_parser("simulate", help="drive a trace through the engine in virtual time")
     s.add_argument("trace")
@@ -71,8 +92,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--add-agents", type=int, help="what-if: this many more agents")
     s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
     s.add_argument("--compare-config", help="what-if: this configuration instead")
-    s.add_argument("--html", help="write a self-contained HTML report with charts here")
     chart_options(s)
+    json_option(s)
+    progress_options(s)
 
     p_replay = sub.add_parser("replay", help="play a trace over HTTP against a running service")
     p_replay.add_argument("trace")
@@ -89,8 +111,8 @@ def parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--id-prefix", default="", help="prepended to interaction ids")
     p_replay.add_argument("--seed", type=int, default=1, help="of the roster's wrap-up and breaks")
     p_replay.add_argument("--quiet", action="store_true", help="no progress line")
-    p_replay.add_argument("--html", help="write a self-contained HTML report with charts here")
     chart_options(p_replay)
+    json_option(p_replay)
 
     c = sub.add_parser("calibrate", help="fit unrecorded unavailability, predict held-out days")
     c.add_argument("trace", help="a trace with history (wait_s, outcome, agent_id)")
@@ -103,6 +125,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--replications", type=int, default=1, help="prediction runs averaged")
     c.add_argument("--interval", type=float, default=60.0, help="report interval, minutes")
     c.add_argument("--roster-out", help="write the roster with the fitted figures here")
+    json_option(c)
+    progress_options(c)
 
     k = sub.add_parser("check_calibration", help="calibration on synthetic history: PASS/FAIL")
     k.add_argument("--days", type=int, default=6, help="simulated days; the last is predicted")
@@ -111,10 +135,14 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--format", choices=(*FORMATS, "all"), default="all")
     k.add_argument("--replications", type=int, default=2, help="prediction runs averaged")
     k.add_argument("--out", help="a folder for the imported histories and rosters")
+    json_option(k)
+    progress_options(k)
 
     e = sub.add_parser("check_ewt", help="the router's EWT vs Asterisk's: PASS/FAIL")
     e.add_argument("--hours", type=int, default=8)
     e.add_argument("--seed", type=int, default=1)
+    json_option(e)
+    progress_options(e)
 
     r = sub.add_parser("reference", help="simulate vs Erlang C, FIFO recursion and ciw")
     r.add_argument("--calls", type=int, default=50_000, help="calls without abandons")
@@ -123,16 +151,51 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--spread-seeds", type=int, default=100, help="seeds of the sampling spread (0: none)"
     )
+    json_option(r)
+    progress_options(r)
     return p
 
 
 def chart_options(p: argparse.ArgumentParser) -> None:
-    """`--svg FILE` and `--chart NAME`: one chart as a standalone SVG file."""
+    """`--html`, `--svg FILE --chart NAME` and `--svg-dir DIR`: the report and charts of the one
+    run."""
+    p.add_argument("--html", help="write a self-contained HTML report with charts here")
     p.add_argument("--svg", help="write one chart (--chart) as a standalone SVG file here")
     p.add_argument("--chart", choices=CHART_NAMES, default="busy", help="the chart --svg writes")
+    p.add_argument("--svg-dir", help="write every chart as DIR/NAME.svg")
 
 
-def cmd_generate(a: argparse.Namespace) -> str:
+def json_option(p: argparse.ArgumentParser) -> None:
+    """`--json FILE`: every figure as JSON (`-`: on stdout, instead of the text report)."""
+    p.add_argument(
+        "--json", metavar="FILE", help="write every figure as JSON here (-: stdout, no text)"
+    )
+
+
+def progress_options(p: argparse.ArgumentParser) -> None:
+    """`--quiet` and `--progress-every`: the progress lines on stderr."""
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=EVERY_S,
+        metavar="S",
+        help=f"a progress line on stderr every S seconds (default {EVERY_S:g})",
+    )
+
+
+@dataclass
+class Outcome:
+    """A command's text report, its figures for `--json`, and whether its check passed."""
+
+    text: str
+    doc: dict[str, Any] | None = None
+    ok: bool = True
+    files: list[str] = field(default_factory=list)
+    """A line for each file written besides the trace or roster."""
+
+
+def cmd_generate(a: argparse.Namespace, progress: Progress) -> Outcome:
     """Write a trace (and a roster)."""
     spec = gen.TraceSpec(
         hours=a.hours,
@@ -144,18 +207,20 @@ def cmd_generate(a: argparse.Namespace) -> str:
         patience_s=a.patience,
         wrap_up_s=a.wrap_up,
     )
-    calls = gen.generate_trace(spec, a.seed)
-    write_trace(a.out, calls)
+    calls = gen.generate_trace(spec, a.seed, progress)
+    progress.start(f"write {a.out}", len(calls))
+    write_trace(a.out, progress.track(calls))
     out = f"{a.out}: {len(calls)} calls over {a.hours} h"
     if a.roster_out:
+        progress.start("roster (Erlang C)")
         queues = load_config(a.config).queues if a.config else ()
         roster = gen.config_roster(spec, queues, a.sla_threshold, a.sla_target)
         write_roster(a.roster_out, roster)
         out += f"\n{a.roster_out}: {len(roster.agents)} agents"
-    return out
+    return Outcome(out)
 
 
-def cmd_import(a: argparse.Namespace) -> str:
+def cmd_import(a: argparse.Namespace, progress: Progress) -> Outcome:
     """Convert a real trace."""
     text = Path(a.source).read_text(encoding="utf-8", errors="replace").splitlines()
     reader = importers.anonymous_bank if a.format == "anonymous-bank" else importers.queue_log
@@ -166,8 +231,10 @@ def cmd_import(a: argparse.Namespace) -> str:
     )
     if selection.end_s <= selection.start_s:
         raise ValueError("--to must be after --from")
-    imported = reader(text, seed=a.seed, selection=selection)
-    write_trace(a.out, imported.calls)
+    progress.start(f"read {a.source}", len(text), "lines")
+    imported = reader(text, seed=a.seed, selection=selection, progress=progress)
+    progress.start(f"write {a.out}", len(imported.calls))
+    write_trace(a.out, progress.track(imported.calls))
     lines = [f"{a.out}: {len(imported.calls)} calls", *imported.notes]
     if a.roster_out:
         write_roster(a.roster_out, imported.roster)
@@ -175,10 +242,26 @@ def cmd_import(a: argparse.Namespace) -> str:
     if a.config_out:
         Path(a.config_out).write_text(importers.config_text(imported), encoding="utf-8")
         lines.append(f"{a.config_out}: {len({c.queue for c in imported.calls})} queues")
-    return "\n".join(lines)
+    return Outcome("\n".join(lines))
 
 
-def cmd_simulate(a: argparse.Namespace) -> str:
+def chart_files(a: argparse.Namespace, runs: Sequence[SimResult]) -> dict[str, str]:
+    """The runs' charts, rendered once, when an option writes any."""
+    return charts(runs) if a.html or a.svg or a.svg_dir else {}
+
+
+def write_chart_files(a: argparse.Namespace, rendered: dict[str, str]) -> list[str]:
+    """`--svg` and `--svg-dir`; a line for each file written."""
+    lines = []
+    if a.svg:
+        write_chart(a.svg, rendered, a.chart)
+        lines.append(f"{a.svg}: {a.chart} chart")
+    if a.svg_dir:
+        lines += [f"{path}: chart" for path in write_charts(a.svg_dir, rendered)]
+    return lines
+
+
+def cmd_simulate(a: argparse.Namespace, progress: Progress) -> Outcome:
     """Run the trace (and the what-if) and report."""
     calls = load_trace(a.trace)
     roster = load_roster(a.roster)
@@ -197,22 +280,44 @@ def cmd_simulate(a: argparse.Namespace) -> str:
         what.append(Path(a.compare_config).name)
     if what:
         runs.append(Scenario(", ".join(what), changed, other.queues, other.service))
-    options = SimOptions(ring_delay_s=a.ring_delay, seed=a.seed)
+    options = SimOptions(ring_delay_s=a.ring_delay, seed=a.seed, progress=progress)
     results = asyncio.run(simulate_scenarios(calls, runs, options))
+    params = {
+        "trace": a.trace,
+        "roster": a.roster,
+        "config": a.config,
+        "seed": a.seed,
+        "ring_delay_s": a.ring_delay,
+        "scale_agents": a.scale_agents,
+        "add_agents": a.add_agents,
+        "add_like": a.add_like,
+        "compare_config": a.compare_config,
+        "calls": len(calls),
+        "agents": len(roster.agents),
+        "queues": len({c.queue for c in calls}),
+    }
     parts = [text_report(r) + "\n" + ewt_report(ewt_figures(r)) for r in results]
     if len(results) > 1:
         parts.append(compare_report(results))
+    progress.start("charts and report")
+    rendered = chart_files(a, results)
+    files = []
     if a.html:
-        Path(a.html).write_text(html_report(results), encoding="utf-8")
-        parts.append(f"{a.html}: HTML report")
-    if a.svg:
-        write_chart(a.svg, results, a.chart)
-        parts.append(f"{a.svg}: {a.chart} chart")
-    return "\n\n".join(parts)
+        page = html_page("Simulation report", results, params, rendered)
+        Path(a.html).write_text(page, encoding="utf-8")
+        files.append(f"{a.html}: HTML report")
+    files += write_chart_files(a, rendered)
+    doc = document(
+        "simulate",
+        params,
+        runs=[run_json(r) for r in results],
+        comparison=comparison_json(results) if len(results) > 1 else None,
+    )
+    return Outcome("\n\n".join(parts), doc, files=files)
 
 
-def cmd_replay(a: argparse.Namespace) -> str:
-    """Replay the trace against the service and report."""
+def cmd_replay(a: argparse.Namespace, progress: Progress) -> Outcome:
+    """Replay the trace against the service and report (with progress of its own)."""
     if not a.speed > 0:
         raise ValueError("--speed must be > 0")
     options = ReplayOptions(
@@ -225,25 +330,40 @@ def cmd_replay(a: argparse.Namespace) -> str:
         seed=a.seed,
         progress=None if a.quiet else sys.stderr,
     )
-    result = asyncio.run(replay(load_trace(a.trace), load_roster(a.roster), options))
-    out = replay_report(result)
+    calls, roster = load_trace(a.trace), load_roster(a.roster)
+    result = asyncio.run(replay(calls, roster, options))
+    params = {
+        "trace": a.trace,
+        "roster": a.roster,
+        "url": a.url,
+        "speed": a.speed,
+        "ring_delay_s": a.ring_delay,
+        "drain_s": a.drain,
+        "id_prefix": a.id_prefix or None,
+        "seed": a.seed,
+        "calls": len(calls),
+        "agents": len(roster.agents),
+        "queues": len({c.queue for c in calls}),
+    }
+    rendered = chart_files(a, [result.sim])
+    files = []
     if a.html:
-        Path(a.html).write_text(replay_html(result), encoding="utf-8")
-        out += f"\n\n{a.html}: HTML report"
-    if a.svg:
-        write_chart(a.svg, [result.sim], a.chart)
-        out += f"\n\n{a.svg}: {a.chart} chart"
-    return out
+        Path(a.html).write_text(replay_html(result, params, rendered), encoding="utf-8")
+        files.append(f"{a.html}: HTML report")
+    files += write_chart_files(a, rendered)
+    doc = document("replay", params, **replay_json(result))
+    return Outcome(replay_report(result), doc, files=files)
 
 
-def cmd_calibrate(a: argparse.Namespace) -> str:
+def cmd_calibrate(a: argparse.Namespace, progress: Progress) -> Outcome:
     """Fit, write the roster, predict and compare."""
     if a.replications < 1 or not a.interval > 0:
         raise ValueError("--replications must be >= 1 and --interval > 0")
     config = load_config(a.config)
+    calls = load_trace(a.trace)
     result = asyncio.run(
         calibrate(
-            load_trace(a.trace),
+            calls,
             load_roster(a.roster),
             config.queues,
             config.service,
@@ -252,54 +372,111 @@ def cmd_calibrate(a: argparse.Namespace) -> str:
             a.ring_delay,
             a.seed,
             a.replications,
+            progress,
         )
     )
-    out = calibration_report(result, a.interval * 60)
+    files = []
     if a.roster_out:
         write_roster(a.roster_out, result.roster)
-        out += f"\n\n{a.roster_out}: the roster with the fitted wrap-up and breaks"
-    return out
+        files.append(f"{a.roster_out}: the roster with the fitted wrap-up and breaks")
+    params = {
+        "trace": a.trace,
+        "roster": a.roster,
+        "config": a.config,
+        "fit_days": a.fit_days,
+        "predict_days": a.predict_days,
+        "ring_delay_s": a.ring_delay,
+        "seed": a.seed,
+        "replications": a.replications,
+        "interval_min": a.interval,
+        "roster_out": a.roster_out,
+        "calls": len(calls),
+    }
+    doc = document("calibrate", params, **calibration_json(result, a.interval * 60))
+    return Outcome(calibration_report(result, a.interval * 60), doc, files=files)
+
+
+def cmd_check_calibration(a: argparse.Namespace, progress: Progress) -> Outcome:
+    """Calibration on synthetic history."""
+    formats = FORMATS if a.format == "all" else (a.format,)
+    text, figures, ok = asyncio.run(
+        run_check(
+            a.days,
+            a.seed,
+            a.staffing,
+            formats,
+            a.replications,
+            Path(a.out) if a.out else None,
+            progress,
+        )
+    )
+    params = {
+        "days": a.days,
+        "seed": a.seed,
+        "staffing": a.staffing,
+        "format": a.format,
+        "replications": a.replications,
+        "out": a.out,
+    }
+    return Outcome(text, document("check_calibration", params, **figures), ok)
+
+
+def cmd_check_ewt(a: argparse.Namespace, progress: Progress) -> Outcome:
+    """The router's EWT against Asterisk's."""
+    text, figures, ok = asyncio.run(run_ewt_check(a.hours, a.seed, progress=progress))
+    params = {"hours": a.hours, "seed": a.seed}
+    return Outcome(text, document("check_ewt", params, **figures), ok)
+
+
+def cmd_reference(a: argparse.Namespace, progress: Progress) -> Outcome:
+    """The engine against queueing models."""
+    from loadtest.reference import run_reference
+
+    text, figures, ok = asyncio.run(
+        run_reference(a.calls, a.seed, a.patience_calls, a.spread_seeds, progress)
+    )
+    params = {
+        "calls": a.calls,
+        "patience_calls": a.patience_calls,
+        "seed": a.seed,
+        "spread_seeds": a.spread_seeds,
+    }
+    return Outcome(text, document("reference", params, **figures), ok)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], Outcome]] = {
+    "generate": cmd_generate,
+    "import": cmd_import,
+    "simulate": cmd_simulate,
+    "replay": cmd_replay,
+    "calibrate": cmd_calibrate,
+    "check_calibration": cmd_check_calibration,
+    "check_ewt": cmd_check_ewt,
+    "reference": cmd_reference,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a subcommand; errors go to stderr with exit status 2."""
+    """Run a subcommand: its report on stdout (or its JSON with `--json -`), progress on stderr;
+    errors go to stderr with exit status 2, a failed check gives 1."""
     a = parser().parse_args(argv)
+    every = getattr(a, "progress_every", None)  # replay has a progress line of its own
+    json_to = getattr(a, "json", None)
     try:
-        if a.command == "generate":
-            print(cmd_generate(a))
-        elif a.command == "import":
-            print(cmd_import(a))
-        elif a.command == "simulate":
-            print(cmd_simulate(a))
-        elif a.command == "replay":
-            print(cmd_replay(a))
-        elif a.command == "calibrate":
-            print(cmd_calibrate(a))
-        elif a.command == "check_calibration":
-            formats = FORMATS if a.format == "all" else (a.format,)
-            out = Path(a.out) if a.out else None
-            text, ok = asyncio.run(
-                run_check(a.days, a.seed, a.staffing, formats, a.replications, out)
-            )
-            print(text)
-            if not ok:
-                return 1
-        elif a.command == "check_ewt":
-            text, ok = asyncio.run(run_ewt_check(a.hours, a.seed))
-            print(text)
-            if not ok:
-                return 1
-        else:
-            from loadtest.reference import run_reference
-
-            text, ok = asyncio.run(run_reference(a.calls, a.seed, a.patience_calls, a.spread_seeds))
-            print(text)
-            if not ok:
-                return 1
+        if every is not None and not every > 0:
+            raise ValueError("--progress-every must be > 0")
+        stream = None if every is None or a.quiet else sys.stderr
+        with Progress(stream, every or EVERY_S) as progress:
+            out = COMMANDS[a.command](a, progress)
+        if json_to and out.doc is not None:
+            write_json(json_to, out.doc)
+            out.files.append(f"{json_to}: figures as JSON")
+        if json_to != "-":
+            print("\n\n".join([out.text, "\n".join(out.files)]) if out.files else out.text)
     except (TraceError, ConfigError, ReplayError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return 0 if out.ok else 1
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import NDArray
 
+from loadtest.progress import SILENT, Progress
 from loadtest.report import ALL, QueueFigures, figures, table
 from loadtest.simulate import CallResult, Scenario, SimOptions, simulate_scenarios
 from loadtest.trace import Breaks, Call, Dist, Roster, merge_shifts
@@ -256,7 +257,12 @@ def _expected(
     )
 
 
-def fit_gaps(gaps_: Sequence[Gap], ring_delay_s: float = 0.0, max_iterations: int = 500) -> Fit:
+def fit_gaps(
+    gaps_: Sequence[Gap],
+    ring_delay_s: float = 0.0,
+    max_iterations: int = 500,
+    progress: Progress = SILENT,
+) -> Fit:
     """Maximum likelihood (EM) of the wrap-up per queue, the break length and break interval."""
     counts: dict[str, int] = defaultdict(int)
     for g in gaps_:
@@ -290,7 +296,8 @@ def fit_gaps(gaps_: Sequence[Gap], ring_delay_s: float = 0.0, max_iterations: in
     sigma = np.full(len(names), 0.5)
     mean_b, every = 600.0, 3600.0
     gamma = np.zeros(len(gaps_))
-    for iteration in range(1, max_iterations + 1):
+    progress.start(f"fit on {len(gaps_)} gaps (EM)", None, "iterations")
+    for iteration in progress.track(range(1, max_iterations + 1)):
         busy = ring_delay_s + handle + np.exp(mu + sigma**2 / 2)[grp]
         e = _expected(u, exact, busy, mu[grp], sigma[grp], mean_b, every)
         gamma = e.gamma
@@ -428,6 +435,7 @@ async def calibrate(
     ring_delay_s: float = 0.0,
     seed: int = 1,
     replications: int = 1,
+    progress: Progress = SILENT,
 ) -> Calibration:
     """Fit on `fit_days`, then simulate `predict_days` with and without the fitted figures."""
     lacking = sum(1 for c in calls if c.outcome is None)
@@ -439,7 +447,8 @@ async def calibrate(
     by_name = {q.name: q for q in queues}
     fit_on, predict_on = split_days(calls, fit_days, predict_days)
     fitting = [c for c in calls if day_of(c.arrival_s) in set(fit_on)]
-    fit = fit_gaps(gaps(fitting, roster, by_name, ring_delay_s), ring_delay_s)
+    progress.start(f"gaps between calls, {len(fitting)} calls")
+    fit = fit_gaps(gaps(fitting, roster, by_name, ring_delay_s), ring_delay_s, progress=progress)
     result = calibrated(roster, fit, {c.queue for c in calls})
     held_out = [c for c in calls if day_of(c.arrival_s) in set(predict_on)]
     shifts = on_days(result, set(predict_on))
@@ -448,8 +457,9 @@ async def calibrate(
     predicted: list[CallResult] = []
     raw: list[CallResult] = []
     for n in range(replications):
-        options = SimOptions(ring_delay_s=ring_delay_s, seed=seed + n)
-        runs = [Scenario("calibrated", shifts, tuple(queues), settings)]
+        options = SimOptions(ring_delay_s=ring_delay_s, seed=seed + n, progress=progress)
+        label = f"calibrated, run {n + 1} of {replications}" if replications > 1 else "calibrated"
+        runs = [Scenario(label, shifts, tuple(queues), settings)]
         if n == 0:
             runs.append(Scenario("as given", plain, tuple(queues), settings))
         results = await simulate_scenarios(held_out, runs, options)

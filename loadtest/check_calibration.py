@@ -17,9 +17,10 @@ FAIL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from loadtest import generate as gen
 from loadtest import importers
@@ -32,6 +33,8 @@ from loadtest.calibrate import (
     compared_rows,
 )
 from loadtest.importers import Imported, Record
+from loadtest.jsonout import calibration_json
+from loadtest.progress import SILENT, Progress
 from loadtest.report import table
 from loadtest.simulate import Scenario, SimOptions, SimResult, simulate_scenarios
 from loadtest.trace import Breaks, Call, Dist, Roster, RosterAgent, write_roster, write_trace
@@ -279,15 +282,17 @@ async def run_check(
     formats: Sequence[str] = FORMATS,
     replications: int = 2,
     out: Path | None = None,
-) -> tuple[str, bool]:
-    """Generate, simulate the truth, import, calibrate and predict; the report and whether it
-    passed."""
+    progress: Progress = SILENT,
+) -> tuple[str, dict[str, Any], bool]:
+    """Generate, simulate the truth, import, calibrate and predict; the report, its figures
+    (`--json`'s `truth`, `formats`, `ok`) and whether it passed."""
     if days < 2:
         raise ValueError("--days must be at least 2: fit on some, predict the last")
     calls, hidden = truth(days, seed, staffing)
     settings = ServiceSettings(namespace="check")
+    options = SimOptions(RING_DELAY_S, seed=seed, progress=progress)
     [history] = await simulate_scenarios(
-        calls, [Scenario("truth", hidden, queues(), settings)], SimOptions(RING_DELAY_S, seed=seed)
+        calls, [Scenario("truth", hidden, queues(), settings)], options
     )
     records = records_of(history)
     head = (
@@ -301,7 +306,10 @@ async def run_check(
         f"{TRUTH_BREAKS.duration.mean_s:g} s"
     )
     parts, ok = [head], True
+    checked: list[dict[str, Any]] = []
     for fmt in formats:
+        progress.context = fmt
+        progress.start("import")
         data = imported(records, fmt, seed)
         if out is not None:
             export(out, fmt, data)
@@ -315,6 +323,7 @@ async def run_check(
             ring_delay_s=RING_DELAY_S,
             seed=seed,
             replications=replications,
+            progress=progress,
         )
         verdicts = figure_verdicts(cal) + prediction_verdicts(compared_rows(cal))
         passed = all(v.ok for v in verdicts)
@@ -326,5 +335,29 @@ async def run_check(
             verdict_table(verdicts),
             f"{fmt}: {'PASS' if passed else 'FAIL'}",
         ]
+        checked.append(
+            {
+                "format": fmt,
+                "calls": len(data.calls),
+                "agents": len(data.roster.agents),
+                "calibration": calibration_json(cal, DAY_S / 24),
+                "verdicts": [{**asdict(v), "ok": v.ok} for v in verdicts],
+                "ok": passed,
+            }
+        )
+    progress.context = ""
     parts.append(f"check_calibration: {'PASS' if ok else 'FAIL'}")
-    return "\n\n".join(parts), ok
+    doc = {
+        "truth": {
+            "calls": len(calls),
+            "days": days,
+            "agents": len(hidden.agents),
+            "staffing": staffing,
+            "ring_delay_s": RING_DELAY_S,
+            "wrap_up": {q: d.to_json() for q, d in TRUTH_WRAP_UP.items()},
+            "breaks": TRUTH_BREAKS.to_json(),
+        },
+        "formats": checked,
+        "ok": ok,
+    }
+    return "\n\n".join(parts), doc, ok

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from loadtest import generate as gen
 from loadtest.ewt import EwtFigures, ewt_figures, ewt_report
+from loadtest.jsonout import run_json
+from loadtest.progress import SILENT, Progress
 from loadtest.report import ALL, text_report
 from loadtest.simulate import Scenario, SimOptions, simulate_scenarios
 from loadtest.trace import Breaks, Call, Dist, Roster
@@ -108,10 +111,15 @@ def verdict(row: EwtFigures) -> tuple[bool, str]:
 
 
 async def run_check(
-    hours: int = 8, seed: int = 1, scenarios: Sequence[EwtScenario] = SCENARIOS
-) -> tuple[str, bool]:
-    """Simulate each scenario; the reports and whether all passed."""
+    hours: int = 8,
+    seed: int = 1,
+    scenarios: Sequence[EwtScenario] = SCENARIOS,
+    progress: Progress = SILENT,
+) -> tuple[str, dict[str, Any], bool]:
+    """Simulate each scenario; the reports, their figures (`--json`'s `targets`, `scenarios`,
+    `ok`) and whether all passed."""
     parts: list[str] = []
+    checked: list[dict[str, Any]] = []
     ok = True
     settings = ServiceSettings(namespace="ewt")
     for sc in scenarios:
@@ -119,7 +127,7 @@ async def run_check(
         [result] = await simulate_scenarios(
             calls,
             [Scenario(sc.name, roster, queues(), settings)],
-            SimOptions(RING_DELAY_S, seed=seed),
+            SimOptions(RING_DELAY_S, seed=seed, progress=progress),
         )
         rows = ewt_figures(result)
         passed, line = verdict(next(r for r in rows if r.queue == ALL))
@@ -135,5 +143,13 @@ async def run_check(
                 ]
             )
         )
+        checked.append(
+            {"name": sc.name, "staffing": sc.staffing, "run": run_json(result), "ok": passed}
+        )
     parts.append(f"check_ewt: {'PASS' if ok else 'FAIL'}")
-    return "\n\n".join(parts), ok
+    doc = {
+        "targets": {"all_calls": ALL_TARGET, "queued_calls": QUEUED_TARGET},
+        "scenarios": checked,
+        "ok": ok,
+    }
+    return "\n\n".join(parts), doc, ok

@@ -18,12 +18,13 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from loadtest.charts import CHART_NAMES, write_chart
+from loadtest.charts import CHART_NAMES, charts, write_chart, write_charts
 from loadtest.generate import TraceSpec, config_roster, generate_trace, parse_mix, parse_rates
+from loadtest.jsonout import document, replay_json, run_json, write_json
 from loadtest.replay import ReplayError, ReplayOptions, ReplayResult, replay, replay_report
 from loadtest.report import ALL, QueueFigures, run_figures, table, text_report
 from loadtest.served import Served, clean_env, serve_args
@@ -195,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="a folder for trace.jsonl and roster.json (to rerun by hand)")
     p.add_argument("--svg", help="write a chart of both runs as a standalone SVG file here")
     p.add_argument("--chart", choices=CHART_NAMES, default="busy", help="the chart --svg writes")
+    p.add_argument("--svg-dir", help="write every chart of both runs as DIR/NAME.svg")
+    p.add_argument("--json", metavar="FILE", help="write every figure as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -236,24 +239,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(a.out).mkdir(parents=True, exist_ok=True)
             write_trace(Path(a.out) / "trace.jsonl", calls)
             write_roster(Path(a.out) / "roster.json", roster)
-        print(f"{len(calls)} calls over {a.hours} h, {len(roster.agents)} agents", flush=True)
+        if a.json != "-":
+            print(f"{len(calls)} calls over {a.hours} h, {len(roster.agents)} agents", flush=True)
         check = asyncio.run(
             run_check(
                 a.config, calls, roster, a.speed, a.ring_delay, None if a.quiet else sys.stderr
             )
         )
+        return 0 if outputs(a, check) else 1
     except (TraceError, ConfigError, ReplayError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except AssertionError as error:  # the service did not start (loadtest.served.Served)
         print(f"error: acd-router serve: {error}", file=sys.stderr)
         return 2
-    print(report(check))
+
+
+def outputs(a: argparse.Namespace, check: Check) -> bool:
+    """The report (unless `--json -`), the charts and the JSON; whether every queue passed."""
+    lines = [report(check)]
+    rendered = charts([check.replayed.sim, check.simulated]) if a.svg or a.svg_dir else {}
     if a.svg:
-        write_chart(a.svg, [check.replayed.sim, check.simulated], a.chart)
-        print(f"\n{a.svg}: {a.chart} chart")
+        write_chart(a.svg, rendered, a.chart)
+        lines.append(f"{a.svg}: {a.chart} chart")
+    if a.svg_dir:
+        lines += [f"{path}: chart" for path in write_charts(a.svg_dir, rendered)]
     rows = verdicts(check.replayed.sim, check.simulated)
-    return 1 if any(v.ok is False for v in rows) else 0
+    ok = not any(v.ok is False for v in rows)
+    if a.json:
+        skip = ("json", "svg", "chart", "svg_dir", "quiet")
+        doc = document(
+            "check_replay",
+            {k: v for k, v in vars(a).items() if k not in skip},
+            simulated=run_json(check.simulated),
+            replayed=replay_json(check.replayed),
+            wall_s=check.wall_s,
+            comparison=[{**asdict(v), "ok": v.ok} for v in rows],
+            ok=ok,
+        )
+        write_json(a.json, doc)
+        lines.append(f"{a.json}: figures as JSON")
+    if a.json != "-":
+        print("\n\n".join(lines))
+    return ok
 
 
 if __name__ == "__main__":

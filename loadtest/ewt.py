@@ -115,9 +115,15 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def ewt_report(rows: Sequence[EwtFigures]) -> str:
-    """The table: answered, then each predictor's mean error and the router/Asterisk ratio, on
-    all answered calls and on those that queued."""
+EWT_NOTE = (
+    "mean |EWT at arrival - wait| of answered calls, then of those that queued (not offered\n"
+    "at once); Asterisk: its moving-average hold time; ratio = router / Asterisk"
+)
+
+
+def ewt_table(rows: Sequence[EwtFigures]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells: answered, then each predictor's mean error and the router/Asterisk
+    ratio, on all answered calls and on those that queued."""
     header = [
         "EWT |error| s", "answered", "router", "Asterisk", "zero", "ratio",
         "queued", "router", "Asterisk", "zero", "ratio",
@@ -134,8 +140,9 @@ def ewt_report(rows: Sequence[EwtFigures]) -> str:
         ]
         for f in rows
     ]
-    note = (
-        "mean |EWT at arrival - wait| of answered calls, then of those that queued (not offered\n"
-        "at once); Asterisk: its moving-average hold time; ratio = router / Asterisk"
-    )
-    return "\n".join([table(header, cells), note])
+    return header, cells
+
+
+def ewt_report(rows: Sequence[EwtFigures]) -> str:
+    """The table of `ewt_table` and what it shows."""
+    return "\n".join([table(*ewt_table(rows)), EWT_NOTE])

@@ -7,6 +7,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from loadtest.progress import SILENT, Progress
 from loadtest.trace import Call, Roster, RosterAgent, merge_shifts
 from router.domain.erlang import agents_required
 from router.domain.models import QueueConfig
@@ -75,12 +76,13 @@ def handle_time(spec: TraceSpec, queue: str, rng: random.Random) -> float:
     return rng.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
 
 
-def generate_trace(spec: TraceSpec, seed: int) -> list[Call]:
+def generate_trace(spec: TraceSpec, seed: int, progress: Progress = SILENT) -> list[Call]:
     """Calls of a piecewise-constant Poisson process per queue, sorted by arrival."""
     rng = random.Random(seed)
     raw: list[tuple[float, str]] = []
+    progress.start("arrivals", spec.hours * len(spec.mix), "queue-hours")
     for queue in sorted(spec.mix):
-        for hour in range(spec.hours):
+        for hour in progress.track(range(spec.hours)):
             rate = spec.rate(hour) * spec.share(queue) / HOUR_S
             if rate <= 0:
                 continue
@@ -91,7 +93,8 @@ def generate_trace(spec: TraceSpec, seed: int) -> list[Call]:
     raw.sort()
     calls = []
     width = max(6, len(str(len(raw))))
-    for n, (t, queue) in enumerate(raw, start=1):
+    progress.start("handle times and patience", len(raw))
+    for n, (t, queue) in enumerate(progress.track(raw), start=1):
         patience = None if spec.patience_s is None else rng.expovariate(1 / spec.patience_s)
         calls.append(
             Call(

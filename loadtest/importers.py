@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from loadtest.progress import SILENT, Progress
 from loadtest.trace import Call, Roster, RosterAgent, merge_shifts
 
 DAY_S = 86_400.0
@@ -185,8 +186,11 @@ def parse_clock(text: str) -> float:
     return seconds
 
 
-def finish(records: list[Record], notes: list[str], seed: int) -> Imported:
+def finish(
+    records: list[Record], notes: list[str], seed: int, progress: Progress = SILENT
+) -> Imported:
     """Calls with estimated patience and their history, and the inferred roster."""
+    progress.start("patience (Kaplan-Meier) and roster", len(records))
     rng = random.Random(seed)
     by_queue: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for r in records:
@@ -202,7 +206,7 @@ def finish(records: list[Record], notes: list[str], seed: int) -> Imported:
     pool = [h for hs in handles.values() for h in hs] or [0.0]
     calls = []
     roster = infer_roster(records)
-    for r in sorted(records, key=lambda r: (r.arrival_s, r.id)):
+    for r in progress.track(sorted(records, key=lambda r: (r.arrival_s, r.id))):
         patience = r.wait_s if r.abandoned else fits[r.queue].sample_above(r.wait_s, rng)
         outcome = r.outcome
         # Never answered: a handle time of its queue, should a what-if answer it.
@@ -285,13 +289,16 @@ def _clock(text: str) -> float:
 
 
 def anonymous_bank(
-    lines: Iterable[str], seed: int = 1, selection: Selection = Selection()
+    lines: Iterable[str],
+    seed: int = 1,
+    selection: Selection = Selection(),
+    progress: Progress = SILENT,
 ) -> Imported:
     """The Anonymous Bank format: PHANTOM and never-queued hang-ups are left out."""
     rows: list[tuple[int, dict[str, str]]] = []
     notes: list[str] = []
     skipped: dict[str, int] = defaultdict(int)
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(progress.track(lines), start=1):
         cells = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
         if not cells or not line.strip() or cells[0] == "vru+line":
             continue
@@ -358,7 +365,7 @@ def anonymous_bank(
             )
         )
     notes.extend(f"skipped {n} {why}" for why, n in sorted(skipped.items()))
-    return finish(selection.apply(_unique(records), first, notes), notes, seed)
+    return finish(selection.apply(_unique(records), first, notes), notes, seed, progress)
 
 
 def _unique(records: list[Record]) -> list[Record]:
@@ -371,7 +378,12 @@ def _unique(records: list[Record]) -> list[Record]:
     return records
 
 
-def queue_log(lines: Iterable[str], seed: int = 1, selection: Selection = Selection()) -> Imported:
+def queue_log(
+    lines: Iterable[str],
+    seed: int = 1,
+    selection: Selection = Selection(),
+    progress: Progress = SILENT,
+) -> Imported:
     """Asterisk `queue_log` (days in UTC); EXITWITHTIMEOUT and EXITEMPTY are censored waits, not
     abandons (outcome `timed_out`)."""
     # ENTERQUEUE opens a call (callid, queue); CONNECT gives the hold time and the agent;
@@ -381,7 +393,7 @@ def queue_log(lines: Iterable[str], seed: int = 1, selection: Selection = Select
     closed: list[dict[str, float | str]] = []
     notes: list[str] = []
     skipped: dict[str, int] = defaultdict(int)
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(progress.track(lines), start=1):
         f = line.strip().split("|")
         if len(f) < 5 or not line.strip():
             continue
@@ -436,4 +448,4 @@ def queue_log(lines: Iterable[str], seed: int = 1, selection: Selection = Select
             skipped[f"{end} (kept, patience estimated above the wait)"] += 1
     notes.extend(f"{n} {why}" for why, n in sorted(skipped.items()))
     first = datetime.fromtimestamp(origin, UTC).date()
-    return finish(selection.apply(_unique(records), first, notes), notes, seed)
+    return finish(selection.apply(_unique(records), first, notes), notes, seed, progress)

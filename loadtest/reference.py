@@ -24,13 +24,14 @@ import heapq
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from loadtest.generate import TraceSpec, generate_trace
-from loadtest.simulate import CallResult, SimResult, simulate_on
+from loadtest.progress import SILENT, Progress
+from loadtest.simulate import CallResult, SimOptions, SimResult, simulate_on
 from loadtest.trace import Call, Roster, RosterAgent
 from router.domain.erlang import asa, service_level
 from router.domain.models import QueueConfig, Sla
@@ -260,11 +261,14 @@ def spread_of(calls: int, errs: Sequence[tuple[float, float]]) -> Spread:
     )
 
 
-def fifo_spread(calls: int, seeds: int = SPREAD_SEEDS) -> tuple[Spread, Spread]:
+def fifo_spread(
+    calls: int, seeds: int = SPREAD_SEEDS, progress: Progress = SILENT
+) -> tuple[Spread, Spread]:
     """The FIFO recursion's error against Erlang C at each trace's load and at the nominal load,
     over `seeds` (at least 2) seeded traces of `calls` calls, no abandons."""
     at_trace, at_nominal = [], []
-    for s in range(seeds):
+    progress.start(f"sampling spread, {calls} calls a seed", seeds, "seeds")
+    for s in progress.track(range(seeds)):
         trace = reference_trace(calls, SPREAD_FIRST_SEED + s)
         got = fifo_figures(trace)
         at_trace.append(errors(got, erlang_figures(trace_load(trace))))
@@ -278,14 +282,20 @@ def sim_figures(results: Sequence[CallResult]) -> Figures:
 
 
 async def engine_figures(
-    redis: Redis, settings: ServiceSettings, calls: Sequence[Call], agents: int = AGENTS
+    redis: Redis,
+    settings: ServiceSettings,
+    calls: Sequence[Call],
+    agents: int = AGENTS,
+    progress: Progress = SILENT,
 ) -> tuple[Figures, SimResult]:
     """The trace simulated through the engine on the reference queue."""
     queue = QueueConfig(
         name=QUEUE, skills={QUEUE: 1}, sla=Sla(THRESHOLD_S, 0.8), offer_timeout_s=60.0
     )
     until = max((c.arrival_s for c in calls), default=0.0) + 10 * 86_400.0
-    result = await simulate_on(redis, settings, calls, reference_roster(agents, until), [queue])
+    roster = reference_roster(agents, until)
+    options = SimOptions(progress=progress)
+    result = await simulate_on(redis, settings, calls, roster, [queue], options)
     return sim_figures(result.calls), result
 
 
@@ -298,14 +308,22 @@ def compare(name: str, got: Figures, want: Figures) -> str:
     )
 
 
+def model_json(name: str, got: Figures, want: Figures) -> dict[str, Any]:
+    """A model's figures and how far the engine is from them, for `--json`."""
+    d_sl, d_asa = errors(got, want)
+    return {"model": name, **asdict(want), "sl_error_pt": d_sl, "asa_error_pct": d_asa}
+
+
 async def run_reference(
     calls: int = CALLS,
     seed: int = 1,
     patience_calls: int = PATIENCE_CALLS,
     spread_seeds: int = SPREAD_SEEDS,
-) -> tuple[str, bool]:
-    """Both variants on a private redis-server: the report text, and whether the engine meets
-    the issue's bounds (Erlang C at the trace's load without abandons, `ciw` with them)."""
+    progress: Progress = SILENT,
+) -> tuple[str, dict[str, Any], bool]:
+    """Both variants on a private redis-server: the report text, its figures (`--json`'s
+    `variants`, `verdicts`, `ok`), and whether the engine meets the issue's bounds (Erlang C at
+    the trace's load without abandons, `ciw` with them)."""
     if calls < 1 or patience_calls < 1:
         raise ValueError("--calls and --patience-calls must be at least 1")
     if spread_seeds == 1 or spread_seeds < 0:
@@ -314,13 +332,15 @@ async def run_reference(
     server.start()
     redis = Redis.from_url(server.url)
     lines = []
+    variants: list[dict[str, Any]] = []
     verdicts: list[tuple[str, bool]] = []
     try:
         for n, (size, patience) in enumerate(((calls, None), (patience_calls, PATIENCE_S))):
             trace = reference_trace(size, seed, patience)
             settings = ServiceSettings(namespace=f"ref{n}")
-            got, result = await engine_figures(redis, settings, trace)
             kind = "no abandons" if patience is None else f"patience exp({patience:g} s)"
+            progress.start(f"simulate, {kind}", len(trace))
+            got, result = await engine_figures(redis, settings, trace, progress=progress)
             lines.append(
                 f"{len(trace)} calls, {AGENTS} agents, {RATE_PER_H:g}/h, AHT {AHT_S:g} s, "
                 f"T {THRESHOLD_S:g} s, {kind}, seed {seed}: simulated in {result.wall_s:.1f} s "
@@ -332,30 +352,59 @@ async def run_reference(
                 f"{load.aht_s:.2f} s = {load.erlangs:.4f} Erlangs (nominal {NOMINAL.erlangs:g})"
             )
             lines.append(compare("engine (simulate)", got, got))
+            variant: dict[str, Any] = {
+                "calls": len(trace),
+                "patience_s": patience,
+                "wall_s": result.wall_s,
+                "load": {
+                    "calls_per_h": 3600 * load.rate_per_s,
+                    "aht_s": load.aht_s,
+                    "erlangs": load.erlangs,
+                    "nominal_erlangs": NOMINAL.erlangs,
+                },
+                "engine": asdict(got),
+                "models": [],
+                "spread": None,
+            }
+            variants.append(variant)
+            models: list[tuple[str, Figures]] = []
             if patience is None:
                 erlang = erlang_figures(load)
-                lines.append(compare("Erlang C (trace load)", got, erlang))
-                lines.append(compare("Erlang C (nominal)", got, erlang_figures()))
+                models += [
+                    ("Erlang C (trace load)", erlang),
+                    ("Erlang C (nominal)", erlang_figures()),
+                ]
                 verdicts.append(("Erlang C (trace load)", meets(got, erlang)))
+                lines += [compare(name, got, want) for name, want in models]
                 if spread_seeds:
-                    at_trace, at_nominal = fifo_spread(len(trace), spread_seeds)
+                    at_trace, at_nominal = fifo_spread(len(trace), spread_seeds, progress)
                     lines.append(
                         f"{'  sampling spread':<22} FIFO recursion - Erlang C over "
                         f"{spread_seeds} other seeds of {len(trace)} calls:"
                     )
                     lines.append(f"{'    at trace load':<22} {at_trace.line()}")
                     lines.append(f"{'    at nominal load':<22} {at_nominal.line()}")
-            lines.append(compare("FIFO recursion (trace)", got, fifo_figures(trace)))
+                    variant["spread"] = {
+                        "at_trace_load": asdict(at_trace),
+                        "at_nominal_load": asdict(at_nominal),
+                    }
+            progress.start(f"FIFO recursion, {kind}")
+            fifo = fifo_figures(trace)
+            models.append(("FIFO recursion (trace)", fifo))
+            lines.append(compare("FIFO recursion (trace)", got, fifo))
+            progress.start(f"ciw, {kind}")
             try:
                 ciw = ciw_figures(trace)
             except ImportError:
                 lines.append("ciw: not installed (pip install ciw)")
                 if patience is not None:
                     verdicts.append(("ciw (not installed)", False))
-                continue
-            lines.append(compare("ciw (same trace)", got, ciw))
-            if patience is not None:
-                verdicts.append(("ciw with patience", meets(got, ciw)))
+            else:
+                models.append(("ciw (same trace)", ciw))
+                lines.append(compare("ciw (same trace)", got, ciw))
+                if patience is not None:
+                    verdicts.append(("ciw with patience", meets(got, ciw)))
+            variant["models"] = [model_json(name, got, want) for name, want in models]
     finally:
         await redis.aclose()
         server.stop()
@@ -365,4 +414,12 @@ async def run_reference(
         + ", ".join(f"{name} {'PASS' if passed else 'FAIL'}" for name, passed in verdicts)
         + f" -> {'PASS' if ok else 'FAIL'}"
     )
-    return "\n".join(lines), ok
+    doc = {
+        "seed": seed,
+        "agents": AGENTS,
+        "bounds": {"sl_points": 100 * POINTS, "asa_share": SHARE},
+        "variants": variants,
+        "verdicts": [{"name": name, "ok": passed} for name, passed in verdicts],
+        "ok": ok,
+    }
+    return "\n".join(lines), doc, ok

@@ -28,7 +28,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -37,7 +37,8 @@ from typing import Any, TextIO
 import aiohttp
 
 from loadtest.ewt import ewt_figures, ewt_report
-from loadtest.report import COLUMNS, html_report, percentile, row, run_figures, table
+from loadtest.page import html_page
+from loadtest.report import COLUMNS, percentile, row, run_figures, run_title, table
 from loadtest.simulate import SHIFT_END_REASON, CallResult, SimResult, check_queues
 from loadtest.trace import Call, Roster
 from loadtest.unavailability import BREAK_REASON, BreakBook, Unavailability
@@ -53,6 +54,7 @@ REQUEST_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.5
 DONE = ("answered", "abandoned", "timed_out", "blocked")
 CLOCK_RATIO_TOLERANCE = 0.02
+PERCENTILES = (("50", 0.5), ("99", 0.99), ("999", 0.999))
 
 
 class ReplayError(Exception):
@@ -91,19 +93,44 @@ class ClientStats:
         """Requests answered."""
         return sum(len(v) for v in self.latencies.values())
 
+    def request_rows(self) -> list[dict[str, Any]]:
+        """Per request type: count, latency percentiles (ms) and failures."""
+        return [
+            {
+                "request": kind,
+                "count": len(values),
+                **{f"p{n}_ms": 1000 * percentile(values, q) for n, q in PERCENTILES},
+                "errors": sum(n for k, n in self.errors.items() if k.split(" ")[0] == kind),
+            }
+            for kind, values in sorted(self.latencies.items())
+        ]
+
+    def lateness_rows(self, speed: float) -> list[dict[str, Any]]:
+        """Per kind of action: count, lateness percentiles and maximum (real ms), and the p99 in
+        trace seconds."""
+        return [
+            {
+                "action": kind,
+                "count": len(values),
+                **{f"p{n}_ms": 1000 * percentile(values, q) for n, q in PERCENTILES[:2]},
+                "max_ms": 1000 * max(values),
+                "p99_trace_s": speed * percentile(values, 0.99),
+            }
+            for kind, values in sorted(self.lateness.items())
+            if values
+        ]
+
     def report(self) -> str:
         """A latency table per request type, then error and conflict counts."""
-        rows = []
-        for kind, values in sorted(self.latencies.items()):
-            failed = sum(n for k, n in self.errors.items() if k.split(" ")[0] == kind)
-            rows.append(
-                [
-                    kind,
-                    str(len(values)),
-                    *(f"{1000 * percentile(values, q):.1f}" for q in (0.5, 0.99, 0.999)),
-                    str(failed),
-                ]
-            )
+        rows = [
+            [
+                r["request"],
+                str(r["count"]),
+                *(f"{r[f'p{n}_ms']:.1f}" for n, _ in PERCENTILES),
+                str(r["errors"]),
+            ]
+            for r in self.request_rows()
+        ]
         header = ["request", "count", "p50 ms", "p99 ms", "p999 ms", "errors"]
         lines = [table(header, rows)] if rows else ["no requests"]
         lines.append(
@@ -120,14 +147,12 @@ class ClientStats:
         """How late each kind of action started against its schedule, real ms and trace s."""
         rows = [
             [
-                kind,
-                str(len(values)),
-                *(f"{1000 * percentile(values, q):.1f}" for q in (0.5, 0.99)),
-                f"{1000 * max(values):.1f}",
-                f"{speed * percentile(values, 0.99):.2f}",
+                r["action"],
+                str(r["count"]),
+                *(f"{r[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")),
+                f"{r['p99_trace_s']:.2f}",
             ]
-            for kind, values in sorted(self.lateness.items())
-            if values
+            for r in self.lateness_rows(speed)
         ]
         header = ["late by", "count", "p50 ms", "p99 ms", "max ms", "p99 trace s"]
         return table(header, rows) if rows else "nothing scheduled"
@@ -643,7 +668,7 @@ async def replay(calls: Sequence[Call], roster: Roster, options: ReplayOptions) 
 def replay_report(result: ReplayResult) -> str:
     """The per-queue table of `simulate`, the run's cost, and the client's latencies and errors."""
     sim = result.sim
-    head = f"{sim.label}: {len(sim.calls)} calls, {len(sim.roster.agents)} agents"
+    head = run_title(sim)
     rows = [row(f) for f in run_figures(sim)]
     rate = sim.engine_calls / sim.wall_s if sim.wall_s else 0.0
     cost = (
@@ -662,12 +687,13 @@ def replay_report(result: ReplayResult) -> str:
     return "\n".join([*lines, ewt, "", result.stats.report(), "", late])
 
 
-def replay_html(result: ReplayResult) -> str:
-    """The HTML page of `simulate` (tables and charts) with the client's latencies."""
-    page = html_report([result.sim]).replace("Simulation report", "Replay report")
-    extra = f"<h2>Client-side latencies</h2><pre>{_escape(result.stats.report())}</pre>"
-    return page.replace("</body>", extra + "</body>")
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def replay_html(
+    result: ReplayResult, parameters: Mapping[str, object], charts: Mapping[str, str]
+) -> str:
+    """The HTML page of `simulate` (parameters, tables, charts) with the client's latencies and
+    lateness."""
+    extra = [
+        ("Client-side latencies", result.stats.report()),
+        ("Lateness against the schedule", result.stats.lateness_report(result.speed)),
+    ]
+    return html_page("Replay report", [result.sim], parameters, charts, extra)

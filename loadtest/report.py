@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from loadtest.charts import charts
 from loadtest.simulate import CallResult, SimResult
 from router.domain.stats import FORMULAS, service_levels
 from router.store.codec import to_ms
@@ -145,62 +143,80 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def run_title(result: SimResult) -> str:
+    """`label: N calls, M agents`."""
+    return f"{result.label or 'run'}: {len(result.calls)} calls, {len(result.roster.agents)} agents"
+
+
 def text_report(result: SimResult) -> str:
     """A run's per-queue table with its cost."""
     rows = [row(f) for f in run_figures(result)]
-    calls = len(result.calls)
-    rate = calls / result.wall_s if result.wall_s else 0.0
-    head = f"{result.label or 'run'}: {calls} calls, {len(result.roster.agents)} agents"
+    rate = len(result.calls) / result.wall_s if result.wall_s else 0.0
     cost = (
         f"simulated in {result.wall_s:.1f} s ({rate:.0f} calls/s, "
         f"{result.engine_calls} engine operations)"
     )
-    return "\n".join([head, table(COLUMNS, rows), cost, *result.notes])
+    return "\n".join([run_title(result), table(COLUMNS, rows), cost, *result.notes])
 
 
-COMPARED = ("offered", "answered", "abandoned", "SL ab-excl", "SL ans", "ASA s", "AHT s")
+COMPARED = (
+    ("offered", "offered"),
+    ("answered", "answered"),
+    ("abandoned", "abandoned"),
+    ("service_level.abandons_excluded", "SL ab-excl"),
+    ("service_level.answered", "SL ans"),
+    ("asa_s", "ASA s"),
+    ("aht_s", "AHT s"),
+)
+"""The figures of the side-by-side comparison: (key in `--json`, column of the per-queue table)."""
+
+
+def figure_of(f: QueueFigures, key: str) -> float | None:
+    """A figure by its key: a field of `QueueFigures`, or `service_level.FORMULA`."""
+    if key.startswith("service_level."):
+        return f.service_level[key.partition(".")[2]]
+    value: float | None = getattr(f, key)
+    return value
+
+
+@dataclass(frozen=True)
+class ComparedFigure:
+    """One figure of one queue in each of several runs (None: the run lacks the queue)."""
+
+    queue: str
+    figure: str
+    """The key of `COMPARED`."""
+    column: str
+    values: list[float | None]
+    cells: list[str]
+
+
+def comparison(runs: Sequence[SimResult]) -> list[ComparedFigure]:
+    """Key figures of several runs side by side, per queue (then all queues) and figure."""
+    per_run = [{f.queue: f for f in run_figures(r)} for r in runs]
+    queues = sorted({q for figs in per_run for q in figs}, key=lambda q: (q == ALL, q))
+    return [
+        ComparedFigure(
+            q,
+            key,
+            column,
+            [figure_of(figs[q], key) if q in figs else None for figs in per_run],
+            [row(figs[q])[COLUMNS.index(column)] if q in figs else "-" for figs in per_run],
+        )
+        for q in queues
+        for key, column in COMPARED
+    ]
+
+
+def comparison_table(runs: Sequence[SimResult]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the side-by-side comparison."""
+    header = ["queue figure", *(r.label or f"run {i}" for i, r in enumerate(runs))]
+    return header, [[f"{c.queue} {c.column}", *c.cells] for c in comparison(runs)]
 
 
 def compare_report(runs: Sequence[SimResult]) -> str:
-    """Key figures of several runs side by side, one row per queue and figure."""
-    per_run = [{f.queue: f for f in run_figures(r)} for r in runs]
-    queues = sorted({q for figs in per_run for q in figs})
-    rows = []
-    for q in queues:
-        for name in COMPARED:
-            index = COLUMNS.index(name)
-            cells = [row(figs[q])[index] if q in figs else "-" for figs in per_run]
-            rows.append([f"{q} {name}", *cells])
-    return table(["queue figure", *(r.label or f"run {i}" for i, r in enumerate(runs))], rows)
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def html_report(runs: Sequence[SimResult]) -> str:
-    """A self-contained HTML page: per-queue tables of each run and inline SVG charts."""
-    sections = []
-    for r in runs:
-        title = f"{r.label or 'run'}: {len(r.calls)} calls, {len(r.roster.agents)} agents"
-        rows = [row(f) for f in run_figures(r)]
-        sections.append(f"<h2>{html.escape(title)}</h2>{_html_table(COLUMNS, rows)}")
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-        "td:first-child{text-align:left}svg{display:block;margin:1em 0}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Simulation report</title>"
-        f"<style>{style}</style></head><body><h1>Simulation report</h1>"
-        + "".join(sections)
-        + "".join(charts(runs).values())
-        + "</body></html>\n"
-    )
+    """The side-by-side comparison as a text table."""
+    return table(*comparison_table(runs))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -19,6 +19,7 @@ from typing import Any, cast
 import msgpack
 from redis.asyncio import Redis
 
+from loadtest.progress import SILENT, Progress
 from loadtest.trace import Call, Roster, RosterAgent
 from loadtest.unavailability import BREAK_REASON, BreakBook, Unavailability
 from router.domain.models import AgentProfile, AgentState, Channel, NewInteraction, QueueConfig
@@ -80,12 +81,13 @@ class CallResult:
 
 @dataclass(frozen=True)
 class SimOptions:
-    """Ring delay (s) before each accept, the engine time of trace second 0, and the seed of
-    the roster's wrap-up and break draws."""
+    """Ring delay (s) before each accept, the engine time of trace second 0, the seed of the
+    roster's wrap-up and break draws, and where arrivals are counted (silent by default)."""
 
     ring_delay_s: float = 0.0
     start: float = EPOCH
     seed: int = 1
+    progress: Progress = field(default=SILENT, compare=False, repr=False)
 
 
 @dataclass
@@ -195,6 +197,7 @@ class Simulator:
                 return
         elif kind is Kind.ARRIVAL:
             await self.arrive(t, self.calls[payload])
+            self.opt.progress.advance()
         elif kind is Kind.ACCEPT:
             await self.accept(t, *payload)
             return  # an accept routes nothing: no poll
@@ -455,6 +458,8 @@ async def simulate_scenarios(
     try:
         results = []
         for n, sc in enumerate(scenarios):
+            of = f" ({n + 1}/{len(scenarios)})" if len(scenarios) > 1 else ""
+            options.progress.start(f"simulate {sc.label}{of}", len(calls))
             settings = replace(sc.settings, namespace=f"sim{n}")
             result = await simulate_on(redis, settings, calls, sc.roster, sc.queues, options)
             result.label = sc.label

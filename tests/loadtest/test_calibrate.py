@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import replace
@@ -177,8 +178,20 @@ def test_calibrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     config.write_text('[[queues]]\nname = "q"\nskills = { q = 1 }\n')
     out = tmp_path / "calibrated.json"
     argv = ["calibrate", str(trace), "--roster", str(roster), "--config", str(config)]
-    assert main([*argv, "--interval", "30", "--roster-out", str(out)]) == 0
+    figures = tmp_path / "figures.json"
+    assert main([*argv, "--interval", "30", "--roster-out", str(out), "--json", str(figures)]) == 0
     text = capsys.readouterr().out
+    doc = json.loads(figures.read_text())
+    assert (doc["command"], doc["parameters"]["interval_min"]) == ("calibrate", 30.0)
+    assert (doc["fit_days"], doc["predict_days"], doc["interval_s"]) == ([0], [1], 1800.0)
+    assert doc["fit"]["wrap_up"] == {}
+    assert doc["fit"]["breaks"] is None
+    assert "not enough history" in doc["fit"]["notes"][0]
+    [queue] = doc["queues"]
+    assert queue["label"] == "q"
+    assert queue["history"]["offered"] == len(HISTORY)
+    assert [r["label"] for r in doc["intervals"]] == sorted({r["label"] for r in doc["intervals"]})
+    assert f"{figures}: figures as JSON" in text
     assert "not enough history" in text  # 6 gaps: nothing fitted, nothing invented
     assert "held-out day(s) 1" in text
     assert "00:00" in text  # 30-minute intervals

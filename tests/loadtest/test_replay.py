@@ -18,12 +18,15 @@ each off by about a second, must agree within 2 s or 15 %, whichever is larger.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 
+from loadtest.charts import charts
 from loadtest.check_replay import SL_POINTS, comparison, main, run_check, throwaway_keys, verdicts
 from loadtest.generate import TraceSpec, generate_trace
+from loadtest.jsonout import finite, replay_json
 from loadtest.replay import ServiceClock, replay_html, replay_report
 from loadtest.report import run_figures
 from loadtest.trace import Breaks, Call, Dist, Roster, RosterAgent
@@ -129,7 +132,15 @@ async def test_replay_agrees_with_simulate(tmp_path: Path) -> None:
     assert "late by" in text
     assert "EWT |error| s" in text
     assert "WARNING" not in text  # the clocks agree
-    assert "<svg" in replay_html(result)
+    page = replay_html(result, {"speed": SPEED}, charts([result.sim]))
+    assert "<svg" in page
+    assert "Client-side latencies" in page
+    doc = json.loads(json.dumps(finite(replay_json(result)), allow_nan=False))
+    assert doc["run"]["queues"][0]["answered"] == fig.answered
+    requests = doc["client"]["requests"]
+    assert [r["request"] for r in requests] == sorted(result.stats.latencies)
+    assert sum(r["count"] for r in requests) == result.stats.requests
+    assert [r["action"] for r in doc["client"]["lateness"]] == sorted(late)
     print(
         f"\nreplay {check.wall_s:.1f} s: SL ab-excl {fig.service_level['abandons_excluded']} "
         f"vs {sim.service_level['abandons_excluded']}, ASA {fig.asa_s:.2f} vs {sim.asa_s:.2f}, "

@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from loadtest.__main__ import main
-from loadtest.charts import nice_step, write_chart
-from loadtest.report import compare_report, html_report, run_figures, text_report
+from loadtest.charts import charts, nice_step, write_chart
+from loadtest.page import html_page
+from loadtest.report import compare_report, run_figures, text_report
 from loadtest.simulate import SimOptions, add_agents, scale_roster, simulate_on
 from loadtest.trace import Call, Roster, RosterAgent, write_roster, write_trace
 from router.domain.models import CallbackPolicy, QueueConfig, Sla
@@ -73,8 +74,8 @@ async def test_what_if(redis: Redis, settings: ServiceSettings) -> None:
     text = compare_report([base, what_if])
     assert "q abandoned" in text
     assert "+1" in text
-    page = html_report([base, what_if])
-    assert page.count("<svg") == 3
+    page = html_page("Simulation report", [base, what_if], {"seed": 1}, charts([base, what_if]))
+    assert page.count("<svg") == 4
     assert "<script" not in page
 
 
@@ -122,11 +123,12 @@ async def test_chart_names_and_axis_steps(
     tmp_path: Path, redis: Redis, settings: ServiceSettings
 ) -> None:
     result = await simulate_on(redis, fresh(settings), CALLS, ROSTER, [QUEUE])
-    write_chart(tmp_path / "busy.svg", [result], "busy")
+    rendered = charts([result])
+    write_chart(tmp_path / "busy.svg", rendered, "busy")
     busy = ElementTree.parse(tmp_path / "busy.svg").getroot()
     assert len(busy.findall(f"{SVG}polyline")) == 2  # busy and on shift
     ticks = [t.text for t in busy.findall(f"{SVG}text") if t.get("text-anchor") == "end"]
-    assert ticks[:3] == ["0", "0.2", "0.4"]  # one agent: steps of 0.2 up to 1.2
+    assert ticks[1:4] == ["0", "0.2", "0.4"]  # the unit, then one agent: steps of 0.2 to 1.2
     with pytest.raises(ValueError, match="chart must be one of"):
-        write_chart(tmp_path / "x.svg", [result], "pie")
+        write_chart(tmp_path / "x.svg", rendered, "pie")
     assert [nice_step(x) for x in (105, 45.15, 7.3, 2100)] == [20, 10, 2, 500]
