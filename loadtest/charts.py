@@ -206,19 +206,21 @@ def svg_chart(
             parts.append(
                 f'<text x="{px(x):.1f}" y="{y_bottom + 14}" text-anchor="middle">{label}</text>'
             )
-        for label, y in panel.targets:
+        for _, y in panel.targets:
             parts.append(
                 f'<line x1="{left}" y1="{py(y):.1f}" x2="{w - right}" y2="{py(y):.1f}" '
                 f'stroke="{TARGET_COLOR}" stroke-dasharray="5,3"/>'
-            )
-            parts.append(
-                f'<text x="{w - right - 2}" y="{py(y) - 3:.1f}" text-anchor="end" '
-                f'fill="{TARGET_COLOR}">{html.escape(label)}</text>'
             )
         for i, s in enumerate(panel.series):
             points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
             parts.append(
                 f'<polyline fill="none" stroke="{color(i)}" stroke-width="1.5" points="{points}"/>'
+            )
+        for label, y in panel.targets:  # on top, with a white halo
+            parts.append(
+                f'<text x="{w - right - 2}" y="{py(y) - 3:.1f}" text-anchor="end" '
+                f'fill="{TARGET_COLOR}" stroke="white" stroke-width="3" paint-order="stroke">'
+                f"{html.escape(label)}</text>"
             )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -458,8 +458,7 @@ async def simulate_scenarios(
     try:
         results = []
         for n, sc in enumerate(scenarios):
-            of = f" ({n + 1}/{len(scenarios)})" if len(scenarios) > 1 else ""
-            options.progress.start(f"simulate {sc.label}{of}", len(calls))
+            options.progress.start(f"simulate {sc.label}", len(calls))
             settings = replace(sc.settings, namespace=f"sim{n}")
             result = await simulate_on(redis, settings, calls, sc.roster, sc.queues, options)
             result.label = sc.label
