@@ -216,12 +216,10 @@ def svg_chart(
             parts.append(
                 f'<polyline fill="none" stroke="{color(i)}" stroke-width="1.5" points="{points}"/>'
             )
-        for label, y in panel.targets:  # on top, with a white halo
-            parts.append(
-                f'<text x="{w - right - 2}" y="{py(y) - 3:.1f}" text-anchor="end" '
-                f'fill="{TARGET_COLOR}" stroke="white" stroke-width="3" paint-order="stroke">'
-                f"{html.escape(label)}</text>"
-            )
+        for label, y in panel.targets:  # on top of the lines, on a white halo
+            at = f'x="{w - right - 2}" y="{py(y) - 3:.1f}" text-anchor="end"'
+            parts.append(f'<text {at} stroke="white" stroke-width="3">{html.escape(label)}</text>')
+            parts.append(f'<text {at} fill="{TARGET_COLOR}">{html.escape(label)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 

@@ -1,6 +1,6 @@
 """`--json`: every figure of a command as one JSON document, for scripts.
 
-The shape is documented in docs/loadtest.md ("JSON output") and versioned (`VERSION`): fields may
+The shape is documented in docs/loadtest.md ("Output", "JSON") and versioned (`VERSION`): fields may
 be added in a version, never renamed or removed. Service levels, shares and errors of ASA are
 fractions (0.8 is 80 %); times are seconds; a figure that cannot be computed is null.
 """
