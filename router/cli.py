@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from router.config import load_config
 from router.errors import ConfigError
-from router.service import ServeOptions, serve
+from router.service.options import ServeOptions
+from router.service.run import serve
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -18,7 +18,7 @@ import yaml
 
 from router.cli import build_parser
 from router.config import load_config
-from router.service import parse_listen
+from router.service.options import parse_listen
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+[\w.-]*@sha256:[0-9a-f]{64}")

@@ -13,7 +13,7 @@ import pytest
 from loadtest.served import Served, clean_env, port_open, serve_args
 from router.cli import build_parser, serve_options
 from router.errors import ConfigError
-from router.service import ServeOptions, build_config, parse_listen, redact_url
+from router.service.options import ServeOptions, build_config, parse_listen, redact_url
 from tests.e2e.serve import eventually, http
 
 KEY = "test-platform-key"

@@ -7,10 +7,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from router.api.app import MIN_TICK_DELAY_S, TICK_INTERVAL_S, tick_delay
 from router.api.keys import CONFIG, EVENT_HUB, REDIS
 from router.clock import ManualClock
 from router.events.sse import READ_BLOCK_S
+from router.store.ticks import MIN_TICK_DELAY_S, TICK_INTERVAL_S, tick_delay
 
 
 async def test_requests_wait_store_timeout_s_while_the_event_reader_outlasts_its_block(

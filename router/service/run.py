@@ -1,30 +1,26 @@
-"""`acd-router serve` (SPEC §8): settings, the embedded store, the app until SIGTERM or SIGINT."""
+"""`acd-router serve` (SPEC §8): the embedded store if any, the app until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from router.clock import Clock
-from router.config import Config, load_config
-from router.errors import ConfigError, FieldError, StoreUnavailable
-from router.settings import ServiceSettings
-from router.store.server import RedisServer
+from router.config import Config
+from router.errors import ConfigError, StoreUnavailable
+from router.service.embedded import EmbeddedStore, announce_store
+from router.service.logs import setup_logging
+from router.service.options import ServeOptions, build_config, http_url, parse_listen, redact_url
 
 log = logging.getLogger("router.service")
 
@@ -34,180 +30,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 """Exit status of a refusal to start: bad configuration, no API key, conflicting flags."""
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """The command-line options of `serve`; None means "not given"."""
-
-    config: str | None = None
-    listen: str | None = None
-    redis_url: str | None = None
-    data_dir: str | None = None
-    clock_speed: float = 1.0
-    insecure: bool = False
-    log_json: bool = False
-
-
-# --- logging ----------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message (and exc for a traceback)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as one line of JSON."""
-        body: dict[str, str] = {
-            "ts": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body, ensure_ascii=False)
-
-
-PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(json_lines: bool, stream: TextIO | None = None) -> None:
-    """Route every log record to `stream` (stderr): plain text, or JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(PLAIN_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-# --- settings ---------------------------------------------------------------------------------
-
-
-def parse_listen(listen: str, where: str = "listen") -> tuple[str, int]:
-    """`HOST:PORT` (or `[IPv6]:PORT`) as a host and a port, or a ConfigError naming `where`."""
-    host, sep, port_text = listen.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        message = "must be HOST:PORT, e.g. 127.0.0.1:8080"
-        raise ConfigError(f"{where}: {message}", [FieldError(where, message)])
-    return host, int(port_text)
-
-
-def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
-    """The configuration: the file (--config, else ACD_CONFIG, else none), ACD_* env, then flags.
-
-    Without a file the service has default settings, no queues and no keys.
-    """
-    path = options.config or env.get("ACD_CONFIG") or None
-    config = load_config(path, env) if path is not None else Config(ServiceSettings.from_env(env))
-    service = config.service
-    if options.listen is not None:
-        service = replace(service, listen=options.listen)
-    if options.redis_url is not None:
-        service = replace(service, redis_url=options.redis_url)
-    parse_listen(service.listen, "--listen" if options.listen is not None else "service.listen")
-    if options.data_dir is not None and service.redis_url:
-        message = "applies to the embedded store only, not with a Redis URL"
-        raise ConfigError(f"--data-dir: {message}", [FieldError("--data-dir", message)])
-    if not options.clock_speed > 0:
-        message = "must be > 0"
-        raise ConfigError(f"--clock-speed: {message}", [FieldError("--clock-speed", message)])
-    return replace(config, service=service)
-
-
-def redact_url(url: str) -> str:
-    """A Redis URL fit for a log line: any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def http_url(host: str, port: int) -> str:
-    """The base URL of a listening address."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-# --- embedded store ---------------------------------------------------------------------------
-
-
-@dataclass
-class EmbeddedStore:
-    """A private redis-server, append-only, in `data_dir` or else in a temporary folder."""
-
-    data_dir: Path | None = None
-    server: RedisServer = field(init=False)
-    folder: Path = field(init=False)
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        """Choose the folder and the port; nothing runs until start()."""
-        if self.data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="acd-data-")
-            self.folder = Path(self._tmp.name)
-        else:
-            self.folder = self.data_dir.resolve()
-        # A data_dir makes RedisServer append-only: the temporary folder gets it too.
-        self.server = RedisServer(data_dir=self.folder)
-
-    @property
-    def temporary(self) -> bool:
-        """Whether the data is lost at exit."""
-        return self._tmp is not None
-
-    @property
-    def url(self) -> str:
-        """The redis:// URL the service connects to."""
-        return self.server.url
-
-    def start(self) -> None:
-        """Start redis-server and wait until it answers; StoreUnavailable if it cannot."""
-        try:
-            self.server.start()
-        except StoreUnavailable:
-            self.cleanup()
-            raise
-
-    def stop(self) -> None:
-        """Stop redis-server (its append-only file is flushed) and drop a temporary folder."""
-        self.server.stop()
-        self.cleanup()
-
-    def cleanup(self) -> None:
-        """Remove the temporary folder, if any."""
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-def announce_store(store: EmbeddedStore) -> None:
-    """Say where the embedded store keeps its data, and whether it survives the exit."""
-    if store.temporary:
-        log.warning(
-            "embedded store: redis-server on 127.0.0.1:%d, append-only data in temporary folder "
-            "%s; this data is LOST at exit (use --data-dir DIR to keep it)",
-            store.server.port,
-            store.folder,
-        )
-    else:
-        log.info(
-            "embedded store: redis-server on 127.0.0.1:%d, append-only data in %s "
-            "(kept across restarts)",
-            store.server.port,
-            store.folder,
-        )
-
-
-# --- running ----------------------------------------------------------------------------------
 
 
 INSECURE_WARNING = (

@@ -1,0 +1,1 @@
+"""The service process: options, logging, the embedded store, the run loop."""

@@ -1,0 +1,74 @@
+"""The configuration `serve` runs with: the file, ACD_* variables, then the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
+
+from router.config import Config, load_config
+from router.errors import ConfigError, FieldError
+from router.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The command-line options of `serve`; None means "not given"."""
+
+    config: str | None = None
+    listen: str | None = None
+    redis_url: str | None = None
+    data_dir: str | None = None
+    clock_speed: float = 1.0
+    insecure: bool = False
+    log_json: bool = False
+
+
+def parse_listen(listen: str, where: str = "listen") -> tuple[str, int]:
+    """`HOST:PORT` (or `[IPv6]:PORT`) as a host and a port, or a ConfigError naming `where`."""
+    host, sep, port_text = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        message = "must be HOST:PORT, e.g. 127.0.0.1:8080"
+        raise ConfigError(f"{where}: {message}", [FieldError(where, message)])
+    return host, int(port_text)
+
+
+def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
+    """The configuration: the file (--config, else ACD_CONFIG, else none), ACD_* env, then flags.
+
+    Without a file the service has default settings, no queues and no keys.
+    """
+    path = options.config or env.get("ACD_CONFIG") or None
+    config = load_config(path, env) if path is not None else Config(ServiceSettings.from_env(env))
+    service = config.service
+    if options.listen is not None:
+        service = replace(service, listen=options.listen)
+    if options.redis_url is not None:
+        service = replace(service, redis_url=options.redis_url)
+    parse_listen(service.listen, "--listen" if options.listen is not None else "service.listen")
+    if options.data_dir is not None and service.redis_url:
+        message = "applies to the embedded store only, not with a Redis URL"
+        raise ConfigError(f"--data-dir: {message}", [FieldError("--data-dir", message)])
+    if not options.clock_speed > 0:
+        message = "must be > 0"
+        raise ConfigError(f"--clock-speed: {message}", [FieldError("--clock-speed", message)])
+    return replace(config, service=service)
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL fit for a log line: any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def http_url(host: str, port: int) -> str:
+    """The base URL of a listening address."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
