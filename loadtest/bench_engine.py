@@ -238,7 +238,9 @@ def make_queue(index: int, teams: list[tuple[str, ...]], rnd: random.Random) -> 
 
 def backlog_queue() -> QueueConfig:
     """The queue only the workers serve; its one step lies beyond the run."""
-    return QueueConfig(name=BACKLOG, skills={BACKLOG: 2}, steps=(Step(3600.0, {BACKLOG: 1}),))
+    return QueueConfig(
+        name=BACKLOG, skills={BACKLOG: 2}, steps=(Step(after_s=3600.0, skills={BACKLOG: 1}),)
+    )
 
 
 def agent_profile(index: int, teams: list[tuple[str, ...]]) -> AgentProfile:

@@ -63,7 +63,7 @@ EARLY, LATE = (8, 16), (10, 18)
 
 def queues() -> tuple[QueueConfig, ...]:
     """The two queues: billing before support (priority), 80 % in 20 s, no configured wrap-up."""
-    common = {"sla": Sla(20.0, 0.8), "offer_timeout_s": 30.0, "wrap_up_s": 0.0}
+    common = {"sla": Sla(threshold_s=20.0, target=0.8), "offer_timeout_s": 30.0, "wrap_up_s": 0.0}
     return (
         QueueConfig(name="support", skills={"support": 1}, **common),  # type: ignore[arg-type]
         QueueConfig(name="billing", skills={"billing": 1}, priority=5, **common),  # type: ignore[arg-type]

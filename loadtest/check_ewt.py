@@ -59,7 +59,7 @@ SCENARIOS = (EwtScenario("busy", 0.75), EwtScenario("calm", 1.0))
 
 def queues() -> tuple[QueueConfig, ...]:
     """sales, support (60 s credit) and vip (priority 10), each its own skill."""
-    common = {"sla": Sla(20.0, 0.8), "offer_timeout_s": 30.0, "wrap_up_s": 0.0}
+    common = {"sla": Sla(threshold_s=20.0, target=0.8), "offer_timeout_s": 30.0, "wrap_up_s": 0.0}
     return (
         QueueConfig(name="sales", skills={"sales": 1}, **common),  # type: ignore[arg-type]
         QueueConfig(name="support", skills={"support": 1}, credit_s=60.0, **common),  # type: ignore[arg-type]

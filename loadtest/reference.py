@@ -290,7 +290,10 @@ async def engine_figures(
 ) -> tuple[Figures, SimResult]:
     """The trace simulated through the engine on the reference queue."""
     queue = QueueConfig(
-        name=QUEUE, skills={QUEUE: 1}, sla=Sla(THRESHOLD_S, 0.8), offer_timeout_s=60.0
+        name=QUEUE,
+        skills={QUEUE: 1},
+        sla=Sla(threshold_s=THRESHOLD_S, target=0.8),
+        offer_timeout_s=60.0,
     )
     until = max((c.arrival_s for c in calls), default=0.0) + 10 * 86_400.0
     roster = reference_roster(agents, until)

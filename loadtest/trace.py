@@ -56,8 +56,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from router.domain.fields import ID, NAME
 from router.domain.models import MAX_CHANNEL_CAPACITY, MAX_LEVEL, MAX_PRIORITY, Channel
-from router.domain.validation import ID, NAME
 
 MAX_ERRORS = 20
 """Problems listed in one TraceError."""

@@ -10,8 +10,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from router.domain.fields import NAME, Text, validate
 from router.domain.models import EVENT_TYPES, QueueConfig
-from router.domain.validation import NAME, Fields, Text, check_unique, parse_queue
+from router.domain.validation import Fields, check_unique
 from router.errors import ConfigError, FieldError, ValidationError
 from router.settings import ServiceSettings
 
@@ -73,7 +74,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     queues = []
     for where, table in queue_tables:
         try:
-            queues.append(parse_queue(table, where))
+            queues.append(validate(QueueConfig, table, where))
         except ValidationError as error:
             errors.extend(error.errors)
     check_unique(_names(queue_tables), errors)

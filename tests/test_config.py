@@ -111,7 +111,7 @@ def test_queues_keys_and_webhooks_are_read(tmp_path: Path) -> None:
         ),
         WebhookConfig("http://localhost:9000/events", "HOOK", EVENT_TYPES),
     )
-    assert config.queues[0].steps == (Step(30.0, {"support": 1}),)
+    assert config.queues[0].steps == (Step(after_s=30.0, skills={"support": 1}),)
 
 
 def test_queue_error_names_the_file_and_the_field(tmp_path: Path) -> None:

@@ -11,17 +11,21 @@ from router.api.auth import authorize
 from router.api.http import read_body, respond
 from router.api.keys import CLOCK, ENGINE, PRINCIPAL
 from router.api.views import agent_view, interaction_view, queue_view
-from router.domain.models import AgentState, Interaction
-from router.domain.validation import (
-    NAME,
-    parse_agent_action,
-    parse_agent_profile,
-    parse_callback,
-    parse_new_interaction,
-    parse_queue,
-    parse_state_change,
-    validate_id,
+from router.domain.fields import NAME, validate
+from router.domain.models import (
+    AcceptBody,
+    AgentProfile,
+    AgentState,
+    CallbackRequest,
+    CompleteBody,
+    Interaction,
+    NewInteraction,
+    QueueConfig,
+    RejectBody,
+    StateChange,
+    TransferBody,
 )
+from router.domain.validation import validate_id
 from router.errors import NotFound, StoreUnavailable, ValidationError
 from router.metrics.business import render
 from router.store.engine import Engine
@@ -75,7 +79,7 @@ async def create_interaction(request: web.Request) -> web.Response:
             body = {**body, "id": key}
         elif body["id"] != key:
             raise ValidationError.of("id", f"differs from the {IDEMPOTENCY_KEY} header")
-    new = parse_new_interaction(body)
+    new = validate(NewInteraction, body)
     ix, created = await _engine(request).create_interaction(new, _now(request))
     return _interaction(request, ix, 201 if created else 200)
 
@@ -96,27 +100,44 @@ async def abandon_interaction(request: web.Request) -> web.Response:
     return _interaction(request, ix)
 
 
-@routes.post("/v1/interactions/{id}/{action:accept|reject|complete|transfer}")
-async def act_on_interaction(request: web.Request) -> web.Response:
-    """An agent's answer to an offer, or the end of its work on the interaction."""
-    ix_id, action = _id(request), request.match_info["action"]
-    body = parse_agent_action(action, await read_body(request))
-    engine, now = _engine(request), _now(request)
-    if action == "accept":
-        ix = await engine.accept(ix_id, body.agent_id, now)
-    elif action == "reject":
-        ix = await engine.reject(ix_id, body.agent_id, body.reason, now)
-    elif action == "complete":
-        ix = await engine.complete(ix_id, body.agent_id, now, body.outcome, body.wrap_up_s)
-    else:
-        ix = await engine.transfer(ix_id, body.agent_id, body.queue, now)
+@routes.post("/v1/interactions/{id}/accept")
+async def accept_offer(request: web.Request) -> web.Response:
+    """The agent takes the offer: connected."""
+    body = validate(AcceptBody, await read_body(request))
+    ix = await _engine(request).accept(_id(request), body.agent_id, _now(request))
+    return _interaction(request, ix)
+
+
+@routes.post("/v1/interactions/{id}/reject")
+async def reject_offer(request: web.Request) -> web.Response:
+    """The agent rejects or misses the offer: back in its place (§3.5)."""
+    body = validate(RejectBody, await read_body(request))
+    ix = await _engine(request).reject(_id(request), body.agent_id, body.reason, _now(request))
+    return _interaction(request, ix)
+
+
+@routes.post("/v1/interactions/{id}/complete")
+async def complete_interaction(request: web.Request) -> web.Response:
+    """The agent finished: completed (or a callback's retry, §3.10), wrap-up follows."""
+    body = validate(CompleteBody, await read_body(request))
+    ix = await _engine(request).complete(
+        _id(request), body.agent_id, _now(request), body.outcome, body.wrap_up_s
+    )
+    return _interaction(request, ix)
+
+
+@routes.post("/v1/interactions/{id}/transfer")
+async def transfer_interaction(request: web.Request) -> web.Response:
+    """The connected agent sends the interaction to another queue (§3.9)."""
+    body = validate(TransferBody, await read_body(request))
+    ix = await _engine(request).transfer(_id(request), body.agent_id, body.queue, _now(request))
     return _interaction(request, ix)
 
 
 @routes.post("/v1/interactions/{id}/callback")
 async def accept_callback(request: web.Request) -> web.Response:
     """The caller accepts the callback offered (§3.10): now, or scheduled `at`."""
-    body = parse_callback(await read_body(request, required=False))
+    body = validate(CallbackRequest, await read_body(request, required=False))
     ix = await _engine(request).accept_callback(_id(request), _now(request), body.at)
     return _interaction(request, ix)
 
@@ -127,7 +148,7 @@ async def accept_callback(request: web.Request) -> web.Response:
 @routes.put("/v1/agents/{id}")
 async def put_agent(request: web.Request) -> web.Response:
     """Create (201) or update (200) an agent's skills, channels and name."""
-    profile = parse_agent_profile(await read_body(request))
+    profile = validate(AgentProfile, await read_body(request))
     agent, created = await _engine(request).put_agent(_id(request), profile, _now(request))
     return respond(request, agent_view(agent), 201 if created else 200)
 
@@ -178,7 +199,7 @@ async def list_agents(request: web.Request) -> web.Response:
 @routes.post("/v1/agents/{id}/state")
 async def set_agent_state(request: web.Request) -> web.Response:
     """Set an agent's state; a forced logout (`force: true`) needs role admin."""
-    change = parse_state_change(await read_body(request))
+    change = validate(StateChange, await read_body(request))
     if change.force:
         authorize(request[PRINCIPAL], request.method, request.path, admin_only=True)
     agent = await _engine(request).set_agent_state(
@@ -233,7 +254,7 @@ async def put_queue(request: web.Request) -> web.Response:
     body = await read_body(request)
     if body.get("name", name) != name:
         raise ValidationError.of("name", "must match the path")
-    queue = parse_queue({**body, "name": name})
+    queue = validate(QueueConfig, {**body, "name": name})
     created = await _engine(request).upsert_queue(queue, _now(request))
     return respond(request, queue_view(queue), 201 if created else 200)
 

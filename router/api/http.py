@@ -6,14 +6,17 @@ import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn, NotRequired
 
 import msgpack
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
+from pydantic import Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing_extensions import TypedDict
 
+from router.domain.fields import Doc, Integer
 from router.domain.validation import body_problems, json_nesting_problem, raise_errors
 from router.errors import RouterError, StoreUnavailable, ValidationError
 
@@ -113,6 +116,45 @@ class InternalError(RouterError):
     status = 500
     type = "/problems/internal"
     title = "Internal error"
+
+
+class FieldErrorView(TypedDict):
+    """One invalid field of a 422."""
+
+    field: Annotated[
+        str,
+        Field(
+            description="The field's path: `skills.billing`, `preferred_agents[1]`, "
+            "`steps[0].after_s`; `body` for the body as a whole."
+        ),
+    ]
+    message: str
+
+
+class ProblemView(TypedDict):
+    """An error (RFC 9457), always sent as application/problem+json."""
+
+    type: Annotated[str, Doc({"format": "uri-reference"}), Field(description="The kind.")]
+    title: str
+    status: Annotated[int, Integer(400, 599)]
+    detail: str
+    errors: NotRequired[
+        Annotated[
+            list[FieldErrorView],
+            Field(
+                description="Validation problems (422): every invalid field, not only the first."
+            ),
+        ]
+    ]
+    interaction_id: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="A create's 503: the id it tried. The create may have been applied; "
+                "retry with this id (in the body or `Idempotency-Key`)."
+            ),
+        ]
+    ]
 
 
 def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from aiohttp import web
@@ -20,27 +19,12 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 CLIENT_CLOSED = 499
 """The status label of a request whose handler was cancelled before it answered: the client
 left while the server cancels handlers on disconnect (nginx's convention), or a forced stop."""
-ENUMERATED = re.compile(r"\(\?P<(\w+)>\w+(?:\|\w+)*\)")
-"""A path variable whose pattern is a list of words (`{action:accept|reject}`): a bounded set."""
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def route_label(request: web.Request) -> str:
-    """The matched route's path template (`/v1/agents/{id}`), never the raw path.
-
-    A variable limited to a list of words is written out, so that one route serving several
-    actions labels each with its own template (`/v1/interactions/{id}/accept`).
-    """
+    """The matched route's path template (`/v1/agents/{id}`), never the raw path."""
     resource = request.match_info.route.resource
-    if resource is None:
-        return UNMATCHED
-    pattern = resource.get_info().get("pattern")
-    enumerated = set(ENUMERATED.findall(pattern.pattern)) if pattern is not None else set()
-    if not enumerated:
-        return resource.canonical
-    return PLACEHOLDER.sub(
-        lambda m: request.match_info[m[1]] if m[1] in enumerated else m[0], resource.canonical
-    )
+    return UNMATCHED if resource is None else resource.canonical
 
 
 def _record(route: str, method: str, status: int, started: float) -> None:

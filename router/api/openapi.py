@@ -1,4 +1,9 @@
-"""GET /openapi.json: the whole HTTP API (SPEC §4, §5) as an OpenAPI 3.1 document."""
+"""GET /openapi.json: the whole HTTP API (SPEC §4, §5) as an OpenAPI 3.1 document.
+
+Its schemas are generated (pydantic's JSON Schema, the dialect of OpenAPI 3.1) from the one
+declaration of each request body (router/domain/models.py), view (router/api/views.py) and event
+(router/events/schema.py); this module adds the operations, parameters and error answers.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +11,45 @@ import functools
 import importlib.metadata
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from router import errors
 from router.api import http
 from router.api.handlers import MAX_PAGE
+from router.api.http import ProblemView
+from router.api.views import (
+    AgentPage,
+    AgentView,
+    Health,
+    InteractionPage,
+    InteractionView,
+    QueueDetail,
+    QueueList,
+    QueueStats,
+    QueueWithStats,
+    Readiness,
+)
 from router.config import Role
+from router.domain.fields import Integer
 from router.domain.models import (
     EVENT_TYPES,
-    MAX_CHANNEL_CAPACITY,
-    MAX_LEVEL,
-    MAX_PRIORITY,
-    MAX_REQUIREMENT_SKILLS,
-    Activity,
-    AgentState,
-    Channel,
-    InteractionStatus,
-    Outcome,
+    AcceptBody,
+    AgentProfile,
+    CallbackRequest,
+    CompleteBody,
+    Id,
+    Name,
+    NewInteraction,
     QueueConfig,
-    RejectReason,
-    Strategy,
+    RejectBody,
+    StateChange,
+    TransferBody,
 )
-from router.domain.stats import FORMULAS
-from router.domain.validation import (
-    DISPLAY_NAME,
-    ID,
-    MAX_COUNT,
-    MAX_CREDIT_S,
-    MAX_DATA_BYTES,
-    MAX_DATA_DEPTH,
-    MAX_DURATION_S,
-    MAX_PREFERRED_AGENTS,
-    MAX_PREFERRED_WAIT_S,
-    NAME,
-    REASON,
-    Text,
-)
+from router.events.schema import Event, GapEvent
 from router.events.sse import KEEPALIVE_S
 
 Schema = dict[str, Any]
@@ -56,10 +61,7 @@ EVENT_STREAM = "text/event-stream"
 ANY_ROLE = (Role.ADMIN, Role.PLATFORM, Role.MONITOR)
 WRITERS = (Role.ADMIN, Role.PLATFORM)
 ADMIN = (Role.ADMIN,)
-_QUEUE_DEFAULTS = QueueConfig(name="defaults")
-
-
-# JSON Schema building blocks
+REF = "#/components/schemas/{model}"
 
 
 def ref(name: str, kind: str = "schemas") -> Schema:
@@ -67,145 +69,106 @@ def ref(name: str, kind: str = "schemas") -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def nullable(schema: Schema) -> Schema:
-    """`schema` or null (a JSON null counts as an absent field in request bodies)."""
-    kind = schema.get("type")
-    if not isinstance(kind, str):
-        return {"anyOf": [schema, {"type": "null"}]}
-    widened = {**schema, "type": [kind, "null"]}
-    if "enum" in schema:
-        widened["enum"] = [*schema["enum"], None]
-    return widened
+# Components: schemas, generated from the declarations
+
+REQUESTS: dict[str, Any] = {
+    "NewInteraction": NewInteraction,
+    "AcceptBody": AcceptBody,
+    "RejectBody": RejectBody,
+    "CompleteBody": CompleteBody,
+    "TransferBody": TransferBody,
+    "CallbackBody": CallbackRequest,
+    "AgentProfile": AgentProfile,
+    "StateChange": StateChange,
+    "QueueInput": QueueConfig,
+}
+"""Request bodies by component name (validation mode: a null counts as absent)."""
+ANSWERS: dict[str, Any] = {
+    "Interaction": InteractionView,
+    "InteractionPage": InteractionPage,
+    "Agent": AgentView,
+    "AgentPage": AgentPage,
+    "Queue": QueueConfig,
+    "QueueStats": QueueStats,
+    "QueueWithStats": QueueWithStats,
+    "QueueDetail": QueueDetail,
+    "QueueList": QueueList,
+    "Health": Health,
+    "Readiness": Readiness,
+    "Problem": ProblemView,
+    "Event": Event,
+    "GapEvent": GapEvent,
+}
+"""What the service sends, by component name (serialization mode)."""
 
 
-def obj(
-    properties: Mapping[str, Schema],
-    required: Iterable[str] = (),
-    *,
-    closed: bool = False,
-    description: str | None = None,
-) -> Schema:
-    """An object schema; `closed` rejects unknown fields, as every request body does."""
-    schema: Schema = {"type": "object", "properties": dict(properties)}
-    names = list(required)
-    if names:
-        schema["required"] = names
-    if closed:
-        schema["additionalProperties"] = False
-    if description:
-        schema["description"] = description
-    return schema
+class _Generator(GenerateJsonSchema):
+    """pydantic's JSON Schema without a title on every property (the name says it)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        """Never: a property's title would only repeat its name."""
+        return False
+
+    def dict_schema(self, schema: Any) -> Schema:
+        """A map whose keys follow a pattern: `propertyNames`, the values' schema for all."""
+        found: Schema = super().dict_schema(schema)
+        patterns = found.pop("patternProperties", None)
+        if patterns:
+            ((pattern, values),) = patterns.items()
+            found["propertyNames"] = {"type": "string", "pattern": pattern}
+            found["additionalProperties"] = values
+        return found
 
 
-def record(
-    properties: Mapping[str, Schema], optional: Iterable[str] = (), description: str | None = None
-) -> Schema:
-    """An object the router writes: every property present but the `optional` ones."""
-    skip = set(optional)
-    required = [name for name in properties if name not in skip]
-    return obj(properties, required, description=description)
+@functools.cache
+def component_schemas() -> dict[str, Schema]:
+    """Every component schema: the REQUESTS and ANSWERS under their names, and what they use
+    (`X-Input`/`X-Output`, a model that differs by direction, become `XInput`/`X`)."""
+    directions: tuple[tuple[dict[str, Any], JsonSchemaMode], ...] = (
+        (REQUESTS, "validation"),
+        (ANSWERS, "serialization"),
+    )
+    inputs: list[tuple[tuple[str, JsonSchemaMode], JsonSchemaMode, Any]] = [
+        ((name, mode), mode, TypeAdapter(declared).core_schema)
+        for table, mode in directions
+        for name, declared in table.items()
+    ]
+    tops, defs = _Generator(ref_template=REF).generate_definitions(inputs)
+    names: dict[str, str] = {}
+    schemas: dict[str, Schema] = {}
+    for ((component, _), _direction), top in tops.items():
+        if set(top) == {"$ref"}:
+            names[top["$ref"].rsplit("/", 1)[1]] = component
+        else:
+            schemas[component] = dict(top)
+    final = {found: names.get(found) or _component_name(found) for found in defs}
+    for found, schema in defs.items():
+        schemas[final[found]] = {**schema, "title": final[found]} if "title" in schema else schema
+    targets = {REF.format(model=old): REF.format(model=new) for old, new in final.items()}
+    renamed: dict[str, Schema] = _retarget(schemas, targets)
+    kinds = sorted({cls.type for cls in _router_errors() if cls.type.startswith("/problems/")})
+    renamed["Problem"]["properties"]["type"]["description"] = "The kind of problem: " + ", ".join(
+        f"`{kind}`" for kind in kinds
+    )
+    return renamed
 
 
-def text(rule: Text, description: str | None = None) -> Schema:
-    """A string that must match a validation rule of router/domain/validation.py in full."""
-    schema: Schema = {"type": "string", "pattern": f"^(?:{rule.pattern.pattern})$"}
-    if description:
-        schema["description"] = description
-    return schema
+def _component_name(found: str) -> str:
+    """A declaration's component name: `Sla-Output` -> `Sla`, `Sla-Input` -> `SlaInput`,
+    `FieldErrorView` -> `FieldError`."""
+    return found.replace("-Output", "").replace("-Input", "Input").removesuffix("View")
 
 
-def integer(low: int, high: int, description: str | None = None, **extra: Any) -> Schema:
-    """An integer in [low, high]."""
-    schema: Schema = {"type": "integer", "minimum": low, "maximum": high, **extra}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def seconds(high: int, *, positive: bool = False, description: str | None = None) -> Schema:
-    """A duration in seconds (fractional allowed) in [0, high], or (0, high] if `positive`."""
-    bound = {"exclusiveMinimum": 0} if positive else {"minimum": 0}
-    schema: Schema = {"type": "number", **bound, "maximum": high}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def choice(enum: type[StrEnum], *, exclude: Sequence[str] = (), **extra: Any) -> Schema:
-    """One of the values of `enum`."""
-    return {"type": "string", "enum": [m.value for m in enum if m.value not in exclude], **extra}
-
-
-def timestamp(description: str | None = None) -> Schema:
-    """An RFC 3339 UTC timestamp with milliseconds."""
-    schema: Schema = {
-        "type": "string",
-        "format": "date-time",
-        "examples": ["2024-04-05T12:00:00.000Z"],
-    }
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def skill_map(limit: int | None, description: str) -> Schema:
-    """Skill names mapped to levels 1..MAX_LEVEL."""
-    schema: Schema = {
-        "type": "object",
-        "propertyNames": text(NAME),
-        "additionalProperties": integer(1, MAX_LEVEL),
-        "description": description,
-        "examples": [{"billing": 2, "lang:fi": 3}],
-    }
-    if limit is not None:
-        schema["maxProperties"] = limit
-    return schema
-
-
-# Components: schemas
-
-
-def problem_schemas() -> dict[str, Schema]:
-    """RFC 9457 problem details, with the field errors of a 422."""
-    types = sorted({cls.type for cls in _router_errors() if cls.type.startswith("/problems/")})
-    return {
-        "FieldError": obj(
-            {
-                "field": {
-                    "type": "string",
-                    "description": "The field's path: `skills.billing`, `preferred_agents[1]`, "
-                    "`steps[0].after_s`; `body` for the body as a whole.",
-                },
-                "message": {"type": "string"},
-            },
-            ["field", "message"],
-        ),
-        "Problem": obj(
-            {
-                "type": {
-                    "type": "string",
-                    "format": "uri-reference",
-                    "description": "The kind of problem: " + ", ".join(f"`{t}`" for t in types),
-                },
-                "title": {"type": "string"},
-                "status": integer(400, 599),
-                "detail": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": ref("FieldError"),
-                    "description": "Validation problems (422): every invalid field, not only the "
-                    "first.",
-                },
-                "interaction_id": {
-                    "type": "string",
-                    "description": "A create's 503: the id it tried. The create may have been "
-                    "applied; retry with this id (in the body or `Idempotency-Key`).",
-                },
-            },
-            ["type", "title", "status", "detail"],
-            description="An error (RFC 9457), always sent as application/problem+json.",
-        ),
-    }
+def _retarget(value: Any, targets: Mapping[str, str]) -> Any:
+    """`value` with every `$ref` and discriminator mapping in `targets` pointed at its new name."""
+    if isinstance(value, dict):
+        return {
+            k: targets.get(v, v) if isinstance(v, str) else _retarget(v, targets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_retarget(item, targets) for item in value]
+    return value
 
 
 def _router_errors() -> list[type[errors.RouterError]]:
@@ -220,570 +183,15 @@ def _router_errors() -> list[type[errors.RouterError]]:
     return found
 
 
-def request_schemas() -> dict[str, Schema]:
-    """Request bodies, with the limits router/domain/validation.py enforces."""
-    preferred = {"type": "array", "minItems": 1}
-    return {
-        "SkillRequirement": skill_map(
-            MAX_REQUIREMENT_SKILLS, "Skill names mapped to minimum levels (1..5)."
-        ),
-        "NewInteraction": {
-            **obj(
-                {
-                    "id": nullable(
-                        text(
-                            ID,
-                            "Idempotency key: the same id and body again answers 200 with "
-                            "the current record, a different body 409. Generated when absent.",
-                        )
-                    ),
-                    "queue": text(NAME, "The queue to route in."),
-                    "channel": nullable(
-                        choice(Channel, description="Must be the queue's channel (else 422).")
-                    ),
-                    "priority": nullable(
-                        integer(0, MAX_PRIORITY, "Higher goes first; default the queue's.")
-                    ),
-                    "credit_s": nullable(
-                        seconds(
-                            MAX_CREDIT_S,
-                            description="Head start in the queue's order; default the queue's.",
-                        )
-                    ),
-                    "skills": nullable(
-                        {
-                            **ref("SkillRequirement"),
-                            "description": "Extra skills, merged with "
-                            "every step's requirement (the higher minimum wins).",
-                        }
-                    ),
-                    "preferred_agents": nullable(
-                        {
-                            "type": "array",
-                            "items": text(ID),
-                            "maxItems": MAX_PREFERRED_AGENTS,
-                            "uniqueItems": True,
-                            "description": "Agents offered the interaction first, in this "
-                            "order, during `preferred_wait_s` (§3.7).",
-                        }
-                    ),
-                    "preferred_wait_s": nullable(
-                        seconds(
-                            MAX_PREFERRED_WAIT_S,
-                            description="Needed (> 0) with a "
-                            "non-empty `preferred_agents`, and only with it.",
-                        )
-                    ),
-                    "data": nullable(
-                        {
-                            "type": "object",
-                            "description": f"Opaque JSON object, at most {MAX_DATA_BYTES} bytes "
-                            f"as compact UTF-8 JSON, nesting at most {MAX_DATA_DEPTH} levels "
-                            "(`data` itself is level 1), integers within signed 64 bits; "
-                            "returned with the interaction and its offers.",
-                        }
-                    ),
-                },
-                ["queue"],
-                closed=True,
-            ),
-            "if": {"properties": {"preferred_agents": preferred}, "required": ["preferred_agents"]},
-            "then": {
-                "properties": {"preferred_wait_s": {"type": "number", "exclusiveMinimum": 0}},
-                "required": ["preferred_wait_s"],
-            },
-            "else": {"properties": {"preferred_wait_s": {"enum": [0, None]}}},
-        },
-        "AcceptBody": obj({"agent_id": text(ID)}, ["agent_id"], closed=True),
-        "RejectBody": obj(
-            {
-                "agent_id": text(ID),
-                "reason": choice(RejectReason, description="`no_answer` counts as a miss (§3.5)."),
-            },
-            ["agent_id", "reason"],
-            closed=True,
-        ),
-        "CompleteBody": obj(
-            {
-                "agent_id": text(ID),
-                "outcome": nullable(
-                    choice(Outcome, exclude=[Outcome.AGENT_LOST], default=Outcome.RESOLVED.value)
-                ),
-                "wrap_up_s": nullable(
-                    seconds(MAX_DURATION_S, description="Overrides the queue's `wrap_up_s`.")
-                ),
-            },
-            ["agent_id"],
-            closed=True,
-        ),
-        "TransferBody": obj(
-            {
-                "agent_id": text(ID, "The agent the interaction is connected to."),
-                "queue": text(NAME, "The target queue, of the same channel."),
-            },
-            ["agent_id", "queue"],
-            closed=True,
-        ),
-        "CallbackBody": obj(
-            {
-                "at": nullable(
-                    timestamp(
-                        "Schedule the callback for this time (at most the queue's "
-                        "`max_schedule_ahead_s` ahead); absent: keep the caller's place now."
-                    )
-                ),
-            },
-            [],
-            closed=True,
-        ),
-        "AgentProfile": obj(
-            {
-                "skills": skill_map(None, "Skill names mapped to proficiency levels (1..5)."),
-                "channels": nullable(
-                    {
-                        "type": "object",
-                        "propertyNames": choice(Channel),
-                        "additionalProperties": integer(1, MAX_CHANNEL_CAPACITY),
-                        "minProperties": 1,
-                        "default": {"voice": 1},
-                        "description": "Channel capacities.",
-                    }
-                ),
-                "name": nullable(text(DISPLAY_NAME, "Display name.")),
-            },
-            ["skills"],
-            closed=True,
-        ),
-        "StateChange": obj(
-            {
-                "state": choice(AgentState),
-                "reason": nullable(text(REASON, "E.g. the reason of `not_ready`.")),
-                "force": nullable(
-                    {
-                        "type": "boolean",
-                        "default": False,
-                        "description": "Log out even with connected interactions, which complete "
-                        "with outcome `agent_lost` (role admin).",
-                    }
-                ),
-            },
-            ["state"],
-            closed=True,
-        ),
-        "QueueInput": queue_schema(output=False),
-    }
+def event_schemas() -> dict[str, str]:
+    """Each event type's schema reference, in the order of EVENT_TYPES."""
+    mapping: dict[str, str] = component_schemas()["Event"]["discriminator"]["mapping"]
+    return {kind: mapping[kind] for kind in EVENT_TYPES}
 
 
-def queue_schema(*, output: bool) -> Schema:
-    """A queue as the config file spells it (§7): the PUT body, or the stored configuration."""
-    d = _QUEUE_DEFAULTS
-
-    def field(schema: Schema, default: Any) -> Schema:
-        return schema if output else nullable({**schema, "default": default})
-
-    def member(schema: Schema) -> Schema:
-        """A field of a nested object: null counts as absent in a request body."""
-        return schema if output else nullable(schema)
-
-    sla = obj(
-        {
-            "threshold_s": member(seconds(MAX_DURATION_S, positive=True)),
-            "target": member({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
-        },
-        ["threshold_s", "target"] if output else (),
-        closed=not output,
-        description="Service-level target: `target` of answers within `threshold_s`.",
-    )
-    callback = obj(
-        {
-            "offer_when_ewt_s": member(seconds(MAX_DURATION_S, positive=True)),
-            "retry_after_s": member(seconds(MAX_DURATION_S, positive=True)),
-            "max_attempts": member(integer(1, MAX_COUNT)),
-            "max_schedule_ahead_s": member(seconds(MAX_DURATION_S, positive=True)),
-        },
-        ["offer_when_ewt_s", "retry_after_s", "max_attempts", "max_schedule_ahead_s"]
-        if output
-        else (),
-        closed=not output,
-        description="Callback policy (§3.10); absent: no callbacks.",
-    )
-    step = obj(
-        {
-            "after_s": seconds(MAX_DURATION_S, positive=True),
-            "skills": ref("SkillRequirement"),
-        },
-        ["after_s", "skills"],
-        closed=not output,
-        description="From `after_s` of wait on, the queue requires `skills` (§3.1).",
-    )
-    properties: dict[str, Schema] = {
-        "name": text(NAME, "Must equal the path's name when given (else 422)."),
-        "channel": field(choice(Channel), d.channel.value),
-        "skills": field(ref("SkillRequirement"), {}),
-        "strategy": field(choice(Strategy), d.strategy.value),
-        "priority": field(integer(0, MAX_PRIORITY), d.priority),
-        "credit_s": field(seconds(MAX_CREDIT_S), d.credit_s),
-        "sla": field(sla, {"threshold_s": d.sla.threshold_s, "target": d.sla.target}),
-        "offer_timeout_s": field(seconds(MAX_DURATION_S, positive=True), d.offer_timeout_s),
-        "max_no_answer": field(integer(1, MAX_COUNT), d.max_no_answer),
-        "wrap_up_s": field(seconds(MAX_DURATION_S), d.wrap_up_s),
-        "max_waiting": field(
-            integer(0, MAX_COUNT, "Arrivals beyond it are blocked; 0: no limit."), d.max_waiting
-        ),
-        "max_wait_s": field(
-            seconds(MAX_DURATION_S, description="Then timed_out; 0: no limit."), d.max_wait_s
-        ),
-        "callback": callback if output else nullable(callback),
-        "steps": field(
-            {
-                "type": "array",
-                "items": step,
-                "description": "Escalation steps, in increasing `after_s`.",
-            },
-            [],
-        ),
-    }
-    if output:
-        required = [name for name in properties if name != "callback"]
-        return obj(properties, required, description="A queue's configuration.")
-    properties["name"] = nullable(properties["name"])
-    return obj(
-        properties,
-        closed=True,
-        description="A queue, validated like the config file; absent fields take the defaults.",
-    )
-
-
-def response_schemas() -> dict[str, Schema]:
-    """What the endpoints answer (router/api/views.py)."""
-    interaction = record(
-        {
-            "id": text(ID),
-            "queue": text(NAME),
-            "channel": choice(Channel),
-            "status": choice(InteractionStatus),
-            "priority": integer(0, MAX_PRIORITY),
-            "credit_s": {"type": "number", "minimum": 0},
-            "skills": skill_map(MAX_REQUIREMENT_SKILLS, "The extra skills."),
-            "position": nullable(
-                {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "1 + the interactions of the queue ahead of it (§3.2); "
-                    "null when not waiting.",
-                }
-            ),
-            "ewt_s": nullable({"type": "number", "minimum": 0, "description": "Estimated wait."}),
-            "agent_id": nullable(text(ID, "The agent offered or connected.")),
-            "step": {"type": "integer", "minimum": 0, "description": "Escalation step in force."},
-            "created_at": timestamp(),
-            "enqueued_at": timestamp("Start of the current wait (a transfer starts a new one)."),
-            "answered_at": nullable(timestamp()),
-            "ended_at": nullable(timestamp()),
-            "expires_at": nullable(timestamp("Expiry of the pending offer.")),
-            "waited_s": {
-                "type": "number",
-                "minimum": 0,
-                "description": "From `enqueued_at` to the answer, the end, or now.",
-            },
-            "outcome": nullable(choice(Outcome)),
-            "preferred_agents": {"type": "array", "items": text(ID)},
-            "callback_offered": {"type": "boolean"},
-            "callback": {"type": "boolean", "description": "The caller accepted a callback."},
-            "scheduled_at": nullable(timestamp("When a scheduled callback enters the queue.")),
-            "attempts": {"type": "integer", "minimum": 0, "description": "Callback dial attempts."},
-            "data": {"description": "The opaque data given at arrival (null if none)."},
-        },
-    )
-    agent = record(
-        {
-            "id": text(ID),
-            "name": nullable({"type": "string"}),
-            "skills": skill_map(None, "Skill names mapped to proficiency levels."),
-            "channels": {
-                "type": "object",
-                "propertyNames": choice(Channel),
-                "additionalProperties": integer(1, MAX_CHANNEL_CAPACITY),
-            },
-            "state": choice(AgentState),
-            "reason": nullable({"type": "string"}),
-            "activity": choice(Activity, description="Derived by the router (§3.6)."),
-            "interactions": {
-                "type": "array",
-                "items": obj(
-                    {
-                        "id": text(ID),
-                        "status": {"type": "string", "enum": ["offered", "connected"]},
-                        "channel": choice(Channel),
-                    },
-                    ["id", "status", "channel"],
-                ),
-            },
-            "idle_since": nullable(timestamp()),
-            "state_since": timestamp(),
-            "wrap_up_until": nullable(timestamp()),
-        },
-    )
-    count = {"type": "integer", "minimum": 0}
-    stats = record(
-        {
-            "waiting": {**count, "description": "On the line: queued or offered."},
-            "callbacks_waiting": count,
-            "oldest_wait_s": {"type": "number", "minimum": 0},
-            "ewt_s": {
-                "type": "number",
-                "minimum": 0,
-                "description": "Estimated wait of an arrival now (docs/metrics.md: EWT).",
-            },
-            "agents_available": count,
-            "agents_staffed": count,
-            "service_level": record(
-                {
-                    name: nullable({"type": "number", "minimum": 0, "maximum": 1})
-                    for name in FORMULAS
-                },
-                description="Over the last 15 minutes, per formula of §6; null with no data.",
-            ),
-            "agents_required": {
-                **count,
-                "description": "Erlang C: agents to meet the SLA at the last 15 minutes' load.",
-            },
-        },
-        description="Live figures of a queue (§4, §6).",
-    )
-    return {
-        "Interaction": interaction,
-        "Agent": agent,
-        "AgentPage": record(
-            {
-                "agents": {"type": "array", "items": ref("Agent")},
-                "next_cursor": nullable(
-                    text(ID, "Pass as `cursor` for the next page; null on the last page.")
-                ),
-            },
-        ),
-        "Queue": queue_schema(output=True),
-        "QueueStats": stats,
-        "QueueWithStats": {
-            "allOf": [ref("Queue"), obj({"stats": ref("QueueStats")}, ["stats"])],
-        },
-        "QueueDetail": {
-            "allOf": [
-                ref("Queue"),
-                obj(
-                    {
-                        "stats": ref("QueueStats"),
-                        "waiting": {
-                            "type": "array",
-                            "items": ref("Interaction"),
-                            "maxItems": 20,
-                            "description": "The first waiting interactions, with positions.",
-                        },
-                    },
-                    ["stats", "waiting"],
-                ),
-            ],
-        },
-        "QueueList": obj({"queues": {"type": "array", "items": ref("QueueWithStats")}}, ["queues"]),
-        "Health": obj({"status": {"const": "ok"}}, ["status"]),
-        "Readiness": obj({"status": {"const": "ready"}}, ["status"]),
-    }
-
-
-# Components: events
-
-
-def _event(description: str, fields: Mapping[str, Schema], optional: Iterable[str] = ()) -> Schema:
-    """The fields of one kind of event (router/lua: the `M.emit` calls), after the common ones."""
-    return record(fields, optional, description)
-
-
-def event_kinds() -> dict[str, Schema]:
-    """Each event type's own fields, as the Lua scripts emit them (§4)."""
-    ix, agent, queue = text(ID), text(ID), text(NAME)
-    about_ix = {"interaction_id": ix, "queue": queue}
-    waited = {"type": "number", "minimum": 0}
-    kinds = {
-        "interaction.queued": _event(
-            "Entered the line of `queue`: an arrival, or a transfer's target.",
-            about_ix
-            | {
-                "priority": integer(0, MAX_PRIORITY),
-                "step": {"type": "integer", "minimum": 0},
-                "callback": {"const": True, "description": "A scheduled callback entering."},
-            },
-            ["callback"],
-        ),
-        "interaction.offered": _event(
-            "Offered to `agent_id` until `expires_at`: ring the agent, then accept or reject.",
-            about_ix
-            | {
-                "agent_id": agent,
-                "expires_at": timestamp(),
-                "callback": {"type": "boolean", "description": "The offer is a callback."},
-                "data": {"description": "The interaction's data; absent when it has none."},
-                "routing": ref("Routing"),
-            },
-            ["data"],
-        ),
-        "interaction.connected": _event(
-            "The agent accepted the offer.",
-            about_ix
-            | {
-                "agent_id": agent,
-                "waited_s": {**waited, "description": "From `enqueued_at` to the accept."},
-            },
-        ),
-        "interaction.completed": _event(
-            "The agent finished (wrap-up follows), or a forced logout ended it with outcome "
-            "`agent_lost` (then without `handle_s`).",
-            about_ix
-            | {
-                "agent_id": agent,
-                "outcome": choice(Outcome),
-                "handle_s": {**waited, "description": "From the accept to the completion."},
-            },
-            ["handle_s"],
-        ),
-        "interaction.abandoned": _event(
-            "The caller hung up while it waited; `agent_id` names the agent whose offer it "
-            "withdrew, null when none.",
-            about_ix | {"agent_id": nullable(agent), "waited_s": waited},
-        ),
-        "interaction.timed_out": _event("Waited `max_wait_s` on the line (§3.9).", about_ix),
-        "interaction.blocked": _event(
-            "Arrived at a queue holding `max_waiting` interactions; never queued (§3.9).", about_ix
-        ),
-        "interaction.escalated": _event(
-            "The wait reached a new escalation step (§3.1).",
-            about_ix | {"step": {"type": "integer", "minimum": 1}},
-        ),
-        "interaction.requeued": _event(
-            "An offer ended without an accept; the interaction keeps its place (§3.5).",
-            about_ix
-            | {
-                "agent_id": agent,
-                "reason": {
-                    "enum": ["rejected", "no_answer", "expired", "withdrawn", "customer_no_answer"]
-                },
-                "attempts": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "With `customer_no_answer`: dial attempts so far.",
-                },
-            },
-            ["attempts"],
-        ),
-        "interaction.transferred": _event(
-            "The connected agent sent it to `queue`; an `interaction.queued` follows (§3.9).",
-            about_ix
-            | {
-                "agent_id": agent,
-                "queue": text(NAME, "The target queue."),
-                "from_queue": queue,
-            },
-        ),
-        "interaction.failed": _event(
-            "A callback's dial attempts are exhausted (§3.10).",
-            about_ix | {"agent_id": agent, "attempts": {"type": "integer", "minimum": 1}},
-        ),
-        "interaction.cancelled": _event(
-            "The platform cancelled a waiting callback (DELETE); not an abandon (§3.10).",
-            about_ix | {"agent_id": nullable(agent)},
-        ),
-        "callback.offered": _event(
-            "The caller's EWT exceeds the queue's `offer_when_ewt_s`: offer it a callback.",
-            about_ix | {"ewt_s": waited},
-        ),
-        "callback.accepted": _event(
-            "The caller accepted the callback; it waits off the line in its place.", about_ix
-        ),
-        "callback.scheduled": _event(
-            "The caller chose a callback at `scheduled_at`; it enters the queue then.",
-            about_ix | {"scheduled_at": timestamp()},
-        ),
-        "agent.state_changed": _event(
-            "The agent's state changed, by request or by the router (`not_ready`, reason "
-            "`no_answer`, after missed offers).",
-            {
-                "agent_id": agent,
-                "state": choice(AgentState),
-                "previous_state": choice(AgentState),
-                "reason": nullable({"type": "string", "description": "Null when none."}),
-            },
-        ),
-    }
-    assert list(kinds) == list(EVENT_TYPES), "every event type needs its schema"
-    return kinds
-
-
-def event_schemas() -> dict[str, Schema]:
-    """The events of the durable log (one schema per type, and their union) and `gap`."""
-    schemas: dict[str, Schema] = {
-        "EventBase": obj(
-            {
-                "id": {
-                    "type": "string",
-                    "pattern": r"^\d+-\d+$",
-                    "description": "Position in the durable event log (the SSE `id`).",
-                },
-                "type": {"enum": list(EVENT_TYPES)},
-                "at": timestamp("When it happened."),
-                "interaction_id": text(ID),
-                "agent_id": nullable(text(ID)),
-                "queue": text(NAME),
-            },
-            ["id", "type", "at"],
-            description="Fields every event has; then those of its type.",
-        ),
-        "Routing": record(
-            {
-                "step": {"type": "integer", "minimum": 0, "description": "Step in force."},
-                "strategy": choice(Strategy),
-                "score": {
-                    "type": "number",
-                    "description": "`longest_idle`: the agent's idle seconds; `best_skill`: the "
-                    "sum of its levels over the required skills.",
-                },
-                "qualified": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "Agents of the routing class able to take it at the time.",
-                },
-                "preferred": {"type": "boolean", "description": "Offered as a preferred agent."},
-            },
-            description="Why this agent was chosen.",
-        ),
-        "GapEvent": record(
-            {
-                "oldest_id": {"type": "string", "description": "The oldest event id kept."},
-                "after": {"type": "string", "description": "The requested resume point."},
-            },
-            description="`event: gap` (no `id:`): the resume point was trimmed from the log "
-            "(`event_log_max`); the events between it and `oldest_id` are lost.",
-        ),
-    }
-    for kind, fields in event_kinds().items():
-        own = {**fields, "properties": {"type": {"const": kind}, **fields["properties"]}}
-        own["required"] = ["type", *fields.get("required", [])]
-        schemas[event_schema_name(kind)] = {"allOf": [ref("EventBase"), own]}
-    schemas["Event"] = {
-        "oneOf": [ref(event_schema_name(kind)) for kind in EVENT_TYPES],
-        "discriminator": {
-            "propertyName": "type",
-            "mapping": {
-                kind: f"#/components/schemas/{event_schema_name(kind)}" for kind in EVENT_TYPES
-            },
-        },
-        "description": "An event: the SSE `data` and the webhook body.",
-    }
-    return schemas
-
-
-def event_schema_name(kind: str) -> str:
-    """`interaction.timed_out` -> `InteractionTimedOutEvent`."""
-    words = kind.replace(".", "_").split("_")
-    return "".join(w.capitalize() for w in words) + "Event"
+def _json_schema(declared: Any) -> Schema:
+    """The schema of an annotated type, inline (parameters)."""
+    return dict(TypeAdapter(declared).json_schema(schema_generator=_Generator))
 
 
 # Components: parameters, responses, security
@@ -805,26 +213,26 @@ def parameters() -> dict[str, Schema]:
     """Path, query and header parameters."""
     event_id = {"type": "string", "pattern": r"^\s*\d{1,20}(-\d{1,20})?\s*$"}
     return {
-        "InteractionId": param("id", "path", text(ID)),
-        "AgentId": param("id", "path", text(ID)),
-        "QueueName": param("name", "path", text(NAME)),
-        "AgentStateFilter": param("state", "query", choice(AgentState), "Agents in this state."),
+        "InteractionId": param("id", "path", _json_schema(Id)),
+        "AgentId": param("id", "path", _json_schema(Id)),
+        "QueueName": param("name", "path", _json_schema(Name)),
+        "AgentStateFilter": param("state", "query", ref("AgentState"), "Agents in this state."),
         "AgentQueueFilter": param(
             "queue",
             "query",
-            text(NAME),
+            _json_schema(Name),
             "Agents that meet a step's requirement of this queue (422 if there is none).",
         ),
         "Limit": param(
             "limit",
             "query",
-            integer(1, MAX_PAGE, default=100),
+            _json_schema(Annotated[int, Integer(1, MAX_PAGE)]) | {"default": 100},
             "Agents per page at most; a filtered page may hold fewer and have a `next_cursor`.",
         ),
         "Cursor": param(
             "cursor",
             "query",
-            {"anyOf": [text(ID), {"const": ""}]},
+            {"anyOf": [_json_schema(Id), {"const": ""}]},
             "The `next_cursor` of the previous page.",
         ),
         "LastEventId": param(
@@ -845,18 +253,18 @@ def parameters() -> dict[str, Schema]:
             style="form",
             explode=False,
         ),
-        "EventQueue": param("queue", "query", text(NAME), "Only events of this queue."),
-        "EventAgent": param("agent_id", "query", text(ID), "Only events of this agent."),
+        "EventQueue": param("queue", "query", _json_schema(Name), "Only events of this queue."),
+        "EventAgent": param("agent_id", "query", _json_schema(Id), "Only events of this agent."),
         "EventLimit": param(
             "limit",
             "query",
-            integer(1, 1_000_000),
+            _json_schema(Annotated[int, Integer(1, 1_000_000)]),
             "End the stream after this many events (simple clients, tests).",
         ),
         "IdempotencyKey": param(
             "Idempotency-Key",
             "header",
-            text(ID),
+            _json_schema(Id),
             "The interaction's id when the body has none (if both, they must be equal).",
         ),
     }
@@ -1195,7 +603,7 @@ def events_path() -> dict[str, Schema]:
     """GET /v1/events: Server-Sent Events of the durable log."""
     frames = {
         "x-sse-events": {"gap": ref("GapEvent")}
-        | {kind: ref(event_schema_name(kind)) for kind in EVENT_TYPES},
+        | {kind: {"$ref": target} for kind, target in event_schemas().items()},
     }
     stream: Schema = {
         "description": "An endless stream of frames `id: <event id>`, `event: <type>`, "
@@ -1333,7 +741,7 @@ def build_document(*, metrics: bool = False) -> dict[str, Any]:
         | events_path()
         | operations_paths(metrics=metrics),
         "components": {
-            "schemas": problem_schemas() | request_schemas() | response_schemas() | event_schemas(),
+            "schemas": component_schemas(),
             "parameters": parameters(),
             "responses": responses(),
             "securitySchemes": security_schemes(),

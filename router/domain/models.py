@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from router.domain.fields import (
+    DISPLAY_NAME,
+    ID,
+    NAME,
+    REASON,
+    Body,
+    Doc,
+    Integer,
+    Matches,
+    Number,
+    OneOf,
+    problem_at,
+    problems_at,
+)
 
 Skills = dict[str, int]
 """A skill name mapped to a proficiency level (1..5) or, in a requirement, a minimum level."""
@@ -15,6 +44,16 @@ MAX_REQUIREMENT_SKILLS = 16
 """Skills in one requirement; bounds the best_skill score (store/records.py SKILL_SUM_MAX)."""
 MAX_CHANNEL_CAPACITY = 32
 """Interactions an agent may hold on one channel; bounds the strategy score (ACTIVE_SLOTS)."""
+MAX_CREDIT_S = 86_400
+MAX_PREFERRED_WAIT_S = 3_600
+MAX_PREFERRED_AGENTS = 16
+MAX_DATA_BYTES = 4_096
+MAX_DATA_DEPTH = 16
+"""Levels of nesting in `data`, which is level 1 itself (SPEC §4)."""
+MAX_DURATION_S = 365 * 86_400
+"""Bound on every other duration: a longer one is a mistake (and would overflow timestamps)."""
+MAX_COUNT = 1_000_000_000
+"""Bound on every other count, so that it fits the store's number types."""
 
 
 class Channel(StrEnum):
@@ -103,46 +142,85 @@ EVENT_TYPES = (
 """Every type of the durable event log (SPEC §4)."""
 
 
-@dataclass(frozen=True)
-class Step:
-    """An escalation step: from `after_s` of wait on, the queue requires `skills`."""
-
-    after_s: float
-    skills: Skills
-
-
-@dataclass(frozen=True)
-class Sla:
-    threshold_s: float = 20.0
-    target: float = 0.8
-
-
-@dataclass(frozen=True)
-class CallbackPolicy:
-    offer_when_ewt_s: float = 120.0
-    retry_after_s: float = 300.0
-    max_attempts: int = 3
-    max_schedule_ahead_s: float = 604800.0
+Name = Annotated[str, Matches(NAME)]
+"""A skill or queue name (SPEC §2)."""
+Id = Annotated[str, Matches(ID)]
+"""An agent or interaction id."""
+Level = Annotated[int, Integer(1, MAX_LEVEL)]
+SkillRequirement = Annotated[
+    dict[Name, Level],
+    Field(max_length=MAX_REQUIREMENT_SKILLS),
+    Doc(
+        {
+            "description": "Skill names mapped to minimum levels (1..5).",
+            "examples": [{"billing": 2, "lang:fi": 3}],
+        }
+    ),
+]
+Duration = Annotated[float, Number(0, MAX_DURATION_S)]
+PositiveDuration = Annotated[float, Number(0, MAX_DURATION_S, above=True)]
 
 
-@dataclass(frozen=True)
-class QueueConfig:
-    """A routing target as the admin configures it (SPEC §7)."""
+class Step(Body):
+    """From `after_s` of wait on, the queue requires `skills` (§3.1)."""
 
-    name: str
-    channel: Channel = Channel.VOICE
-    skills: Skills = field(default_factory=dict)
-    strategy: Strategy = Strategy.LONGEST_IDLE
-    priority: int = 0
-    credit_s: float = 0.0
-    sla: Sla = field(default_factory=Sla)
-    offer_timeout_s: float = 15.0
-    max_no_answer: int = 1
-    wrap_up_s: float = 0.0
-    max_waiting: int = 0
-    max_wait_s: float = 0.0
-    callback: CallbackPolicy | None = None
-    steps: tuple[Step, ...] = ()
+    after_s: PositiveDuration
+    skills: SkillRequirement
+
+
+class Sla(Body):
+    """Service-level target: `target` of answers within `threshold_s`."""
+
+    threshold_s: PositiveDuration = 20.0
+    target: Annotated[float, Number(0, 1, above=True)] = 0.8
+
+
+class CallbackPolicy(Body):
+    """Callback policy (§3.10); absent: no callbacks."""
+
+    offer_when_ewt_s: PositiveDuration = 120.0
+    retry_after_s: PositiveDuration = 300.0
+    max_attempts: Annotated[int, Integer(1, MAX_COUNT)] = 3
+    max_schedule_ahead_s: PositiveDuration = 604800.0
+
+
+class QueueConfig(Body):
+    """A queue as the config file spells it (§7); absent fields take the defaults."""
+
+    named_by_path = "name"
+
+    name: Annotated[Name, Field(description="In a PUT, must equal the path's name (else 422).")]
+    channel: Annotated[Channel, OneOf(Channel)] = Channel.VOICE
+    skills: SkillRequirement = Field(default_factory=dict)
+    strategy: Annotated[Strategy, OneOf(Strategy)] = Strategy.LONGEST_IDLE
+    priority: Annotated[int, Integer(0, MAX_PRIORITY)] = 0
+    credit_s: Annotated[float, Number(0, MAX_CREDIT_S)] = 0.0
+    sla: Sla = Sla()
+    offer_timeout_s: PositiveDuration = 15.0
+    max_no_answer: Annotated[int, Integer(1, MAX_COUNT)] = 1
+    wrap_up_s: Duration = 0.0
+    max_waiting: Annotated[
+        int,
+        Integer(0, MAX_COUNT),
+        Field(description="Arrivals beyond it are blocked; 0: no limit."),
+    ] = 0
+    max_wait_s: Annotated[Duration, Field(description="Then timed_out; 0: no limit.")] = 0.0
+    callback: CallbackPolicy | None = Field(default=None, exclude_if=lambda v: v is None)
+    steps: Annotated[
+        tuple[Step, ...], Field(description="Escalation steps, in increasing `after_s`.")
+    ] = ()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        found = [
+            ((i, "after_s"), "must be greater than the previous step's after_s", step.after_s)
+            for i, step in enumerate(steps)
+            if i and step.after_s <= steps[i - 1].after_s
+        ]
+        if found:
+            raise problems_at(found)
+        return steps
 
     def step_skills(self, step: int) -> Skills:
         """The requirement of step `step` (0: the queue's own skills)."""
@@ -156,30 +234,9 @@ class QueueConfig:
         )
 
     def to_record(self) -> dict[str, Any]:
-        """The plain map stored in Redis and read by the Lua scripts."""
-        return {
-            "name": self.name,
-            "channel": self.channel.value,
-            "skills": dict(self.skills),
-            "strategy": self.strategy.value,
-            "priority": self.priority,
-            "credit_s": self.credit_s,
-            "sla": {"threshold_s": self.sla.threshold_s, "target": self.sla.target},
-            "offer_timeout_s": self.offer_timeout_s,
-            "max_no_answer": self.max_no_answer,
-            "wrap_up_s": self.wrap_up_s,
-            "max_waiting": self.max_waiting,
-            "max_wait_s": self.max_wait_s,
-            "callback": None
-            if self.callback is None
-            else {
-                "offer_when_ewt_s": self.callback.offer_when_ewt_s,
-                "retry_after_s": self.callback.retry_after_s,
-                "max_attempts": self.callback.max_attempts,
-                "max_schedule_ahead_s": self.callback.max_schedule_ahead_s,
-            },
-            "steps": [{"after_s": s.after_s, "skills": dict(s.skills)} for s in self.steps],
-        }
+        """The plain map stored in Redis and read by the Lua scripts (`callback` nil if none)."""
+        record = self.model_dump(mode="json")
+        return {**record, "callback": record.get("callback")}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> QueueConfig:
@@ -193,7 +250,10 @@ class QueueConfig:
             strategy=Strategy(record["strategy"]),
             priority=int(record["priority"]),
             credit_s=float(record["credit_s"]),
-            sla=Sla(float(sla.get("threshold_s", 20.0)), float(sla.get("target", 0.8))),
+            sla=Sla(
+                threshold_s=float(sla.get("threshold_s", 20.0)),
+                target=float(sla.get("target", 0.8)),
+            ),
             offer_timeout_s=float(record["offer_timeout_s"]),
             max_no_answer=int(record["max_no_answer"]),
             wrap_up_s=float(record["wrap_up_s"]),
@@ -201,7 +261,7 @@ class QueueConfig:
             max_wait_s=float(record["max_wait_s"]),
             callback=None if not callback else CallbackPolicy(**callback),
             steps=tuple(
-                Step(float(s["after_s"]), as_skills(s.get("skills")))
+                Step(after_s=float(s["after_s"]), skills=as_skills(s.get("skills")))
                 for s in record.get("steps") or ()
             ),
         )
@@ -214,28 +274,151 @@ def as_skills(value: Any) -> Skills:
     return {str(k): int(v) for k, v in value.items()}
 
 
-@dataclass(frozen=True)
-class NewInteraction:
-    """A validated request to queue an interaction."""
+def data_problem(data: dict[str, Any]) -> str | None:
+    """Why `data` cannot be stored: too deep, too large as compact JSON, or not JSON at all."""
+    if nesting(data) > MAX_DATA_DEPTH:  # before json.dumps, which recurses
+        return f"must nest at most {MAX_DATA_DEPTH} levels"
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode())
+    except (TypeError, ValueError):  # lone surrogates fail only at encode()
+        return "must be a JSON value"
+    if size > MAX_DATA_BYTES:
+        return f"must be at most {MAX_DATA_BYTES} bytes as compact JSON"
+    return None
 
-    queue: str
-    id: str | None = None
-    channel: Channel | None = None
-    priority: int | None = None
-    credit_s: float | None = None
-    skills: Skills = field(default_factory=dict)
-    preferred_agents: tuple[str, ...] = ()
-    preferred_wait_s: float = 0.0
-    data: Any = None
+
+class NewInteraction(Body):
+    """POST /v1/interactions: an interaction to queue (§4)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"preferred_agents": {"type": "array", "minItems": 1}},
+                "required": ["preferred_agents"],
+            },
+            "then": {
+                "properties": {"preferred_wait_s": {"type": "number", "exclusiveMinimum": 0}},
+                "required": ["preferred_wait_s"],
+            },
+            "else": {"properties": {"preferred_wait_s": {"enum": [0, None]}}},
+        }
+    )
+
+    queue: Annotated[Name, Field(description="The queue to route in.")]
+    id: Annotated[
+        Id | None,
+        Field(
+            description="Idempotency key: the same id and body again answers 200 with the "
+            "current record, a different body 409. Generated when absent."
+        ),
+    ] = None
+    channel: Annotated[
+        Annotated[Channel, OneOf(Channel)] | None,
+        Field(description="Must be the queue's channel (else 422)."),
+    ] = None
+    priority: Annotated[
+        Annotated[int, Integer(0, MAX_PRIORITY)] | None,
+        Field(description="Higher goes first; default the queue's."),
+    ] = None
+    credit_s: Annotated[
+        Annotated[float, Number(0, MAX_CREDIT_S)] | None,
+        Field(description="Head start in the queue's order; default the queue's."),
+    ] = None
+    skills: Annotated[
+        SkillRequirement,
+        Field(
+            description="Extra skills, merged with every step's requirement (the higher "
+            "minimum wins)."
+        ),
+    ] = Field(default_factory=dict)
+    preferred_agents: Annotated[
+        tuple[Id, ...],
+        Field(
+            max_length=MAX_PREFERRED_AGENTS,
+            description="Agents offered the interaction first, in this order, during "
+            "`preferred_wait_s` (§3.7).",
+        ),
+        Doc({"uniqueItems": True}),
+    ] = ()
+    preferred_wait_s: Annotated[
+        float,
+        Number(0, MAX_PREFERRED_WAIT_S),
+        Field(description="Needed (> 0) with a non-empty `preferred_agents`, and only with it."),
+    ] = 0.0
+    data: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description=f"Opaque JSON object, at most {MAX_DATA_BYTES} bytes as compact UTF-8 "
+            f"JSON, nesting at most {MAX_DATA_DEPTH} levels (`data` itself is level 1), "
+            "integers within signed 64 bits; returned with the interaction and its offers."
+        ),
+    ] = None
+
+    @field_validator("preferred_agents")
+    @classmethod
+    def _unique(cls, agents: tuple[str, ...]) -> tuple[str, ...]:
+        first: dict[str, int] = {}
+        found = []
+        for i, agent in enumerate(agents):
+            if agent in first:
+                found.append(((i,), f"duplicates preferred_agents[{first[agent]}]", agent))
+            first.setdefault(agent, i)
+        if found:
+            raise problems_at(found)
+        return agents
+
+    @field_validator("data")
+    @classmethod
+    def _storable(cls, data: dict[str, Any] | None) -> dict[str, Any] | None:
+        problem = None if data is None else data_problem(data)
+        if problem:
+            raise problem_at((), problem, data)
+        return data
+
+    @model_validator(mode="after")
+    def _preferred_wait(self) -> Self:
+        """A non-empty `preferred_agents` needs a wait > 0, and a wait > 0 needs the list."""
+        wait = self.preferred_wait_s
+        if self.preferred_agents and "preferred_wait_s" not in self.model_fields_set:
+            raise problem_at(("preferred_wait_s",), "is required", None)
+        if self.preferred_agents and wait == 0:
+            raise problem_at(("preferred_wait_s",), "must be > 0", wait)
+        if not self.preferred_agents and wait > 0:
+            raise problem_at(("preferred_wait_s",), "needs preferred_agents", wait)
+        return self
 
 
-@dataclass(frozen=True)
-class AgentProfile:
-    """A validated request to create or update an agent."""
+def _some_channel(channels: dict[Channel, int]) -> dict[Channel, int]:
+    if not channels:
+        raise PydanticCustomError("rule", "must have at least one channel")
+    return channels
 
-    skills: Skills
-    channels: dict[Channel, int] = field(default_factory=lambda: {Channel.VOICE: 1})
-    name: str | None = None
+
+class AgentProfile(Body):
+    """PUT /v1/agents/{id}: an agent's skills, channel capacities and name."""
+
+    skills: Annotated[
+        dict[Name, Level],
+        Doc(
+            {
+                "description": "Skill names mapped to proficiency levels (1..5).",
+                "examples": [{"billing": 2, "lang:fi": 3}],
+            }
+        ),
+    ]
+    channels: Annotated[
+        dict[
+            Annotated[Channel, OneOf(Channel)],
+            Annotated[int, Integer(1, MAX_CHANNEL_CAPACITY)],
+        ],
+        AfterValidator(_some_channel),
+        Doc({"minProperties": 1}),
+        Field(description="Channel capacities; default one voice interaction."),
+    ] = Field(default_factory=lambda: {Channel.VOICE: 1})
+    name: Annotated[
+        Annotated[str, Matches(DISPLAY_NAME)] | None, Field(description="Display name.")
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -299,28 +482,107 @@ class Event:
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class AgentAction:
-    """The body of accept, reject, complete and transfer: who acts, and how."""
+class AcceptBody(Body):
+    """POST /v1/interactions/{id}/accept: the agent takes the offer."""
 
-    agent_id: str
-    reason: RejectReason = RejectReason.REJECTED
-    outcome: Outcome = Outcome.RESOLVED
-    wrap_up_s: float | None = None
-    queue: str = ""
+    agent_id: Id
 
 
-@dataclass(frozen=True)
-class CallbackRequest:
-    """The body of POST /v1/interactions/{id}/callback: now, or scheduled `at` (epoch s)."""
+class RejectBody(Body):
+    """POST /v1/interactions/{id}/reject: the agent rejects or misses the offer."""
 
-    at: float | None = None
+    agent_id: Id
+    reason: Annotated[
+        RejectReason,
+        OneOf(RejectReason),
+        Field(description="`no_answer` counts as a miss (§3.5)."),
+    ]
 
 
-@dataclass(frozen=True)
-class StateChange:
-    """The body of POST /v1/agents/{id}/state."""
+class CompleteBody(Body):
+    """POST /v1/interactions/{id}/complete: the agent finished."""
 
-    state: AgentState
-    reason: str | None = None
-    force: bool = False
+    agent_id: Id
+    outcome: Annotated[
+        Outcome,
+        OneOf(
+            Outcome, excluded=(Outcome.AGENT_LOST,), why="agent_lost is set by a forced logout only"
+        ),
+    ] = Outcome.RESOLVED
+    wrap_up_s: Annotated[
+        Duration | None, Field(description="Overrides the queue's `wrap_up_s`.")
+    ] = None
+
+
+class TransferBody(Body):
+    """POST /v1/interactions/{id}/transfer: the connected agent sends it to another queue."""
+
+    agent_id: Annotated[Id, Field(description="The agent the interaction is connected to.")]
+    queue: Annotated[Name, Field(description="The target queue, of the same channel.")]
+
+
+_BAD_TIME = "must be an RFC 3339 time with a zone, e.g. 2026-11-23T09:30:00Z"
+
+
+def _epoch(value: object) -> float:
+    """An RFC 3339 time with a zone as epoch seconds."""
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError("time", _BAD_TIME) from None
+    if moment.tzinfo is None:
+        raise PydanticCustomError("time", _BAD_TIME)
+    return moment.timestamp()
+
+
+class CallbackRequest(Body):
+    """POST /v1/interactions/{id}/callback: the caller accepts the callback offered (§3.10)."""
+
+    at: Annotated[
+        float | None,
+        BeforeValidator(_epoch),
+        Doc({"type": "string", "format": "date-time"}, replace=True),
+        Field(
+            description="Schedule the callback for this time (at most the queue's "
+            "`max_schedule_ahead_s` ahead); absent: keep the caller's place now."
+        ),
+    ] = None
+    """Epoch seconds once validated."""
+
+
+class StateChange(Body):
+    """POST /v1/agents/{id}/state."""
+
+    state: Annotated[AgentState, OneOf(AgentState)]
+    reason: Annotated[
+        Annotated[str, Matches(REASON)] | None,
+        Field(description="E.g. the reason of `not_ready`."),
+    ] = None
+    force: Annotated[
+        bool,
+        Strict(),
+        Field(
+            description="Log out even with connected interactions, which complete with outcome "
+            "`agent_lost` (role admin)."
+        ),
+    ] = False
+
+
+def nesting(value: object) -> int:
+    """Levels of nesting of a parsed value: 0 for a scalar, 1 for a flat object or list."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        pending.extend((child, depth) for child in children)
+    return deepest

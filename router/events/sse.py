@@ -36,8 +36,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from router.api.keys import CONFIG, ENGINE, EVENT_HUB, PRINCIPAL
 from router.api.views import event_view
+from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
-from router.domain.validation import ID, NAME
 from router.errors import RouterError, TooManyRequests, ValidationError
 from router.metrics.process import EVENT_DELIVERIES, EVENT_STREAMS, EVENT_STREAMS_DROPPED
 from router.store import codec

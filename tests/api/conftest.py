@@ -21,7 +21,9 @@ from router.store.server import RedisServer
 
 KEYS = {Role.ADMIN: "admin-key", Role.PLATFORM: "platform-key", Role.MONITOR: "monitor-key"}
 QUEUES = (
-    QueueConfig(name="support", skills={"support": 2}, steps=(Step(30, {"support": 1}),)),
+    QueueConfig(
+        name="support", skills={"support": 2}, steps=(Step(after_s=30, skills={"support": 1}),)
+    ),
     QueueConfig(name="billing", skills={"billing": 1}, max_waiting=1),
     QueueConfig(name="chat", channel=Channel.CHAT, skills={"chat": 1}),
 )

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from router.config import Role
-from router.domain.validation import MAX_DATA_DEPTH
+from router.domain.models import MAX_DATA_DEPTH
 from tests.api.conftest import auth
 from tests.api.test_interactions import agent_on, call
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from router.domain.fields import validate
 from router.domain.models import (
     AgentProfile,
     CallbackPolicy,
@@ -17,12 +18,7 @@ from router.domain.models import (
     Step,
     Strategy,
 )
-from router.domain.validation import (
-    parse_agent_profile,
-    parse_new_interaction,
-    parse_queue,
-    validate_id,
-)
+from router.domain.validation import validate_id
 from router.errors import ValidationError
 
 BAD_ID = "must be 1..128 characters of A-Z a-z 0-9 _ . : @ + -, starting with a letter or digit"
@@ -55,6 +51,21 @@ SUPPORT: dict[str, Any] = {
 }
 
 
+def parse_queue(table: object, where: str = "") -> QueueConfig:
+    """A queue table validated as the config file and PUT /v1/queues/{name} do."""
+    return validate(QueueConfig, table, where)
+
+
+def parse_new_interaction(body: object) -> NewInteraction:
+    """A POST /v1/interactions body validated."""
+    return validate(NewInteraction, body)
+
+
+def parse_agent_profile(body: object) -> AgentProfile:
+    """A PUT /v1/agents/{id} body validated."""
+    return validate(AgentProfile, body)
+
+
 def problems(parse: Callable[[Any], object], body: object) -> list[tuple[str, str]]:
     """The (field, message) pairs of the ValidationError that `parse(body)` raises."""
     with pytest.raises(ValidationError) as raised:
@@ -76,14 +87,22 @@ def test_parse_queue_reads_every_field() -> None:
         strategy=Strategy.BEST_SKILL,
         priority=5,
         credit_s=10.0,
-        sla=Sla(20.0, 0.8),
+        sla=Sla(threshold_s=20.0, target=0.8),
         offer_timeout_s=15.0,
         max_no_answer=2,
         wrap_up_s=10.0,
         max_waiting=500,
         max_wait_s=900.0,
-        callback=CallbackPolicy(120.0, 300.0, 3, 604800.0),
-        steps=(Step(30.0, {"support": 1, "lang:en": 3}), Step(90.5, {})),
+        callback=CallbackPolicy(
+            offer_when_ewt_s=120.0,
+            retry_after_s=300.0,
+            max_attempts=3,
+            max_schedule_ahead_s=604800.0,
+        ),
+        steps=(
+            Step(after_s=30.0, skills={"support": 1, "lang:en": 3}),
+            Step(after_s=90.5, skills={}),
+        ),
     )
 
 
@@ -187,8 +206,13 @@ def test_parse_queue_collects_every_problem() -> None:
         ("queues[0].name", BAD_NAME),
         ("queues[0].priority", "must be <= 1000"),
         ("queues[0].steps[1].skills.a", "must be >= 1"),
-        ("queues[0].steps[1].after_s", "must be greater than the previous step's after_s"),
     ]
+    # A rule across fields (the order of the steps) is checked once the fields it reads are valid.
+    table["steps"] = [{"after_s": 60, "skills": {}}, {"after_s": 30, "skills": {"a": 1}}]
+    assert problems(lambda t: parse_queue(t, "queues[0]"), table)[-1] == (
+        "queues[0].steps[1].after_s",
+        "must be greater than the previous step's after_s",
+    )
 
 
 def test_parse_queue_rejects_a_table_that_is_not_an_object() -> None:

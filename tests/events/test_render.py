@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from router.domain.fields import validate
 from router.domain.models import (
     EVENT_TYPES,
+    MAX_DATA_BYTES,
+    MAX_DATA_DEPTH,
     AgentState,
     CallbackPolicy,
+    NewInteraction,
     Outcome,
     RejectReason,
 )
-from router.domain.validation import (
-    MAX_DATA_BYTES,
-    MAX_DATA_DEPTH,
-    body_problems,
-    json_nesting_problem,
-    parse_new_interaction,
-)
+from router.domain.validation import body_problems, json_nesting_problem
 from router.events.sse import event_json, render
 from router.store.codec import text
 from tests.store.center import Center
@@ -56,7 +54,7 @@ async def create(center: Center, name: str, queue: str, data: Any) -> str:
     assert json_nesting_problem(raw) is None
     body = json.loads(raw)
     assert body_problems(body) == []
-    request = parse_new_interaction(body)
+    request = validate(NewInteraction, body)
     await center.engine.create_interaction(request, center.now)
     return ix_id(name)
 

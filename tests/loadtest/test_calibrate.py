@@ -41,7 +41,7 @@ from loadtest.trace import (
 from router.domain.models import QueueConfig, Sla
 from router.settings import ServiceSettings
 
-Q = QueueConfig(name="q", skills={"q": 1}, sla=Sla(20, 0.8))
+Q = QueueConfig(name="q", skills={"q": 1}, sla=Sla(threshold_s=20, target=0.8))
 ANN = Roster((RosterAgent("ann", {"q": 1}, shifts=((0.0, 1000.0),)),))
 
 
@@ -135,7 +135,7 @@ async def test_calibrate_end_to_end(
     """Two busy hours a day for two days, with hidden wrap-up and breaks: fit on day 0, predict
     day 1; the report compares per queue, for all queues and per interval."""
     rng = random.Random(3)
-    queues = [Q, QueueConfig(name="r", skills={"r": 1}, sla=Sla(20, 0.8))]
+    queues = [Q, QueueConfig(name="r", skills={"r": 1}, sla=Sla(threshold_s=20, target=0.8))]
     calls: list[Call] = []
     for day in (0, 1):
         t = day * DAY_S + 9 * 3600 + rng.expovariate(1 / 20)

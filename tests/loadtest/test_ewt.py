@@ -15,8 +15,8 @@ from router.metrics.business import render
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 
-Q = QueueConfig(name="q", skills={"q": 1}, sla=Sla(20, 0.8))
-R = QueueConfig(name="r", skills={"r": 1}, sla=Sla(20, 0.8))
+Q = QueueConfig(name="q", skills={"q": 1}, sla=Sla(threshold_s=20, target=0.8))
+R = QueueConfig(name="r", skills={"r": 1}, sla=Sla(threshold_s=20, target=0.8))
 
 
 def result(

@@ -50,7 +50,7 @@ def test_roster_for_the_configured_queues() -> None:
         name="chat",
         channel=Channel.CHAT,
         skills={"chat": 1, "lang:en": 4},
-        sla=Sla(10, 0.9),
+        sla=Sla(threshold_s=10, target=0.9),
         wrap_up_s=15.0,
     )
     spec = TraceSpec(hours=1, rates=(240,), mix={"chat": 1, "other": 1})

@@ -19,7 +19,7 @@ from loadtest.trace import Call, Roster, RosterAgent, write_roster, write_trace
 from router.domain.models import CallbackPolicy, QueueConfig, Sla
 from router.settings import ServiceSettings
 
-QUEUE = QueueConfig(name="q", skills={"q": 1}, sla=Sla(20, 0.8), wrap_up_s=5.0)
+QUEUE = QueueConfig(name="q", skills={"q": 1}, sla=Sla(threshold_s=20, target=0.8), wrap_up_s=5.0)
 ROSTER = Roster((RosterAgent("ann", {"q": 2}, {"voice": 1}, ((0.0, 100.0), (200.0, 400.0))),))
 CALLS = [
     Call("c1", 0.0, "q", 50.0),  # answered at once; Ann free at 55 (wrap-up)
@@ -80,7 +80,7 @@ async def test_what_if(redis: Redis, settings: ServiceSettings) -> None:
 
 
 async def test_callback_accept(redis: Redis, settings: ServiceSettings) -> None:
-    queue = replace(QUEUE, callback=CallbackPolicy(offer_when_ewt_s=10.0))
+    queue = QUEUE.model_copy(update={"callback": CallbackPolicy(offer_when_ewt_s=10.0)})
     calls = [
         Call("c1", 0.0, "q", 600.0),
         Call("c2", 1.0, "q", 10.0, patience_s=60.0, callback_accept=True),  # called back

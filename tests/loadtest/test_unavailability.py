@@ -14,7 +14,7 @@ from router.domain.models import QueueConfig, Sla
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 
-QUEUE = QueueConfig(name="q", skills={"q": 1}, sla=Sla(20, 0.8), wrap_up_s=7.0)
+QUEUE = QueueConfig(name="q", skills={"q": 1}, sla=Sla(threshold_s=20, target=0.8), wrap_up_s=7.0)
 _runs = itertools.count()
 
 

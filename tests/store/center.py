@@ -31,7 +31,9 @@ class Center:
         return self.clock.now()
 
     async def queue(self, name: str, **fields: Any) -> QueueConfig:
-        steps = tuple(Step(after, skills) for after, skills in fields.pop("steps", ()))
+        steps = tuple(
+            Step(after_s=after, skills=skills) for after, skills in fields.pop("steps", ())
+        )
         config = QueueConfig(name=name, steps=steps, **fields)
         await self.engine.upsert_queue(config, self.now)
         return config

@@ -281,25 +281,29 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
     }
     if name == "sales":
         config = QueueConfig(
-            name,
-            Channel.VOICE,
+            name=name,
+            channel=Channel.VOICE,
             skills={"sales": 2},
             steps=(
-                Step(knobs.first_step_s, {"sales": 1}),
-                Step(knobs.first_step_s + 4, {}),
+                Step(after_s=knobs.first_step_s, skills={"sales": 1}),
+                Step(after_s=knobs.first_step_s + 4, skills={}),
             ),
             **base,
         )
     elif name == "support":
         config = QueueConfig(
-            name, Channel.VOICE, skills={"support": 1}, strategy=Strategy.BEST_SKILL, **base
+            name=name,
+            channel=Channel.VOICE,
+            skills={"support": 1},
+            strategy=Strategy.BEST_SKILL,
+            **base,
         )
     else:
         config = QueueConfig(
-            name,
-            Channel.CHAT,
+            name=name,
+            channel=Channel.CHAT,
             skills={"lang:fi": 1},
-            steps=(Step(knobs.first_step_s, {}),),
+            steps=(Step(after_s=knobs.first_step_s, skills={}),),
             **base,
         )
     if variant == 1:  # limits and timers change (callbacks: one attempt, a short retry wait)
@@ -311,7 +315,7 @@ def queue_config(name: str, knobs: QueueKnobs, variant: int = 0) -> QueueConfig:
                 "offer_timeout_s": 1.0,
                 "wrap_up_s": 0.5,
                 "callback": config.callback
-                and replace(config.callback, retry_after_s=0.5, max_attempts=1),
+                and config.callback.model_copy(update={"retry_after_s": 0.5, "max_attempts": 1}),
             }
         )
     if variant == 2:  # requirement and strategy change, no steps, no callback policy
@@ -701,7 +705,7 @@ class Run:
             await self.call(0, "upsert_queue", queue_config(name, knobs), self.now)
             self.policies[name] = knobs.callback
         for aid, agent in zip(AGENT_IDS, self.setup.agents, strict=False):
-            profile = AgentProfile(dict(agent.skills), dict(agent.channels))
+            profile = AgentProfile(skills=dict(agent.skills), channels=dict(agent.channels))
             await self.call(0, "put_agent", aid, profile, self.now)
             await self.call(1, "set_agent_state", aid, agent.state, self.now)
         for i, (queue, answered) in enumerate(self.setup.arrivals):
@@ -750,7 +754,7 @@ class Run:
     async def apply(self, op: Op, e: int, ix_id: str, agent: str) -> None:
         now = self.now
         if isinstance(op, PutAgent):
-            profile = AgentProfile(dict(op.skills), dict(op.channels))
+            profile = AgentProfile(skills=dict(op.skills), channels=dict(op.channels))
             res = await self.call(e, "put_agent", AGENT_IDS[op.agent], profile, now)
             if not isinstance(res, RouterError):
                 assert res[0].skills == dict(op.skills)
