@@ -29,7 +29,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
@@ -752,98 +752,138 @@ class Run:
         return lambda: self.apply(op, engine, ix_id, agent)
 
     async def apply(self, op: Op, e: int, ix_id: str, agent: str) -> None:
-        now = self.now
-        if isinstance(op, PutAgent):
-            profile = AgentProfile(skills=dict(op.skills), channels=dict(op.channels))
-            res = await self.call(e, "put_agent", AGENT_IDS[op.agent], profile, now)
-            if not isinstance(res, RouterError):
-                assert res[0].skills == dict(op.skills)
-        elif isinstance(op, SetState):
-            res = await self.call(
-                e,
-                "set_agent_state",
-                AGENT_IDS[op.agent],
-                op.state,
-                now,
-                reason=op.reason,
-                force=op.force,
+        """Run `op` on engine `e` and check its answer."""
+        await self.APPLY[type(op)](self, op, e, ix_id, agent, self.now)
+
+    async def _put_agent(self, op: PutAgent, e: int, ix_id: str, agent: str, now: float) -> None:
+        profile = AgentProfile(skills=dict(op.skills), channels=dict(op.channels))
+        res = await self.call(e, "put_agent", AGENT_IDS[op.agent], profile, now)
+        if not isinstance(res, RouterError):
+            assert res[0].skills == dict(op.skills)
+
+    async def _set_state(self, op: SetState, e: int, ix_id: str, agent: str, now: float) -> None:
+        res = await self.call(
+            e,
+            "set_agent_state",
+            AGENT_IDS[op.agent],
+            op.state,
+            now,
+            reason=op.reason,
+            force=op.force,
+        )
+        if not isinstance(res, RouterError):
+            assert res.state == op.state
+
+    async def _delete_agent(
+        self, op: DeleteAgent, e: int, ix_id: str, agent: str, now: float
+    ) -> None:
+        await self.call(e, "delete_agent", AGENT_IDS[op.agent], now)
+
+    async def _create(self, op: Create, e: int, ix_id: str, agent: str, now: float) -> None:
+        await self.create(op, e)
+
+    async def _recreate(self, op: Recreate, e: int, ix_id: str, agent: str, now: float) -> None:
+        await self.recreate(op, e, ix_id)
+
+    async def _accept(self, op: Accept, e: int, ix_id: str, agent: str, now: float) -> None:
+        expires = self.expires.get(ix_id, float("inf"))
+        res = await self.call(e, "accept", ix_id, agent, now)
+        if not isinstance(res, RouterError):
+            assert (res.status, res.agent_id) == (InteractionStatus.CONNECTED, agent)
+            # §3.5: an accept at or after expires_at is a 409, however late the timer runs
+            # (in a pair the other operation may have made a new offer).
+            assert self.concurrent or self.holders.get(ix_id) != agent or now < expires, (
+                f"{ix_id} accepted at {_fmt(now)}, its offer expired at {_fmt(expires)}"
             )
-            if not isinstance(res, RouterError):
-                assert res.state == op.state
-        elif isinstance(op, DeleteAgent):
-            await self.call(e, "delete_agent", AGENT_IDS[op.agent], now)
-        elif isinstance(op, Create):
-            await self.create(op, e)
-        elif isinstance(op, Recreate):
-            await self.recreate(op, e, ix_id)
-        elif isinstance(op, Accept):
-            expires = self.expires.get(ix_id, float("inf"))
-            res = await self.call(e, "accept", ix_id, agent, now)
-            if not isinstance(res, RouterError):
-                assert (res.status, res.agent_id) == (InteractionStatus.CONNECTED, agent)
-                # §3.5: an accept at or after expires_at is a 409, however late the timer runs
-                # (in a pair the other operation may have made a new offer).
-                assert self.concurrent or self.holders.get(ix_id) != agent or now < expires, (
-                    f"{ix_id} accepted at {_fmt(now)}, its offer expired at {_fmt(expires)}"
-                )
-                if op.retry:
-                    await self.retry(e, res, "accept", ix_id, agent, now)
-        elif isinstance(op, Reject):
-            res = await self.call(e, "reject", ix_id, agent, op.reason, now)
-            if not isinstance(res, RouterError):
-                assert agent in res.excluded_agents
-                if op.retry:
-                    await self.retry(e, None, "reject", ix_id, agent, op.reason, now)
-        elif isinstance(op, Complete):
-            kw = {"outcome": op.outcome, "wrap_up_s": op.wrap_up_s}
-            before = self.status.get(ix_id)
-            res = await self.call(e, "complete", ix_id, agent, now, **kw)
-            if not isinstance(res, RouterError):
-                if before == "connected" and res.callback and op.outcome == "customer_no_answer":
-                    # §3.10: back in its place for another dial attempt, or failed.
-                    assert res.status in (InteractionStatus.CALLBACK, InteractionStatus.FAILED)
-                    assert res.attempts >= 1, res
-                    if not self.concurrent:
-                        policy = self.policies.get(res.queue)
-                        again = policy is not None and res.attempts < policy.max_attempts
-                        assert (res.status == InteractionStatus.CALLBACK) == again, (res, policy)
-                elif before == "connected" and not self.concurrent:
-                    assert res.status == InteractionStatus.COMPLETED, res
-                if op.retry:
-                    await self.retry(e, res, "complete", ix_id, agent, now, **kw)
-        elif isinstance(op, Transfer):
-            res = await self.call(e, "transfer", ix_id, agent, op.queue, now)
-            if not isinstance(res, RouterError):
-                assert res.queue == op.queue
-                assert res.status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED)
-        elif isinstance(op, Abandon):
-            res = await self.call(e, "abandon", ix_id, now)
-            if not isinstance(res, RouterError):
-                # §3.10: DELETE cancels a callback; it is not an abandon.
-                want = InteractionStatus.CANCELLED if res.callback else InteractionStatus.ABANDONED
-                assert res.status == want, res
-                if op.retry:
-                    await self.retry(e, res, "abandon", ix_id, now)
-        elif isinstance(op, AcceptCallback):
-            await self.accept_callback(op, e, ix_id)
-        elif isinstance(op, UpsertQueue):
-            knobs = self.knobs.get(op.queue) or self.setup.queues[0][1]
-            config = queue_config(op.queue, knobs, op.variant)
-            res = await self.call(e, "upsert_queue", config, now)
-            if not isinstance(res, RouterError):
-                self.policies[op.queue] = config.callback
-        elif isinstance(op, DeleteQueue):
-            res = await self.call(e, "delete_queue", op.queue, now)
-            if not isinstance(res, RouterError):
-                self.policies.pop(op.queue, None)
+            if op.retry:
+                await self.retry(e, res, "accept", ix_id, agent, now)
+
+    async def _reject(self, op: Reject, e: int, ix_id: str, agent: str, now: float) -> None:
+        res = await self.call(e, "reject", ix_id, agent, op.reason, now)
+        if not isinstance(res, RouterError):
+            assert agent in res.excluded_agents
+            if op.retry:
+                await self.retry(e, None, "reject", ix_id, agent, op.reason, now)
+
+    async def _complete(self, op: Complete, e: int, ix_id: str, agent: str, now: float) -> None:
+        kw = {"outcome": op.outcome, "wrap_up_s": op.wrap_up_s}
+        before = self.status.get(ix_id)
+        res = await self.call(e, "complete", ix_id, agent, now, **kw)
+        if not isinstance(res, RouterError):
+            if before == "connected" and res.callback and op.outcome == "customer_no_answer":
+                # §3.10: back in its place for another dial attempt, or failed.
+                assert res.status in (InteractionStatus.CALLBACK, InteractionStatus.FAILED)
+                assert res.attempts >= 1, res
+                if not self.concurrent:
+                    policy = self.policies.get(res.queue)
+                    again = policy is not None and res.attempts < policy.max_attempts
+                    assert (res.status == InteractionStatus.CALLBACK) == again, (res, policy)
+            elif before == "connected" and not self.concurrent:
+                assert res.status == InteractionStatus.COMPLETED, res
+            if op.retry:
+                await self.retry(e, res, "complete", ix_id, agent, now, **kw)
+
+    async def _transfer(self, op: Transfer, e: int, ix_id: str, agent: str, now: float) -> None:
+        res = await self.call(e, "transfer", ix_id, agent, op.queue, now)
+        if not isinstance(res, RouterError):
+            assert res.queue == op.queue
+            assert res.status in (InteractionStatus.QUEUED, InteractionStatus.OFFERED)
+
+    async def _abandon(self, op: Abandon, e: int, ix_id: str, agent: str, now: float) -> None:
+        res = await self.call(e, "abandon", ix_id, now)
+        if not isinstance(res, RouterError):
+            # §3.10: DELETE cancels a callback; it is not an abandon.
+            want = InteractionStatus.CANCELLED if res.callback else InteractionStatus.ABANDONED
+            assert res.status == want, res
+            if op.retry:
+                await self.retry(e, res, "abandon", ix_id, now)
+
+    async def _accept_callback(
+        self, op: AcceptCallback, e: int, ix_id: str, agent: str, now: float
+    ) -> None:
+        await self.accept_callback(op, e, ix_id)
+
+    async def _upsert_queue(
+        self, op: UpsertQueue, e: int, ix_id: str, agent: str, now: float
+    ) -> None:
+        knobs = self.knobs.get(op.queue) or self.setup.queues[0][1]
+        config = queue_config(op.queue, knobs, op.variant)
+        res = await self.call(e, "upsert_queue", config, now)
+        if not isinstance(res, RouterError):
+            self.policies[op.queue] = config.callback
+
+    async def _delete_queue(
+        self, op: DeleteQueue, e: int, ix_id: str, agent: str, now: float
+    ) -> None:
+        res = await self.call(e, "delete_queue", op.queue, now)
+        if not isinstance(res, RouterError):
+            self.policies.pop(op.queue, None)
+
+    async def _advance(self, op: Advance, e: int, ix_id: str, agent: str, now: float) -> None:
+        self.advance(op.seconds)
+        if op.tick is None:
+            self.log.append(f"  (clock now {_fmt(self.now)}, no tick)")
+        elif op.tick < 2:
+            await self.call(op.tick, "tick", self.now)
         else:
-            self.advance(op.seconds)
-            if op.tick is None:
-                self.log.append(f"  (clock now {_fmt(self.now)}, no tick)")
-            elif op.tick < 2:
-                await self.call(op.tick, "tick", self.now)
-            else:
-                await asyncio.gather(self.call(0, "tick", self.now), self.call(1, "tick", self.now))
+            await asyncio.gather(self.call(0, "tick", self.now), self.call(1, "tick", self.now))
+
+    APPLY: ClassVar[dict[type, Callable[..., Awaitable[None]]]] = {
+        PutAgent: _put_agent,
+        SetState: _set_state,
+        DeleteAgent: _delete_agent,
+        Create: _create,
+        Recreate: _recreate,
+        Accept: _accept,
+        Reject: _reject,
+        Complete: _complete,
+        Transfer: _transfer,
+        Abandon: _abandon,
+        AcceptCallback: _accept_callback,
+        UpsertQueue: _upsert_queue,
+        DeleteQueue: _delete_queue,
+        Advance: _advance,
+    }
 
     async def accept_callback(self, op: AcceptCallback, e: int, ix_id: str) -> None:
         now = self.now
@@ -953,17 +993,17 @@ class Run:
         if event.type.startswith("callback."):
             self.check_callback_event(event, before)
             return
+        self.check_interaction_event(event, before)
+
+    def check_interaction_event(self, event: Event, before: str | None) -> None:
+        f = event.fields
+        ix_id, queue = f["interaction_id"], f["queue"]
         kind = event.type.partition(".")[2]
         cb = ix_id in self.ev_cb
         if kind in ("offered", "connected"):
             assert f["agent_id"] in AGENT_IDS, event
         if kind == "offered":
-            assert f["expires_at"] > event.at, event
-            assert f["callback"] is cb, (event, "a callback" if cb else "not a callback")
-            # A callback is routed only once its schedule or retry wait is over (§3.10).
-            assert ix_id not in self.scheduled, (event, "offered before its scheduled time")
-            hold = self.holds.get(ix_id)
-            assert not hold or round(event.at * 1000) >= hold, (event, "offered in its hold")
+            self.check_offer(event, cb)
         if kind in ("connected", "abandoned"):
             assert f["waited_s"] >= 0, event
         if kind == "connected":
@@ -979,6 +1019,33 @@ class Run:
             self.ev_cb.discard(ix_id)
             self.ev_cb_offered.discard(ix_id)
             self.ev_attempts.pop(ix_id, None)
+        if kind == "abandoned":
+            assert not cb, (event, "a callback is cancelled, not abandoned")
+            self.counts[f"acd_interactions_abandoned_total|{queue}"] += 1
+        self.check_callback_end(event, kind, before, cb)
+        if kind in ("queued", "requeued", "offered", "connected") or kind in TERMINAL_STATUSES:
+            if kind == "queued":
+                status = "callback" if f.get("callback") else "queued"
+            elif kind == "requeued":
+                status = "callback" if cb else "queued"
+            else:
+                status = kind
+            self.event_status[ix_id] = status
+
+    def check_offer(self, event: Event, cb: bool) -> None:
+        f = event.fields
+        ix_id = f["interaction_id"]
+        assert f["expires_at"] > event.at, event
+        assert f["callback"] is cb, (event, "a callback" if cb else "not a callback")
+        # A callback is routed only once its schedule or retry wait is over (§3.10).
+        assert ix_id not in self.scheduled, (event, "offered before its scheduled time")
+        hold = self.holds.get(ix_id)
+        assert not hold or round(event.at * 1000) >= hold, (event, "offered in its hold")
+
+    def check_callback_end(self, event: Event, kind: str, before: str | None, cb: bool) -> None:
+        """A callback's dial attempt missed, its cancel, failure, or scheduled entry (§3.10)."""
+        f = event.fields
+        ix_id, queue = f["interaction_id"], f["queue"]
         if kind == "requeued":
             reasons = ("rejected", "no_answer", "expired", "withdrawn", "customer_no_answer")
             assert f["reason"] in reasons, event
@@ -986,9 +1053,6 @@ class Run:
                 assert cb, (event, "not a callback")
                 assert before == "connected", (event, before)
                 assert f["attempts"] == self.ev_attempts[ix_id], (event, self.ev_attempts[ix_id])
-        if kind == "abandoned":
-            assert not cb, (event, "a callback is cancelled, not abandoned")
-            self.counts[f"acd_interactions_abandoned_total|{queue}"] += 1
         if kind == "cancelled":
             assert cb, (event, "not a callback")
             assert before in ("callback", "offered"), (event, before)
@@ -1007,14 +1071,6 @@ class Run:
             at = self.scheduled.pop(ix_id)
             assert event.at >= at, (event, f"scheduled at {_fmt(at)}")
             self.entered[ix_id] = at
-        if kind in ("queued", "requeued", "offered", "connected") or kind in TERMINAL_STATUSES:
-            if kind == "queued":
-                status = "callback" if f.get("callback") else "queued"
-            elif kind == "requeued":
-                status = "callback" if cb else "queued"
-            else:
-                status = kind
-            self.event_status[ix_id] = status
 
     def check_callback_event(self, event: Event, before: str | None) -> None:
         f = event.fields
