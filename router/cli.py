@@ -9,18 +9,24 @@ from collections.abc import Callable
 
 from router.config import load_config
 from router.errors import ConfigError
-from router.service.options import ServeOptions
-from router.service.run import serve
+from router.service.options import ServeOptions, check_startable
+from router.service.run import serve, version
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def check_config(args: argparse.Namespace) -> int:
-    """Validate a configuration file: a one-line summary, or every problem on stderr."""
+    """Validate a configuration as `serve` would (file, ACD_* variables, listening address, Redis
+    URL, key and webhook secret variables): a one-line summary, or every problem on stderr."""
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, os.environ)
     except ConfigError as error:
         print(error, file=sys.stderr)
+        return 1
+    try:
+        check_startable(config, os.environ, args.insecure)
+    except ConfigError as error:
+        print("\n".join(f"{args.file}: {problem}" for problem in error.errors), file=sys.stderr)
         return 1
     print(
         f"ok: {len(config.queues)} queues, {len(config.keys)} keys, {len(config.webhooks)} webhooks"
@@ -99,9 +105,13 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets `run` to the Command that handles it."""
     parser = argparse.ArgumentParser(prog="acd-router", description="ACD call-routing service")
+    parser.add_argument("--version", action="version", version=f"acd-router {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    check.add_argument(
+        "--insecure", action="store_true", help="no API key needed (as `serve --insecure`)"
+    )
     check.set_defaults(run=check_config)
     add_serve(commands)
     return parser

@@ -19,7 +19,14 @@ def _no_acd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
-def test_check_config_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+DEMO_KEYS = ("ACD_KEY_ADMIN", "ACD_KEY_PBX", "ACD_KEY_MONITOR")
+
+
+def test_check_config_accepts_the_demo(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in DEMO_KEYS:
+        monkeypatch.setenv(name, f"key-of-{name}")
     assert main(["check-config", str(DEMO)]) == 0
     out, err = capsys.readouterr()
     assert out == "ok: 4 queues, 3 keys, 0 webhooks\n"
@@ -56,3 +63,34 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exited.value.code == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+def test_check_config_checks_what_serve_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        '[service]\nlisten = "nowhere"\nredis_url = "localhost:6379"\n'
+        '[[keys]]\nname = "pbx"\nrole = "platform"\nenv = "ACD_KEY_PBX"\n'
+        '[[webhooks]]\nurl = "https://crm.example.com/in"\nsecret_env = "ACD_HOOK_SECRET"\n'
+    )
+    assert main(["check-config", str(path)]) == 1
+    fields = [line.split(": ")[1] for line in capsys.readouterr().err.splitlines()]
+    assert fields == [
+        "service.listen",
+        "service.redis_url",
+        "keys[0].env",
+        "webhooks[0].secret_env",
+    ]
+    monkeypatch.setenv("ACD_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv("ACD_REDIS_URL", "redis://127.0.0.1:6399/0")
+    monkeypatch.setenv("ACD_KEY_PBX", "secret")
+    monkeypatch.setenv("ACD_HOOK_SECRET", "secret")
+    assert main(["check-config", str(path)]) == 0  # the variables serve would read
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("acd-router ")

@@ -123,6 +123,16 @@ def test_refuses_to_start_when_a_key_variable_is_unset(
     assert "ACD_KEY_PBX" in served.output
 
 
+def test_a_redis_url_without_a_scheme_is_a_one_line_refusal(launch: list[Served]) -> None:
+    args, port = serve_args("--insecure", "--redis-url", "localhost:6379")
+    served = start(launch, args)
+    assert served.wait_exit() == 2
+    assert "Traceback" not in served.output
+    [line] = [line for line in served.output.splitlines() if "redis_url" in line]
+    assert "must be a Redis URL such as redis://" in line
+    assert not port_open(port)
+
+
 def test_insecure_json_logs_and_a_temporary_folder(launch: list[Served]) -> None:
     args, _ = serve_args("--insecure", "--log-json", "--clock-speed", "10")
     served = start(launch, args)

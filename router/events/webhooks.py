@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from router.api.keys import CONFIG, ENGINE
 from router.config import WebhookConfig
-from router.errors import ConfigError
+from router.errors import ConfigError, FieldError
 from router.events.sse import event_json
 from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
@@ -194,20 +194,25 @@ class Delivery:
             await self.redis.xgroup_delconsumer(self.key, self.group, self.consumer)
 
 
-def _secret(index: int, hook: WebhookConfig) -> bytes:
-    value = os.environ.get(hook.secret_env, "")
-    if not value:
-        raise ConfigError.of(
-            f"webhooks[{index}].secret_env",
-            f"the environment variable {hook.secret_env} is not set or empty",
-        )
-    return value.encode()
+def webhook_secrets(
+    hooks: Sequence[WebhookConfig], env: Mapping[str, str] | None = None
+) -> list[bytes]:
+    """Each webhook's signing secret from its variable; a ConfigError naming every unset one."""
+    env = os.environ if env is None else env
+    errors = [
+        FieldError(f"webhooks[{i}].secret_env", f"variable {hook.secret_env} is not set")
+        for i, hook in enumerate(hooks)
+        if not env.get(hook.secret_env)
+    ]
+    if errors:
+        raise ConfigError("; ".join(map(str, errors)), errors)
+    return [env[hook.secret_env].encode() for hook in hooks]
 
 
 async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: one delivery task per configured webhook, cancelled on shutdown."""
     hooks = app[CONFIG].webhooks
-    secrets = [_secret(i, hook) for i, hook in enumerate(hooks)]
+    secrets = webhook_secrets(hooks)
     if not hooks:
         yield
         return

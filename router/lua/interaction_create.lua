@@ -4,7 +4,7 @@
 -- KEYS[1]  namespace prefix `acd:{ns}:`
 -- ARGV[1]  msgpack {now, cfg, ix = {id, queue, channel?, priority?, credit_ms?, skills,
 --          pref, pref_wait_ms, data, fp}}; fp fingerprints the request for idempotency
--- Returns  msgpack {'ok', interaction, created}
+-- Returns  msgpack {'ok', interaction, created}: the interaction as GET shows it (position, EWT)
 --          {'idempotency_conflict'} same id, different request
 --          {'unknown_queue'} | {'channel_mismatch'} | {'too_many_skills'} | {'class_limit'}
 M.apply_due(M.cfg.due_batch)
@@ -12,7 +12,7 @@ local req = M.args.ix
 local existing = M.load_ix(req.id)
 if existing then
   if existing.fp ~= req.fp then return M.reply('idempotency_conflict') end
-  return M.reply_ix(existing, false)
+  return M.reply_ix(M.with_ewt(existing), false)
 end
 local q = M.queue(req.queue)
 if not q then return M.reply('unknown_queue') end
@@ -35,4 +35,4 @@ if q.max_waiting > 0 and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.
   return M.reply_ix(ix, true)
 end
 M.enqueue(ix, q, req.pref_wait_ms)
-return M.reply_ix(M.load_ix(ix.id), true)
+return M.reply_ix(M.with_ewt(M.load_ix(ix.id)), true)

@@ -6,7 +6,8 @@
 -- cfg.fill_batch agents logged in, it holds one batch of them on return, its fill timer the rest.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, queue}
--- Returns  {'ok', interaction}
+-- Returns  {'ok', interaction}, also for an exact repeat of this transfer (same agent and queue)
+--          while the interaction waits in that queue, unanswered since (§4: safe to retry)
 --          {'not_found'} | {'not_connected'} | {'unknown_queue'} | {'channel_mismatch'}
 --          {'queue_full'} (the interaction stays with the agent) | {'too_many_skills'}
 --          {'class_limit'}
@@ -14,7 +15,14 @@ M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
-if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_connected') end
+if ix.status ~= 'connected' or ix.agent ~= agent_id then
+  local repeated = ix.xfer and ix.xfer.agent == agent_id and ix.xfer.queue == M.args.queue
+  if repeated and ix.queue == M.args.queue and not ix.answered
+      and (ix.status == 'queued' or ix.status == 'offered') then
+    return M.reply_ix(ix)
+  end
+  return M.reply('not_connected')
+end
 local target = M.queue(M.args.queue)
 if not target then return M.reply('unknown_queue') end
 if target.channel ~= ix.channel then return M.reply('channel_mismatch') end
@@ -43,6 +51,7 @@ ix.answered_once = nil
 ix.last_offer = nil
 ix.mw_due = nil
 ix.transfers = (ix.transfers or 0) + 1
+ix.xfer = {agent = agent_id, queue = target.name}
 ix.cb, ix.cb_offered, ix.no_answer_by = nil, false, nil
 ix.attempts = 0
 M.enqueue(ix, target, 0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio.connection import parse_url
 
 from router.config import Config, load_config
 from router.errors import ConfigError, FieldError
@@ -54,6 +56,41 @@ def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
         message = "must be > 0"
         raise ConfigError(f"--clock-speed: {message}", [FieldError("--clock-speed", message)])
     return replace(config, service=service)
+
+
+def check_startable(config: Config, env: Mapping[str, str], insecure: bool = False) -> None:
+    """What `serve` needs beyond a valid file, checked before anything starts: the listening
+    address, the Redis URL's form, every key's and webhook secret's variable set. A ConfigError
+    naming every problem, so that check-config's "ok" means serve starts."""
+    from router.api.auth import Authenticator  # the API's modules load for these checks only
+    from router.events.webhooks import webhook_secrets
+
+    errors: list[FieldError] = []
+    service = config.service
+    checks: list[Callable[[], object]] = [
+        lambda: parse_listen(service.listen, "service.listen"),
+        lambda: check_redis_url(service.redis_url),
+        lambda: Authenticator.from_config(config.keys, insecure, env),
+        lambda: webhook_secrets(config.webhooks, env),
+    ]
+    for check in checks:
+        try:
+            check()
+        except ConfigError as error:
+            errors.extend(error.errors or [FieldError("", error.detail)])
+    if errors:
+        raise ConfigError("; ".join(map(str, errors)), errors)
+
+
+def check_redis_url(url: str, where: str = "service.redis_url") -> None:
+    """A ConfigError unless `url` is empty (the embedded store) or a Redis URL redis-py reads."""
+    if not url:
+        return
+    try:
+        parse_url(url)
+    except ValueError as error:
+        message = f"must be a Redis URL such as redis://host:6379/0 ({error})"
+        raise ConfigError(f"{where}: {message}", [FieldError(where, message)]) from None
 
 
 def redact_url(url: str) -> str:

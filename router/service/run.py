@@ -20,7 +20,14 @@ from router.config import Config
 from router.errors import ConfigError, StoreUnavailable
 from router.service.embedded import EmbeddedStore, announce_store
 from router.service.logs import setup_logging
-from router.service.options import ServeOptions, build_config, http_url, parse_listen, redact_url
+from router.service.options import (
+    ServeOptions,
+    build_config,
+    check_startable,
+    http_url,
+    parse_listen,
+    redact_url,
+)
 
 log = logging.getLogger("router.service")
 
@@ -122,6 +129,7 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
     setup_logging(options.log_json)
     try:
         config = build_config(options, env)
+        check_startable(config, env, options.insecure)
     except ConfigError as error:
         print(f"acd-router serve: {error}", file=sys.stderr)
         return EXIT_CONFIG

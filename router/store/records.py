@@ -22,6 +22,13 @@ class LastOffer(TypedDict):
     reason: str  # rejected | no_answer | expired | withdrawn
 
 
+class LastTransfer(TypedDict):
+    """The last transfer of an interaction (interaction_transfer)."""
+
+    agent: str  # the agent that transferred it
+    queue: str  # the queue it was sent to
+
+
 class InteractionRecord(TypedDict, total=False):
     """String `ix:<id>` (lib/records.lua, lib/interactions.lua): one interaction."""
 
@@ -60,8 +67,9 @@ class InteractionRecord(TypedDict, total=False):
     ended: int  # when it reached a terminal status
     outcome: str  # an Outcome, once completed
     transfers: int  # how many times it was transferred
+    xfer: LastTransfer  # the last transfer: its exact repeat answers the current record
     position: int  # reply only: 1 + those ahead of it in its queue
-    ewt: float  # reply only (interaction_get): its EWT now, seconds
+    ewt: float  # reply only (create, get, list): its EWT now, seconds
 
 
 MEMBER_ID_AT = 16

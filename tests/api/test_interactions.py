@@ -73,6 +73,22 @@ async def test_create_offer_accept_complete(client: Client) -> None:
     assert again == ix
 
 
+async def test_the_create_answer_has_the_position_and_ewt_a_get_shows(client: Client) -> None:
+    for ix_id in ("c1", "c2"):
+        created = await call(
+            client, "POST", "/v1/interactions", json={"id": ix_id, "queue": "support"}, expect=201
+        )
+        got = await call(client, "GET", f"/v1/interactions/{ix_id}")
+        assert created["status"] == "queued"
+        assert (created["position"], created["ewt_s"]) == (got["position"], got["ewt_s"])
+        assert created["ewt_s"] is not None
+    assert created["position"] == 2
+    retried = await call(
+        client, "POST", "/v1/interactions", json={"id": "c2", "queue": "support"}, expect=200
+    )
+    assert (retried["position"], retried["ewt_s"]) == (got["position"], got["ewt_s"])
+
+
 async def test_create_is_idempotent_by_id(client: Client) -> None:
     body = {"id": "c1", "queue": "support", "priority": 5}
     first = await call(client, "POST", "/v1/interactions", json=body, expect=201)
@@ -222,6 +238,18 @@ async def test_transfer_and_its_errors(client: Client) -> None:
         client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}
     )
     assert (ix["queue"], ix["status"]) == ("billing", "queued")
+    # An exact repeat (a retry after a lost answer) is the current record, not a 409 (§4).
+    again = await call(
+        client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}
+    )
+    assert again == ix
+    await call(
+        client,
+        "POST",
+        "/v1/interactions/c1/transfer",
+        json={"agent_id": "a1", "queue": "support"},
+        expect=409,
+    )
     await call(
         client,
         "POST",

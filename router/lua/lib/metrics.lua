@@ -166,6 +166,15 @@ function M.ewt(queue, cid, position)
   return estimate
 end
 
+-- A waiting (queued or offered) interaction with its EWT at its place, as GET shows it (§4).
+function M.with_ewt(ix)
+  if ix.m and (ix.status == 'queued' or ix.status == 'offered') then
+    local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
+    if rank then ix.ewt = M.ewt(ix.queue, ix.cls, rank + 1) end
+  end
+  return ix
+end
+
 -- Live figures of a queue (§4 stats, §6 gauges) and its last 15 minutes.
 local WINDOW_FIELDS = {'arrived', 'answered', 'answered_sla', 'abandoned', 'abandoned_sla',
                        'handle_sum', 'handle_n'}
