@@ -35,4 +35,9 @@ if q.max_waiting > 0 and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.
   return M.reply_ix(ix, true)
 end
 M.enqueue(ix, q, req.pref_wait_ms)
-return M.reply_ix(M.with_ewt(M.load_ix(ix.id)), true)
+local created = M.load_ix(ix.id)
+if created.status == 'queued' then
+  created.ewt = created.ewt0  -- computed by this call's enqueue; nothing it reads changed since
+  return M.reply_ix(created, true)
+end
+return M.reply_ix(M.with_ewt(created), true)
