@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -10,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from router.api.auth import authorize
 from router.api.http import read_body, respond
 from router.api.keys import CLOCK, ENGINE, PRINCIPAL
-from router.api.views import agent_view, interaction_view, queue_view
-from router.domain.fields import NAME, validate
+from router.api.views import AgentPage, InteractionPage, agent_view, interaction_view, queue_view
+from router.domain.fields import ID, NAME, Text, validate
 from router.domain.models import (
     AcceptBody,
     AgentProfile,
@@ -19,6 +20,7 @@ from router.domain.models import (
     CallbackRequest,
     CompleteBody,
     Interaction,
+    InteractionStatus,
     NewInteraction,
     QueueConfig,
     RejectBody,
@@ -33,6 +35,14 @@ from router.store.engine import Engine
 routes = web.RouteTableDef()
 
 MAX_PAGE = 500
+DEFAULT_PAGE = 100
+WAITING_SHOWN = 20
+"""Waiting interactions a queue's detail shows without `?limit=`."""
+LIVE_STATUSES = ("queued", "offered", "connected", "callback")
+"""The statuses of an interaction not yet ended (GET /v1/interactions)."""
+LIVE_CURSOR = Text(
+    re.compile(r"\d{15}:" + ID.pattern.pattern), "must be the next_cursor of a previous page"
+)
 
 
 def _engine(request: web.Request) -> Engine:
@@ -162,38 +172,80 @@ async def get_agent(request: web.Request) -> web.Response:
     return respond(request, agent_view(agent))
 
 
+def _page(request: web.Request, filters: set[str], cursor_rule: Text) -> tuple[str, int]:
+    """The cursor and limit of a page request; a 422 on an unknown parameter or a bad value."""
+    limit = _limit(request, filters | {"cursor"}, DEFAULT_PAGE)
+    cursor = _query_text(request, "cursor", cursor_rule) or ""
+    return cursor, limit
+
+
+def _limit(request: web.Request, others: set[str], default: int) -> int:
+    """The `limit` query parameter (1..MAX_PAGE); a 422 on it or on a parameter not in `others`."""
+    unknown = set(request.query) - others - {"limit"}
+    if unknown:
+        raise ValidationError.of(sorted(unknown)[0], "unknown query parameter")
+    text = request.query.get("limit", str(default))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise ValidationError.of("limit", f"must be an integer 1..{MAX_PAGE}")
+    return int(text)
+
+
+def _choice(request: web.Request, name: str, allowed: Iterable[str]) -> str | None:
+    """Query parameter `name`, one of `allowed`, or None when absent."""
+    value = request.query.get(name)
+    names = list(allowed)
+    if value is not None and value not in names:
+        raise ValidationError.of(name, "must be one of " + ", ".join(names))
+    return value
+
+
+def _query_text(request: web.Request, name: str, rule: Text) -> str | None:
+    """Query parameter `name`, following `rule`, or None when absent."""
+    value = request.query.get(name)
+    if value is not None and (problem := rule.problem(value)):
+        raise ValidationError.of(name, problem)
+    return value
+
+
+@routes.get("/v1/interactions")
+async def list_interactions(request: web.Request) -> web.Response:
+    """A page of the interactions not yet ended, oldest first, filtered by `queue`, `status` and
+    `agent_id`; `next_cursor` continues (a platform that restarts finds what it handled)."""
+    cursor, limit = _page(request, {"queue", "status", "agent_id"}, LIVE_CURSOR)
+    status = _choice(request, "status", LIVE_STATUSES)
+    now = _now(request)
+    found, next_cursor = await _engine(request).page_interactions(
+        cursor,
+        limit,
+        now,
+        queue=_query_text(request, "queue", NAME),
+        status=None if status is None else InteractionStatus(status),
+        agent_id=_query_text(request, "agent_id", ID),
+    )
+    page: InteractionPage = {
+        "interactions": [interaction_view(ix, now) for ix in found],
+        "next_cursor": next_cursor,
+    }
+    return respond(request, page)
+
+
 @routes.get("/v1/agents")
 async def list_agents(request: web.Request) -> web.Response:
     """A page of agents in id order, filtered by `state` and `queue`; `next_cursor` continues."""
-    query = request.query
-    unknown = set(query) - {"state", "queue", "limit", "cursor"}
-    if unknown:
-        raise ValidationError.of(sorted(unknown)[0], "unknown query parameter")
-    state = query.get("state")
-    if state is not None and state not in {s.value for s in AgentState}:
-        raise ValidationError.of("state", "must be one of " + ", ".join(s for s in AgentState))
-    limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise ValidationError.of("limit", f"must be an integer 1..{MAX_PAGE}")
-    cursor = query.get("cursor", "")
-    if cursor:
-        validate_id(cursor, "cursor")
+    cursor, limit = _page(request, {"state", "queue"}, ID)
+    state = _choice(request, "state", AgentState)
+    name = _query_text(request, "queue", NAME)
     engine = _engine(request)
     queue = None
-    if "queue" in query:
-        if problem := NAME.problem(query["queue"]):
-            raise ValidationError.of("queue", problem)
-        queue = await engine.get_queue(query["queue"])
+    if name is not None:
+        queue = await engine.get_queue(name)
         if queue is None:
             raise ValidationError.of("queue", "no such queue")
     agents, next_cursor = await engine.page_agents(
-        cursor, int(limit_text), None if state is None else AgentState(state), queue
+        cursor, limit, None if state is None else AgentState(state), queue
     )
-    body: dict[str, Any] = {
-        "agents": [agent_view(a) for a in agents],
-        "next_cursor": next_cursor,
-    }
-    return respond(request, body)
+    page: AgentPage = {"agents": [agent_view(a) for a in agents], "next_cursor": next_cursor}
+    return respond(request, page)
 
 
 @routes.post("/v1/agents/{id}/state")
@@ -233,10 +285,11 @@ async def list_queues(request: web.Request) -> web.Response:
 async def get_queue(request: web.Request) -> web.Response:
     """A queue's configuration, stats and first waiting interactions with their positions."""
     engine, now = _engine(request), _now(request)
-    queue = await engine.get_queue(_queue_name(request))
+    name, limit = _queue_name(request), _limit(request, set(), WAITING_SHOWN)
+    queue = await engine.get_queue(name)
     if queue is None:
         raise NotFound(f"no queue {request.match_info['name']}")
-    waiting = await engine.first_waiting(queue.name, 20)
+    waiting = await engine.first_waiting(queue.name, limit)
     return respond(
         request,
         {

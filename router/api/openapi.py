@@ -19,7 +19,13 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from router import errors
 from router.api import http
-from router.api.handlers import MAX_PAGE
+from router.api.handlers import (
+    DEFAULT_PAGE,
+    LIVE_CURSOR,
+    LIVE_STATUSES,
+    MAX_PAGE,
+    WAITING_SHOWN,
+)
 from router.api.http import ProblemView
 from router.api.views import (
     AgentPage,
@@ -226,8 +232,35 @@ def parameters() -> dict[str, Schema]:
         "Limit": param(
             "limit",
             "query",
-            _json_schema(Annotated[int, Integer(1, MAX_PAGE)]) | {"default": 100},
-            "Agents per page at most; a filtered page may hold fewer and have a `next_cursor`.",
+            _json_schema(Annotated[int, Integer(1, MAX_PAGE)]) | {"default": DEFAULT_PAGE},
+            "Records per page at most; a filtered page may hold fewer and have a `next_cursor`.",
+        ),
+        "WaitingLimit": param(
+            "limit",
+            "query",
+            _json_schema(Annotated[int, Integer(1, MAX_PAGE)]) | {"default": WAITING_SHOWN},
+            "Waiting interactions shown at most, from the head of the queue.",
+        ),
+        "InteractionQueueFilter": param(
+            "queue", "query", _json_schema(Name), "Interactions now in this queue."
+        ),
+        "InteractionStatusFilter": param(
+            "status",
+            "query",
+            {"type": "string", "enum": list(LIVE_STATUSES)},
+            "Interactions in this status.",
+        ),
+        "InteractionAgentFilter": param(
+            "agent_id",
+            "query",
+            _json_schema(Id),
+            "Interactions offered or connected to this agent.",
+        ),
+        "InteractionCursor": param(
+            "cursor",
+            "query",
+            {"anyOf": [{"type": "string", "pattern": LIVE_CURSOR.json_pattern}, {"const": ""}]},
+            "The `next_cursor` of the previous page.",
         ),
         "Cursor": param(
             "cursor",
@@ -389,6 +422,25 @@ def interaction_paths() -> dict[str, Schema]:
     ok = {200: answer("The interaction.", "Interaction")}
     paths: dict[str, Schema] = {
         "/v1/interactions": {
+            "get": operation(
+                "listInteractions",
+                "interactions",
+                "A page of the interactions not yet ended, oldest first",
+                ANY_ROLE,
+                {200: answer("A page; `next_cursor` continues.", "InteractionPage")},
+                [422],
+                params=[
+                    "InteractionQueueFilter",
+                    "InteractionStatusFilter",
+                    "InteractionAgentFilter",
+                    "Limit",
+                    "InteractionCursor",
+                ],
+                description="Queued, offered, connected and waiting callbacks, oldest first (by "
+                "`created_at`), each as GET shows it: a platform that restarts finds what it was "
+                "handling. Filters read at most 10 x `limit` interactions per page, so a page may "
+                "hold fewer and still have a `next_cursor`. An unknown query parameter is a 422.",
+            ),
             "post": operation(
                 "createInteraction",
                 "interactions",
@@ -573,6 +625,7 @@ def queue_paths() -> dict[str, Schema]:
                 ANY_ROLE,
                 {200: answer("The queue.", "QueueDetail")},
                 [404, 422],
+                params=["WaitingLimit"],
             ),
             "put": operation(
                 "putQueue",

@@ -25,6 +25,7 @@ from router.domain.models import (
     AgentState,
     Event,
     Interaction,
+    InteractionStatus,
     NewInteraction,
     Outcome,
     QueueConfig,
@@ -389,6 +390,30 @@ class Engine:
         """An interaction with its position and EWT (§4), or None."""
         code, rec, _ = await self._call("interaction_get", now, id=interaction_id)
         return None if code == "not_found" else codec.interaction(rec)
+
+    async def page_interactions(
+        self,
+        after: str,
+        limit: int,
+        now: float,
+        *,
+        queue: str | None = None,
+        status: InteractionStatus | None = None,
+        agent_id: str | None = None,
+    ) -> tuple[list[Interaction], str | None]:
+        """Up to `limit` interactions not yet ended, oldest first, after cursor `after`, each
+        with its position and EWT; and the cursor of the next page (None on the last)."""
+        code, page, cursor = await self._call(
+            "interaction_list",
+            now,
+            after=after,
+            limit=limit,
+            queue=queue,
+            status=None if status is None else status.value,
+            agent=agent_id,
+        )
+        raise_for(code)
+        return [codec.interaction(rec) for rec in page or []], cursor or None
 
     # Time and events
 

@@ -29,6 +29,7 @@ from router.store.records import (
     ClassRecord,
     InteractionRecord,
     QueueRecord,
+    member_id,
 )
 
 
@@ -59,6 +60,8 @@ class Snapshot:
     timers: dict[str, float] = field(default_factory=dict)
     filling: set[int] = field(default_factory=set)
     """Classes with a live fill cursor: they may still miss agents their scan has not reached."""
+    live: set[str] = field(default_factory=set)
+    """Members of the index of interactions not yet ended."""
 
     @classmethod
     async def read(cls, redis: Redis, keys: Keys) -> Snapshot:
@@ -113,6 +116,7 @@ class Snapshot:
         snap.agent_ids = set(await zset(keys.agents))
         snap.timers = await zset(keys.timers)
         snap.filling = {int(c) for c in await redis.hkeys(keys.class_filling)}
+        snap.live = set(await zset(keys.live))
         return snap
 
 
@@ -201,6 +205,7 @@ def find_violations(snap: Snapshot, now_ms: int, exclusive: set[str]) -> list[st
         *_class_waiting_violations(snap),
         *_idle_agent_violations(snap, exclusive),
         *_timer_violations(snap, now_ms),
+        *_live_index_violations(snap),
     ]
 
 
@@ -411,6 +416,19 @@ def _timer_violations(snap: Snapshot, now_ms: int) -> Iterator[str]:
     overdue = [m for m, due in snap.timers.items() if due <= now_ms]
     if overdue:
         yield f"timers overdue at now: {sorted(overdue)[:5]}"
+
+
+def _live_index_violations(snap: Snapshot) -> Iterator[str]:
+    """The index of interactions not yet ended lists exactly those, each by its member."""
+    expected = {
+        f"{ix['created']:015d}:{ix_id}"
+        for ix_id, ix in snap.interactions.items()
+        if ix["status"] not in TERMINAL_STATUSES
+    }
+    for member in sorted(expected - snap.live)[:5]:
+        yield f"{member_id(member)} not ended, missing from the live index"
+    for member in sorted(snap.live - expected)[:5]:
+        yield f"the live index lists {member_id(member)}, ended or gone"
 
 
 async def check_invariants(redis: Redis, keys: Keys, now: float, exclusive: set[str]) -> list[str]:

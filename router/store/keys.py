@@ -60,6 +60,12 @@ class Keys:
         """Sorted set (order score): interactions in their preferred wait listing the agent."""
         return self._k(f"pref:{agent_id}")
 
+    @property
+    def live(self) -> str:
+        """Sorted set (score 0): `<15-digit created ms>:<id>` of every interaction not yet ended,
+        for paging oldest first (GET /v1/interactions)."""
+        return self._k("live")
+
     def interaction(self, interaction_id: str) -> str:
         """String: packed interaction (records.InteractionRecord), kept `retention_s` once ended."""
         return self._k(f"ix:{interaction_id}")

@@ -9,6 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from router.api.keys import CLOCK
+from router.clock import ManualClock
 from router.config import Role
 from tests.api.conftest import auth
 
@@ -257,3 +259,68 @@ async def test_transfer_and_its_errors(client: Client) -> None:
         json={"agent_id": "a2", "queue": "support"},
         expect=409,
     )
+
+
+async def test_the_interactions_not_yet_ended_page_oldest_first_and_filter(
+    client: Client,
+) -> None:
+    await agent_on(client, "a1", {"support": 2})
+    clock = client.app[CLOCK]
+    assert isinstance(clock, ManualClock)
+    for ix_id, queue in (
+        ("c1", "support"),
+        ("c2", "support"),
+        ("b1", "billing"),
+        ("c3", "support"),
+    ):
+        await call(
+            client, "POST", "/v1/interactions", json={"id": ix_id, "queue": queue}, expect=201
+        )
+        clock.advance(1)  # oldest first by created_at (ties: by id)
+    await call(client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"})
+    await call(client, "DELETE", "/v1/interactions/c2")  # abandoned: ended, no longer listed
+    page = await call(client, "GET", "/v1/interactions", Role.MONITOR)
+    assert [(ix["id"], ix["status"]) for ix in page["interactions"]] == [
+        ("c1", "connected"),
+        ("b1", "queued"),
+        ("c3", "queued"),
+    ]
+    assert page["next_cursor"] is None
+    got = await call(client, "GET", "/v1/interactions/c3")
+    assert page["interactions"][2] == got  # each as GET shows it, position and EWT included
+
+    async def ids(query: str) -> list[str]:
+        found = await call(client, "GET", f"/v1/interactions?{query}")
+        return [ix["id"] for ix in found["interactions"]]
+
+    assert await ids("queue=support") == ["c1", "c3"]
+    assert await ids("status=queued") == ["b1", "c3"]
+    assert await ids("agent_id=a1") == ["c1"]
+    assert await ids("queue=support&status=queued") == ["c3"]
+    first = await call(client, "GET", "/v1/interactions?limit=2")
+    assert [ix["id"] for ix in first["interactions"]] == ["c1", "b1"]
+    rest = await call(client, "GET", f"/v1/interactions?limit=2&cursor={first['next_cursor']}")
+    assert ([ix["id"] for ix in rest["interactions"]], rest["next_cursor"]) == (["c3"], None)
+    await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"})
+    assert await ids("") == ["b1", "c3"]
+    for query, field in (
+        ("status=completed", "status"),
+        ("limit=0", "limit"),
+        ("cursor=c3", "cursor"),
+        ("queue=Support", "queue"),
+        ("colour=blue", "colour"),
+    ):
+        problem = await call(client, "GET", f"/v1/interactions?{query}", expect=422)
+        assert problem["errors"][0]["field"] == field
+
+
+async def test_the_queue_detail_shows_limit_waiting(client: Client) -> None:
+    for ix_id in ("c1", "c2", "c3"):
+        await call(
+            client, "POST", "/v1/interactions", json={"id": ix_id, "queue": "support"}, expect=201
+        )
+    detail = await call(client, "GET", "/v1/queues/support?limit=2")
+    assert [(ix["id"], ix["position"]) for ix in detail["waiting"]] == [("c1", 1), ("c2", 2)]
+    assert len((await call(client, "GET", "/v1/queues/support"))["waiting"]) == 3
+    problem = await call(client, "GET", "/v1/queues/support?limit=501", expect=422)
+    assert problem["errors"][0]["field"] == "limit"

@@ -248,6 +248,9 @@ async def test_answers_and_events_follow_the_document(client: Client) -> None:
     await engine.tick(clock.advance(31))  # c3 escalates, c4 times out
 
     await send(client, "GET", "/v1/interactions/c3")
+    listed = await send(client, "GET", "/v1/interactions?status=queued&limit=1")
+    assert listed["next_cursor"] is not None
+    await send(client, "GET", f"/v1/interactions?cursor={listed['next_cursor']}")
     await send(client, "GET", "/v1/agents/a1", role=Role.MONITOR)
     packed = {**auth(), "Accept": "application/msgpack"}
     async with client.get("/v1/agents/a1", headers=packed) as resp:
@@ -256,7 +259,7 @@ async def test_answers_and_events_follow_the_document(client: Client) -> None:
     page = await send(client, "GET", "/v1/agents?state=not_ready&limit=1")
     assert page["next_cursor"] == "a1"
     await send(client, "GET", "/v1/queues")
-    billing = await send(client, "GET", "/v1/queues/billing")
+    billing = await send(client, "GET", "/v1/queues/billing?limit=5")
     assert [ix["id"] for ix in billing["waiting"]] == ["c5"]
     await send(client, "DELETE", "/v1/queues/short", role=Role.ADMIN, expect=204)
     await send(client, "DELETE", "/v1/agents/a1", expect=409)

@@ -21,6 +21,7 @@ M.on_call(function(prefix)
   K.class_token = P .. 'cls_token'
   K.class_filling = P .. 'clsfill'
   K.timers = P .. 'timers'
+  K.live = P .. 'live'
   K.arrival_seq = P .. 'seq'
   K.events = P .. 'events'
   K.metric_counters = P .. 'm:c'

@@ -47,9 +47,16 @@ end
 M.TERMINAL = {completed = true, abandoned = true, timed_out = true, blocked = true,
               cancelled = true, failed = true}
 
+-- An interaction's member in K.live, the index of those not yet ended: '<created, 15 digits>:<id>',
+-- so that the index pages oldest first by lexicographic range (GET /v1/interactions).
+function M.live_member(ix)
+  return string.format('%015d:%s', ix.created, ix.id)
+end
+
 function M.save_ix(ix)
   ix_cache[ix.id] = ix
   if M.TERMINAL[ix.status] then
+    redis.call('ZREM', K.live, M.live_member(ix))
     redis.call('SET', K.interaction(ix.id), cmsgpack.pack(ix), 'PX', M.cfg.retention_ms)
   else
     redis.call('SET', K.interaction(ix.id), cmsgpack.pack(ix))
