@@ -220,6 +220,8 @@ def nullable(schema: JsonSchemaValue) -> JsonSchemaValue:
     """`schema` or null, its annotations (description, default) kept outside the choice."""
     notes = {k: v for k, v in schema.items() if k in ("description", "default", "examples")}
     inner = {k: v for k, v in schema.items() if k not in notes}
+    if "$ref" in inner:  # an object's default beside a choice of types trips SDK generators
+        notes.pop("default", None)
     if inner.get("type") == "null" or {"type": "null"} in inner.get("anyOf", ()):
         return schema
     return {"anyOf": [inner, {"type": "null"}], **notes}
