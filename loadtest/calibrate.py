@@ -86,6 +86,34 @@ class Coverage:
         return self.ends[i] if i >= 0 and self.ends[i] > t else None
 
 
+def _gap_after(
+    c: Call,
+    nxt: Call | None,
+    shifts: Sequence[tuple[float, float]],
+    cover: Coverage,
+    ring_delay_s: float,
+) -> Gap | None:
+    """The gap after the agent's call `c` (its next call `nxt`), if it tells anything."""
+    end = c.arrival_s + (c.wait_s or 0.0) + c.handle_s
+    shift_end = next((e for s, e in shifts if s <= end <= e), None)
+    if shift_end is None:
+        return None
+    waited_until = cover.until(end)
+    if waited_until is None:
+        return None
+    back = None if nxt is None else nxt.arrival_s + (nxt.wait_s or 0.0) - ring_delay_s
+    if back is not None and back > shift_end:
+        back = None  # the next call is on another shift
+    limit = min(waited_until, shift_end)
+    if back is not None and back < end:
+        return None  # overlapping calls (several channels, or clock skew)
+    if back is not None and back <= limit:
+        return Gap(c.queue, c.handle_s, max(back - end, MIN_GAP_S), True)
+    if limit > end:
+        return Gap(c.queue, c.handle_s, limit - end, False)
+    return None
+
+
 def gaps(
     calls: Sequence[Call],
     roster: Roster,
@@ -113,24 +141,10 @@ def gaps(
             coverages[can] = Coverage(iv for q in can for iv in waiting[q])
         cover = coverages[can]
         for i, c in enumerate(mine):
-            end = c.arrival_s + (c.wait_s or 0.0) + c.handle_s
-            shift_end = next((e for s, e in agent.shifts if s <= end <= e), None)
-            if shift_end is None:
-                continue
-            waited_until = cover.until(end)
-            if waited_until is None:
-                continue
             nxt = mine[i + 1] if i + 1 < len(mine) else None
-            back = None if nxt is None else nxt.arrival_s + (nxt.wait_s or 0.0) - ring_delay_s
-            if back is not None and back > shift_end:
-                back = None  # the next call is on another shift
-            limit = min(waited_until, shift_end)
-            if back is not None and back < end:
-                continue  # overlapping calls (several channels, or clock skew)
-            if back is not None and back <= limit:
-                out.append(Gap(c.queue, c.handle_s, max(back - end, MIN_GAP_S), True))
-            elif limit > end:
-                out.append(Gap(c.queue, c.handle_s, limit - end, False))
+            gap = _gap_after(c, nxt, agent.shifts, cover, ring_delay_s)
+            if gap is not None:
+                out.append(gap)
     return out
 
 

@@ -378,6 +378,24 @@ def _unique(records: list[Record]) -> list[Record]:
     return records
 
 
+def _queue_log_event(
+    call: dict[str, float | str], event: str, at: float, agent: str, data: list[str]
+) -> bool:
+    """Apply one `queue_log` event to an open call; whether it closed the call."""
+    if event == "CONNECT":
+        call.update(wait=float(data[0]), agent=agent, connect=at)
+    elif event in ("COMPLETECALLER", "COMPLETEAGENT", "TRANSFER"):
+        talk = float(data[1] if event != "TRANSFER" else data[3])
+        call.update(handle=talk, agent=agent)
+        call.setdefault("wait", float(data[0] if event != "TRANSFER" else data[2]))
+        return True
+    elif event in ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY"):
+        wait = float(data[2]) if len(data) > 2 and data[2] else at - float(call["enter"])
+        call.update(wait=wait, end=event)
+        return True
+    return False
+
+
 def queue_log(
     lines: Iterable[str],
     seed: int = 1,
@@ -413,16 +431,7 @@ def queue_log(
                 skipped[f"{event} without ENTERQUEUE"] += 1
             continue
         try:
-            if event == "CONNECT":
-                call.update(wait=float(data[0]), agent=agent, connect=at)
-            elif event in ("COMPLETECALLER", "COMPLETEAGENT", "TRANSFER"):
-                talk = float(data[1] if event != "TRANSFER" else data[3])
-                call.update(handle=talk, agent=agent)
-                call.setdefault("wait", float(data[0] if event != "TRANSFER" else data[2]))
-                closed.append(open_calls.pop(key))
-            elif event in ("ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY"):
-                wait = float(data[2]) if len(data) > 2 and data[2] else at - float(call["enter"])
-                call.update(wait=wait, end=event)
+            if _queue_log_event(call, event, at, agent, data):
                 closed.append(open_calls.pop(key))
         except (ValueError, IndexError):
             notes.append(f"line {number}: {event}: bad data fields {'|'.join(data)!r}")

@@ -322,22 +322,7 @@ class Replayer:
     async def run(self) -> ReplayResult:
         """Set up, play, stop; every call's outcome."""
         wall = time.perf_counter()
-        answer = await self.must("setup", "GET", "/v1/queues")
-        self.queues = {
-            q["name"]: QueueConfig.from_record({k: v for k, v in q.items() if k != "stats"})
-            for q in answer["queues"]
-        }
-        check_queues(self.calls, self.queues)
-        for agent in self.roster.agents:
-            body = {"skills": agent.skills, "channels": agent.channels}
-            await self.must("agent_put", "PUT", f"/v1/agents/{agent.id}", body)
-        stream = asyncio.create_task(self.follow_events())
-        ready = asyncio.create_task(self.stream_ready.wait())
-        await asyncio.wait((stream, ready), return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
-        if stream.done():
-            stream.result()
-            raise ReplayError("the event stream ended at once")
+        stream = await self.set_up()
         # Shifts that start with the trace log in before the clock starts, as in `simulate`
         # (logins before arrivals of the same second): not in a burst the first calls may beat.
         for agent in self.roster.agents:
@@ -346,13 +331,7 @@ class Replayer:
         self.t0 = time.monotonic()
         for agent_id in self.on_shift:
             self.start_breaks(agent_id, 0.0)
-        for agent in self.roster.agents:
-            for start, end in agent.shifts:
-                if start > 0:
-                    self.at(start, "login", partial(self.login, agent.id))
-                self.at(end, "logout", partial(self.logout, agent.id))
-        for call in self.calls:
-            self.at(call.arrival_s, "arrival", partial(self.arrive, call))
+        self.schedule()
         last = max((c.arrival_s for c in self.calls), default=0.0)
         stopped = await self.wait_done(last + self.opt.drain_s)
         stream.cancel()
@@ -375,6 +354,36 @@ class Replayer:
             label=f"replay {self.opt.speed:g}x",
         )
         return ReplayResult(sim, self.stats, self.opt.speed, stopped, self.clock.speed_ratio())
+
+    async def set_up(self) -> asyncio.Task[None]:
+        """Read the queues, put the roster's agents, follow the events; the following task."""
+        answer = await self.must("setup", "GET", "/v1/queues")
+        self.queues = {
+            q["name"]: QueueConfig.from_record({k: v for k, v in q.items() if k != "stats"})
+            for q in answer["queues"]
+        }
+        check_queues(self.calls, self.queues)
+        for agent in self.roster.agents:
+            body = {"skills": agent.skills, "channels": agent.channels}
+            await self.must("agent_put", "PUT", f"/v1/agents/{agent.id}", body)
+        stream = asyncio.create_task(self.follow_events())
+        ready = asyncio.create_task(self.stream_ready.wait())
+        await asyncio.wait((stream, ready), return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if stream.done():
+            stream.result()
+            raise ReplayError("the event stream ended at once")
+        return stream
+
+    def schedule(self) -> None:
+        """Every shift's login and logout after the start, and every arrival, at its time."""
+        for agent in self.roster.agents:
+            for start, end in agent.shifts:
+                if start > 0:
+                    self.at(start, "login", partial(self.login, agent.id))
+                self.at(end, "logout", partial(self.logout, agent.id))
+        for call in self.calls:
+            self.at(call.arrival_s, "arrival", partial(self.arrive, call))
 
     def over(self) -> int:
         """Calls whose outcome is final."""

@@ -187,39 +187,42 @@ class Simulator:
     async def handle(self, t: float, kind: Kind, payload: Any) -> None:
         """Apply one simulation event, then read what the engine did."""
         self.engine_calls += 1
-        now = self.now(t)
+        if await self.apply(t, kind, payload):
+            await self.poll(t)
+
+    async def apply(self, t: float, kind: Kind, payload: Any) -> bool:
+        """Apply one simulation event; whether it may have routed something (then poll)."""
         if kind is Kind.TICK:
-            self.ticks.discard(codec.to_ms(t))
-            tick = await self.engine.tick(now)
-            if not tick.applied:  # a stale timer (an accept removed it): nothing happened
-                if tick.next_due is not None:
-                    self.schedule_tick(t, codec.to_ms(tick.next_due))
-                return
-        elif kind is Kind.ARRIVAL:
+            return await self.tick(t)
+        if kind is Kind.ARRIVAL:
             await self.arrive(t, self.calls[payload])
             self.opt.progress.advance()
         elif kind is Kind.ACCEPT:
             await self.accept(t, *payload)
-            return  # an accept routes nothing: no poll
+            return False  # an accept routes nothing: no poll
         elif kind is Kind.COMPLETE:
             await self.complete(t, *payload)
         elif kind is Kind.CALLBACK:
-            if not await self.take_callback(t, payload):
-                return
+            return await self.take_callback(t, payload)
         elif kind is Kind.ABANDON:
-            if not await self.abandon(t, payload):
-                return
+            return await self.abandon(t, payload)
         elif kind is Kind.LOGIN:
             await self.login(t, payload)
         elif kind is Kind.BREAK:
-            if not await self.take_break(t, *payload):
-                return
+            return await self.take_break(t, *payload)
         elif kind is Kind.BACK:
-            if not await self.back_from_break(t, *payload):
-                return
+            return await self.back_from_break(t, *payload)
         else:
-            await self.logout(now, payload)
-        await self.poll(t)
+            await self.logout(self.now(t), payload)
+        return True
+
+    async def tick(self, t: float) -> bool:
+        """Apply the due timers; whether any was (a stale one, removed by an accept, is not)."""
+        self.ticks.discard(codec.to_ms(t))
+        tick = await self.engine.tick(self.now(t))
+        if not tick.applied and tick.next_due is not None:
+            self.schedule_tick(t, codec.to_ms(tick.next_due))
+        return bool(tick.applied)
 
     async def arrive(self, t: float, call: Call) -> None:
         """Queue the call; read its EWT when it has to wait."""
