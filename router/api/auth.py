@@ -107,3 +107,15 @@ def authorize(principal: Principal, method: str, path: str, admin_only: bool = F
         )
     ):
         raise Forbidden("changing queues needs role admin")
+
+
+def roles_for(method: str, path: str) -> tuple[Role, ...]:
+    """The roles that may make a request (the API document's `x-roles`)."""
+    allowed = []
+    for role in Role:
+        try:
+            authorize(Principal("", role), method, path)
+        except Forbidden:
+            continue
+        allowed.append(role)
+    return tuple(allowed)

@@ -11,13 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from router.api.auth import authorize
 from router.api.http import read_body, respond
 from router.api.keys import CLOCK, ENGINE, PRINCIPAL
+from router.api.operations import documented
 from router.api.views import AgentPage, InteractionPage, agent_view, interaction_view, queue_view
 from router.domain.fields import ID, NAME, Text, validate
 from router.domain.models import (
     AcceptBody,
     AgentProfile,
     AgentState,
-    CallbackRequest,
+    CallbackBody,
     CompleteBody,
     Interaction,
     InteractionStatus,
@@ -76,6 +77,21 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 @routes.post("/v1/interactions")
+@documented(
+    "createInteraction",
+    "Queue an interaction",
+    {
+        201: ("Created: `status` is queued, offered or blocked.", "Interaction"),
+        200: ("A retry with the same id and body: the current record.", "Interaction"),
+    },
+    (409,),
+    body=NewInteraction,
+    params=("IdempotencyKey",),
+    description="Routed at once; the answer has the `position` and `ewt_s` a GET shows. 409: the "
+    "same `id` with a different body. A 503 names the `interaction_id` it tried: the create may "
+    "have been applied, so retry with that id. 422 on `queue` (unknown queue), `channel` (another "
+    "channel than the queue's) and `skills` (over 16 skills merged, or the routing-class limit).",
+)
 async def create_interaction(request: web.Request) -> web.Response:
     """Queue an interaction; 201 when created, 200 for a retry with the same id and body.
 
@@ -95,6 +111,7 @@ async def create_interaction(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/interactions/{id}")
+@documented("getInteraction", "An interaction with its position", problems=(404, 422))
 async def get_interaction(request: web.Request) -> web.Response:
     """An interaction with its position."""
     ix = await _engine(request).get_interaction(_id(request), _now(request))
@@ -104,6 +121,13 @@ async def get_interaction(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/interactions/{id}")
+@documented(
+    "abandonInteraction",
+    "The caller hung up",
+    problems=(404, 409, 422),
+    description="`queued`/`offered` -> `abandoned`; a waiting callback -> `cancelled`; a retry "
+    "answers 200. 409 when connected or already ended.",
+)
 async def abandon_interaction(request: web.Request) -> web.Response:
     """The caller hung up: abandoned (or a waiting callback cancelled)."""
     ix = await _engine(request).abandon(_id(request), _now(request))
@@ -111,6 +135,14 @@ async def abandon_interaction(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/interactions/{id}/accept")
+@documented(
+    "acceptOffer",
+    "Accept the offer: connected",
+    problems=(404, 409),
+    body=AcceptBody,
+    description="409 when the offer expired or was withdrawn (`/problems/offer-expired`), or is "
+    "not this agent's (`/problems/not-offered`). A retry answers 200.",
+)
 async def accept_offer(request: web.Request) -> web.Response:
     """The agent takes the offer: connected."""
     body = validate(AcceptBody, await read_body(request))
@@ -119,6 +151,14 @@ async def accept_offer(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/interactions/{id}/reject")
+@documented(
+    "rejectOffer",
+    "Reject or miss the offer: back in queue",
+    problems=(404, 409),
+    body=RejectBody,
+    description="The agent is never offered it again; `no_answer` counts as a miss. 409 when not "
+    "offered to this agent.",
+)
 async def reject_offer(request: web.Request) -> web.Response:
     """The agent rejects or misses the offer: back in its place (§3.5)."""
     body = validate(RejectBody, await read_body(request))
@@ -127,6 +167,13 @@ async def reject_offer(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/interactions/{id}/complete")
+@documented(
+    "completeInteraction",
+    "The agent finished: completed, wrap-up follows",
+    problems=(404, 409),
+    body=CompleteBody,
+    description="409 when not connected to this agent. A retry answers 200.",
+)
 async def complete_interaction(request: web.Request) -> web.Response:
     """The agent finished: completed (or a callback's retry, §3.10), wrap-up follows."""
     body = validate(CompleteBody, await read_body(request))
@@ -137,6 +184,15 @@ async def complete_interaction(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/interactions/{id}/transfer")
+@documented(
+    "transferInteraction",
+    "Send the connected interaction to another queue",
+    problems=(404, 409),
+    body=TransferBody,
+    description="409 when not connected to this agent, or the target queue is full (it stays with "
+    "the agent); 422 on `queue` for an unknown queue or one of another channel. An exact repeat "
+    "(same agent and queue) answers 200 with the current record while it waits there unanswered.",
+)
 async def transfer_interaction(request: web.Request) -> web.Response:
     """The connected agent sends the interaction to another queue (§3.9)."""
     body = validate(TransferBody, await read_body(request))
@@ -145,9 +201,19 @@ async def transfer_interaction(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/interactions/{id}/callback")
+@documented(
+    "acceptCallback",
+    "The caller accepts the callback offered to it (§3.10)",
+    problems=(404, 409),
+    body=CallbackBody,
+    body_required=False,
+    description="409 when no callback was offered or the interaction is not queued (offered to an "
+    "agent, connected or ended); 422 on `at` when it is past or too far ahead. A retry answers "
+    "200.",
+)
 async def accept_callback(request: web.Request) -> web.Response:
     """The caller accepts the callback offered (§3.10): now, or scheduled `at`."""
-    body = validate(CallbackRequest, await read_body(request, required=False))
+    body = validate(CallbackBody, await read_body(request, required=False))
     ix = await _engine(request).accept_callback(_id(request), _now(request), body.at)
     return _interaction(request, ix)
 
@@ -156,6 +222,15 @@ async def accept_callback(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/agents/{id}")
+@documented(
+    "putAgent",
+    "Create or update an agent",
+    {
+        201: ("Created (logged out).", "Agent"),
+        200: ("Updated (re-indexed at once if logged in).", "Agent"),
+    },
+    body=AgentProfile,
+)
 async def put_agent(request: web.Request) -> web.Response:
     """Create (201) or update (200) an agent's skills, channels and name."""
     profile = validate(AgentProfile, await read_body(request))
@@ -164,6 +239,9 @@ async def put_agent(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/agents/{id}")
+@documented(
+    "getAgent", "An agent with its state and activity", {200: ("The agent.", "Agent")}, (404, 422)
+)
 async def get_agent(request: web.Request) -> web.Response:
     """An agent with its state and activity."""
     agent = await _engine(request).get_agent(_id(request))
@@ -208,6 +286,23 @@ def _query_text(request: web.Request, name: str, rule: Text) -> str | None:
 
 
 @routes.get("/v1/interactions")
+@documented(
+    "listInteractions",
+    "A page of the interactions not yet ended, oldest first",
+    {200: ("A page; `next_cursor` continues.", "InteractionPage")},
+    (422,),
+    params=(
+        "InteractionQueueFilter",
+        "InteractionStatusFilter",
+        "InteractionAgentFilter",
+        "Limit",
+        "InteractionCursor",
+    ),
+    description="Queued, offered, connected and waiting callbacks, oldest first (by `created_at`), "
+    "each as GET shows it: a platform that restarts finds what it was handling. Filters read at "
+    "most 10 x `limit` interactions per page, so a page may hold fewer and still have a "
+    "`next_cursor`. An unknown query parameter is a 422.",
+)
 async def list_interactions(request: web.Request) -> web.Response:
     """A page of the interactions not yet ended, oldest first, filtered by `queue`, `status` and
     `agent_id`; `next_cursor` continues (a platform that restarts finds what it handled)."""
@@ -230,6 +325,14 @@ async def list_interactions(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/agents")
+@documented(
+    "listAgents",
+    "A page of agents in id order",
+    {200: ("A page; `next_cursor` continues.", "AgentPage")},
+    (422,),
+    params=("AgentStateFilter", "AgentQueueFilter", "Limit", "Cursor"),
+    description="An unknown query parameter is a 422.",
+)
 async def list_agents(request: web.Request) -> web.Response:
     """A page of agents in id order, filtered by `state` and `queue`; `next_cursor` continues."""
     cursor, limit = _page(request, {"state", "queue"}, ID)
@@ -249,6 +352,16 @@ async def list_agents(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/agents/{id}/state")
+@documented(
+    "setAgentState",
+    "Set an agent's state",
+    {200: ("The agent.", "Agent")},
+    (404, 409),
+    body=StateChange,
+    description="Leaving `available` withdraws pending offers (§3.5). `logged_out` with a "
+    "connected interaction is a 409 unless `force: true` (role admin, else 403), which completes "
+    "them with outcome `agent_lost`.",
+)
 async def set_agent_state(request: web.Request) -> web.Response:
     """Set an agent's state; a forced logout (`force: true`) needs role admin."""
     change = validate(StateChange, await read_body(request))
@@ -261,6 +374,13 @@ async def set_agent_state(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/agents/{id}")
+@documented(
+    "deleteAgent",
+    "Remove a logged-out agent",
+    {204: ("Removed.", None)},
+    (404, 409, 422),
+    description="409 unless the agent is logged out.",
+)
 async def delete_agent(request: web.Request) -> web.Response:
     """Remove a logged-out agent."""
     await _engine(request).delete_agent(_id(request), _now(request))
@@ -271,6 +391,9 @@ async def delete_agent(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/queues")
+@documented(
+    "listQueues", "Every queue with its live stats", {200: ("The queues, by name.", "QueueList")}
+)
 async def list_queues(request: web.Request) -> web.Response:
     """Every queue with its live stats."""
     engine, now = _engine(request), _now(request)
@@ -282,6 +405,13 @@ async def list_queues(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/queues/{name}")
+@documented(
+    "getQueue",
+    "A queue's configuration, stats and first waiting",
+    {200: ("The queue.", "QueueDetail")},
+    (404, 422),
+    params=("WaitingLimit",),
+)
 async def get_queue(request: web.Request) -> web.Response:
     """A queue's configuration, stats and first waiting interactions with their positions."""
     engine, now = _engine(request), _now(request)
@@ -301,6 +431,16 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/queues/{name}")
+@documented(
+    "putQueue",
+    "Create or replace a queue",
+    {201: ("Created.", "Queue"), 200: ("Replaced.", "Queue")},
+    (409,),
+    body=QueueConfig,
+    description="Validated like the config file (§7); waiting interactions move to the "
+    "requirement in force. 409 when interactions wait and the channel would change; 422 on "
+    "`name` when it differs from the path.",
+)
 async def put_queue(request: web.Request) -> web.Response:
     """Create (201) or replace (200) a queue, validated like the config file (role admin)."""
     name = _queue_name(request)
@@ -313,6 +453,13 @@ async def put_queue(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/queues/{name}")
+@documented(
+    "deleteQueue",
+    "Remove a queue with nothing waiting",
+    {204: ("Removed.", None)},
+    (404, 409, 422),
+    description="409 when interactions are waiting.",
+)
 async def delete_queue(request: web.Request) -> web.Response:
     """Remove a queue with nothing waiting (role admin)."""
     await _engine(request).delete_queue(_queue_name(request), _now(request))

@@ -18,7 +18,8 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from router import errors
-from router.api import http
+from router.api import handlers, http
+from router.api.auth import roles_for
 from router.api.handlers import (
     DEFAULT_PAGE,
     LIVE_CURSOR,
@@ -27,6 +28,7 @@ from router.api.handlers import (
     WAITING_SHOWN,
 )
 from router.api.http import ProblemView
+from router.api.operations import Operation, operation_of
 from router.api.views import (
     AgentPage,
     AgentView,
@@ -43,17 +45,9 @@ from router.config import Role
 from router.domain.fields import Integer
 from router.domain.models import (
     EVENT_TYPES,
-    AcceptBody,
-    AgentProfile,
-    CallbackRequest,
-    CompleteBody,
     Id,
     Name,
-    NewInteraction,
     QueueConfig,
-    RejectBody,
-    StateChange,
-    TransferBody,
 )
 from router.events.schema import Event, GapEvent
 from router.events.sse import KEEPALIVE_S
@@ -64,9 +58,7 @@ OPENAPI_VERSION = "3.1.0"
 METRICS_PATH = "/metrics"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 EVENT_STREAM = "text/event-stream"
-ANY_ROLE = (Role.ADMIN, Role.PLATFORM, Role.MONITOR)
-WRITERS = (Role.ADMIN, Role.PLATFORM)
-ADMIN = (Role.ADMIN,)
+ANY_ROLE = tuple(Role)
 REF = "#/components/schemas/{model}"
 
 
@@ -77,18 +69,31 @@ def ref(name: str, kind: str = "schemas") -> Schema:
 
 # Components: schemas, generated from the declarations
 
-REQUESTS: dict[str, Any] = {
-    "NewInteraction": NewInteraction,
-    "AcceptBody": AcceptBody,
-    "RejectBody": RejectBody,
-    "CompleteBody": CompleteBody,
-    "TransferBody": TransferBody,
-    "CallbackBody": CallbackRequest,
-    "AgentProfile": AgentProfile,
-    "StateChange": StateChange,
-    "QueueInput": QueueConfig,
-}
-"""Request bodies by component name (validation mode: a null counts as absent)."""
+REQUEST_NAMES: dict[Any, str] = {QueueConfig: "QueueInput"}
+"""Request bodies named otherwise than their type (the stored `Queue` is its answer)."""
+
+
+def documented_routes() -> list[tuple[str, str, Operation]]:
+    """(method, path, operation) of every handler that declares one (router/api/handlers.py)."""
+    found = []
+    for route in handlers.routes:
+        if isinstance(route, web.RouteDef) and (op := operation_of(route.handler)) is not None:
+            found.append((route.method, route.path, op))
+    return found
+
+
+def request_name(body: Any) -> str:
+    """The component name of a request body type."""
+    return REQUEST_NAMES.get(body) or str(body.__name__)
+
+
+def requests() -> dict[str, Any]:
+    """Request bodies by component name (validation mode: a null counts as absent)."""
+    return {
+        request_name(op.body): op.body for _, _, op in documented_routes() if op.body is not None
+    }
+
+
 ANSWERS: dict[str, Any] = {
     "Interaction": InteractionView,
     "InteractionPage": InteractionPage,
@@ -131,7 +136,7 @@ def component_schemas() -> dict[str, Schema]:
     """Every component schema: the REQUESTS and ANSWERS under their names, and what they use
     (`X-Input`/`X-Output`, a model that differs by direction, become `XInput`/`X`)."""
     directions: tuple[tuple[dict[str, Any], JsonSchemaMode], ...] = (
-        (REQUESTS, "validation"),
+        (requests(), "validation"),
         (ANSWERS, "serialization"),
     )
     inputs: list[tuple[tuple[str, JsonSchemaMode], JsonSchemaMode, Any]] = [
@@ -360,14 +365,10 @@ def content(schema: Schema) -> Schema:
     return {http.JSON: {"schema": schema}, http.MSGPACK: {"schema": schema}}
 
 
-OPTIONAL_BODIES = frozenset({"CallbackBody"})
-"""Request bodies whose every field is optional: no body at all is fine."""
-
-
-def body(name: str) -> Schema:
-    """A request body of component schema `name`, required unless in OPTIONAL_BODIES."""
+def body(name: str, required: bool = True) -> Schema:
+    """A request body of component schema `name`."""
     return {
-        "required": name not in OPTIONAL_BODIES,
+        "required": required,
         "description": "JSON (also without a Content-Type) or msgpack.",
         "content": content(ref(name)),
     }
@@ -390,6 +391,7 @@ def operation(
     problems: Iterable[int] = (),
     *,
     request: str | None = None,
+    body_required: bool = True,
     params: Sequence[str] = (),
     description: str | None = None,
 ) -> Schema:
@@ -412,244 +414,41 @@ def operation(
     if params:
         op["parameters"] = [ref(p, "parameters") for p in params]
     if request:
-        op["requestBody"] = body(request)
+        op["requestBody"] = body(request, body_required)
     op["responses"] = responses
     return op
 
 
-def interaction_paths() -> dict[str, Schema]:
-    """Interactions (§4): arrival, reads, the caller's hang-up and the agent's actions."""
-    ok = {200: answer("The interaction.", "Interaction")}
-    paths: dict[str, Schema] = {
-        "/v1/interactions": {
-            "get": operation(
-                "listInteractions",
-                "interactions",
-                "A page of the interactions not yet ended, oldest first",
-                ANY_ROLE,
-                {200: answer("A page; `next_cursor` continues.", "InteractionPage")},
-                [422],
-                params=[
-                    "InteractionQueueFilter",
-                    "InteractionStatusFilter",
-                    "InteractionAgentFilter",
-                    "Limit",
-                    "InteractionCursor",
-                ],
-                description="Queued, offered, connected and waiting callbacks, oldest first (by "
-                "`created_at`), each as GET shows it: a platform that restarts finds what it was "
-                "handling. Filters read at most 10 x `limit` interactions per page, so a page may "
-                "hold fewer and still have a `next_cursor`. An unknown query parameter is a 422.",
-            ),
-            "post": operation(
-                "createInteraction",
-                "interactions",
-                "Queue an interaction",
-                WRITERS,
-                {
-                    201: answer("Created: `status` is queued, offered or blocked.", "Interaction"),
-                    200: answer(
-                        "A retry with the same id and body: the current record.", "Interaction"
-                    ),
-                },
-                [409],
-                request="NewInteraction",
-                params=["IdempotencyKey"],
-                description="Routed at once. 409: the same `id` with a different body. A 503 "
-                "names the `interaction_id` it tried: the create may have been applied, so "
-                "retry with that id. 422 on "
-                "`queue` (unknown queue), `channel` (another channel than the queue's) and "
-                "`skills` (over 16 skills merged, or the routing-class limit).",
-            ),
-        },
-        "/v1/interactions/{id}": {
-            "parameters": [ref("InteractionId", "parameters")],
-            "get": operation(
-                "getInteraction",
-                "interactions",
-                "An interaction with its position",
-                ANY_ROLE,
-                ok,
-                [404, 422],
-            ),
-            "delete": operation(
-                "abandonInteraction",
-                "interactions",
-                "The caller hung up",
-                WRITERS,
-                ok,
-                [404, 409, 422],
-                description="`queued`/`offered` -> `abandoned`; a waiting callback -> "
-                "`cancelled`; a retry answers 200. 409 when connected or already ended.",
-            ),
-        },
-    }
-    actions = {
-        "accept": (
-            "acceptOffer",
-            "Accept the offer: connected",
-            "AcceptBody",
-            "409 when the offer expired or was withdrawn (`/problems/offer-expired`), or "
-            "is not this agent's (`/problems/not-offered`). A retry answers 200.",
-        ),
-        "reject": (
-            "rejectOffer",
-            "Reject or miss the offer: back in queue",
-            "RejectBody",
-            "The agent is never offered it again; `no_answer` counts as a miss. 409 when "
-            "not offered to this agent.",
-        ),
-        "complete": (
-            "completeInteraction",
-            "The agent finished: completed, wrap-up follows",
-            "CompleteBody",
-            "409 when not connected to this agent. A retry answers 200.",
-        ),
-        "transfer": (
-            "transferInteraction",
-            "Send the connected interaction to another queue",
-            "TransferBody",
-            "409 when not connected to this agent, or the target "
-            "queue is full (it stays with the agent); 422 on `queue` for an unknown "
-            "queue or one of another channel.",
-        ),
-        "callback": (
-            "acceptCallback",
-            "The caller accepts the callback offered to it (§3.10)",
-            "CallbackBody",
-            "409 when no callback was offered or the interaction is not queued (offered to an "
-            "agent, connected or ended); 422 on `at` when it is past or too far ahead. A retry "
-            "answers 200.",
-        ),
-    }
-    for action, (op_id, summary, request, description) in actions.items():
-        paths[f"/v1/interactions/{{id}}/{action}"] = {
-            "parameters": [ref("InteractionId", "parameters")],
-            "post": operation(
-                op_id,
-                "interactions",
-                summary,
-                WRITERS,
-                ok,
-                [404, 409],
-                request=request,
-                description=description,
-            ),
-        }
+PATH_PARAMETERS = {
+    "/v1/interactions/{id}": "InteractionId",
+    "/v1/agents/{id}": "AgentId",
+    "/v1/queues/{name}": "QueueName",
+}
+"""The path parameter of each family of paths (a path that starts with the key)."""
+
+
+def api_paths() -> dict[str, Schema]:
+    """Interactions, agents and queues (§4): one operation per documented handler."""
+    paths: dict[str, Schema] = {}
+    for method, path, op in documented_routes():
+        item = paths.setdefault(path, {})
+        for prefix, name in PATH_PARAMETERS.items():
+            if path.startswith(prefix):
+                item["parameters"] = [ref(name, "parameters")]
+        answers = {status: answer(text, view) for status, (text, view) in op.answers.items()}
+        item[method.lower()] = operation(
+            op.op_id,
+            path.split("/")[2],
+            op.summary,
+            roles_for(method, path),
+            answers,
+            op.problems,
+            request=None if op.body is None else request_name(op.body),
+            body_required=op.body_required,
+            params=op.params,
+            description=op.description,
+        )
     return paths
-
-
-def agent_paths() -> dict[str, Schema]:
-    """Agents (§4): profile, reads, listing, state."""
-    agent = answer("The agent.", "Agent")
-    return {
-        "/v1/agents": {
-            "get": operation(
-                "listAgents",
-                "agents",
-                "A page of agents in id order",
-                ANY_ROLE,
-                {200: answer("A page; `next_cursor` continues.", "AgentPage")},
-                [422],
-                params=["AgentStateFilter", "AgentQueueFilter", "Limit", "Cursor"],
-                description="An unknown query parameter is a 422.",
-            ),
-        },
-        "/v1/agents/{id}": {
-            "parameters": [ref("AgentId", "parameters")],
-            "put": operation(
-                "putAgent",
-                "agents",
-                "Create or update an agent",
-                WRITERS,
-                {
-                    201: answer("Created (logged out).", "Agent"),
-                    200: answer("Updated (re-indexed at once if logged in).", "Agent"),
-                },
-                request="AgentProfile",
-            ),
-            "get": operation(
-                "getAgent",
-                "agents",
-                "An agent with its state and activity",
-                ANY_ROLE,
-                {200: agent},
-                [404, 422],
-            ),
-            "delete": operation(
-                "deleteAgent",
-                "agents",
-                "Remove a logged-out agent",
-                WRITERS,
-                {204: answer("Removed.")},
-                [404, 409, 422],
-                description="409 unless the agent is logged out.",
-            ),
-        },
-        "/v1/agents/{id}/state": {
-            "parameters": [ref("AgentId", "parameters")],
-            "post": operation(
-                "setAgentState",
-                "agents",
-                "Set an agent's state",
-                WRITERS,
-                {200: agent},
-                [404, 409],
-                request="StateChange",
-                description="Leaving `available` withdraws pending offers (§3.5). `logged_out` "
-                "with a connected interaction is a 409 unless `force: true` (role admin, else "
-                "403), which completes them with outcome `agent_lost`.",
-            ),
-        },
-    }
-
-
-def queue_paths() -> dict[str, Schema]:
-    """Queues (§4): reads with live stats; changes need role admin."""
-    return {
-        "/v1/queues": {
-            "get": operation(
-                "listQueues",
-                "queues",
-                "Every queue with its live stats",
-                ANY_ROLE,
-                {200: answer("The queues, by name.", "QueueList")},
-            ),
-        },
-        "/v1/queues/{name}": {
-            "parameters": [ref("QueueName", "parameters")],
-            "get": operation(
-                "getQueue",
-                "queues",
-                "A queue's configuration, stats and first waiting",
-                ANY_ROLE,
-                {200: answer("The queue.", "QueueDetail")},
-                [404, 422],
-                params=["WaitingLimit"],
-            ),
-            "put": operation(
-                "putQueue",
-                "queues",
-                "Create or replace a queue",
-                ADMIN,
-                {201: answer("Created.", "Queue"), 200: answer("Replaced.", "Queue")},
-                [409],
-                request="QueueInput",
-                description="Validated like the config file (§7); waiting interactions move to "
-                "the requirement in force. 409 when interactions wait and the channel would "
-                "change; 422 on `name` when it differs from the path.",
-            ),
-            "delete": operation(
-                "deleteQueue",
-                "queues",
-                "Remove a queue with nothing waiting",
-                ADMIN,
-                {204: answer("Removed.")},
-                [404, 409, 422],
-                description="409 when interactions are waiting.",
-            ),
-        },
-    }
 
 
 def events_path() -> dict[str, Schema]:
@@ -788,11 +587,7 @@ def build_document(*, metrics: bool = False) -> dict[str, Any]:
             {"name": "operations"},
         ],
         "security": [{"bearerAuth": []}],
-        "paths": interaction_paths()
-        | agent_paths()
-        | queue_paths()
-        | events_path()
-        | operations_paths(metrics=metrics),
+        "paths": api_paths() | events_path() | operations_paths(metrics=metrics),
         "components": {
             "schemas": component_schemas(),
             "parameters": parameters(),

@@ -537,7 +537,7 @@ def _epoch(value: object) -> float:
     return moment.timestamp()
 
 
-class CallbackRequest(Body):
+class CallbackBody(Body):
     """POST /v1/interactions/{id}/callback: the caller accepts the callback offered (§3.10)."""
 
     at: Annotated[
