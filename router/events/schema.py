@@ -187,26 +187,6 @@ class AgentStateChangedEvent(_Event):
     reason: Annotated[str | None, Field(description="Null when none.")]
 
 
-EVENT_SCHEMAS = (
-    InteractionQueuedEvent,
-    InteractionOfferedEvent,
-    InteractionConnectedEvent,
-    InteractionCompletedEvent,
-    InteractionAbandonedEvent,
-    InteractionTimedOutEvent,
-    InteractionBlockedEvent,
-    InteractionEscalatedEvent,
-    InteractionRequeuedEvent,
-    InteractionTransferredEvent,
-    InteractionFailedEvent,
-    InteractionCancelledEvent,
-    CallbackOfferedEvent,
-    CallbackAcceptedEvent,
-    CallbackScheduledEvent,
-    AgentStateChangedEvent,
-)
-"""One per type of EVENT_TYPES, in its order (tests/api/test_openapi.py checks)."""
-
 Event = Annotated[
     Union[  # noqa: UP007 (a runtime union of the tuple above, for the document)
         InteractionQueuedEvent,

@@ -245,20 +245,9 @@ async def test_transfer_and_its_errors(client: Client) -> None:
         client, "POST", "/v1/interactions/c1/transfer", json={"agent_id": "a1", "queue": "billing"}
     )
     assert again == ix
-    await call(
-        client,
-        "POST",
-        "/v1/interactions/c1/transfer",
-        json={"agent_id": "a1", "queue": "support"},
-        expect=409,
-    )
-    await call(
-        client,
-        "POST",
-        "/v1/interactions/c1/transfer",
-        json={"agent_id": "a2", "queue": "support"},
-        expect=409,
-    )
+    for agent_id in ("a1", "a2"):  # another target, or another agent: not a repeat
+        body = {"agent_id": agent_id, "queue": "support"}
+        await call(client, "POST", "/v1/interactions/c1/transfer", json=body, expect=409)
 
 
 async def test_the_interactions_not_yet_ended_page_oldest_first_and_filter(

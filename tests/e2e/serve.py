@@ -6,8 +6,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from loadtest.served import Served, clean_env, serve_args
 
 
 def http(
@@ -40,3 +44,17 @@ def eventually(check: Callable[[], bool], timeout_s: float = 5.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s} s")
         time.sleep(0.02)
+
+
+@contextmanager
+def service_with(config: str, folder: Path, env: dict[str, str]) -> Iterator[str]:
+    """The base URL of `acd-router serve` on configuration `config` (written into `folder`) with
+    the variables `env`; the process is stopped after the block."""
+    path = folder / "acd.toml"
+    path.write_text(config)
+    args, _ = serve_args("--config", str(path))
+    served = Served(args, clean_env(env))
+    try:
+        yield served.wait_ready()
+    finally:
+        served.kill()

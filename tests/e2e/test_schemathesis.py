@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.served import Served, clean_env, serve_args
+from loadtest.served import clean_env
+from tests.e2e.serve import service_with
 
 KEY = "schemathesis-admin-key"
 CONFIG = """
@@ -43,14 +44,8 @@ SEED = 20261203
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
-    path = tmp_path / "acd.toml"
-    path.write_text(CONFIG)
-    args, _ = serve_args("--config", str(path))
-    served = Served(args, clean_env({"ACD_KEY_ADMIN": KEY}))
-    try:
-        yield served.wait_ready()
-    finally:
-        served.kill()
+    with service_with(CONFIG, tmp_path, {"ACD_KEY_ADMIN": KEY}) as url:
+        yield url
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(

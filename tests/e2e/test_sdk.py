@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtest.served import Served, clean_env, serve_args
 from router.domain.models import EVENT_TYPES
+from tests.e2e.serve import service_with
 
 KEY = "sdk-admin-key"
 CONFIG = """
@@ -32,14 +32,8 @@ PACKAGE = "acd_sdk"
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
-    path = tmp_path / "acd.toml"
-    path.write_text(CONFIG)
-    args, _ = serve_args("--config", str(path))
-    served = Served(args, clean_env({"ACD_KEY_ADMIN": KEY}))
-    try:
-        yield served.wait_ready()
-    finally:
-        served.kill()
+    with service_with(CONFIG, tmp_path, {"ACD_KEY_ADMIN": KEY}) as url:
+        yield url
 
 
 def generate(url: str, folder: Path) -> str:
