@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self, TypeVar
 
-from router.domain.fields import NAME, Text, validate
-from router.domain.models import EVENT_TYPES, QueueConfig
-from router.domain.validation import Fields, check_unique
+from pydantic import AfterValidator, field_validator, model_validator
+
+from router.domain.fields import (
+    Body,
+    Matches,
+    OneOf,
+    Text,
+    problem_at,
+    problems_at,
+    validate,
+)
+from router.domain.models import EVENT_TYPES, Name, QueueConfig
 from router.errors import ConfigError, FieldError, ValidationError
 from router.settings import ServiceSettings
 
@@ -27,23 +36,38 @@ class Role(StrEnum):
     MONITOR = "monitor"
 
 
-@dataclass(frozen=True)
-class ApiKeyConfig:
+class ApiKeyConfig(Body):
     """An API key: its secret is read from the variable `env`, or known by its `sha256` digest."""
 
-    name: str
-    role: Role
-    env: str | None = None
-    sha256: str | None = None
+    name: Name
+    role: Annotated[Role, OneOf(Role)]
+    env: Annotated[str, Matches(ENV_NAME)] | None = None
+    sha256: Annotated[str, Matches(SHA256), AfterValidator(str.lower)] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.env is None) == (self.sha256 is None):
+            raise problem_at((), "needs exactly one of env or sha256", None)
+        return self
 
 
-@dataclass(frozen=True)
-class WebhookConfig:
+class WebhookConfig(Body):
     """A receiver of events, signed with the secret in the variable `secret_env`."""
 
-    url: str
-    secret_env: str
+    url: Annotated[str, Matches(HTTP_URL)]
+    secret_env: Annotated[str, Matches(ENV_NAME)]
     types: tuple[str, ...] = EVENT_TYPES
+
+    @field_validator("types")
+    @classmethod
+    def _event_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        if not types:
+            raise problem_at((), "must name at least one event type", types)
+        unknown = [((i,), "is not an event type", t) for i, t in enumerate(types)]
+        unknown = [u for u in unknown if u[2] not in EVENT_TYPES]
+        if unknown:
+            raise problems_at(unknown)
+        return tuple(dict.fromkeys(types))
 
 
 @dataclass(frozen=True)
@@ -68,34 +92,63 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         # tomllib.TOMLDecodeError and UnicodeDecodeError are both ValueErrors.
         raise _config_error(path, [FieldError("", str(error))]) from error
     errors: list[FieldError] = []
-    top = Fields(document, "", errors, Config)
-    service = _service(top, env)
-    queue_tables, key_tables = top.items("queues"), top.items("keys")
-    queues = []
-    for where, table in queue_tables:
-        try:
-            queues.append(validate(QueueConfig, table, where))
-        except ValidationError as error:
-            errors.extend(error.errors)
+    for name in sorted(set(document) - TOP_LEVEL):
+        errors.append(FieldError(name, "unknown field"))
+    service = _service(document, env, errors)
+    queue_tables = _tables(document, "queues", errors)
+    key_tables = _tables(document, "keys", errors)
+    queues = _valid(QueueConfig, queue_tables, errors)
     check_unique(_names(queue_tables), errors)
-    keys = [_key(top, where, table) for where, table in key_tables]
+    keys = _valid(ApiKeyConfig, key_tables, errors)
     check_unique(_names(key_tables), errors)
-    webhooks = [_webhook(top, where, table) for where, table in top.items("webhooks")]
+    webhooks = _valid(WebhookConfig, _tables(document, "webhooks", errors), errors)
     if errors or service is None:
         raise _config_error(path, errors)
-    return Config(
-        replace(service, config=str(path)),
-        tuple(queues),
-        tuple(k for k in keys if k is not None),
-        tuple(w for w in webhooks if w is not None),
-    )
+    return Config(replace(service, config=str(path)), queues, keys, webhooks)
+
+
+Table = tuple[str, Any]
+"""A table of the file and its path (`queues[2]`)."""
+TOP_LEVEL = frozenset({"service", "queues", "keys", "webhooks"})
+
+B = TypeVar("B", bound=Body)
+
+
+def _tables(document: Mapping[str, Any], name: str, errors: list[FieldError]) -> list[Table]:
+    """The (path, table) of each entry of the array of tables `name`."""
+    found = document.get(name, [])
+    if not isinstance(found, list):
+        errors.append(FieldError(name, "must be a list"))
+        return []
+    return [(f"{name}[{i}]", table) for i, table in enumerate(found)]
+
+
+def _valid(cls: type[B], tables: list[Table], errors: list[FieldError]) -> tuple[B, ...]:
+    """Each table validated as a `cls`; the problems of the others go to `errors`."""
+    found = []
+    for where, table in tables:
+        try:
+            found.append(validate(cls, table, where))
+        except ValidationError as error:
+            errors.extend(error.errors)
+    return tuple(found)
+
+
+def check_unique(named: Iterable[tuple[str, object]], errors: list[FieldError]) -> None:
+    """Report each (path, value) whose value an earlier one already has."""
+    first: dict[object, str] = {}
+    for path, value in named:
+        if value in first:
+            errors.append(FieldError(path, f"duplicates {first[value]}"))
+        else:
+            first[value] = path
 
 
 def _config_error(path: str | Path, errors: list[FieldError]) -> ConfigError:
     return ConfigError("\n".join(f"{path}: {error}" for error in errors), errors)
 
 
-def _names(tables: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+def _names(tables: list[Table]) -> list[tuple[str, str]]:
     return [
         (f"{where}.name", table["name"])
         for where, table in tables
@@ -103,43 +156,15 @@ def _names(tables: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     ]
 
 
-def _service(top: Fields[Config], env: Mapping[str, str] | None) -> ServiceSettings | None:
-    table = top.table.get("service", {})
+def _service(
+    document: Mapping[str, Any], env: Mapping[str, str] | None, errors: list[FieldError]
+) -> ServiceSettings | None:
+    table = document.get("service", {})
     if not isinstance(table, Mapping):
-        top.fail("service", "must be a table")
+        errors.append(FieldError("service", "must be a table"))
         return None
     try:
         return ServiceSettings.from_mapping(table, "service").with_env(env)
     except ConfigError as error:
-        top.errors.extend(error.errors)
+        errors.extend(error.errors)
         return None
-
-
-def _key(top: Fields[Config], where: str, table: object) -> ApiKeyConfig | None:
-    key = Fields(table, where, top.errors, ApiKeyConfig)
-    key.required("name", "role")
-    key.text("name", NAME)
-    key.choice("role", Role)
-    key.text("env", ENV_NAME)
-    key.text("sha256", SHA256)
-    if isinstance(table, Mapping) and key.given("env") == key.given("sha256"):
-        top.errors.append(FieldError(where, "needs exactly one of env or sha256"))
-    if "sha256" in key.values:
-        key.values["sha256"] = key.values["sha256"].lower()
-    return key.build()
-
-
-def _webhook(top: Fields[Config], where: str, table: object) -> WebhookConfig | None:
-    hook = Fields(table, where, top.errors, WebhookConfig)
-    hook.required("url", "secret_env")
-    hook.text("url", HTTP_URL)
-    hook.text("secret_env", ENV_NAME)
-    if hook.given("types"):
-        types = hook.items("types")
-        if hook.table["types"] == []:
-            hook.fail("types", "must name at least one event type")
-        for path, type_ in types:
-            if type_ not in EVENT_TYPES:
-                top.errors.append(FieldError(path, "is not an event type"))
-        hook.values["types"] = tuple(dict.fromkeys(t for _, t in types if t in EVENT_TYPES))
-    return hook.build()

@@ -100,16 +100,16 @@ def test_queues_keys_and_webhooks_are_read(tmp_path: Path) -> None:
     )
     config = load_config(path, env={})
     assert config.keys == (
-        ApiKeyConfig("pbx", Role.PLATFORM, env="ACD_KEY_PBX"),
-        ApiKeyConfig("ops", Role.MONITOR, sha256=DIGEST.lower()),
+        ApiKeyConfig(name="pbx", role=Role.PLATFORM, env="ACD_KEY_PBX"),
+        ApiKeyConfig(name="ops", role=Role.MONITOR, sha256=DIGEST.lower()),
     )
     assert config.webhooks == (
         WebhookConfig(
-            "https://crm.example.com/acd",
-            "ACD_WEBHOOK_SECRET",
-            ("interaction.offered", "agent.state_changed"),
+            url="https://crm.example.com/acd",
+            secret_env="ACD_WEBHOOK_SECRET",
+            types=("interaction.offered", "agent.state_changed"),
         ),
-        WebhookConfig("http://localhost:9000/events", "HOOK", EVENT_TYPES),
+        WebhookConfig(url="http://localhost:9000/events", secret_env="HOOK", types=EVENT_TYPES),
     )
     assert config.queues[0].steps == (Step(after_s=30.0, skills={"support": 1}),)
 

@@ -1,128 +1,23 @@
-"""Validation at the edge and of configuration tables (pure, no I/O).
-
-Request bodies and queue tables are declared once in router/domain/models.py and validated by
-`router.domain.fields.validate`; here: the limits every body meets before any field is read
-(nesting, integer range, Unicode), ids in paths and headers, and the `Fields` reader of the
-configuration file's own tables. A JSON `null` counts as an absent field.
+"""Validation at the edge (pure, no I/O): the limits every body meets before any field is read
+(nesting, integer range, Unicode) and ids in paths and headers. Request bodies and configuration
+tables are declared in router/domain/models.py (and router/config.py) and validated by
+`router.domain.fields.validate`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
-from router.domain.fields import ID, Text
+from router.domain.fields import ID
 from router.domain.models import MAX_DATA_DEPTH
 from router.errors import FieldError, ValidationError
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-T = TypeVar("T", bound="DataclassInstance")
 
 MAX_FIELD_DEPTH = MAX_DATA_DEPTH
 """Levels of nesting in any field of a body: `data` is the deepest a body may be."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def choice_problem(value: object, enum: type[StrEnum]) -> str | None:
-    """Why `value` is not a value of `enum`, or None."""
-    names = [member.value for member in enum]
-    if isinstance(value, str) and value in names:
-        return None
-    return f"must be one of {', '.join(names)}"
-
-
-def check_unique(named: Iterable[tuple[str, object]], errors: list[FieldError]) -> None:
-    """Report each (path, value) whose value an earlier one already has."""
-    first: dict[object, str] = {}
-    for path, value in named:
-        if value in first:
-            errors.append(FieldError(path, f"duplicates {first[value]}"))
-        else:
-            first[value] = path
-
-
-class Fields(Generic[T]):
-    """The fields of one object for dataclass `cls`, read into `values`; problems go to `errors`."""
-
-    def __init__(self, value: object, where: str, errors: list[FieldError], cls: type[T]) -> None:
-        self.where = where
-        self.errors = errors
-        self.cls = cls
-        self.values: dict[str, Any] = {}
-        self._errors_before = len(errors)
-        self.is_object = isinstance(value, Mapping)
-        self.table: Mapping[Any, Any] = value if isinstance(value, Mapping) else {}
-        if not self.is_object:
-            errors.append(FieldError(where or "body", "must be an object"))
-        known = {f.name for f in fields(cls)}
-        for key in self.table:
-            if key not in known:
-                self.fail(str(key), "unknown field")
-
-    def path(self, key: str) -> str:
-        """The path of field `key`."""
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, key: str, message: str) -> None:
-        """Report a problem with field `key`."""
-        self.errors.append(FieldError(self.path(key), message))
-
-    def given(self, key: str) -> bool:
-        """Whether field `key` is present and not null."""
-        return self.table.get(key) is not None
-
-    def required(self, *keys: str) -> None:
-        """Report each of `keys` that is missing (unless the whole object is)."""
-        for key in keys:
-            if self.is_object and not self.given(key):
-                self.fail(key, "is required")
-
-    def text(self, key: str, rule: Text) -> None:
-        """Read a string that follows `rule`."""
-        value = self.table.get(key)
-        if value is None:
-            return
-        problem = rule.problem(value)
-        if problem:
-            self.fail(key, problem)
-        else:
-            self.values[key] = value
-
-    def choice(self, key: str, enum: type[StrEnum]) -> None:
-        """Read a value of `enum`."""
-        value = self.table.get(key)
-        if value is None:
-            return
-        problem = choice_problem(value, enum)
-        if problem:
-            self.fail(key, problem)
-        else:
-            self.values[key] = enum(value)
-
-    def items(self, key: str) -> list[tuple[str, Any]]:
-        """The (path, item) pairs of list field `key`; none if it is missing or not a list."""
-        value = self.table.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list | tuple):
-            self.fail(key, "must be a list")
-            return []
-        return [(f"{self.path(key)}[{i}]", item) for i, item in enumerate(value)]
-
-    @property
-    def ok(self) -> bool:
-        """True if nothing in this object (nested objects included) had a problem."""
-        return len(self.errors) == self._errors_before
-
-    def build(self) -> T | None:
-        """The dataclass built from `values`, or None if there was a problem."""
-        return cast(Callable[..., T], self.cls)(**self.values) if self.ok else None
 
 
 def raise_errors(errors: list[FieldError]) -> None:
