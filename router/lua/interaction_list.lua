@@ -20,7 +20,7 @@ for i, member in ipairs(members) do
   if ix and (not a.queue or ix.queue == a.queue) and (not a.status or ix.status == a.status)
       and (not a.agent or ix.agent == a.agent) then
     M.with_ewt(ix)
-    if ix.m then
+    if ix.m and not ix.position then  -- a waiting callback: a position, no EWT
       local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
       if rank then ix.position = rank + 1 end
     end

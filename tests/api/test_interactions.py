@@ -91,6 +91,18 @@ async def test_the_create_answer_has_the_position_and_ewt_a_get_shows(client: Cl
     assert (retried["position"], retried["ewt_s"]) == (got["position"], got["ewt_s"])
 
 
+async def test_an_offered_create_has_the_position_and_ewt_a_get_shows(client: Client) -> None:
+    await agent_on(client, "a1", {"support": 2})
+    created = await call(
+        client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
+    )
+    got = await call(client, "GET", "/v1/interactions/c1")
+    assert (created["status"], created["agent_id"]) == ("offered", "a1")
+    assert (created["position"], created["ewt_s"]) == (got["position"], got["ewt_s"])
+    assert created["position"] == 1
+    assert created["ewt_s"] is not None
+
+
 async def test_create_is_idempotent_by_id(client: Client) -> None:
     body = {"id": "c1", "queue": "support", "priority": 5}
     first = await call(client, "POST", "/v1/interactions", json=body, expect=201)

@@ -41,7 +41,7 @@ function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}
 
 -- The reply with an interaction, its position (§4) added: 1 + those ahead in its queue.
 function M.reply_ix(ix, b)
-  if ix.m then
+  if ix.m and not ix.position then  -- M.with_ewt may have found it
     local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
     if rank then ix.position = rank + 1 end
   end

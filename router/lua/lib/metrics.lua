@@ -166,11 +166,14 @@ function M.ewt(queue, cid, position)
   return estimate
 end
 
--- A waiting (queued or offered) interaction with its EWT at its place, as GET shows it (§4).
+-- A waiting (queued or offered) interaction with its position and EWT, as GET shows it (§4).
 function M.with_ewt(ix)
   if ix.m and (ix.status == 'queued' or ix.status == 'offered') then
     local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
-    if rank then ix.ewt = M.ewt(ix.queue, ix.cls, rank + 1) end
+    if rank then
+      ix.position = rank + 1
+      ix.ewt = M.ewt(ix.queue, ix.cls, ix.position)
+    end
   end
   return ix
 end
