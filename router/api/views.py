@@ -36,10 +36,8 @@ Count = Annotated[int, Ge(0)]
 
 
 def rfc3339(ts: float | None) -> str | None:
-    """Epoch seconds as an RFC 3339 UTC string with milliseconds."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch seconds as an RFC 3339 UTC string with milliseconds (None stays None)."""
+    return None if ts is None else _rfc3339(ts)
 
 
 def _rfc3339(ts: float) -> str:
