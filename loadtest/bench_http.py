@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from loadtest.report import percentile
 from loadtest.served import Served, clean_env
+from loadtest.topology import SentinelSet
 from router.store.server import RedisServer, free_port
 
 QUEUES = 10
@@ -176,11 +177,12 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def config_text() -> str:
+def config_text(namespace: str = NAMESPACE, durability: str = "local") -> str:
     """The service's configuration: settings, one admin key read from KEY_ENV, the queues."""
     lines = [
         "[service]",
-        f'namespace = "{NAMESPACE}"',
+        f'namespace = "{namespace}"',
+        f'durability = "{durability}"',
         "",
         "[[keys]]",
         'name = "bench"',
@@ -598,16 +600,16 @@ async def open_row(bench: Bench) -> Row:
 ROLES = ("service", "redis", "baseline", "loadgen")
 
 
-def print_rows(rows: Sequence[Row]) -> None:
+def print_rows(rows: Sequence[Row], roles: Sequence[str] = ROLES) -> None:
     """Throughput and CPU per workload."""
     head = (
         f"{'workload':<20} {'clients':>7} {'units':>7} {'units/s':>8} {'http req/s':>10} "
-        + " ".join(f"{r + ' %':>10}" for r in ROLES)
+        + " ".join(f"{r + ' %':>10}" for r in roles)
         + f" {'cpu ms/unit':>11} {'load':>5}"
     )
     print("\n" + head + "\n" + "-" * len(head))
     for row in rows:
-        cpu = " ".join(f"{row.cpu_pct(r):>10}" for r in ROLES)
+        cpu = " ".join(f"{row.cpu_pct(r):>10}" for r in roles)
         load = max(row.loads) if row.loads else float("nan")
         print(
             f"{row.label:<20} {row.clients:>7} {row.units:>7} {row.rate:>8,.0f} "
@@ -707,16 +709,23 @@ class Targets:
     """What the run started, for the clean-up."""
 
     served: Served | None = None
+    more: list[Served] = field(default_factory=list)
     redis: RedisServer | None = None
     baseline: BaseProcess | None = None
     folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def folder_name(self) -> str:
+        """The run's temporary folder (made on first use)."""
+        if self.folder is None:
+            self.folder = tempfile.TemporaryDirectory(prefix="bench-http-")
+        return self.folder.name
 
     def stop(self) -> None:
         """Stop whatever was started."""
         if self.baseline is not None:
             stop_process(self.baseline)
-        if self.served is not None:
-            self.served.kill()
+        for served in [*([self.served] if self.served else []), *self.more]:
+            served.kill()
         if self.redis is not None:
             self.redis.stop()
         if self.folder is not None:
@@ -725,8 +734,7 @@ class Targets:
 
 def start_service(targets: Targets, key: str) -> Served:
     """`acd-router serve` on a free loopback port with the generated config and key."""
-    targets.folder = tempfile.TemporaryDirectory(prefix="bench-http-")
-    config = Path(targets.folder.name) / "bench.toml"
+    config = Path(targets.folder_name()) / "bench.toml"
     config.write_text(config_text())
     args = ["serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}"]
     targets.served = Served(args, env=clean_env({KEY_ENV: key}))
@@ -793,6 +801,123 @@ def session() -> aiohttp.ClientSession:
     )
 
 
+# Durability: local versus replicated ----------------------------------------------------------
+
+DURABILITIES = ("local", "replicated")
+DURABILITY_ROLES = (*DURABILITIES, "primary", "replica", "loadgen")
+
+
+async def durability_benches(
+    args: Args, topology: SentinelSet, targets: Targets, cpu: Cpu, http: aiohttp.ClientSession,
+    events: aiohttp.ClientSession,
+) -> list[Bench]:  # fmt: skip
+    """One `serve` per durability on the primary (a namespace each), agents and streams ready."""
+    primary, replica = topology.nodes
+    cpu.pids.update(primary=primary.pid, replica=replica.pid)
+    key = secrets.token_urlsafe(24)
+    headers = {"Authorization": f"Bearer {key}"}
+    folder = Path(targets.folder_name())
+    benches = []
+    for durability in DURABILITIES:
+        config = folder / f"{durability}.toml"
+        config.write_text(config_text(f"{NAMESPACE}-{durability}", durability))
+        args_ = ["serve", "--config", str(config), "--redis-url", primary.server.url]
+        served = Served([*args_, "--listen", f"127.0.0.1:{free_port()}"], clean_env({KEY_ENV: key}))
+        targets.more.append(served)
+        url = await asyncio.to_thread(served.wait_ready)
+        cpu.pids[durability] = served.process.pid
+        service = Client(http, url, headers)
+        bench = Bench(service, service, OfferStream(), cpu, args.plan, args.clients, args.rate)
+        await wait_ready(service, "/readyz", served.alive)
+        await setup_agents(bench, "available")
+        await bench.stream.open(Client(events, url, headers))
+        benches.append(bench)
+        print(f"{durability}: acd-router serve pid {served.process.pid} at {url}")
+    print(
+        f"store: primary pid {primary.pid} on port {primary.port}, one replica pid {replica.pid}; "
+        f"{AGENTS} agents and an event stream per service",
+        flush=True,
+    )
+    return benches
+
+
+async def measure_durability(benches: list[Bench]) -> list[Row]:
+    """Closed-loop lifecycle segments of each durability in turn, then an open loop of each."""
+    plan = benches[0].plan
+    clients = str(benches[0].clients)
+    closed = [Row(f"lifecycle {d}", HTTP_PER_LIFECYCLE, clients, d) for d in DURABILITIES]
+    print(f"closed loop: {clients} callers per service, {plan.rounds} round(s)")
+    for r in range(plan.rounds):
+        rates = [
+            await closed_segment(bench, row, lifecycle, plan.lifecycle_s)
+            for bench, row in zip(benches, closed, strict=True)
+        ]
+        print(
+            f"  round {r + 1}: lifecycles/s local {rates[0]:,.0f}, replicated {rates[1]:,.0f} "
+            f"({rates[1] / rates[0]:.2f}), load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    opened = []
+    for bench, durability in zip(benches, DURABILITIES, strict=True):
+        print(f"open loop {durability}: {bench.rate:.0f} creates/s for {plan.open_s:.0f} s")
+        row = await open_row(bench)
+        row.label, row.server = f"open {bench.rate:.0f}/s {durability}", durability
+        opened.append(row)
+    return [*closed, *opened]
+
+
+def print_durability(rows: list[Row]) -> None:
+    """The cost of `replicated`: lifecycles/s and create -> offer p99, against `local`."""
+    (life_local, life_rep, open_local, open_rep) = rows
+
+    def p99(row: Row) -> float:
+        return percentile(row.stats.latencies.get("create -> offer event", []), 0.99) * 1000
+
+    print("\nDurability (docs/high-availability.md): replicated against local, same run")
+    print(
+        f"  info  lifecycles/s: local {life_local.rate:,.0f}, replicated {life_rep.rate:,.0f} "
+        f"(ratio {life_rep.rate / life_local.rate:.2f})"
+    )
+    print(
+        f"  info  service CPU per lifecycle: local {life_local.server_ms:.2f} ms, replicated "
+        f"{life_rep.server_ms:.2f} ms"
+    )
+    print(
+        f"  info  create -> offer event p99 at {open_local.label.split()[1]}: local "
+        f"{p99(open_local):.2f} ms, replicated {p99(open_rep):.2f} ms"
+    )
+    failed = sum(sum(row.stats.failures.values()) for row in rows)
+    print(f"  {'PASS' if not failed else 'FAIL'}  no failed request ({failed})")
+
+
+async def run_durability(args: Args) -> None:
+    """Start a primary, a replica and a service per durability; measure; report; stop."""
+    started = time.perf_counter()
+    targets = Targets()
+    topology = SentinelSet(replicas=1, sentinels=0)
+    cpu = Cpu({"loadgen": os.getpid()})
+    print(
+        f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {cpu_pressure()}"
+    )
+    try:
+        await asyncio.to_thread(topology.start)
+        async with session() as http, session() as events:
+            benches = await durability_benches(args, topology, targets, cpu, http, events)
+            rows = await measure_durability(benches)
+            for bench in benches:
+                await bench.stream.close()
+        print_rows(rows, DURABILITY_ROLES)
+        print_latencies(rows)
+        print_durability(rows)
+        for bench, served in zip(benches, targets.more, strict=True):
+            print_service_log(served, bench.stream)
+    finally:
+        targets.stop()
+        topology.stop()
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
 # Main ------------------------------------------------------------------------------------------
 
 
@@ -805,6 +930,7 @@ class Args:
     key: str | None
     clients: int
     rate: float
+    durability: bool = False
 
 
 async def measure(bench: Bench) -> tuple[Row, Row, Row]:
@@ -900,9 +1026,14 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--key", help="its API key (admin to write the queues, else platform)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="closed-loop callers")
     parser.add_argument("--rate", type=float, default=OPEN_RATE, help="open-loop creates/s")
+    parser.add_argument(
+        "--durability",
+        action="store_true",
+        help="instead: durability local against replicated, on a primary and a replica",
+    )
     ns = parser.parse_args(argv)
     plan = QUICK if ns.quick else FULL
-    return Args(plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate))
+    return Args(plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate), ns.durability)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -910,7 +1041,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
     try:
-        asyncio.run(asyncio.wait_for(run(args), args.plan.timeout_s))
+        main_run = run_durability(args) if args.durability else run(args)
+        asyncio.run(asyncio.wait_for(main_run, args.plan.timeout_s))
     except TimeoutError:
         print(f"benchmark stopped: over {args.plan.timeout_s:.0f} s", file=sys.stderr)
         return 1

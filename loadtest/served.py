@@ -117,6 +117,10 @@ class Served:
                     return int(match.group(1))
         return None
 
+    def alive(self) -> bool:
+        """Whether the child still runs."""
+        return self.process.poll() is None
+
     def wait_exit(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """The exit status, waiting for it; then the output is complete."""
         try:

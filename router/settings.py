@@ -10,6 +10,8 @@ from typing import Any
 from router.domain.models import Channel
 from router.errors import ConfigError, FieldError
 
+DURABILITIES = ("local", "replicated")
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
@@ -28,6 +30,9 @@ class ServiceSettings:
     """The longest a request waits on the store before it is answered 503."""
     max_streams_per_key: int = 100
     """Open event streams per API key in each process; past it a new stream is a 429."""
+    durability: str = "local"
+    """`local`: a change is acknowledged once the primary applied it; `replicated`: once a
+    replica holds it too (§8)."""
     config: str = ""
     """The configuration file these settings came from, if any."""
 
@@ -87,6 +92,10 @@ class ServiceSettings:
             errors.append(FieldError(f"{where}.class_fill_batch", "must be >= 1"))
         if not 0 < self.store_timeout_s <= 60:
             errors.append(FieldError(f"{where}.store_timeout_s", "must be > 0 and <= 60"))
+        if self.durability not in DURABILITIES:
+            errors.append(
+                FieldError(f"{where}.durability", f"must be one of {', '.join(DURABILITIES)}")
+            )
         if self.max_streams_per_key < 1:
             errors.append(FieldError(f"{where}.max_streams_per_key", "must be >= 1"))
         if not set(self.exclusive_channels) <= set(Channel):

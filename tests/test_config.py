@@ -141,6 +141,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
         [service]
         port = 80
         exclusive_channels = ["phone"]
+        durability = "paranoid"
 
         [[keys]]
         name = "pbx"
@@ -163,6 +164,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
     assert problems(path) == [
         f"{path}: colour: unknown field",
         f"{path}: service.port: unknown setting",
+        f"{path}: service.durability: must be one of local, replicated",
         f"{path}: service.exclusive_channels: must list channels (voice, chat, email)",
         f"{path}: queues[0].priority: must be >= 0",
         f"{path}: queues[1].channel: must be one of voice, chat, email",

@@ -19,6 +19,8 @@ import yaml
 from router.cli import build_parser
 from router.config import load_config
 from router.service.options import parse_listen
+from router.settings import ServiceSettings
+from router.store.url import StoreKind, parse_store_url
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+[\w.-]*@sha256:[0-9a-f]{64}")
@@ -355,3 +357,71 @@ def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[
     assert (mounted[folder] / file).is_file(), home
     assert "prometheus" in grafana["depends_on"]
     assert all(port.startswith("127.0.0.1:") for port in grafana["ports"])
+
+
+# --- docker-compose.ha.yml ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose_ha() -> dict[str, Any]:
+    """docker-compose.ha.yml, parsed."""
+    document = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def sentinel_conf() -> dict[str, list[str]]:
+    """config/sentinel/sentinel.conf: the arguments of each `sentinel <directive>` line."""
+    found: dict[str, list[str]] = {}
+    for line in (ROOT / "config" / "sentinel" / "sentinel.conf").read_text().splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0] == "sentinel":
+            found[words[1]] = words[2:]
+    return found
+
+
+def argv_of(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return command if isinstance(command, list) else shlex.split(command)
+
+
+def test_ha_compose_has_a_primary_two_replicas_three_sentinels_and_two_routers(
+    compose_ha: dict[str, Any], final: Stage
+) -> None:
+    services = compose_ha["services"]
+    replicas = {"redis-replica1", "redis-replica2"}
+    sentinels = {"sentinel1", "sentinel2", "sentinel3"}
+    assert set(services) == {"redis-primary", *replicas, *sentinels, "router1", "router2"}
+    for name in ("redis-primary", *replicas):
+        argv = argv_of(services[name])
+        assert argv[argv.index("--appendonly") + 1] == "yes", name
+        assert any(str(v).endswith(":/data") for v in services[name]["volumes"]), name
+    for name in replicas:
+        argv = argv_of(services[name])
+        assert argv[argv.index("--replicaof") + 1 :][:2] == ["redis-primary", "6379"], name
+    master, host, port, quorum = sentinel_conf()["monitor"]
+    assert (host, port) == ("redis-primary", "6379")
+    assert int(quorum) == len(sentinels) // 2 + 1
+    for name in sentinels:
+        script = argv_of(services[name])[-1]
+        # A Sentinel rewrites its configuration: each runs on a copy of its own.
+        assert "cp /etc/sentinel/sentinel.conf /data/sentinel.conf" in script, name
+        assert script.endswith("redis-server /data/sentinel.conf --sentinel"), name
+        assert (
+            "./config/sentinel/sentinel.conf:/etc/sentinel/sentinel.conf:ro"
+            in (services[name]["volumes"])
+        )
+    for name, service in routers(compose_ha).items():
+        environment: dict[str, str] = service["environment"]
+        store = parse_store_url(environment["ACD_REDIS_URL"])
+        assert store.kind is StoreKind.SENTINEL, name
+        assert store.master == master, name
+        assert set(store.hosts) == {(s, 26379) for s in sentinels}, name
+        settings = ServiceSettings.from_env({"ACD_DURABILITY": environment["ACD_DURABILITY"]})
+        assert settings.durability == "replicated", name
+        assert set(service["depends_on"]) == sentinels, name
+        args = serve_args(router_argv(service, final)[1:])
+        assert container_ports(service) == {listen_port(args, environment, env_of(final))}
+    for name, service in compose_ha["services"].items():
+        if "build" not in service:
+            assert PINNED.fullmatch(service["image"]), (name, service["image"])

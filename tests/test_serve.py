@@ -199,6 +199,8 @@ def test_without_a_file_there_are_defaults_and_no_queues() -> None:
         (["--listen", "8080"], "--listen"),
         (["--listen", "host:port"], "--listen"),
         (["--redis-url", "redis://r/0", "--data-dir", "d"], "--data-dir"),
+        (["--redis-url", "sentinel://h:26379/acd"], "--redis-url"),
+        (["--redis-url", "redis+sentinel://h:26379"], "--redis-url"),
     ],
 )
 def test_bad_flags_are_config_errors(argv: list[str], field: str) -> None:
@@ -217,3 +219,5 @@ def test_passwords_never_reach_the_log() -> None:
     assert redact_url("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
     assert redact_url("rediss://user:s3cret@[::1]/0") == "rediss://user:***@[::1]/0"
     assert redact_url("redis://redis:6379/0") == "redis://redis:6379/0"
+    assert redact_url("redis+sentinel://:pw@s1:1,s2:2/acd") == "redis+sentinel://:***@s1:1,s2:2/acd"
+    assert redact_url("redis+cluster://u:pw@n1:1,n2:2") == "redis+cluster://u:***@n1:1,n2:2"

@@ -44,6 +44,7 @@ from router.store import codec
 from router.store.codec import text
 from router.store.connection import blocking_client
 from router.store.engine import Entry
+from router.store.replication import replica_ceiling
 
 log = logging.getLogger("router.events")
 
@@ -62,14 +63,15 @@ SWEEP_CHUNK = 500
 """Streams looked at between two yields to the event loop: a sweep never stalls requests."""
 RETRY_S = 1.0
 """The hub's pause after a failed read."""
-HELD_POLL_S = 0.05
+HELD_POLL_S = 0.005
 """The hub's longest XREAD wait while it holds events above its ceiling."""
 
 _ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
 _MAX_ID_PART = 2**64 - 1
 StreamId = tuple[int, int]
 Ceiling = Callable[[StreamId], Awaitable[StreamId]]
-"""Given the last id read, the highest id that may be delivered (the hook for a later cap)."""
+"""Given the last id read, the highest id that may be delivered: all of them with durability
+`local`, those a replica holds with `replicated` (router/store/replication.py)."""
 
 
 def event_json(event: Event) -> str:
@@ -282,6 +284,8 @@ class EventHub:
                 if not self._failing:
                     log.warning("event reader: store error %s; retrying", type(error).__name__)
                 self._failing = True
+                # Held events are read again: the store may be another primary now.
+                self._held, self._read_from = [], self.position
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_S)
                 continue
@@ -295,11 +299,15 @@ class EventHub:
                 self._failing = False
 
     async def _read(self) -> list[Entry]:
-        reply = await self.redis.xread(
-            {self.key: id_text(self._read_from)},
-            count=READ_COUNT,
-            block=int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000),
-        )
+        if len(self._held) >= READ_COUNT:  # no replica confirms them: read no more meanwhile
+            await asyncio.sleep(HELD_POLL_S)
+            reply = None
+        else:
+            reply = await self.redis.xread(
+                {self.key: id_text(self._read_from)},
+                count=READ_COUNT,
+                block=int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000),
+            )
         # RESP2 (the client's default): [[key, entries]].
         new = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
         if new:
@@ -346,7 +354,10 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the event hub, its own store connection and its tasks."""
     config = app[CONFIG].service
     redis = blocking_client(config, READ_BLOCK_S, size=1)
-    hub = EventHub(redis, app[ENGINE].keys.events, config.max_streams_per_key)
+    ceiling = await replica_ceiling(config, redis)
+    hub = EventHub(
+        redis, app[ENGINE].keys.events, config.max_streams_per_key, ceiling or no_ceiling
+    )
     await hub.start()
     app[EVENT_HUB] = hub
     stop = asyncio.Event()

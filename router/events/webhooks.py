@@ -28,12 +28,13 @@ from redis.exceptions import RedisError, ResponseError
 from router.api.keys import CONFIG, ENGINE
 from router.config import WebhookConfig
 from router.errors import ConfigError, FieldError
-from router.events.sse import event_json
+from router.events.sse import Ceiling, event_json, no_ceiling, parse_event_id
 from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
 from router.store.codec import text
 from router.store.connection import blocking_client
 from router.store.engine import Entry
+from router.store.replication import replica_ceiling
 
 log = logging.getLogger("router.webhooks")
 
@@ -49,6 +50,8 @@ An entry being retried is touched before every attempt, so this must exceed
 """
 READ_BLOCK_S = 5.0
 """Longest XREADGROUP wait; pending entries of dead consumers are looked for in between."""
+HELD_WAIT_MS = 50
+"""Durability `replicated`: the longest wait for replicas before the ceiling is asked again."""
 READ_COUNT = 1
 """One entry at a time: entries read but not yet posted would go idle behind a retried one and
 be taken over by another process, out of order."""
@@ -75,7 +78,11 @@ class Delivery:
     key: str
     consumer: str
     session: aiohttp.ClientSession
+    ceiling: Ceiling = no_ceiling
     _claim_from: str = "0-0"
+    _own_first: bool = False
+    """After a store error: this consumer's pending entries first (the store may be another
+    primary now, with an entry read but not yet delivered)."""
 
     @property
     def group(self) -> str:
@@ -105,14 +112,36 @@ class Delivery:
                     await self._handle(text(entry_id), fields)
             except (RedisError, OSError) as error:
                 log.warning("webhooks[%d]: store error %s", self.index, type(error).__name__)
+                self._own_first = True
                 await asyncio.sleep(1)
             except Exception as error:
                 # Only the type: a message could quote event data.
                 log.error("webhooks[%d]: unexpected %s", self.index, type(error).__name__)
                 await asyncio.sleep(1)
 
+    async def _replicated(self, entry_id: str) -> None:
+        """Wait until a replica holds the entry (durability `replicated`; at once with `local`)."""
+        wanted = parse_event_id(entry_id, "log")
+        task = asyncio.current_task()
+        while await self.ceiling(wanted) < wanted:
+            if task is not None and task.cancelling():  # redis-py may swallow a cancellation
+                raise asyncio.CancelledError
+            # The read that got the entry wrote too (the group's position), on this delivery's
+            # own connection: a WAIT for it makes the replicas acknowledge now, not at their
+            # next periodic acknowledgement. Its answer is not used: the ceiling decides.
+            await self.redis.wait(1, HELD_WAIT_MS)
+
     async def _next_batch(self) -> list[Entry]:
-        """Entries of dead consumers first, then new ones."""
+        """This consumer's pending entries after a store error, then those of dead consumers,
+        then new ones."""
+        if self._own_first:
+            reply = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.key: "0"}, count=READ_COUNT
+            )
+            own = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+            if own:
+                return own
+            self._own_first = False
         cursor, claimed, *_ = await self.redis.xautoclaim(
             self.key,
             self.group,
@@ -136,6 +165,7 @@ class Delivery:
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Deliver one entry (unless its type is filtered out) until acknowledged, then XACK."""
         if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
+            await self._replicated(entry_id)
             try:
                 body = event_json(codec.event(entry_id, fields)).encode()
             except Exception as error:  # RecursionError included: whatever the entry holds
@@ -219,14 +249,16 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
     # A connection per webhook, outside store_timeout_s: each blocks up to READ_BLOCK_S.
-    redis = blocking_client(app[CONFIG].service, READ_BLOCK_S, size=len(hooks))
+    clients = [blocking_client(app[CONFIG].service, READ_BLOCK_S, size=1) for _ in hooks]
     deliveries = [
         Delivery(i, hook, secret, redis, app[ENGINE].keys.events, consumer, session)
-        for i, (hook, secret) in enumerate(zip(hooks, secrets, strict=True))
+        for i, (hook, secret, redis) in enumerate(zip(hooks, secrets, clients, strict=True))
     ]
     try:
         for delivery in deliveries:
             await delivery.ensure_group()
+            ceiling = await replica_ceiling(app[CONFIG].service, delivery.redis)
+            delivery.ceiling = ceiling or no_ceiling
         tasks = [asyncio.create_task(d.run(), name=f"webhook-{d.index}") for d in deliveries]
         try:
             yield
@@ -240,4 +272,5 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
                     await delivery.release()
     finally:
         await session.close()
-        await redis.aclose()
+        for redis in clients:
+            await redis.aclose()

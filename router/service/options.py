@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
-
-from redis.asyncio.connection import parse_url
 
 from router.config import Config, load_config
 from router.errors import ConfigError, FieldError
 from router.settings import ServiceSettings
+from router.store.url import parse_store_url
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,7 @@ def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
     if options.listen is not None:
         service = replace(service, listen=options.listen)
     if options.redis_url is not None:
+        check_redis_url(options.redis_url, "--redis-url")
         service = replace(service, redis_url=options.redis_url)
     parse_listen(service.listen, "--listen" if options.listen is not None else "service.listen")
     if options.data_dir is not None and service.redis_url:
@@ -83,27 +82,21 @@ def check_startable(config: Config, env: Mapping[str, str], insecure: bool = Fal
 
 
 def check_redis_url(url: str, where: str = "service.redis_url") -> None:
-    """A ConfigError unless `url` is empty (the embedded store) or a Redis URL redis-py reads."""
-    if not url:
-        return
-    try:
-        parse_url(url)
-    except ValueError as error:
-        message = f"must be a Redis URL such as redis://host:6379/0 ({error})"
-        raise ConfigError(f"{where}: {message}", [FieldError(where, message)]) from None
+    """A ConfigError unless `url` is empty (the embedded store) or a store URL: one Redis, a
+    primary watched by Sentinels, or a Redis Cluster (router/store/url.py)."""
+    if url:
+        parse_store_url(url, where)
 
 
 def redact_url(url: str) -> str:
-    """A Redis URL fit for a log line: any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """A store URL fit for a log line: any password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{hosts}{slash}{path}"
 
 
 def http_url(host: str, port: int) -> str:

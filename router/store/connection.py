@@ -1,20 +1,43 @@
-"""Clients of the store: the one place where Redis connections are made (timeouts, retries).
+"""Clients of the store: the one place where Redis connections are made (timeouts, retries, and
+where the primary is).
 
 Two kinds: the request client, whose every wait is bounded by `store_timeout_s`, and clients
 for blocking reads (the event reader, webhooks), whose reads wait longer than their block.
 Both retry a call once when its connection turns out dead (refused, reset, closed: e.g. pooled
-connections after a Redis restart), never after a timeout: a call that timed out may have been
-applied, and only the client can decide to repeat it (SPEC §4, "Failures and retries").
+connections after a Redis restart or a failover), never after a timeout: a call that timed out
+may have been applied, and only the client can decide to repeat it (SPEC §4, "Failures and
+retries").
+
+The store URL (router/store/url.py) says where the primary is (§8):
+- `redis://`: that server.
+- `redis+sentinel://`: the primary the Sentinels name, asked again for each new connection
+  (redis-py's Sentinel support); after a failover, connections to the old primary fail, the
+  retry connects to the new one. A demoted primary's READONLY answer counts as a dead
+  connection too.
+- `redis+cluster://`: the primary of the namespace's hash slot, found with redis-py's cluster
+  client and then spoken to directly, as to one Redis: a namespace lives in one slot, so every
+  call goes to one node, and `WAIT` (durability `replicated`) must follow the change on the same
+  connection, which redis-py's cluster client cannot do. A MOVED answer (the slot moved: a
+  cluster failover or a resharding) counts as a dead connection: the slot's primary is looked up
+  again and the call retried there (a MOVED call was not applied).
 """
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
+import asyncio
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Connection, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 from router.settings import ServiceSettings
+from router.store.keys import Keys
+from router.store.url import StoreKind, StoreUrl, parse_store_url
 
 REQUEST_POOL_SIZE = 128
 """Connections of the request client: requests hold one only during a store call."""
@@ -22,25 +45,142 @@ HEALTH_CHECK_S = 5
 """A pooled connection idle this long is checked with a PING before it carries a call."""
 
 
-def _client(url: str, *, read_timeout_s: float, connect_timeout_s: float, size: int) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=size,
-        timeout=connect_timeout_s,  # the wait for a free pooled connection
-        socket_timeout=read_timeout_s,
-        socket_connect_timeout=connect_timeout_s,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_S,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+class SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel-backed pool, blocking when every connection is in use."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections; when closing for good, the Sentinel clients too."""
+        await super().disconnect(inuse_connections)
+        if inuse_connections:
+            await self.sentinel_manager.aclose()
+
+
+class SlotLocator:
+    """Where the primary of one hash slot is, from redis-py's cluster client (refreshed on
+    demand, once however many connections ask at the same time)."""
+
+    def __init__(self, cluster: RedisCluster, key: str) -> None:
+        self.cluster = cluster
+        self.key = key
+        self._stale = False
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        """The slot's primary may have changed: look again before the next connection."""
+        self._stale = True
+
+    async def address(self) -> tuple[str, int]:
+        """The host and port of the primary of the slot of `key`."""
+        try:
+            async with self._lock:
+                if not self._started:
+                    await self.cluster.initialize()  # reads the slots
+                    self._started = True
+                elif self._stale:
+                    await self.cluster.nodes_manager.initialize()
+                self._stale = False
+            node = self.cluster.get_node_from_key(self.key)
+        except (RedisError, RedisClusterException, OSError) as error:
+            self._stale = True
+            raise RedisConnectionError(f"the cluster: {type(error).__name__}") from error
+        if node is None:  # only asked for replicas
+            raise RedisConnectionError("no node serves the namespace's hash slot")
+        return node.host, int(node.port)
+
+
+class SlotConnection(Connection):
+    """A connection to the primary of the namespace's slot, wherever it is now."""
+
+    def __init__(self, *, locator: SlotLocator, **kwargs: Any) -> None:
+        self.locator = locator
+        super().__init__(**kwargs)
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Connect to the slot's primary (looked up again after a failure or a MOVED); every
+        (re)connection of redis-py's goes through here."""
+        if self.is_connected:
+            return
+        self.host, self.port = await self.locator.address()
+        try:
+            await super().connect_check_health(check_health, retry_socket_connect)
+        except RedisConnectionError:
+            self.locator.invalidate()
+            raise
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """The reply; a MOVED one (not applied) as a dead connection, so the call is retried."""
+        try:
+            return await super().read_response(*args, **kwargs)
+        except MovedError:
+            self.locator.invalidate()
+            await self.disconnect()
+            raise RedisConnectionError("the namespace's hash slot moved") from None
+
+
+class SlotPool(BlockingConnectionPool):
+    """A blocking pool of connections to the namespace's slot primary."""
+
+    def __init__(self, locator: SlotLocator, **kwargs: Any) -> None:
+        super().__init__(connection_class=SlotConnection, locator=locator, **kwargs)
+        self.locator = locator
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections; when closing for good, the cluster client too."""
+        await super().disconnect(inuse_connections)
+        if inuse_connections:
+            await self.locator.cluster.aclose()
+
+
+def _client(
+    settings: ServiceSettings, *, read_timeout_s: float, connect_timeout_s: float, size: int
+) -> Redis:
+    store = parse_store_url(settings.redis_url)
+    options: dict[str, Any] = {
+        "max_connections": size,
+        "timeout": connect_timeout_s,  # the wait for a free pooled connection
+        "socket_timeout": read_timeout_s,
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_S,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    if store.kind is StoreKind.REDIS:
+        return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
+    credentials = {"username": store.username, "password": store.password}
+    if store.kind is StoreKind.SENTINEL:
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(store.hosts),
+            sentinel_kwargs={
+                "socket_timeout": connect_timeout_s,
+                "socket_connect_timeout": connect_timeout_s,
+            },
+        )
+        pool: BlockingConnectionPool = SentinelPool(  # type: ignore[no-untyped-call]
+            store.master, sentinels, is_master=True, db=store.db, **credentials, **options
+        )
+        return Redis.from_pool(pool)
+    return Redis.from_pool(SlotPool(_locator(store, settings, connect_timeout_s), **options))
+
+
+def _locator(store: StoreUrl, settings: ServiceSettings, timeout_s: float) -> SlotLocator:
+    cluster = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in store.hosts],
+        username=store.username,
+        password=store.password,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
     )
-    return Redis.from_pool(pool)
+    return SlotLocator(cluster, Keys(settings.namespace).prefix)
 
 
 def request_client(settings: ServiceSettings) -> Redis:
     """The client of requests and timers; the engine bounds each call by `store_timeout_s`."""
     timeout = settings.store_timeout_s
     return _client(
-        settings.redis_url,
+        settings,
         read_timeout_s=timeout,
         connect_timeout_s=timeout,
         size=REQUEST_POOL_SIZE,
@@ -51,8 +191,20 @@ def blocking_client(settings: ServiceSettings, block_s: float, size: int) -> Red
     """A client of `size` connections for reads that block up to `block_s` (XREAD BLOCK)."""
     timeout = settings.store_timeout_s
     return _client(
-        settings.redis_url,
+        settings,
         read_timeout_s=block_s + timeout,
         connect_timeout_s=timeout,
         size=size,
     )
+
+
+async def load_library(redis: Redis, source: str) -> None:
+    """FUNCTION LOAD `source` where the namespace's calls may run: the one Redis, the primary
+    (replicas get it by replication), or every primary of a cluster (a namespace's slot may
+    move to any of them)."""
+    pool = redis.connection_pool
+    if isinstance(pool, SlotPool):
+        await pool.locator.address()  # the cluster client is initialized
+        await pool.locator.cluster.function_load(source, replace=True)
+    else:
+        await redis.function_load(source, replace=True)

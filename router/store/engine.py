@@ -45,6 +45,7 @@ from router.store.records import (
     QueueFigures,
     member_id,
 )
+from router.store.replication import wait_ms
 from router.store.scripts import ScriptRunner
 
 ROUTING_OPERATIONS = frozenset(
@@ -115,7 +116,7 @@ class Engine:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        self.runner = ScriptRunner(redis)
+        self.runner = ScriptRunner(redis, wait_ms(settings))
         self._cfg = call_settings(settings)
 
     async def start(self) -> None:

@@ -12,6 +12,9 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from router.store.connection import load_library
+from router.store.replication import fcall_replicated
+
 _NAME = "{library}"
 """Where the library's name goes in its source: it is known only once the source is hashed."""
 
@@ -99,6 +102,9 @@ class ScriptRunner:
     """Every operation, loaded once as one library; called with one msgpack argument."""
 
     redis: Redis
+    wait_ms: int = 0
+    """Durability `replicated`: each call then waits up to this long for a replica to hold it
+    (router/store/replication.py); 0: `local`."""
 
     @property
     def library(self) -> Library:
@@ -107,7 +113,7 @@ class ScriptRunner:
 
     async def load(self) -> None:
         """FUNCTION LOAD the library (at startup, and again if Redis lost its functions)."""
-        await self.redis.function_load(self.library.source, replace=True)
+        await load_library(self.redis, self.library.source)
 
     async def loaded(self) -> bool:
         """Whether Redis holds the library."""
@@ -119,11 +125,16 @@ class ScriptRunner:
         packed = msgpack.packb(args, use_bin_type=False)
         function = self.library.function(name)
         try:
-            raw = await self.redis.fcall(function, 1, prefix, packed)
+            raw = await self._fcall(function, prefix, packed)
         except ResponseError as exc:
             if not _missing(exc):
                 raise
             await self.load()
-            raw = await self.redis.fcall(function, 1, prefix, packed)
+            raw = await self._fcall(function, prefix, packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         return reply
+
+    async def _fcall(self, function: str, prefix: str, packed: bytes) -> Any:
+        if self.wait_ms:
+            return await fcall_replicated(self.redis, function, prefix, packed, self.wait_ms)
+        return await self.redis.fcall(function, 1, prefix, packed)

@@ -27,6 +27,10 @@ class RedisServer:
 
     data_dir: Path | None = None
     port: int = field(default_factory=free_port)
+    options: tuple[str, ...] = ()
+    """More command-line options, e.g. `("--replicaof", "127.0.0.1", "6380")`."""
+    config_file: Path | None = None
+    """A configuration file read first (a Sentinel needs one it may rewrite)."""
     process: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -50,6 +54,7 @@ class RedisServer:
             directory.mkdir(parents=True, exist_ok=True)
         args = [
             binary,
+            *([str(self.config_file)] if self.config_file is not None else []),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(directory),
@@ -57,6 +62,7 @@ class RedisServer:
             "--appendonly", "yes" if self.data_dir is not None else "no",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.options,
         ]  # fmt: skip
         # Its own session: a Ctrl-C meant for the service must not stop the store first.
         self.process = subprocess.Popen(

@@ -1,0 +1,188 @@
+"""Redis Cluster (SPEC §8): each namespace in one hash slot, on its slot's primary; several
+contact centers share one cluster; no script touches a key outside its namespace's slot."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from loadtest.failover import KEY, LAG_ALLOWED_S, Load, lost_changes
+from loadtest.topology import Cluster, Node
+from router.clock import ManualClock
+from router.settings import ServiceSettings
+from router.store.connection import request_client
+from router.store.engine import Engine
+from router.store.invariants import check_invariants
+from router.store.keys import Keys
+from router.store.scripts import ScriptRunner, operations
+from tests.ha.conftest import StartRouters, router_config
+from tests.store import test_callbacks, test_class_fill, test_lifecycle, test_offers, test_routing
+from tests.store.center import Center
+
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+Scenario = Callable[[Center], Awaitable[None]]
+
+
+def namespaces_on(cluster: Cluster, nodes: list[Node], prefix: str) -> Iterator[str]:
+    """A namespace whose slot is on each of `nodes`, in order."""
+    for node in nodes:
+        yield next(
+            name
+            for name in (f"{prefix}{i}" for i in itertools.count())
+            if cluster.node_of(Keys(name).prefix) is node
+        )
+
+
+async def keys_by_node(cluster: Cluster, namespace: str) -> dict[int, int]:
+    """How many keys of `namespace` each node holds, by port."""
+    found = {}
+    for node in cluster.nodes:
+        async with Redis(port=node.port) as redis:
+            match = Keys(namespace).prefix.replace("{", "[{]") + "*"
+            found[node.port] = len([k async for k in redis.scan_iter(match=match, count=1000)])
+    return found
+
+
+async def test_three_contact_centers_share_a_cluster_each_in_its_slot(
+    cluster: Cluster, start_routers: StartRouters, tmp_path: Path
+) -> None:
+    names = list(namespaces_on(cluster, cluster.nodes, "center"))
+    loads = []
+    for name in names:
+        config = router_config(tmp_path, name, cluster.url)
+        urls = [r.url for r in await start_routers(config, 2)]
+        loads.append(Load(urls, [f"{name}-agent-{i}" for i in range(4)], name))
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for load in loads:
+            await load.setup(session)
+        running = [asyncio.create_task(load.run(session, 2, stop)) for load in loads]
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*running)
+        others = loads[1:] + loads[:1]
+        for name, node, load, other in zip(names, cluster.nodes, loads, others, strict=True):
+            # Routed: lifecycles completed through both routers, nothing lost.
+            assert 2 in load.acked.values(), name
+            assert sum(n for s, n in load.statuses.items() if s >= 500) == 0, name
+            async with Redis(port=node.port) as redis:
+                assert await lost_changes(redis, name, load.acked) == []
+                now = time.time() - LAG_ALLOWED_S
+                assert await check_invariants(redis, Keys(name), now, {"voice"}) == []
+                log = await Engine(redis, ServiceSettings(namespace=name)).read_events()
+            # Isolated: every key on the slot's primary, every event its own, nothing of
+            # another contact center visible.
+            held = await keys_by_node(cluster, name)
+            assert held.pop(node.port) > 0, name
+            assert set(held.values()) == {0}, name
+            ids = {e.fields.get("interaction_id") for e in log} - {None}
+            assert ids
+            assert all(str(i).startswith(f"{name}-") for i in ids)
+            foreign = next(iter(other.acked))
+            async with session.get(
+                f"{load.urls[0]}/v1/interactions/{foreign}", headers=HEADERS
+            ) as response:
+                assert response.status == 404
+            assert await load.settle(session) == []
+
+
+async def test_a_router_follows_its_namespace_when_the_slot_moves(
+    cluster: Cluster, start_routers: StartRouters, tmp_path: Path
+) -> None:
+    (name,) = namespaces_on(cluster, cluster.nodes[:1], "moving")
+    config = router_config(tmp_path, name, cluster.url)
+    urls = [r.url for r in await start_routers(config, 1)]
+    load = Load(urls, ["a1"], name)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        await load.setup(session)
+        first = await load.request(
+            session, urls[0], "POST", "/v1/interactions", {"id": "i1", "queue": "calls"}
+        )
+        await asyncio.to_thread(cluster.move_slot, Keys(name).prefix, cluster.nodes[1])
+        # The next call meets MOVED, looks the slot up again and is retried on its new primary.
+        second = await load.request(session, urls[0], "DELETE", "/v1/interactions/i1")
+        third = await load.request(
+            session, urls[0], "POST", "/v1/interactions", {"id": "i2", "queue": "calls"}
+        )
+    assert (first.status, second.status, third.status) == (201, 200, 201)
+    assert second.body["status"] == "abandoned"
+    held = await keys_by_node(cluster, name)
+    assert held[cluster.nodes[0].port] == 0
+    assert held[cluster.nodes[1].port] > 0
+
+
+def scenarios() -> list[tuple[str, Scenario]]:
+    """The store's scenario tests that need only a contact center."""
+    found = []
+    for module in (test_lifecycle, test_offers, test_routing, test_callbacks, test_class_fill):
+        for name, function in vars(module).items():
+            if (
+                name.startswith("test_")
+                and not hasattr(function, "pytestmark")
+                and list(inspect.signature(function).parameters) == ["center"]
+            ):
+                found.append((f"{module.__name__}.{name}", function))
+    return found
+
+
+async def test_every_store_scenario_runs_on_a_cluster_node(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cluster refuses a script that touches a key of another slot than its declared key
+    # (the namespace's prefix): every operation of every scenario stays in its namespace.
+    called: set[str] = set()
+    call = ScriptRunner.call
+
+    async def recording(self: ScriptRunner, name: str, prefix: str, args: Any) -> Any:
+        called.add(name)
+        return await call(self, name, prefix, args)
+
+    monkeypatch.setattr(ScriptRunner, "call", recording)
+    found = scenarios()
+    assert len(found) > 40
+    for i, (name, scenario) in enumerate(found):
+        settings = ServiceSettings(
+            redis_url=cluster.url, namespace=f"scenario{i}", retention_s=3600
+        )
+        redis = request_client(settings)
+        try:
+            engine = Engine(redis, settings)
+            if i == 0:
+                await engine.start()
+            center = Center(engine, ManualClock())
+            try:
+                await scenario(center)
+                await center.check()
+                await engine.metrics_snapshot(center.now, 0)
+            except ResponseError as error:
+                raise AssertionError(f"{name}: {error}") from error
+        finally:
+            await redis.aclose()
+    assert called == set(operations())
+
+
+async def test_the_cluster_refuses_a_script_that_leaves_its_slot(cluster: Cluster) -> None:
+    # The check above relies on this: a key of another slot, even on the same node, fails.
+    start, end, node = cluster.ranges()[0]
+    here = [k for k in (f"k{i}" for i in range(2000)) if start <= cluster.slot(k) <= end][:2]
+    assert cluster.slot(here[0]) != cluster.slot(here[1])
+    async with Redis(port=node.port) as redis:
+        await redis.function_load(
+            "#!lua name=acd_test_slots\n"
+            "redis.register_function('acd_test_slots', function(keys, args)\n"
+            "  return redis.call('GET', args[1])\nend)",
+            replace=True,
+        )
+        assert await redis.fcall("acd_test_slots", 1, here[0], here[0]) is None
+        with pytest.raises(ResponseError, match="do not hash to the same slot"):
+            await redis.fcall("acd_test_slots", 1, here[0], here[1])
