@@ -128,8 +128,9 @@ def test_a_redis_url_without_a_scheme_is_a_one_line_refusal(launch: list[Served]
     served = start(launch, args)
     assert served.wait_exit() == 2
     assert "Traceback" not in served.output
-    [line] = [line for line in served.output.splitlines() if "redis_url" in line]
-    assert "must be a Redis URL such as redis://" in line
+    [line] = [line for line in served.output.splitlines() if "--redis-url" in line]
+    assert "--redis-url: unknown scheme; the forms are redis://host:port[/db]" in line
+    assert "redis+sentinel://" in line
     assert not port_open(port)
 
 

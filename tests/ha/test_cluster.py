@@ -163,7 +163,9 @@ async def test_every_store_scenario_runs_on_a_cluster_node(
             try:
                 await scenario(center)
                 await center.check()
+                # Two reads no scenario makes.
                 await engine.metrics_snapshot(center.now, 0)
+                await engine.page_interactions("", 10, center.now)
             except ResponseError as error:
                 raise AssertionError(f"{name}: {error}") from error
         finally:
