@@ -50,7 +50,7 @@ if not same then
   -- Who staffs the queue changed: O(logged-in agents), only when its requirements change.
   redis.call('DEL', K.queue_staffed(q.name))
   for _, aid in ipairs(redis.call('SMEMBERS', K.logged_in)) do
-    if M.serves(q, M.load_ag(aid).skills) then redis.call('SADD', K.queue_staffed(q.name), aid) end
+    if M.serves(q, M.load_ag(aid)) then redis.call('SADD', K.queue_staffed(q.name), aid) end
   end
 end
 for _, m in ipairs(waiting) do

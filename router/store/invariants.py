@@ -183,12 +183,19 @@ def _holders(snap: Snapshot) -> dict[str, list[str]]:
     return holders
 
 
-def _staffed(snap: Snapshot, requirement: dict[str, int]) -> set[str]:
-    """The logged-in agents whose skills meet the requirement."""
+def _qualifies(agent: AgentRecord, channel: str, requirement: dict[str, int]) -> bool:
+    """The agent has capacity on the channel and its skills meet the requirement."""
+    return _map(agent["channels"]).get(channel, 0) > 0 and _meets(
+        _map(agent["skills"]), requirement
+    )
+
+
+def _staffed(snap: Snapshot, channel: str, requirement: dict[str, int]) -> set[str]:
+    """The logged-in agents that qualify for the channel and requirement (§4 staffed)."""
     return {
         aid
         for aid in snap.logged_in
-        if aid in snap.agents and _meets(_map(snap.agents[aid]["skills"]), requirement)
+        if aid in snap.agents and _qualifies(snap.agents[aid], channel, requirement)
     }
 
 
@@ -234,32 +241,40 @@ def _agent_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str]:
 
 
 def _queue_staffed_violations(snap: Snapshot) -> Iterator[str]:
-    """A queue's staffed set: the logged-in agents that meet any of its steps (§4)."""
+    """A queue's staffed set: the logged-in agents with capacity on its channel that meet any
+    of its steps (§4)."""
     for name, config in snap.queues.items():
         steps = range(len(config.get("steps") or ()) + 1)
-        serving = set().union(*(_staffed(snap, _requirement(config, s, {})) for s in steps))
+        channel = config["channel"]
+        serving = set().union(
+            *(_staffed(snap, channel, _requirement(config, s, {})) for s in steps)
+        )
         if snap.queue_staffed.get(name, set()) != serving:
             yield f"queue {name} staffed set disagrees with the logged-in agents"
 
 
 def _agent_class_violations(snap: Snapshot) -> Iterator[str]:
-    """The classes a logged-in agent meets (a class being filled may not have reached it)."""
+    """The classes a logged-in agent qualifies for (a class being filled may not have reached
+    it)."""
     for aid in snap.logged_in:
         record = snap.agents.get(aid)
         if record is None:
             yield f"logged-in agent {aid} has no record"
             continue
-        skills = _map(record["skills"])
-        meets = {c for c, cls in snap.classes.items() if _meets(skills, _map(cls["skills"]))}
+        meets = {
+            c
+            for c, cls in snap.classes.items()
+            if _qualifies(record, cls["channel"], _map(cls["skills"]))
+        }
         have = snap.agent_classes.get(aid, set())
         if have - meets or (meets - have) - snap.filling:
-            yield f"agent {aid} class set disagrees with its skills"
+            yield f"agent {aid} class set disagrees with its skills and channels"
 
 
 def _class_index_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str]:
     """A class's staffed set, and its index of the agents that could take an offer now."""
     for cid, cls in snap.classes.items():
-        staffed = _staffed(snap, _map(cls["skills"]))
+        staffed = _staffed(snap, cls["channel"], _map(cls["skills"]))
         members = snap.class_staffed.get(cid, set())
         if cid in snap.filling:
             # Not reached by the fill yet is allowed; what it holds must be right and agree

@@ -49,7 +49,7 @@ class Keys:
         return self._k(f"ag:{agent_id}")
 
     def agent_classes(self, agent_id: str) -> str:
-        """Set: ids of the routing classes whose requirement the agent meets."""
+        """Set: ids of the routing classes the agent qualifies for (requirement and channel)."""
         return self._k(f"agcls:{agent_id}")
 
     def agent_excluded(self, agent_id: str) -> str:
@@ -103,7 +103,7 @@ class Keys:
         return self._k(f"clsag:{class_id}")
 
     def class_staffed(self, class_id: ClassId) -> str:
-        """Set: logged-in agents that meet the class, whatever their state."""
+        """Set: logged-in agents that qualify for the class (skills, channel), in any state."""
         return self._k(f"clsin:{class_id}")
 
     def class_queues(self, class_id: ClassId) -> str:
@@ -123,7 +123,7 @@ class Keys:
         return self._k(f"qcb:{queue}")
 
     def queue_staffed(self, queue: str) -> str:
-        """Set: logged-in agents that meet any step's requirement of the queue (§4 staffed)."""
+        """Set: logged-in agents with capacity on its channel that meet any of its steps (§4)."""
         return self._k(f"qst:{queue}")
 
     def queue_averages(self, queue: str) -> str:

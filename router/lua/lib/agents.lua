@@ -83,13 +83,15 @@ function M.staff_agent(ag, logged_in)
   end
 end
 
--- Recomputes which classes the agent meets (at login and on a change of skills).
+-- Recomputes which classes the agent qualifies for (at login, on a change of skills or
+-- channels).
 function M.classify_agent(ag)
   M.staff_agent(ag, false)
   M.unindex_agent(ag)
   local key = K.agent_classes(ag.id)
   for _, cid in ipairs(redis.call('HVALS', K.classes)) do
-    if M.meets(ag.skills, M.class(tonumber(cid)).skills) then
+    local cls = M.class(tonumber(cid))
+    if M.qualifies(ag, cls.channel, cls.skills) then
       redis.call('SADD', key, cid)
       redis.call('SADD', K.class_staffed(cid), ag.id)
     end

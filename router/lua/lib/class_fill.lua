@@ -29,7 +29,7 @@ function M.fill_class(cid, route)
   local joined = {}
   for _, aid in ipairs(found[2]) do
     local ag = M.load_ag(aid)
-    if ag and ag.state ~= 'logged_out' and M.meets(ag.skills, cls.skills) then
+    if ag and ag.state ~= 'logged_out' and M.qualifies(ag, cls.channel, cls.skills) then
       M.join_class(ag, cid)
       joined[#joined + 1] = ag
     end

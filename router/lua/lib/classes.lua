@@ -47,7 +47,7 @@ function M.signature(channel, strategy, req)
 end
 
 -- The class id for a requirement, created on first use; nil when `max_routing_classes` is
--- reached. A new class is filled with every logged-in agent that meets it: at once when there
+-- reached. A new class is filled with every logged-in agent that qualifies for it (M.qualifies): at once when there
 -- are at most cfg.fill_batch of them, else one batch now and the next ones by its `fill` timer
 -- (M.fill_class), so no routing call costs more than O(fill_batch) agents. `complete` (queue
 -- upserts, which scan the logged-in agents anyway) fills the class to the end, even one whose
@@ -79,7 +79,7 @@ function M.class_for(channel, strategy, req, complete)
   if complete or redis.call('SCARD', K.logged_in) <= M.cfg.fill_batch then
     for _, aid in ipairs(redis.call('SMEMBERS', K.logged_in)) do
       local ag = M.load_ag(aid)
-      if M.meets(ag.skills, req) then M.join_class(ag, cid) end
+      if M.qualifies(ag, channel, req) then M.join_class(ag, cid) end
     end
   else
     M.start_fill(cid)
@@ -87,7 +87,7 @@ function M.class_for(channel, strategy, req, complete)
   return cid
 end
 
--- The agent meets the class: it joins the class's sets and, if free, its index.
+-- The agent qualifies for the class: it joins the class's sets and, if free, its index.
 function M.join_class(ag, cid)
   redis.call('SADD', K.agent_classes(ag.id), cid)
   redis.call('SADD', K.class_staffed(cid), ag.id)

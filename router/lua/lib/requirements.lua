@@ -32,10 +32,16 @@ function M.step_at(q, wait_ms)
   return step
 end
 
--- Whether the skills meet any step's requirement of the queue (the agent staffs it, §4).
-function M.serves(q, skills)
+-- Whether the agent qualifies for a class of `channel` and requirement `req`: it has capacity
+-- on the channel and meets the requirement. Only then is it in the class's sets.
+function M.qualifies(ag, channel, req)
+  return (ag.channels[channel] or 0) > 0 and M.meets(ag.skills, req)
+end
+
+-- Whether the agent staffs the queue (§4): it qualifies for any of the queue's steps.
+function M.serves(q, ag)
   for step = 0, #(q.steps or {}) do
-    if M.meets(skills, M.step_skills(q, step)) then return true end
+    if M.qualifies(ag, q.channel, M.step_skills(q, step)) then return true end
   end
   return false
 end
