@@ -25,6 +25,7 @@ ix.pref_until = nil
 ag.act[id].st = 'connected'
 ag.misses = 0
 M.count_offer(ix.queue, 'accepted')
+M.count_ring(ix)
 if ix.cb then ix.attempts = (ix.attempts or 0) + 1 end  -- the agent dials the customer
 if not ix.answered_once then
   ix.answered_once = true

@@ -39,6 +39,7 @@ from router.store import codec
 from router.store.codec import raise_for, stats_view, text, to_ms
 from router.store.keys import Keys
 from router.store.records import (
+    EWT_REFRESH_MS,
     SCORES,
     CallSettings,
     MetricsSnapshot,
@@ -81,6 +82,7 @@ def call_settings(settings: ServiceSettings) -> CallSettings:
         "due_batch": DUE_BATCH,
         "buckets": {name: list(bounds) for name, bounds in BUCKETS.items()},
         "scores": SCORES,
+        "ewt_refresh_ms": EWT_REFRESH_MS,
     }
 
 

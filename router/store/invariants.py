@@ -48,6 +48,7 @@ class Snapshot:
     class_waiting: dict[int, dict[str, float]] = field(default_factory=dict)
     class_agents: dict[int, dict[str, float]] = field(default_factory=dict)
     class_staffed: dict[int, set[str]] = field(default_factory=dict)
+    class_wrap_up: dict[int, dict[str, float]] = field(default_factory=dict)
     queue_staffed: dict[str, set[str]] = field(default_factory=dict)
     agent_classes: dict[str, set[int]] = field(default_factory=dict)
     agent_excluded: dict[str, set[str]] = field(default_factory=dict)
@@ -93,6 +94,7 @@ class Snapshot:
             keys.class_waiting(""): (snap.class_waiting, zset, int),
             keys.class_agents(""): (snap.class_agents, zset, int),
             keys.class_staffed(""): (snap.class_staffed, members, int),
+            keys.class_wrap_up(""): (snap.class_wrap_up, zset, int),
             keys.queue_staffed(""): (snap.queue_staffed, members, str),
             keys.agent_classes(""): (snap.agent_classes, class_ids, str),
             keys.agent_excluded(""): (snap.agent_excluded, members, str),
@@ -272,7 +274,8 @@ def _agent_class_violations(snap: Snapshot) -> Iterator[str]:
 
 
 def _class_index_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str]:
-    """A class's staffed set, and its index of the agents that could take an offer now."""
+    """A class's staffed set, its index of the agents that could take an offer now, and that of
+    the available agents in wrap-up, by its end."""
     for cid, cls in snap.classes.items():
         staffed = _staffed(snap, cls["channel"], _map(cls["skills"]))
         members = snap.class_staffed.get(cid, set())
@@ -286,6 +289,16 @@ def _class_index_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str
             staffed &= members
         elif members != staffed:
             yield f"class {cid} staffed set disagrees with the logged-in agents"
+        wrapping = {
+            aid: float(snap.agents[aid]["wrap_until"])
+            for aid in staffed
+            if snap.agents[aid].get("wrap_until") and snap.agents[aid]["state"] == "available"
+        }
+        if snap.class_wrap_up.get(cid, {}) != wrapping:
+            yield (
+                f"class {cid} wrap-up index disagrees with the agents in wrap-up: "
+                f"{snap.class_wrap_up.get(cid, {})} vs {wrapping}"
+            )
         pool: dict[str, float] = {}
         for aid in staffed:
             free, on = _free_on(snap.agents[aid], cls["channel"], exclusive)

@@ -110,6 +110,11 @@ class Keys:
         """Set: queues with a step whose requirement is the class (staffed sets follow them)."""
         return self._k(f"clsq:{class_id}")
 
+    def class_wrap_up(self, class_id: ClassId) -> str:
+        """Sorted set (wrap-up end, ms): agents of the class in wrap-up while `available`, who
+        are free for offers when it ends (read by the EWT)."""
+        return self._k(f"clswu:{class_id}")
+
     def queue_waiting(self, queue: str) -> str:
         """Sorted set (order score): interactions waiting in the queue, callbacks included."""
         return self._k(f"qw:{queue}")
@@ -173,3 +178,8 @@ class Keys:
     def metrics_snapshot(self) -> str:
         """String: the shared snapshot of time-dependent figures (records.MetricsSnapshot)."""
         return self._k("m:snap")
+
+    @property
+    def competition(self) -> str:
+        """Hash: the classes competing for each class's agents, for the EWT (records.py)."""
+        return self._k("m:ewt")

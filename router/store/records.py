@@ -55,6 +55,7 @@ class InteractionRecord(TypedDict, total=False):
     pref_until: int  # end of its preferred wait; absent outside one
     ewt0: float  # the EWT (s) at arrival, for the EWT error histogram
     agent: str  # the agent it is offered or connected to
+    offered: int  # when its last offer was made (its ring time ends at the accept)
     exp: int  # when the offer expires
     no_answer_by: str  # the agent whose dial attempt the customer did not answer
     last_offer: LastOffer  # the last offer that ended without an accept
@@ -205,12 +206,23 @@ SCORES = ScoreConstants(
 
 
 class QueueAverages(TypedDict, total=False):
-    """Hash `qs:<queue>`: moving averages (EMA) for the EWT (§3.11)."""
+    """Hash `qs:<queue>`: recent times of the queue's interactions, seconds, as moving averages
+    (EMA, 0.1 on the newest) for the EWT (§3.11; docs/metrics.md)."""
 
-    aht: float  # handle time, seconds
-    wait: float  # wait of answered interactions, seconds
-    ewt: float  # their EWT at arrival, seconds
-    answered: int  # answered interactions counted
+    aht: float  # handle time: accept -> end of wrap-up
+    talk: float  # accept -> complete
+    wrap: float  # the wrap-up that a completion starts
+    ring: float  # offer -> accept
+
+
+EWT_REFRESH_MS = 5_000
+"""How old the competition hash `m:ewt` may grow before `tick` recomputes it (lib/ewt.lua)."""
+
+COMPETITION_AT = "at"
+"""Field of the hash `m:ewt` (lib/ewt.lua): when it was computed (ms). Every other field is a
+class id, its value a msgpack list `[class, weight, class, weight, ...]`: the classes with
+interactions waiting whose agents the class shares, and the weight of each waiting interaction
+ahead in them, |S(R) ∩ S(c)|² / (|S(R)| · |S(c)|) (S: the agents that qualify)."""
 
 
 class MetricsWindow(TypedDict, total=False):
@@ -260,6 +272,7 @@ class CallSettings(TypedDict):
     due_batch: int  # due timers every operation applies first
     buckets: dict[str, list[float]]  # histogram bounds (router/domain/stats.py BUCKETS)
     scores: ScoreConstants  # the constants of the scores
+    ewt_refresh_ms: int  # EWT_REFRESH_MS
 
 
 class EventEntry(TypedDict):

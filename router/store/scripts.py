@@ -36,7 +36,8 @@ LIBRARY_FILES = (
     "escalation",  # escalation steps of a waiting interaction
     "preferred",  # preferred waits
     "callbacks",  # callback offers, scheduled callbacks, retry waits
-    "metrics",  # business metrics, the EWT and the live figures of queues
+    "metrics",  # business metrics and the live figures of queues
+    "ewt",  # the estimated wait, and the competition between classes it reads
 )
 """The files of router/lua/lib/, in the order the library defines them: each runs once, at load,
 in a block of its own (`do ... end`), so that a file shares nothing with another but the module

@@ -33,21 +33,26 @@ async def _busy_queue(center: Center) -> None:
 
 async def test_a_long_ewt_at_arrival_offers_a_callback(center: Center) -> None:
     await _busy_queue(center)
-    first = await center.call("support", "c1")  # 1 x 100 s / 1 agent: 100 s, under 120 s
-    second = await center.call("support", "c2")  # 2 x 100 s: 200 s
+    # The k-th departure of one agent on a call, talk 100 s: (k - 1/3) x 100 s.
+    first = await center.call("support", "c1")  # 66.7 s, under 120 s
+    second = await center.call("support", "c2")  # 166.7 s
     assert (first.callback_offered, second.callback_offered) == (False, True)
     offered = await center.events("callback.offered")
-    assert [(e.fields["interaction_id"], e.fields["ewt_s"]) for e in offered] == [("c2", 200)]
+    assert [(e.fields["interaction_id"], round(e.fields["ewt_s"], 1)) for e in offered] == [
+        ("c2", 166.7)
+    ]
 
 
 async def test_a_stalling_queue_offers_a_callback_later(center: Center) -> None:
     await _busy_queue(center)
-    await center.agent("a2", {"s": 1}, available=False)
-    await center.state("a2", AgentState.NOT_READY)  # serving, busy elsewhere: 2 agents
+    await center.queue("other", skills={"o": 1})
+    await center.agent("a2", {"s": 1, "o": 1})
+    await center.call("other", "elsewhere")  # a2 serves support too, but is busy elsewhere
+    await center.engine.accept("elsewhere", "a2", center.now)
     await center.call("support", "c1")
-    await center.call("support", "c2")  # 2 x 100 / 2 = 100 s: no offer yet
+    await center.call("support", "c2")  # 2 agents on calls: (2 - 1/3) x 100 / 2 = 83.3 s
     assert not (await center.ix("c2")).callback_offered
-    await center.state("a2", AgentState.LOGGED_OUT)  # the queue stalls: 200 s
+    await center.state("a2", AgentState.NOT_READY)  # the queue stalls: 166.7 s
     await center.advance(10)  # the next look at the caller's EWT
     assert (await center.ix("c2")).callback_offered
     assert len(await center.events("callback.offered")) == 1

@@ -1,6 +1,6 @@
--- Agents: capacity (§3.6), the class indexes of available agents, the staffed sets of queues,
--- state changes (§3.5) and wrap-up (§3.8). The record's fields: router/store/records.py
--- (AgentRecord).
+-- Agents: capacity (§3.6), the class indexes of available agents and of their wrap-up ends, the
+-- staffed sets of queues, state changes (§3.5) and wrap-up (§3.8). The record's fields:
+-- router/store/records.py (AgentRecord).
 
 local K = M.keys
 
@@ -70,6 +70,24 @@ function M.route_agent(ag, unsaved)
   M.reindex_agent(ag)
 end
 
+-- Whether the end of the agent's wrap-up frees it for offers: in wrap-up while available.
+function M.wrapping(ag) return ag.wrap_until ~= nil and ag.state == 'available' end
+
+-- Puts the end of the agent's wrap-up in (or takes it out of) the wrap-up index of each class
+-- it qualifies for (`clswu:<class>`, read by the EWT), as M.wrapping says: at the start,
+-- extension and end of a wrap-up and when the agent leaves `available` during one. O(classes it
+-- qualifies for), at those moments only.
+function M.index_wrap_up(ag)
+  local wrapping = M.wrapping(ag)
+  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+    if wrapping then
+      redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id)
+    else
+      redis.call('ZREM', K.class_wrap_up(cid), ag.id)
+    end
+  end
+end
+
 -- Adds the agent to (or removes it from) the staffed set of every queue it serves: the queues
 -- of the classes it meets (`clsq:<class>`), O(classes it meets), not O(queues).
 function M.staff_agent(ag, logged_in)
@@ -94,6 +112,7 @@ function M.classify_agent(ag)
     if M.qualifies(ag, cls.channel, cls.skills) then
       redis.call('SADD', key, cid)
       redis.call('SADD', K.class_staffed(cid), ag.id)
+      if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id) end
     end
   end
   M.staff_agent(ag, true)
@@ -105,6 +124,7 @@ function M.unindex_agent(ag)
   for _, cid in ipairs(redis.call('SMEMBERS', key)) do
     redis.call('ZREM', K.class_agents(cid), ag.id)
     redis.call('SREM', K.class_staffed(cid), ag.id)
+    redis.call('ZREM', K.class_wrap_up(cid), ag.id)
   end
   redis.call('DEL', key)
 end
@@ -122,32 +142,36 @@ end
 
 -- Ends the agent's wrap-up at `at`; it is idle from then (§3.8).
 function M.end_wrap_up(ag, at)
+  local indexed = M.wrapping(ag)
   ag.wrap_until = nil
   ag.idle_since = at
   ag.switch_at = at
   M.disarm('wu', ag.id)
+  if indexed then M.index_wrap_up(ag) end
   for _, h in ipairs(ag.handles or {}) do M.count_handle(h.q, M.seconds(at - h.a)) end
   ag.handles = nil
 end
 
 -- Frees the agent of a connected interaction, starting wrap-up when `wrap_ms` > 0; its handle
--- time ends with the wrap-up. The caller saves, reindexes and matches.
+-- time ends with the wrap-up. The queue's recent talk time and wrap-up (the EWT's) count it.
+-- The caller saves, reindexes and matches.
 function M.release(ag, ix, wrap_ms)
   ag.act[ix.id] = nil
-  if wrap_ms and wrap_ms > 0 then
-    ag.handles = ag.handles or {}
-    ag.handles[#ag.handles + 1] = {q = ix.queue, a = ix.answered}
-  else
-    M.count_handle(ix.queue, M.seconds_since(ix.answered))
+  wrap_ms = wrap_ms or 0
+  local recent = {talk = M.seconds_since(ix.answered), wrap = M.seconds(wrap_ms)}
+  if wrap_ms <= 0 then
+    M.count_handle(ix.queue, recent.talk, recent)
+    if not ag.wrap_until then ag.idle_since = M.now end
+    return
   end
-  if wrap_ms and wrap_ms > 0 then
-    local until_ms = M.now + wrap_ms
-    if ag.wrap_until == nil or ag.wrap_until < until_ms then
-      ag.wrap_until = until_ms
-      M.arm('wu', ag.id, until_ms)
-    end
-  elseif not ag.wrap_until then
-    ag.idle_since = M.now
+  M.emas(K.queue_averages(ix.queue), recent)
+  ag.handles = ag.handles or {}
+  ag.handles[#ag.handles + 1] = {q = ix.queue, a = ix.answered}
+  local until_ms = M.now + wrap_ms
+  if ag.wrap_until == nil or ag.wrap_until < until_ms then
+    ag.wrap_until = until_ms
+    M.arm('wu', ag.id, until_ms)
+    if M.wrapping(ag) then M.index_wrap_up(ag) end
   end
 end
 
@@ -193,6 +217,8 @@ function M.change_state(ag, state, reason)
   ag.state = state
   ag.reason = reason
   ag.state_since = M.now
+  -- Not ready in wrap-up: its end no longer frees the agent (logged out, it ended above).
+  if prev == 'available' and state == 'not_ready' and ag.wrap_until then M.index_wrap_up(ag) end
   M.save_ag(ag)
   if state ~= 'logged_out' then M.reindex_agent(ag) end
   M.emit('agent.state_changed', {agent_id = ag.id, state = state, previous_state = prev,

@@ -33,7 +33,7 @@ function M.enqueue(ix, q, preferred_wait_ms)
   end
   M.place(ix)
   M.count_arrival(ix.queue, false)
-  ix.ewt0 = M.ewt(ix.queue, ix.cls, redis.call('ZRANK', K.queue_waiting(ix.queue), ix.m) + 1)
+  ix.ewt0 = M.interaction_ewt(ix, true)
   M.save_ix(ix)
   M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
                                 priority = ix.priority, step = ix.step})

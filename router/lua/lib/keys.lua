@@ -29,6 +29,7 @@ M.on_call(function(prefix)
   K.agent_time = P .. 'm:at'
   K.agents_by_state = P .. 'm:ag'
   K.metrics_snapshot = P .. 'm:snap'
+  K.competition = P .. 'm:ewt'
 end)
 
 -- The keys of one record: an agent, an interaction, a routing class, a queue.
@@ -42,6 +43,7 @@ function K.class_waiting(cid) return P .. 'clsix:' .. cid end
 function K.class_agents(cid) return P .. 'clsag:' .. cid end
 function K.class_staffed(cid) return P .. 'clsin:' .. cid end
 function K.class_queues(cid) return P .. 'clsq:' .. cid end
+function K.class_wrap_up(cid) return P .. 'clswu:' .. cid end
 function K.queue_waiting(name) return P .. 'qw:' .. name end
 function K.queue_on_line(name) return P .. 'ql:' .. name end
 function K.queue_scheduled(name) return P .. 'qcb:' .. name end

@@ -3,7 +3,8 @@
 -- (router/store/records.py): counters (M.keys.metric_counters), histograms
 -- (metric_histograms), a queue's figures of one minute (metrics_window: the 15-minute service
 -- level, Erlang C inputs; expires after 20 minutes), agent time by activity (agent_time), agents
--- by state and activity (agents_by_state) and a queue's averages for the EWT (queue_averages).
+-- by state and activity (agents_by_state) and a queue's recent times for the EWT
+-- (queue_averages).
 
 local K = M.keys
 local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
@@ -73,31 +74,43 @@ function M.count_wait_end(ix, outcome, wait_s)
     M.window(ix.queue, outcome .. '_sla')
   end
   M.observe('acd_wait_seconds|' .. ix.queue .. '|' .. outcome, wait_s, WAIT_BUCKETS, t)
-  if outcome == 'answered' then
-    local stats = K.queue_averages(ix.queue)
-    M.ema(stats, 'wait', wait_s)
-    if ix.ewt0 then
-      M.ema(stats, 'ewt', ix.ewt0)
-      M.observe('acd_ewt_error_seconds|' .. ix.queue, math.abs(ix.ewt0 - wait_s),
-                EWT_ERROR_BUCKETS)
-    end
-    redis.call('HINCRBY', stats, 'answered', 1)
+  if outcome == 'answered' and ix.ewt0 then
+    M.observe('acd_ewt_error_seconds|' .. ix.queue, math.abs(ix.ewt0 - wait_s),
+              EWT_ERROR_BUCKETS)
   end
 end
 
--- Handle time, connected -> end of wrap-up, in the queue that answered it.
-function M.count_handle(queue, handle_s)
+-- Handle time, connected -> end of wrap-up, in the queue that answered it; `recent` (optional)
+-- holds other recent times of the queue to average in with it (lib/agents.lua, M.release).
+function M.count_handle(queue, handle_s, recent)
   M.observe('acd_handle_seconds|' .. queue, handle_s, HANDLE_BUCKETS)
   M.window(queue, 'handle_sum', handle_s)
   M.window(queue, 'handle_n')
-  M.ema(K.queue_averages(queue), 'aht', handle_s)
+  recent = recent or {}
+  recent.aht = handle_s
+  M.emas(K.queue_averages(queue), recent)
 end
 
-function M.ema(key, field, value)
-  local old = tonumber(redis.call('HGET', key, field) or '')
-  local new = value
-  if old then new = old + EMA * (value - old) end
-  redis.call('HSET', key, field, new)
+-- The offer was accepted: its ring time, offer -> accept, for the queue's recent ring time.
+function M.count_ring(ix)
+  if ix.offered then
+    M.emas(K.queue_averages(ix.queue), {ring = M.seconds_since(ix.offered)})
+  end
+end
+
+-- Moving averages (EMA) of the hash's fields: `values` maps each field to its newest sample.
+-- One read and one write, whatever the number of fields.
+function M.emas(key, values)
+  local fields = M.sorted_keys(values)
+  local old = redis.call('HMGET', key, unpack(fields))
+  local out = {}
+  for i, field in ipairs(fields) do
+    local value, prev = values[field], tonumber(old[i] or '')
+    if prev then value = prev + EMA * (value - prev) end
+    out[#out + 1] = field
+    out[#out + 1] = value
+  end
+  redis.call('HSET', key, unpack(out))
 end
 
 -- Agent time by activity, and agents by state and activity: called whenever an agent record is
@@ -134,50 +147,6 @@ function M.account_agent(ag)
   end
 end
 
--- Estimated wait (§3.11) at `position` for a class of the queue: with N agents serving the
--- class, an interaction waits for `position` departures, one every AHT / N on average, scaled by
--- how recent estimates compared with the waits that followed (clipped to 0.5..2). With nobody
--- serving, the oldest wait on the line, but at least one handle time. Seconds. While the class
--- is being filled, N and the free agents are extrapolated from the agents scanned so far.
-local DEFAULT_AHT_S = 180
-function M.ewt(queue, cid, position)
-  local stats = redis.call('HMGET', K.queue_averages(queue), 'aht', 'wait', 'ewt', 'answered')
-  local aht = tonumber(stats[1]) or DEFAULT_AHT_S
-  local serving = cid and redis.call('SCARD', K.class_staffed(cid)) or 0
-  -- A class still being filled (M.fill_class) counts its share of the agents scanned so far.
-  local scale = 1
-  local scanned = cid and M.fill_scanned(cid)
-  if scanned and scanned > 0 then
-    scale = math.max(1, redis.call('SCARD', K.logged_in) / scanned)
-  end
-  serving = serving * scale
-  if serving == 0 then
-    local head = redis.call('ZRANGE', K.queue_on_line(queue), 0, 0, 'WITHSCORES')
-    local oldest = head[2] and M.seconds_since(tonumber(head[2])) or 0
-    return math.max(aht, oldest)
-  end
-  local free = redis.call('ZCARD', K.class_agents(cid)) * scale
-  if position <= free then return 0 end
-  local estimate = (position - free) * aht / serving
-  local wait, ewt, answered = tonumber(stats[2]), tonumber(stats[3]), tonumber(stats[4]) or 0
-  if answered >= 10 and wait and ewt and ewt > 0 then
-    estimate = estimate * math.max(0.5, math.min(2, wait / ewt))
-  end
-  return estimate
-end
-
--- A waiting (queued or offered) interaction with its position and EWT, as GET shows it (§4).
-function M.with_ewt(ix)
-  if ix.m and (ix.status == 'queued' or ix.status == 'offered') then
-    local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
-    if rank then
-      ix.position = rank + 1
-      ix.ewt = M.ewt(ix.queue, ix.cls, ix.position)
-    end
-  end
-  return ix
-end
-
 -- Live figures of a queue (§4 stats, §6 gauges) and its last 15 minutes.
 local WINDOW_FIELDS = {'arrived', 'answered', 'answered_sla', 'abandoned', 'abandoned_sla',
                        'handle_sum', 'handle_n'}
@@ -207,7 +176,7 @@ function M.queue_figures(q)
     waiting = on_line,
     callbacks_waiting = waiting - on_line,
     oldest_wait_s = head[2] and math.max(0, M.seconds_since(tonumber(head[2]))) or 0,
-    ewt_s = M.ewt(q.name, base and tonumber(base), waiting + 1),
+    ewt_s = M.arrival_ewt(q, base and tonumber(base)),
     agents_available = available,
     agents_staffed = redis.call('SCARD', K.queue_staffed(q.name)),
     aht_s = tonumber(redis.call('HGET', K.queue_averages(q.name), 'aht') or ''),

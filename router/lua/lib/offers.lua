@@ -30,6 +30,7 @@ function M.offer(ix, ag, preferred)
   ix.status = 'offered'
   ix.agent = ag.id
   ix.no_answer_by = nil
+  ix.offered = M.now
   ix.exp = M.now + M.ms(q.offer_timeout_s)
   M.arm('off', ix.id, ix.exp)
   ag.act[ix.id] = {ch = ix.channel, st = 'offered'}

@@ -30,9 +30,7 @@ end
 
 local function callback_check_due(ix)
   local ewt = 0
-  if ix.status == 'queued' then
-    ewt = M.ewt(ix.queue, ix.cls, redis.call('ZRANK', K.queue_waiting(ix.queue), ix.m) + 1)
-  end
+  if ix.status == 'queued' then ewt = M.interaction_ewt(ix) end
   M.consider_callback(ix, M.queue(ix.queue), ewt)
 end
 

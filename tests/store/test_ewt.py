@@ -1,0 +1,132 @@
+"""The estimated wait (§3.11; docs/metrics.md, EWT): exact values of the documented formula on
+scripted centers, the regression cases of the ringing call and of queues competing for agents,
+and the indexes it reads (`clswu:`, `m:ewt`)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import msgpack
+
+from router.domain.models import AgentState, QueueConfig
+from router.metrics.business import render
+from router.store.codec import text
+from tests.metrics.test_business import samples, value
+from tests.store.center import Center
+
+
+async def arrival_ewt(center: Center, queue: str) -> float:
+    """`ewt_s` of the queue's stats: the EWT of an arrival now."""
+    config = await center.engine.get_queue(queue)
+    assert isinstance(config, QueueConfig)
+    return float((await center.engine.queue_stats(config, center.now))["ewt_s"])
+
+
+async def test_a_ringing_call_does_not_delay_the_next_arrival(center: Center) -> None:
+    # Was: A rings a1, so the queue's EWT counted A in the position (2) but a1 no longer as free:
+    # (2 - 1) x 180 s / 2 agents = 90 s, and B, offered to a2 at once, recorded an 89.5 s error.
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"s": 1})
+    await center.call("q", "A")
+    assert await center.offered_to("A") == "a1"
+    assert await arrival_ewt(center, "q") == 0.0  # a2 is free: offered at once
+    await center.call("q", "B")
+    assert await center.offered_to("B") == "a2"
+    await center.advance(0.5)
+    await center.engine.accept("A", "a1", center.now)
+    await center.engine.accept("B", "a2", center.now)
+    found = samples(await render(center.engine, center.now))
+    assert value(found, "acd_ewt_error_seconds_count", queue="q") == 2
+    assert value(found, "acd_ewt_error_seconds_sum", queue="q") == 1.0  # 0.5 s of ringing each
+
+
+async def answered(center: Center, queue: str, ix_id: str) -> str:
+    """A call offered at once and accepted at once; its agent."""
+    await center.call(queue, ix_id)
+    agent = await center.offered_to(ix_id)
+    assert agent is not None
+    await center.engine.accept(ix_id, agent, center.now)
+    return agent
+
+
+async def taught(center: Center, queue: str, talk_s: float, wrap_s: float) -> None:
+    """The queue learns a talk time and a wrap-up (and no ring time) from one call."""
+    agent = await answered(center, queue, f"teach-{queue}")
+    await center.advance(talk_s)
+    await center.engine.complete(f"teach-{queue}", agent, center.now, wrap_up_s=wrap_s)
+
+
+async def members(center: Center, key: str) -> dict[str, float]:
+    """A sorted set's members and scores."""
+    pairs = cast(
+        list[tuple[bytes, float]], await center.engine.redis.zrange(key, 0, -1, withscores=True)
+    )
+    return {text(m): s for m, s in pairs}
+
+
+async def class_of(center: Center, signature: str) -> int:
+    """The id of the routing class of a signature (channel|strategy|requirement)."""
+    cid = await center.engine.redis.hget(center.engine.keys.classes, signature)
+    assert cid is not None
+    return int(cid)
+
+
+async def test_a_known_wrap_up_end_is_a_departure(center: Center) -> None:
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await taught(center, "q", 100, 30)  # a1 in wrap-up until 30 s from now
+    cid = await class_of(center, "voice|longest_idle|s=1")
+    wrap_index = center.engine.keys.class_wrap_up(cid)
+    assert await members(center, wrap_index) == {"a1": (center.now + 30) * 1000}
+    await center.advance(20)
+    await center.call("q", "c1")
+    # Its only candidate is free in 10 s: that is the wait, whatever the talk time.
+    assert (await center.ix("c1")).ewt_s == 10.0
+    await center.state("a1", AgentState.NOT_READY)  # its wrap-up end frees it no longer
+    assert await members(center, wrap_index) == {}
+    assert (await center.ix("c1")).ewt_s == 130.0  # nobody can become free: talk + wrap-up
+    await center.state("a1", AgentState.AVAILABLE)  # ends wrap-up: offered at once
+    assert await center.offered_to("c1") == "a1"
+
+
+async def test_an_offered_interaction_waits_for_its_ring_time(center: Center) -> None:
+    await center.queue("q", skills={"s": 1}, offer_timeout_s=60)
+    await center.agent("a1", {"s": 1})
+    await center.call("q", "c0")
+    await center.advance(4)
+    await center.engine.accept("c0", "a1", center.now)  # the queue's ring time: 4 s
+    await center.engine.complete("c0", "a1", center.now)
+    await center.call("q", "c1")
+    assert (await center.ix("c1")).ewt_s == 4.0
+    await center.advance(3)
+    assert (await center.ix("c1")).ewt_s == 1.0
+    await center.advance(3)
+    assert (await center.ix("c1")).ewt_s == 0.0
+
+
+async def test_a_queue_competing_for_shared_agents_waits_longer(center: Center) -> None:
+    # `low` has two candidates on calls, `flex` and `own`; `flex` also serves `high`, whose
+    # waiting call goes first. Was: the EWT of a low arrival ignored it.
+    await center.queue("low", skills={"low": 1})
+    await center.queue("high", skills={"high": 1}, priority=10)
+    await center.agent("flex", {"low": 1, "high": 1})
+    await center.agent("own", {"low": 1})
+    await taught(center, "low", 100, 0)
+    for i in range(2):
+        await answered(center, "low", f"busy{i}")
+    await center.call("high", "h1")
+    low = await class_of(center, "voice|longest_idle|low=1")
+    high = await class_of(center, "voice|longest_idle|high=1")
+    await center.call("low", "before")  # the competition as tick last saw it: none
+    assert round((await center.ix("before")).ewt_s or 0, 1) == 33.3  # (1 - 1/3) x 100 / 2
+    await center.engine.abandon("before", center.now)
+    await center.advance(5)  # tick recomputes the competition
+    # |S(low) ∩ S(high)|² / (|S(low)| · |S(high)|) = 1² / (2 · 1): h1 takes half a departure.
+    competition = await center.engine.redis.hgetall(center.engine.keys.competition)
+    assert msgpack.unpackb(competition[str(low).encode()]) == [high, 0.5]
+    assert str(high).encode() not in competition  # nothing waits in `low` now
+    await center.call("low", "l1")
+    assert round((await center.ix("l1")).ewt_s or 0, 1) == 58.3  # (1.5 - 1/3) x 50 s
+    # h1, before every low call, has its one candidate: (1 - 1/3) x 180 s (no talk time yet).
+    assert round((await center.ix("h1")).ewt_s or 0, 1) == 120.0
