@@ -760,6 +760,15 @@ async def upsert_probe(bench: Bench) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+async def competition_probe(bench: Bench) -> float:
+    """Milliseconds of a tick that recomputes the EWT's competition between classes (lib/ewt.lua;
+    every tick does when it is older than 5 s), the hash dropped first so that it must."""
+    await bench.redis.delete(bench.engine.keys.competition)
+    start = time.perf_counter()
+    await bench.engine.tick(bench.clock.now())
+    return (time.perf_counter() - start) * 1000
+
+
 # Report ----------------------------------------------------------------------------------------
 
 
@@ -956,7 +965,11 @@ async def run(plan: Plan) -> None:
         rows: list[Measure] = []
         large = await agent_scales(bench, rows)
         many = await waiting_scale(bench, rows)
-        probes = (await new_class_probe(bench), await upsert_probe(bench))
+        probes = (
+            await new_class_probe(bench),
+            await upsert_probe(bench),
+            await competition_probe(bench),
+        )
         small = f"{plan.agent_scales[0]:,} agents, {STANDING_BACKLOG:,} waiting"
         reference = f"10,000 agents, {STANDING_BACKLOG:,} waiting"
         print_table(rows)
@@ -969,7 +982,7 @@ async def run(plan: Plan) -> None:
         server.stop()
 
 
-def print_notes(bench: Bench, probes: tuple[NewClassProbe, float], total_s: float) -> None:
+def print_notes(bench: Bench, probes: tuple[NewClassProbe, float, float], total_s: float) -> None:
     """Observations that are not targets."""
     fill = probes[0]
     print(
@@ -977,7 +990,8 @@ def print_notes(bench: Bench, probes: tuple[NewClassProbe, float], total_s: floa
         f"(its first batch of {bench.engine.settings.class_fill_batch} agents): "
         f"{fill.arrival_ms:.1f} ms; the rest of the fill: {fill.ticks} ticks "
         f"(slowest {fill.slowest_tick_ms:.1f} ms) in {fill.fill_ms:.0f} ms; "
-        f"one unchanged queue upsert: {probes[1]:.1f} ms"
+        f"one unchanged queue upsert: {probes[1]:.1f} ms; one tick recomputing the EWT's "
+        f"competition between classes: {probes[2]:.1f} ms"
     )
     slow = ", ".join(
         f"{k} x{n} (max {bench.slowest[k] / 1000:.1f} ms)" for k, n in bench.slow.most_common()
