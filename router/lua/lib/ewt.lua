@@ -17,7 +17,9 @@ local MEDIAN_EARLY = 1 / 3      -- the median of the k-th of a run of departures
 local WRAP_ENDS_READ = 32       -- known wrap-up ends an estimate reads
 local COMPETITORS_KEPT = 8      -- competing classes kept per class
 local WAITING_CLASSES = 16      -- classes with the most waiting looked at per refresh
-local SAMPLE = 64               -- agents of a waiting class sampled for its overlaps
+local SAMPLED = 256             -- agents sampled per refresh, shared by those classes...
+local SAMPLE_MAX = 64           -- ...at most this many of each
+local MIN_WEIGHT = 0.01         -- lighter competitors are left out
 
 -- Seconds: the queue's recent talk time, wrap-up, ring time and handle time (lib/metrics.lua,
 -- QueueAverages); the queue's configured wrap-up until one was measured.
@@ -167,7 +169,7 @@ end
 -- agents and the classes those agents qualify for give, for every class R sharing agents with a
 -- waiting class c, the weight of an interaction waiting in c ahead of one of R:
 -- |S(R) ∩ S(c)|² / (|S(R)| · |S(c)|) — the chance that it takes one of R's candidates times the
--- share of R's candidates it can take. O(classes + WAITING_CLASSES x SAMPLE), from `tick` only.
+-- share of R's candidates it can take. O(classes + SAMPLED), from `tick` only.
 function M.refresh_competition()
   local at = tonumber(redis.call('HGET', K.competition, 'at') or '')
   if at and at <= M.now and M.now - at < M.cfg.ewt_refresh_ms then return end
@@ -183,9 +185,11 @@ function M.refresh_competition()
     return staffed[cid]
   end
   local competitors = {}         -- class R -> {{cid, weight, rank}, ...}
-  for i = 1, math.min(#waiting, WAITING_CLASSES) do
+  local looked = math.min(#waiting, WAITING_CLASSES)
+  local size = math.min(SAMPLE_MAX, math.floor(SAMPLED / math.max(1, looked)))
+  for i = 1, looked do
     local c = waiting[i].cid
-    local sample = redis.call('SRANDMEMBER', K.class_staffed(c), SAMPLE)
+    local sample = redis.call('SRANDMEMBER', K.class_staffed(c), size)
     local shared = {}
     for _, aid in ipairs(sample) do
       for _, r in ipairs(redis.call('SMEMBERS', K.agent_classes(aid))) do
@@ -194,9 +198,9 @@ function M.refresh_competition()
     end
     for r, n in pairs(shared) do
       r = tonumber(r)
-      if r ~= c then
-        local share = n / #sample
-        local weight = math.min(1, share * share * staffed_of(c) / staffed_of(r))
+      local share = n / #sample
+      local weight = r ~= c and math.min(1, share * share * staffed_of(c) / staffed_of(r))
+      if weight and weight >= MIN_WEIGHT then
         competitors[r] = competitors[r] or {}
         table.insert(competitors[r], {c, weight, weight * waiting[i].n})
       end
