@@ -6,9 +6,9 @@
 -- (ZRANK), the candidates (SCARD), the first known wrap-up ends of the candidates (`clswu:`,
 -- kept by lib/agents.lua), the queue's recent times (`qs:`), the share of logged-in agents that
 -- are available (`m:ag`), and the interactions ahead of it in the few classes that compete for
--- its candidates (`m:ewt`, one ZCOUNT each). What crosses classes — which classes share agents,
--- and how much — is recomputed by `tick` at most every cfg.ewt_refresh_ms (M.refresh_competition),
--- never by a routing decision.
+-- its candidates (`m:ewt`, one ZCOUNT each). What crosses classes (which classes share agents,
+-- and how much) is recomputed by `tick` at most every cfg.ewt_refresh_ms
+-- (M.refresh_competition), never by a routing decision.
 
 local K = M.keys
 
@@ -168,8 +168,8 @@ end
 -- cfg.ewt_refresh_ms: for the classes with the most interactions waiting, a sample of their
 -- agents and the classes those agents qualify for give, for every class R sharing agents with a
 -- waiting class c, the weight of an interaction waiting in c ahead of one of R:
--- |S(R) ∩ S(c)|² / (|S(R)| · |S(c)|) — the chance that it takes one of R's candidates times the
--- share of R's candidates it can take. O(classes + SAMPLED), from `tick` only.
+-- |S(R) ∩ S(c)|² / (|S(R)| · |S(c)|): the chance that it takes one of R's candidates times
+-- the share of R's candidates it can take. O(classes + SAMPLED), from `tick` only.
 function M.refresh_competition()
   local at = tonumber(redis.call('HGET', K.competition, 'at') or '')
   if at and at <= M.now and M.now - at < M.cfg.ewt_refresh_ms then return end
