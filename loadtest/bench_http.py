@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,9 @@ class Plan:
 
 FULL = Plan(rounds=3, warmup_s=1.0, baseline_s=6.0, lifecycle_s=8.0, open_s=10.0, timeout_s=170)
 QUICK = Plan(rounds=1, warmup_s=0.5, baseline_s=3.0, lifecycle_s=4.0, open_s=3.0, timeout_s=50)
+COMPARE = Plan(rounds=10, warmup_s=0.5, baseline_s=0.0, lifecycle_s=3.0, open_s=0.0, timeout_s=600)
+"""--compare: short segments, many rounds, so that the changing load of a shared machine hits
+every build alike."""
 
 
 class BenchError(Exception):
@@ -807,6 +810,46 @@ DURABILITIES = ("local", "replicated")
 DURABILITY_ROLES = (*DURABILITIES, "primary", "replica", "loadgen")
 
 
+@dataclass(frozen=True)
+class Side:
+    """One of several services measured side by side: its role (the CPU column), its config and
+    command line, and the checkout whose code it runs (None: this one)."""
+
+    role: str
+    config: str
+    args: tuple[str, ...] = ()
+    checkout: Path | None = None
+
+
+async def side_benches(
+    args: Args, sides: Sequence[Side], targets: Targets, cpu: Cpu, http: aiohttp.ClientSession,
+    events: aiohttp.ClientSession,
+) -> list[Bench]:  # fmt: skip
+    """Start one `serve` per side, agents available and an event stream open on each."""
+    key = secrets.token_urlsafe(24)
+    headers = {"Authorization": f"Bearer {key}"}
+    folder = Path(targets.folder_name())
+    benches = []
+    for side in sides:
+        config = folder / f"{side.role}.toml"
+        config.write_text(side.config)
+        argv = ["serve", "--config", str(config), *side.args]
+        argv += ["--listen", f"127.0.0.1:{free_port()}"]
+        served = Served(argv, clean_env({KEY_ENV: key}), side.checkout)
+        targets.more.append(served)
+        url = await asyncio.to_thread(served.wait_ready)
+        cpu.pids[side.role] = served.process.pid
+        service = Client(http, url, headers)
+        bench = Bench(service, service, OfferStream(), cpu, args.plan, args.clients, args.rate)
+        await wait_ready(service, "/readyz", served.alive)
+        await setup_agents(bench, "available")
+        await bench.stream.open(Client(events, url, headers))
+        benches.append(bench)
+        where = f" ({side.checkout})" if side.checkout is not None else ""
+        print(f"{side.role}: acd-router serve pid {served.process.pid} at {url}{where}")
+    return benches
+
+
 async def durability_benches(
     args: Args, topology: SentinelSet, targets: Targets, cpu: Cpu, http: aiohttp.ClientSession,
     events: aiohttp.ClientSession,
@@ -814,25 +857,11 @@ async def durability_benches(
     """One `serve` per durability on the primary (a namespace each), agents and streams ready."""
     primary, replica = topology.nodes
     cpu.pids.update(primary=primary.pid, replica=replica.pid)
-    key = secrets.token_urlsafe(24)
-    headers = {"Authorization": f"Bearer {key}"}
-    folder = Path(targets.folder_name())
-    benches = []
-    for durability in DURABILITIES:
-        config = folder / f"{durability}.toml"
-        config.write_text(config_text(f"{NAMESPACE}-{durability}", durability))
-        args_ = ["serve", "--config", str(config), "--redis-url", primary.server.url]
-        served = Served([*args_, "--listen", f"127.0.0.1:{free_port()}"], clean_env({KEY_ENV: key}))
-        targets.more.append(served)
-        url = await asyncio.to_thread(served.wait_ready)
-        cpu.pids[durability] = served.process.pid
-        service = Client(http, url, headers)
-        bench = Bench(service, service, OfferStream(), cpu, args.plan, args.clients, args.rate)
-        await wait_ready(service, "/readyz", served.alive)
-        await setup_agents(bench, "available")
-        await bench.stream.open(Client(events, url, headers))
-        benches.append(bench)
-        print(f"{durability}: acd-router serve pid {served.process.pid} at {url}")
+    sides = [
+        Side(d, config_text(f"{NAMESPACE}-{d}", d), ("--redis-url", primary.server.url))
+        for d in DURABILITIES
+    ]
+    benches = await side_benches(args, sides, targets, cpu, http, events)
     print(
         f"store: primary pid {primary.pid} on port {primary.port}, one replica pid {replica.pid}; "
         f"{AGENTS} agents and an event stream per service",
@@ -841,25 +870,52 @@ async def durability_benches(
     return benches
 
 
-async def measure_durability(benches: list[Bench]) -> list[Row]:
-    """Closed-loop lifecycle segments of each durability in turn, then an open loop of each."""
+@dataclass
+class Sides:
+    """Closed-loop rows of services measured side by side, and each round's CPU ms per
+    lifecycle of each (rounds alternate the services, so that a change of load hits all)."""
+
+    rows: list[Row]
+    rounds_ms: list[list[float]] = field(default_factory=list)
+
+    def median_ratio(self, i: int) -> float:
+        """The median over rounds of side i's CPU per lifecycle over side 0's (paired)."""
+        ratios = sorted(ms[i] / ms[0] for ms in self.rounds_ms)
+        return percentile(ratios, 0.5)
+
+
+async def closed_sides(benches: Sequence[Bench], roles: Sequence[str]) -> Sides:
+    """Closed-loop lifecycle segments of each side in turn, for the plan's rounds."""
     plan = benches[0].plan
     clients = str(benches[0].clients)
-    closed = [Row(f"lifecycle {d}", HTTP_PER_LIFECYCLE, clients, d) for d in DURABILITIES]
+    sides = Sides([Row(f"lifecycle {role}", HTTP_PER_LIFECYCLE, clients, role) for role in roles])
     print(f"closed loop: {clients} callers per service, {plan.rounds} round(s)")
     for r in range(plan.rounds):
-        rates = [
-            await closed_segment(bench, row, lifecycle, plan.lifecycle_s)
-            for bench, row in zip(benches, closed, strict=True)
-        ]
+        rates, round_ms = [], []
+        for bench, row in zip(benches, sides.rows, strict=True):
+            cpu_before, units_before = row.cpu[row.server], row.units
+            rates.append(await closed_segment(bench, row, lifecycle, plan.lifecycle_s))
+            units = max(1, row.units - units_before)
+            round_ms.append(1000 * (row.cpu[row.server] - cpu_before) / units)
+        sides.rounds_ms.append(round_ms)
+        shown = ", ".join(
+            f"{role} {rate:,.0f} ({ms:.2f} ms)"
+            for role, rate, ms in zip(roles, rates, round_ms, strict=True)
+        )
         print(
-            f"  round {r + 1}: lifecycles/s local {rates[0]:,.0f}, replicated {rates[1]:,.0f} "
-            f"({rates[1] / rates[0]:.2f}), load {os.getloadavg()[0]:.2f}",
+            f"  round {r + 1}: lifecycles/s (service CPU per lifecycle) {shown}, "
+            f"load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
+    return sides
+
+
+async def measure_durability(benches: list[Bench]) -> list[Row]:
+    """Closed-loop lifecycle segments of each durability in turn, then an open loop of each."""
+    closed = (await closed_sides(benches, DURABILITIES)).rows
     opened = []
     for bench, durability in zip(benches, DURABILITIES, strict=True):
-        print(f"open loop {durability}: {bench.rate:.0f} creates/s for {plan.open_s:.0f} s")
+        print(f"open loop {durability}: {bench.rate:.0f} creates/s for {bench.plan.open_s:.0f} s")
         row = await open_row(bench)
         row.label, row.server = f"open {bench.rate:.0f}/s {durability}", durability
         opened.append(row)
@@ -918,6 +974,44 @@ async def run_durability(args: Args) -> None:
     print(f"total run time {time.perf_counter() - started:.0f} s")
 
 
+# Builds compared: this checkout against others --------------------------------------------
+
+
+async def run_compare(args: Args) -> None:
+    """This checkout's service beside those of `args.compare` (other checkouts of the project,
+    each with its embedded store): alternating closed-loop lifecycle segments; the CPU each
+    service spends per lifecycle, against this checkout's."""
+    started = time.perf_counter()
+    targets = Targets()
+    cpu = Cpu({"loadgen": os.getpid()})
+    roles = ["this", *(f"other{i}" for i in range(1, len(args.compare) + 1))]
+    checkouts = [None, *(Path(c) for c in args.compare)]
+    specs = [Side(r, config_text(), (), c) for r, c in zip(roles, checkouts, strict=True)]
+    print(f"load average at start {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
+    try:
+        async with session() as http, session() as events:
+            benches = await side_benches(args, specs, targets, cpu, http, events)
+            sides = await closed_sides(benches, roles)
+            for bench in benches:
+                await bench.stream.close()
+        rows = sides.rows
+        print_rows(rows, [*roles, "loadgen"])
+        first = rows[0].server_ms
+        print("\nservice CPU ms per lifecycle against this checkout's, same run (all rounds; the")
+        print("median of the rounds' ratios):")
+        for i, row in enumerate(rows):
+            print(
+                f"  {row.server:<8} {row.server_ms:6.3f} ms  ratio {row.server_ms / first:.3f}; "
+                f"median of rounds {sides.median_ratio(i):.3f}"
+            )
+        failed = sum(sum(row.stats.failures.values()) for row in rows)
+        print(f"  {'PASS' if not failed else 'FAIL'}  no failed request ({failed})")
+    finally:
+        targets.stop()
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
 # Main ------------------------------------------------------------------------------------------
 
 
@@ -931,6 +1025,7 @@ class Args:
     clients: int
     rate: float
     durability: bool = False
+    compare: tuple[str, ...] = ()
 
 
 async def measure(bench: Bench) -> tuple[Row, Row, Row]:
@@ -1031,9 +1126,25 @@ def parse_args(argv: Sequence[str] | None) -> Args:
         action="store_true",
         help="instead: durability local against replicated, on a primary and a replica",
     )
+    parser.add_argument(
+        "--rounds", type=int, help="closed-loop rounds (default: 3, --quick 1, --compare 10)"
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="instead: this checkout's service against that of another checkout of the project "
+        "(repeatable), CPU per lifecycle side by side",
+    )
     ns = parser.parse_args(argv)
-    plan = QUICK if ns.quick else FULL
-    return Args(plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate), ns.durability)
+    plan = QUICK if ns.quick else COMPARE if ns.compare else FULL
+    if ns.rounds is not None:
+        plan = replace(plan, rounds=max(1, ns.rounds))
+    return Args(
+        plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate), ns.durability,
+        tuple(ns.compare),
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1041,7 +1152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
     try:
-        main_run = run_durability(args) if args.durability else run(args)
+        if args.compare:
+            main_run = run_compare(args)
+        else:
+            main_run = run_durability(args) if args.durability else run(args)
         asyncio.run(asyncio.wait_for(main_run, args.plan.timeout_s))
     except TimeoutError:
         print(f"benchmark stopped: over {args.plan.timeout_s:.0f} s", file=sys.stderr)

@@ -22,10 +22,13 @@ START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 
 
-def command() -> list[str]:
-    """The installed `acd-router` script beside this interpreter, else `python -m router.cli`."""
+def command(checkout: Path | None = None) -> list[str]:
+    """The installed `acd-router` script beside this interpreter, else `python -m router.cli`
+    (always for another `checkout` of the project, which then goes first on PYTHONPATH)."""
     script = Path(sys.executable).with_name("acd-router")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+    if script.exists() and checkout is None:
+        return [str(script)]
+    return [sys.executable, "-m", "router.cli"]
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -47,14 +50,24 @@ def port_open(port: int) -> bool:
 class Served:
     """A running `acd-router serve` child: its output lines (stdout and stderr) as they come."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        """Start `acd-router <args>` with `env` (default: the clean environment)."""
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        checkout: Path | None = None,
+    ) -> None:
+        """Start `acd-router <args>` with `env` (default: the clean environment); the code of
+        another `checkout` of the project if given (to compare builds)."""
         self.args = list(args)
         self.lines: list[str] = []
         self._changed = threading.Condition()
+        env = dict(env) if env is not None else clean_env()
+        if checkout is not None:
+            env["PYTHONPATH"] = str(checkout.resolve())
         self.process = subprocess.Popen(
-            [*command(), *self.args],
-            env=dict(env) if env is not None else clean_env(),
+            [*command(checkout), *self.args],
+            env=env,
+            cwd=checkout,  # `python -m` looks in the working folder first
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
