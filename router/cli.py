@@ -44,6 +44,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         clock_speed=args.clock_speed,
         insecure=args.insecure,
         log_json=args.log_json,
+        workers=args.workers,
     )
 
 
@@ -97,6 +98,11 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--insecure",
         action="store_true",
         help="start without API keys: every request acts as admin (local experiments only)",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        help='serving processes behind the one listening port (default 1; "auto": one per core)',
     )
     run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     run.set_defaults(run=serve_command)

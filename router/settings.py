@@ -33,6 +33,8 @@ class ServiceSettings:
     durability: str = "local"
     """`local`: a change is acknowledged once the primary applied it; `replicated`: once a
     replica holds it too (§8)."""
+    workers: int | str = 1
+    """Serving processes behind the one listening port; `"auto"`: one per core (§8)."""
     config: str = ""
     """The configuration file these settings came from, if any."""
 
@@ -48,9 +50,10 @@ class ServiceSettings:
                 errors.append(FieldError(name, "unknown setting"))
                 continue
             default = getattr(cls(), key)
-            coerced = _coerce(default, value)
+            coerced = parse_workers(value) if key == "workers" else _coerce(default, value)
             if coerced is None:
-                errors.append(FieldError(name, f"must be {_kind(default)}"))
+                kind = WORKERS_KIND if key == "workers" else _kind(default)
+                errors.append(FieldError(name, f"must be {kind}"))
             else:
                 values[key] = coerced
         settings = replace(cls(), **values)
@@ -70,6 +73,12 @@ class ServiceSettings:
         merged = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
         merged.update(table)
         return replace(ServiceSettings.from_mapping(merged, "env"), config=self.config)
+
+    def worker_count(self) -> int:
+        """The number of serving processes: `workers`, or the cores this process may use."""
+        if self.workers == AUTO:
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -104,6 +113,22 @@ class ServiceSettings:
                 FieldError(f"{where}.exclusive_channels", f"must list channels ({names})")
             )
         return errors
+
+
+AUTO = "auto"
+MAX_WORKERS = 64
+WORKERS_KIND = f'an integer 1..{MAX_WORKERS} or "{AUTO}"'
+
+
+def parse_workers(value: Any) -> int | str | None:
+    """A `workers` setting (an integer 1..MAX_WORKERS, or "auto"; from text too), or None."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    return None
 
 
 def _kind(default: Any) -> str:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from router.api.auth import authorize
 from router.api.http import read_body, respond
@@ -31,6 +31,7 @@ from router.domain.models import (
 from router.domain.validation import validate_id
 from router.errors import NotFound, StoreUnavailable, ValidationError
 from router.metrics.business import render
+from router.metrics.process import exposition
 from router.store.engine import Engine
 
 routes = web.RouteTableDef()
@@ -479,9 +480,7 @@ async def metrics(request: web.Request) -> web.Response:
             business = await render(engine, _now(request))
     except StoreUnavailable:
         business = b""
-    return web.Response(
-        body=business + generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return web.Response(body=business + exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/healthz")

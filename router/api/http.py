@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, NotRequired
 
 import msgpack
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import Field
@@ -108,7 +109,10 @@ def respond(request: web.Request, body: Any, status: int = 200) -> web.Response:
             body=msgpack.packb(body, use_bin_type=True), status=status, content_type=MSGPACK
         )
     return web.Response(
-        text=json.dumps(body, separators=(",", ":")), status=status, content_type=JSON
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type=JSON,
+        charset="utf-8",
     )
 
 

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -74,9 +75,9 @@ Ceiling = Callable[[StreamId], Awaitable[StreamId]]
 `local`, those a replica holds with `replicated` (router/store/replication.py)."""
 
 
-def event_json(event: Event) -> str:
+def event_json(event: Event) -> bytes:
     """The compact JSON of an event (§4): the SSE `data` line and the webhook body."""
-    return json.dumps(event_view(event), separators=(",", ":"))
+    return orjson.dumps(event_view(event), option=orjson.OPT_NON_STR_KEYS)
 
 
 def parse_event_id(value: str, name: str) -> StreamId:
@@ -90,6 +91,12 @@ def parse_event_id(value: str, name: str) -> StreamId:
     return ms, seq
 
 
+def log_id(entry_id: str) -> StreamId:
+    """The id of an entry Redis returned (`<ms>-<seq>`, well formed) as a pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def id_text(stream_id: StreamId) -> str:
     """A stream id as Redis spells it."""
     return f"{stream_id[0]}-{stream_id[1]}"
@@ -100,7 +107,8 @@ def render(entry_id: str, fields: dict[bytes, bytes]) -> tuple[Event, bytes] | N
     rendered, so that one bad event never ends a stream or takes its neighbours with it."""
     try:
         event = codec.event(entry_id, fields)
-        frame = f"id: {event.id}\nevent: {event.type}\ndata: {event_json(event)}\n\n".encode()
+        head = f"id: {event.id}\nevent: {event.type}\ndata: ".encode()
+        frame = b"".join((head, event_json(event), b"\n\n"))
     except Exception as error:  # RecursionError included: whatever the entry holds
         kind = fields.get(b"t", b"?").decode(errors="replace")
         # The type and id only: a message could quote the event's data.
@@ -150,6 +158,10 @@ class Filter:
         if self.types:
             return [("type", t) for t in sorted(self.types)]
         return [("all", "")]
+
+
+FIELD_KINDS = ("queue", "agent")
+"""Index kinds that name a field of the event."""
 
 
 def candidate_keys(event: Event) -> Iterable[tuple[str, str]]:
@@ -221,6 +233,9 @@ class EventHub:
         self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
         self._streams: set[Stream] = set()
         self._per_key: defaultdict[str, int] = defaultdict(int)
+        self._by_field = 0
+        """Streams filed under a queue or an agent: an event must be decoded to know if they
+        want it."""
         self._failing = False
 
     async def start(self) -> None:
@@ -256,14 +271,18 @@ class EventHub:
         self._streams.add(stream)
         for key in stream.filter.index_keys():
             self._index[key].add(stream)
+            self._by_field += key[0] in FIELD_KINDS
 
     def leave(self, stream: Stream) -> None:
         """Stop feeding `stream`."""
+        if stream not in self._streams:
+            return
         self._streams.discard(stream)
         for key in stream.filter.index_keys():
             streams = self._index.get(key)
             if streams is not None:
                 streams.discard(stream)
+                self._by_field -= key[0] in FIELD_KINDS
                 if not streams:
                     del self._index[key]
 
@@ -311,12 +330,12 @@ class EventHub:
         # RESP2 (the client's default): [[key, entries]].
         new = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
         if new:
-            self._read_from = parse_event_id(text(new[-1][0]), "log")
+            self._read_from = log_id(text(new[-1][0]))
         entries = self._held + new
         if not entries:
             return []
-        upto = await self.ceiling(parse_event_id(text(entries[-1][0]), "log"))
-        ready = [e for e in entries if parse_event_id(text(e[0]), "log") <= upto]
+        upto = await self.ceiling(log_id(text(entries[-1][0])))
+        ready = [e for e in entries if log_id(text(e[0])) <= upto]
         self._held = entries[len(ready) :]
         return ready
 
@@ -324,12 +343,20 @@ class EventHub:
         """Hand each event to the streams it matches. No await: a stream joins between batches."""
         for raw_id, fields in entries:
             entry_id = text(raw_id)
-            event_id = parse_event_id(entry_id, "log")
-            if self._streams:
+            event_id = log_id(entry_id)
+            if self._may_want(fields):
                 rendered = render(entry_id, fields)
                 if rendered is not None:
                     self._fan_out(event_id, *rendered)
             self.position = event_id
+
+    def _may_want(self, fields: dict[bytes, bytes]) -> bool:
+        """Whether a stream may want an entry, before it is decoded: one filed under its type or
+        under every event, or one filed under a queue or an agent (then it must be decoded)."""
+        index = self._index
+        if self._by_field or ("all", "") in index:
+            return True
+        return bool(index) and ("type", fields.get(b"t", b"").decode()) in index
 
     def _fan_out(self, event_id: StreamId, event: Event, frame: bytes) -> None:
         for key in candidate_keys(event):

@@ -167,7 +167,7 @@ class Delivery:
         if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
             await self._replicated(entry_id)
             try:
-                body = event_json(codec.event(entry_id, fields)).encode()
+                body = event_json(codec.event(entry_id, fields))
             except Exception as error:  # RecursionError included: whatever the entry holds
                 # The type and id only: a message could quote the event's data.
                 log.error(

@@ -7,9 +7,19 @@ interaction data: routes are path templates, methods and statuses are bounded se
 
 from __future__ import annotations
 
+import os
 from typing import ParamSpec, Protocol, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
@@ -21,7 +31,9 @@ EVENT_DELIVERIES = Counter(
 )
 """Event deliveries by sink and result; `skipped`: an event that could not be rendered."""
 
-EVENT_STREAMS = Gauge("acd_event_streams", "Event streams (SSE) open on this process.")
+EVENT_STREAMS = Gauge(
+    "acd_event_streams", "Event streams (SSE) open on this process.", multiprocess_mode="livesum"
+)
 """Open event streams."""
 
 EVENT_STREAMS_DROPPED = Counter(
@@ -75,6 +87,7 @@ HTTP_DURATION = Histogram(
 TIMER_LAG = Gauge(
     "acd_timer_lag_seconds",
     "How late the due timers applied by this process's last tick were (0 when none was due).",
+    multiprocess_mode="livemax",
 )
 """Lag of the last tick's timers."""
 
@@ -82,8 +95,25 @@ STORE_UP = Gauge(
     "acd_store_up",
     "1 while this process's store calls succeed, 0 while the store does not answer (timed out "
     "or unreachable) since the last call.",
+    multiprocess_mode="livemin",
 )
 """Whether the store answered this process's last call."""
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by `serve --workers`, router/service/workers.py): every worker writes its series to
+files in that folder, and a scrape of any worker reads them all."""
+
+
+def exposition() -> bytes:
+    """The per-process series in the text format: this process's, or with several workers every
+    live worker's gauges and every worker's counters and histograms summed."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, folder)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from router.config import Config, load_config
 from router.errors import ConfigError, FieldError
-from router.settings import ServiceSettings
+from router.settings import WORKERS_KIND, ServiceSettings, parse_workers
 from router.store.url import parse_store_url
 
 
@@ -22,6 +22,7 @@ class ServeOptions:
     clock_speed: float = 1.0
     insecure: bool = False
     log_json: bool = False
+    workers: str | None = None
 
 
 def parse_listen(listen: str, where: str = "listen") -> tuple[str, int]:
@@ -51,6 +52,14 @@ def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
     if options.data_dir is not None and service.redis_url:
         message = "applies to the embedded store only, not with a Redis URL"
         raise ConfigError(f"--data-dir: {message}", [FieldError("--data-dir", message)])
+    if options.workers is not None:
+        workers = parse_workers(options.workers)
+        if workers is None:
+            raise ConfigError(
+                f"--workers: must be {WORKERS_KIND}",
+                [FieldError("--workers", f"must be {WORKERS_KIND}")],
+            )
+        service = replace(service, workers=workers)
     if not options.clock_speed > 0:
         message = "must be > 0"
         raise ConfigError(f"--clock-speed: {message}", [FieldError("--clock-speed", message)])

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any, TypeVar
 
+import uvloop
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -45,8 +49,23 @@ INSECURE_WARNING = (
 )
 
 
-async def run_app(app: web.Application, host: str, port: int, banner: str, insecure: bool) -> str:
-    """Serve `app` until SIGTERM or SIGINT, then shut down gracefully; the signal's name.
+T = TypeVar("T")
+Listen = tuple[str, int] | socket.socket
+"""Where to serve: a host and a port to bind, or a bound listening socket (a worker's)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PARENT_POLL_S = 1.0
+"""How often a worker checks that its parent still runs."""
+
+
+async def run_app(
+    app: web.Application,
+    listen: Listen,
+    ready: Callable[[int], None],
+    signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
+    parent: int | None = None,
+) -> str:
+    """Serve `app` until one of `signals` (or, given `parent`, until that process is gone),
+    then shut down gracefully; the signal's name. `ready` is called with the bound port.
 
     Stop accepting, let in-flight requests finish (up to SHUTDOWN_TIMEOUT_S), then the app's
     cleanup contexts stop its background tasks and close the store client.
@@ -55,44 +74,87 @@ async def run_app(app: web.Application, host: str, port: int, banner: str, insec
     stop = asyncio.Event()
     received: list[str] = []
 
-    def on_signal(sig: signal.Signals) -> None:
+    def on_stop(name: str) -> None:
         if received:
-            log.warning("%s: already stopping", sig.name)
+            # A worker may get the same signal twice: from its parent, and from a signal sent to
+            # the whole process group (a terminal's Ctrl-C, systemd's stop).
+            log.log(logging.INFO if name == received[0] else logging.WARNING,
+                    "%s: already stopping", name)  # fmt: skip
             return
-        received.append(sig.name)
+        received.append(name)
         stop.set()
 
     from router.api.protocol import service_runner  # the API's modules load for serve only
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_stop, sig.name)
+    watch = None if parent is None else asyncio.create_task(watch_parent(parent, on_stop))
     runner = service_runner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            bound = bound_port(runner, port)
-            if insecure:
-                log.warning("ready: %s (%s) -- %s", http_url(host, bound), banner, INSECURE_WARNING)
+            if isinstance(listen, socket.socket):
+                site: web.BaseSite = web.SockSite(runner, listen)
             else:
-                log.info("ready: %s (%s)", http_url(host, bound), banner)
+                site = web.TCPSite(runner, *listen)
+            await site.start()
+            settle_heap()
+            ready(bound_port(runner))
             await stop.wait()
             log.info("%s received: stopping, finishing in-flight requests", received[0])
         finally:
             await runner.cleanup()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        if watch is not None:
+            watch.cancel()
+        for sig in signals:
             loop.remove_signal_handler(sig)
     return received[0]
 
 
-def bound_port(runner: web.AppRunner, requested: int) -> int:
-    """The port the first listening socket got (differs from `requested` only when it is 0)."""
+async def watch_parent(parent: int, on_stop: Callable[[str], None]) -> None:
+    """Stop when the process `parent` is gone (a worker whose parent was killed)."""
+    while True:
+        await asyncio.sleep(PARENT_POLL_S)
+        if os.getppid() != parent:
+            break
+    log.warning("the parent process %d is gone: stopping", parent)
+    on_stop("parent gone")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on a uvloop event loop (docs/benchmarks.md, "Levers")."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+GC_THRESHOLD = (10_000, 50, 100)
+"""gc.set_threshold() while serving: the default (700, 10, 10) collects the young generation
+every few requests (docs/benchmarks.md, "Levers")."""
+
+
+def settle_heap() -> None:
+    """Once started: move what start-up built (modules, schemas, the app) out of the
+    collector's sight (gc.freeze), and collect less often while serving."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the first listening socket got (the one asked for, unless that was 0)."""
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
             return address[1]
-    return requested
+    raise OSError("no listening socket")
+
+
+def log_ready(url: str, banner: str, insecure: bool) -> None:
+    """The `ready:` line (with the insecure-mode warning when on)."""
+    if insecure:
+        log.warning("ready: %s (%s) -- %s", url, banner, INSECURE_WARNING)
+    else:
+        log.info("ready: %s (%s)", url, banner)
 
 
 def describe(config: Config, store: EmbeddedStore | None) -> str:
@@ -140,8 +202,9 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
         data_dir = Path(options.data_dir) if options.data_dir is not None else None
         store = EmbeddedStore(data_dir)
         config = replace(config, service=replace(config.service, redis_url=store.url))
+    clock = Clock(speed=options.clock_speed)
     try:
-        app = create_app(config, Clock(speed=options.clock_speed), insecure=options.insecure)
+        app = create_app(config, clock, insecure=options.insecure)
     except ConfigError as error:
         if store is not None:
             store.cleanup()
@@ -151,7 +214,7 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
     announce(options)
     interrupt_on_signals()
     try:
-        return run_with_store(app, config, store, options.insecure)
+        return run_with_store(app, config, store, options, clock)
     except Interrupted as stopped:
         log.info("%s received while starting or stopping: stopped", stopped)
         return EXIT_OK
@@ -185,7 +248,11 @@ def announce(options: ServeOptions) -> None:
 
 
 def run_with_store(
-    app: web.Application, config: Config, store: EmbeddedStore | None, insecure: bool
+    app: web.Application,
+    config: Config,
+    store: EmbeddedStore | None,
+    options: ServeOptions,
+    clock: Clock,
 ) -> int:
     """Start the embedded store if any, then serve until a stop signal; the exit status."""
     if store is not None:
@@ -202,8 +269,19 @@ def run_with_store(
     else:
         log.info("store: %s", redact_url(config.service.redis_url))
     host, port = parse_listen(config.service.listen)
+    banner = describe(config, store)
+    count = config.service.worker_count()
     try:
-        asyncio.run(run_app(app, host, port, describe(config, store), insecure))
+        if count > 1:
+            from router.service.workers import Worker, serve_workers
+
+            worker = Worker(config, clock, options.insecure, options.log_json)
+            return serve_workers(worker, count, (host, port), banner)
+
+        def ready(bound: int) -> None:
+            log_ready(http_url(host, bound), banner, options.insecure)
+
+        run_loop(run_app(app, (host, port), ready))
     except (RedisError, StoreUnavailable) as error:
         log.error("store %s: %s", redact_url(config.service.redis_url), error)
         return EXIT_FAILURE

@@ -119,7 +119,16 @@ class Engine:
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self.runner = ScriptRunner(redis, wait_ms(settings))
-        self._cfg = call_settings(settings)
+        self._cfg = b""
+        self.tune()
+        self._store_up = False
+
+    def tune(self, **changes: Any) -> None:
+        """The settings every call carries, with `changes` (tests lower limits with it)."""
+        # Packed once, apart from each call's own arguments: the library decodes them only when
+        # they change.
+        cfg = {**call_settings(self.settings), **changes}
+        self._cfg = msgpack.packb(cfg, use_bin_type=False)
 
     async def start(self) -> None:
         """Load the library of every script (FUNCTION LOAD)."""
@@ -135,20 +144,23 @@ class Engine:
             async with asyncio.timeout(timeout_s):
                 yield
         except (TimeoutError, RedisTimeoutError) as error:
-            STORE_UP.set(0)
+            self._set_store_up(False)
             raise StoreUnavailable(f"the store did not answer within {timeout_s:g} s") from error
         except (RedisConnectionError, OSError) as error:
-            STORE_UP.set(0)
+            self._set_store_up(False)
             raise StoreUnavailable("the store cannot be reached") from error
-        STORE_UP.set(1)
+        if not self._store_up:
+            self._set_store_up(True)
+
+    def _set_store_up(self, up: bool) -> None:
+        self._store_up = up
+        STORE_UP.set(int(up))
 
     async def _call(self, op: str, now: float, **args: Any) -> list[Any]:
         start = time.perf_counter()
-        # Packed apart: the library decodes the settings only when they change.
-        cfg = msgpack.packb(self._cfg, use_bin_type=False)
         async with self.bounded():
             reply = await self.runner.call(
-                op, self.keys.prefix, {"now": to_ms(now), "cfg": cfg, **args}
+                op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
             )
         if op in ROUTING_OPERATIONS:
             observe_decision(time.perf_counter() - start)

@@ -188,7 +188,7 @@ async def test_limit_ends_the_stream_after_n_events(
         text = await response.text()
     events = await center.events()
     assert text == "".join(
-        f"id: {e.id}\nevent: {e.type}\ndata: {event_json(e)}\n\n" for e in events[:2]
+        f"id: {e.id}\nevent: {e.type}\ndata: {event_json(e).decode()}\n\n" for e in events[:2]
     )
 
 

@@ -29,7 +29,7 @@ async def open_stream(client: Client, query: str = "", **headers: str) -> Sse:
 
 def same(frames: list[Frame], events: list[Event]) -> None:
     assert [(f.id, f.event, f.data) for f in frames] == [
-        (e.id, e.type, event_json(e)) for e in events
+        (e.id, e.type, event_json(e).decode()) for e in events
     ]
 
 

@@ -18,7 +18,7 @@ BATCH = 3
 
 async def small_batches(center: Center) -> None:
     """Batches of BATCH agents, and a queue."""
-    center.engine._cfg["fill_batch"] = BATCH
+    center.engine.tune(fill_batch=BATCH)
     await center.queue("support", skills={"support": 1})
 
 

@@ -127,7 +127,7 @@ async def test_extra_skill_merges_with_the_higher_minimum(center: Center) -> Non
 
 
 async def test_routing_class_limit_refuses_the_arrival(center: Center) -> None:
-    center.engine._cfg["max_classes"] = 2
+    center.engine.tune(max_classes=2)
     await center.queue("support", skills={"support": 1})
     await center.call("support", "c1", skills={"lang:fi": 1})  # second class
     with pytest.raises(ValidationError) as err:

@@ -74,7 +74,7 @@ async def test_a_library_of_another_version_is_left_alone(center: Center) -> Non
 
 
 async def test_a_queue_needing_too_many_classes_is_refused(center: Center) -> None:
-    center.engine._cfg["max_classes"] = 2
+    center.engine.tune(max_classes=2)
     with pytest.raises(ValidationError):
         await center.queue("q", skills={"a": 1}, steps=[(5, {"b": 1}), (10, {"c": 1})])
     assert await center.engine.get_queue("q") is None

@@ -1,0 +1,261 @@
+"""`serve --workers N` (SPEC §8): N serving processes behind one listening port.
+
+The parent binds one listening socket per worker on the same port (SO_REUSEPORT: the kernel
+spreads new connections over them), starts each worker as a fresh interpreter (multiprocessing
+`spawn`) with its socket, waits until every worker serves, then only supervises: it forwards
+SIGTERM and SIGINT to the workers (as SIGTERM) and waits for each one's graceful stop. A worker
+has its own event loop, store connections, event reader and tick loop; the embedded store, if
+any, is the parent's, started before the workers and stopped after them.
+
+A worker that dies after it served is reported and started again on the same socket (the
+connections queued on it wait for the new worker rather than being refused); one that fails
+before it serves (at start or at a restart) stops every worker, and `serve` exits 1.
+
+Per-process metrics use prometheus-client's multiprocess mode: each worker writes its series to
+files in a private folder the parent creates and removes (PROMETHEUS_MULTIPROC_DIR), and
+`/metrics` of any worker reads them all (router/metrics/process.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import cast
+
+from redis.exceptions import RedisError
+
+from router.clock import Clock
+from router.config import Config
+from router.errors import StoreUnavailable
+from router.metrics.process import MULTIPROC_ENV
+from router.service.logs import setup_logging
+from router.service.options import http_url, redact_url
+from router.service.run import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    SHUTDOWN_TIMEOUT_S,
+    Interrupted,
+    log_ready,
+    run_app,
+    run_loop,
+)
+
+log = logging.getLogger("router.service.workers")
+
+BACKLOG = 128
+"""Pending connections per worker's socket (aiohttp's default)."""
+STOP_TIMEOUT_S = SHUTDOWN_TIMEOUT_S + 10.0
+"""How long the parent waits for a worker's graceful stop before it kills it: in-flight
+requests, then the background tasks' own bounded stops."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What every worker serves with: the configuration (the store's URL set), the clock (one
+    origin, so that an accelerated clock agrees across workers) and the start-up options."""
+
+    config: Config
+    clock: Clock
+    insecure: bool
+    log_json: bool
+
+
+def worker_main(worker: Worker, index: int, listener: socket.socket, ready: Connection) -> None:
+    """A worker process: serve on `listener` until SIGTERM or until the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a stop reaches workers from the parent
+    setup_logging(worker.log_json, worker=index)
+    from router.api.app import create_app  # the API's modules load for serve only
+
+    app = create_app(worker.config, worker.clock, worker.insecure)
+
+    def on_ready(port: int) -> None:
+        ready.send(os.getpid())
+        ready.close()
+
+    try:
+        run_loop(run_app(app, listener, on_ready, (signal.SIGTERM,), parent=os.getppid()))
+    except (RedisError, StoreUnavailable) as error:
+        log.error("store %s: %s", redact_url(worker.config.service.redis_url), error)
+        raise SystemExit(EXIT_FAILURE) from None
+    raise SystemExit(EXIT_OK)
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` sockets listening on one port (the first one's, when `port` is 0)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            address = sock.getsockname()  # the port the first one got
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class StartFailed(Exception):
+    """A worker ended before it served."""
+
+
+@dataclass
+class Supervisor:
+    """The parent: starts the workers, restarts one that dies, stops them all."""
+
+    worker: Worker
+    sockets: list[socket.socket]
+    processes: dict[int, BaseProcess] = field(default_factory=dict)
+    """The running worker of each index (1-based)."""
+    stopping: bool = False
+
+    def start(self, *indexes: int) -> None:
+        """Start the workers `indexes` and wait until each serves; StartFailed if one ends
+        first."""
+        context = multiprocessing.get_context("spawn")
+        pipes: dict[int, Connection] = {}
+        for index in indexes:
+            ours, theirs = context.Pipe(duplex=False)
+            process = context.Process(
+                target=worker_main,
+                args=(self.worker, index, self.sockets[index - 1], theirs),
+                name=f"acd-worker-{index}",
+            )
+            process.start()
+            theirs.close()
+            self.processes[index] = process
+            pipes[index] = ours
+        for index, ours in pipes.items():
+            started = self.processes[index]
+            try:
+                wait([ours, started.sentinel])
+                pid = ours.recv() if ours.poll() else None
+            except EOFError:
+                pid = None
+            finally:
+                ours.close()
+            if pid is None:
+                started.join(STOP_TIMEOUT_S)
+                raise StartFailed(f"worker {index} exited with {describe_exit(started)} at start")
+            log.info("worker %d of %d serving (pid %d)", index, len(self.sockets), pid)
+
+    def supervise(self) -> None:
+        """Until a stop signal (Interrupted): restart each worker that dies."""
+        while True:
+            sentinels = {p.sentinel: i for i, p in self.processes.items()}
+            for sentinel in wait(list(sentinels)):
+                index = sentinels[cast(int, sentinel)]
+                process = self.processes[index]
+                process.join()
+                forget(process)
+                log.error(
+                    "worker %d (pid %s) exited with %s: starting it again",
+                    index,
+                    process.pid,
+                    describe_exit(process),
+                )
+                self.start(index)
+
+    def stop(self) -> bool:
+        """SIGTERM to every worker, then wait for each; whether all stopped cleanly."""
+        clean = True
+        for process in self.processes.values():
+            if process.is_alive():
+                process.terminate()
+        for index, process in self.processes.items():
+            process.join(STOP_TIMEOUT_S)
+            if process.is_alive():
+                log.error("worker %d (pid %s) did not stop in time: killed", index, process.pid)
+                process.kill()
+                process.join()
+            if process.exitcode != 0:
+                clean = False
+                log.warning("worker %d exited with %s", index, describe_exit(process))
+            forget(process)
+        return clean
+
+
+def describe_exit(process: BaseProcess) -> str:
+    """`status N` or `signal NAME`."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"status {code}"
+
+
+def forget(process: BaseProcess) -> None:
+    """Drop a dead worker's live gauges from the metrics folder (its counters stay)."""
+    if process.pid is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def metrics_folder() -> Iterator[str]:
+    """A private folder for the workers' metrics files, named in PROMETHEUS_MULTIPROC_DIR while
+    the block runs (the workers inherit it), removed after."""
+    folder = tempfile.mkdtemp(prefix="acd-metrics-")
+    before = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: str) -> int:
+    """Serve with `count` worker processes until a stop signal; the exit status."""
+    host, port = listen
+    try:
+        sockets = listening_sockets(host, port, count)
+    except OSError as error:
+        log.error("cannot serve on %s: %s", worker.config.service.listen, error)
+        return EXIT_FAILURE
+    supervisor = Supervisor(worker, sockets)
+    received = ""
+    try:
+        with metrics_folder():
+            try:
+                supervisor.start(*range(1, count + 1))
+                bound = sockets[0].getsockname()[1]
+                log_ready(http_url(host, bound), f"{banner}, {count} workers", worker.insecure)
+                supervisor.supervise()
+            except StartFailed as failed:
+                log.error("%s: stopping every worker", failed)
+                supervisor.stop()
+                return EXIT_FAILURE
+            except Interrupted as signalled:
+                received = str(signalled)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)  # the workers' stops are bounded: let them end
+            log.info("%s received: stopping %d workers", received, count)
+            clean = supervisor.stop()
+    finally:
+        for sock in sockets:
+            sock.close()
+    log.info("stopped" if clean else "stopped; a worker did not stop cleanly")
+    return EXIT_OK if clean else EXIT_FAILURE

@@ -1,0 +1,207 @@
+"""`acd-router serve --workers N` (SPEC §8): the real processes behind one port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack
+from http.client import HTTPConnection
+from pathlib import Path
+
+import pytest
+
+from loadtest.served import Served, clean_env, port_open, serve_args
+from router.errors import ConfigError
+from router.service.options import ServeOptions, build_config
+from router.settings import ServiceSettings
+from tests.e2e.serve import eventually, http
+
+KEY = "test-platform-key"
+CONFIG = """
+[service]
+workers = 2
+store_timeout_s = 0.5
+
+[[keys]]
+name = "pbx"
+role = "platform"
+env = "ACD_KEY_PBX"
+
+[[queues]]
+name = "support"
+channel = "voice"
+skills = { support = 1 }
+"""
+SERVING = re.compile(r"worker (\d) of 2 serving \(pid (\d+)\)")
+CONNECTIONS = 16
+
+
+def worker_pids(served: Served) -> dict[int, int]:
+    """The pid of each worker, by index, from the latest `serving` line of each."""
+    return {int(m[1]): int(m[2]) for m in SERVING.finditer(served.output)}
+
+
+def children(pid: int) -> dict[int, str]:
+    """The command name of each child of `pid`."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
+            found[int(stat.parent.name)] = text[text.index("(") + 1 : text.rindex(")")]
+    return found
+
+
+def established(pid: int, port: int) -> int:
+    """How many established TCP connections to local `port` process `pid` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            local_port = int(cols[1].rsplit(":", 1)[1], 16)
+            count += local_port == port and cols[3] == "01" and cols[9] in inodes
+    return count
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the series `name` (with its labels) in an exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def scrape(url: str) -> str:
+    """GET /metrics as text."""
+    with ExitStack() as stack:
+        conn = HTTPConnection(url.removeprefix("http://"), timeout=5)
+        stack.callback(conn.close)
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """`serve` with two workers and the embedded store, stopped at teardown."""
+    config = tmp_path / "acd.toml"
+    config.write_text(CONFIG)
+    args, _ = serve_args("--config", str(config))
+    service = Served(args, clean_env({"ACD_KEY_PBX": KEY}))
+    try:
+        yield service
+    finally:
+        service.kill()
+
+
+def test_two_workers_serve_one_port_one_store_one_scrape_and_stop_together(
+    served: Served,
+) -> None:
+    url = served.wait_ready()
+    port = int(url.rsplit(":", 1)[1])
+    assert "2 workers" in served.output
+    pids = worker_pids(served)
+    assert sorted(pids) == [1, 2]
+    # The embedded store is the parent's, started once; the workers start none.
+    assert served.output.count("embedded store: redis-server on") == 1
+    assert sorted(children(served.process.pid).values()).count("redis-server") == 1
+    assert all("redis-server" not in children(pid).values() for pid in pids.values())
+
+    # Both workers take connections on the one port (SO_REUSEPORT spreads them).
+    with ExitStack() as stack:
+        for _ in range(CONNECTIONS):
+            conn = HTTPConnection(f"127.0.0.1:{port}", timeout=5)
+            stack.callback(conn.close)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b'{"status":"ok"}'
+        held = {index: established(pid, port) for index, pid in pids.items()}
+    assert sum(held.values()) == CONNECTIONS
+    assert all(held.values()), held
+    # One scrape, whichever worker answers it, covers both.
+    healthz = 'acd_http_requests_total{method="GET",route="/healthz",status="200"}'
+    text = scrape(url)
+    assert metric(text, healthz) == CONNECTIONS
+    assert metric(text, "acd_store_up") == 1
+    assert http("GET", f"{url}/v1/queues", key=KEY)[0] == 200
+
+    # The store frozen: /metrics still answers, with the per-process series and the store down.
+    store = next(p for p, name in children(served.process.pid).items() if name == "redis-server")
+    os.kill(store, signal.SIGSTOP)
+    try:
+        frozen = scrape(url)
+    finally:
+        os.kill(store, signal.SIGCONT)
+    assert metric(frozen, "acd_store_up") == 0
+    assert metric(frozen, healthz) == CONNECTIONS
+    assert "acd_queue_waiting" not in frozen  # the business metrics live in the store
+
+    # A worker that dies is reported and started again; the service goes on.
+    os.kill(pids[1], signal.SIGKILL)
+    served.wait_for(re.compile(r"worker 1 \(pid \d+\) exited with signal SIGKILL: starting"))
+    eventually(lambda: worker_pids(served)[1] != pids[1], what="worker 1 started again")
+    assert http("GET", f"{url}/v1/queues", key=KEY)[0] == 200
+    eventually(lambda: metric(scrape(url), "acd_store_up") == 1, what="the store up again")
+    assert metric(scrape(url), healthz) == CONNECTIONS  # the dead worker's counts stay
+
+    pids = worker_pids(served)
+    assert served.stop() == 0
+    assert "SIGTERM received: stopping 2 workers" in served.output
+    for index in pids:
+        assert f"[worker {index}]: SIGTERM received: stopping" in served.output
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+    assert not port_open(port)
+    assert "Traceback" not in served.output
+
+
+# --- the setting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "env", "flag", "expected"),
+    [
+        ({}, {}, None, 1),
+        ({"workers": 3}, {}, None, 3),
+        ({"workers": 3}, {"ACD_WORKERS": "2"}, None, 2),
+        ({"workers": 3}, {"ACD_WORKERS": "2"}, "4", 4),
+        ({}, {"ACD_WORKERS": "auto"}, None, "auto"),
+        ({"workers": "auto"}, {}, None, "auto"),
+    ],
+)
+def test_workers_come_from_the_file_the_environment_and_the_flag(
+    tmp_path: Path,
+    table: dict[str, object],
+    env: dict[str, str],
+    flag: str | None,
+    expected: object,
+) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        "".join(f"[service]\nworkers = {v!r}\n".replace("'", '"') for v in table.values())
+    )
+    config = build_config(ServeOptions(config=str(path), workers=flag), env)
+    assert config.service.workers == expected
+    count = config.service.worker_count()
+    assert count == (len(os.sched_getaffinity(0)) if expected == "auto" else expected)
+
+
+@pytest.mark.parametrize("value", [0, 65, -1, "many", "2.5", True, 1.5])
+def test_a_bad_workers_value_names_the_field(value: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ServiceSettings.from_mapping({"workers": value})
+    assert str(raised.value) == 'service.workers: must be an integer 1..64 or "auto"'
+    with pytest.raises(ConfigError) as raised:
+        build_config(ServeOptions(workers=str(value)), {})
+    assert raised.value.errors[0].field == "--workers"
