@@ -59,6 +59,14 @@ MIX_PER_LIFECYCLE = 4
 TARGET_RATIO = 0.35
 TARGET_P99_MS = 25.0
 INDICATIVE_LIFECYCLES = 1_000.0
+WORKERS = 2
+WORKERS_ROLE = "workers"
+"""The CPU column of `serve --workers WORKERS` (the parent and its workers)."""
+WORKERS_RATE = 1_000.0
+"""Round 2: create -> offer event p99 at this many lifecycles/s."""
+TARGET_WORKER_EFFICIENCY = 0.90
+TARGET_CPU_MS = 0.5
+TARGET_P99_MS_ROUND2 = 10.0
 BASELINE_LUA = "return redis.call('INCR', KEYS[1])"
 BASELINE_KEY = "bench-http:baseline"
 BASELINE_LABEL = "baseline EVALSHA"
@@ -132,15 +140,32 @@ def child_pid(parent: int, name: str) -> int | None:
     return None
 
 
+def children(parent: int) -> list[int]:
+    """The pids of the children of `parent` but redis-server (the workers of `serve`)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if comm != "redis-server" and int(text.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+    return found
+
+
 @dataclass
 class Cpu:
-    """The processes whose CPU time the table shows, by role."""
+    """The processes whose CPU time the table shows, by role; a role in `trees` counts its
+    children too (`serve --workers`: the parent and its workers)."""
 
     pids: dict[str, int] = field(default_factory=dict)
+    trees: set[str] = field(default_factory=set)
 
     def snapshot(self) -> dict[str, float]:
         """CPU seconds so far, by role."""
-        return {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+        return {
+            role: sum(map(cpu_seconds, [pid, *(children(pid) if role in self.trees else ())]))
+            for role, pid in self.pids.items()
+        }
 
     def since(self, before: Mapping[str, float]) -> dict[str, float]:
         """CPU seconds since `before`, by role."""
@@ -446,8 +471,10 @@ async def lifecycle(bench: Bench, stats: Stats, due: float | None = None) -> boo
         status, raw = await bench.service.call(stats, "create", "POST", "/v1/interactions", body)
         if status != 201:
             return False
+        answered = time.perf_counter()
         stats.answers[str(json.loads(raw).get("status"))] += 1
         offer = await asyncio.wait_for(offered, OFFER_WAIT_S)
+        stats.observe("event after answer", max(0.0, offer.at - answered))
     except TimeoutError:
         stats.fail("offer event", "missing")
         return False
@@ -571,21 +598,27 @@ async def closed_segment(bench: Bench, row: Row, step: Step, seconds: float) -> 
     return units / wall
 
 
-async def closed_rounds(bench: Bench) -> tuple[Row, Row]:
-    """Alternate baseline and lifecycle segments for the plan's rounds."""
+async def closed_rounds(bench: Bench, workers: Bench | None) -> tuple[Row, Row, Row | None]:
+    """Alternate baseline, lifecycle and (given `workers`) lifecycle segments on the service with
+    WORKERS workers, for the plan's rounds."""
     clients = str(bench.clients)
     base = Row(BASELINE_LABEL, 1, clients, "baseline")
     life = Row(LIFECYCLE_LABEL, HTTP_PER_LIFECYCLE, clients, "service")
+    many = Row(f"lifecycle {WORKERS} workers", HTTP_PER_LIFECYCLE, clients, WORKERS_ROLE)
     for r in range(bench.plan.rounds):
         b = await closed_segment(bench, base, baseline_request, bench.plan.baseline_s)
         lc = await closed_segment(bench, life, lifecycle, bench.plan.lifecycle_s)
         ratio = lc * MIX_PER_LIFECYCLE / b
+        more = ""
+        if workers is not None:
+            w = await closed_segment(workers, many, lifecycle, bench.plan.lifecycle_s)
+            more = f", {WORKERS} workers {w:,.0f}/s"
         print(
             f"  round {r + 1}: baseline {b:,.0f} req/s, lifecycles {lc:,.0f}/s "
-            f"(mix ratio {ratio:.2f}), load {os.getloadavg()[0]:.2f}",
+            f"(mix ratio {ratio:.2f}){more}, load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
-    return base, life
+    return base, life, many if workers is not None else None
 
 
 async def open_row(bench: Bench) -> Row:
@@ -601,6 +634,7 @@ async def open_row(bench: Bench) -> Row:
 
 
 ROLES = ("service", "redis", "baseline", "loadgen")
+ROLES_WITH_WORKERS = ("service", WORKERS_ROLE, "redis", "baseline", "loadgen")
 
 
 def print_rows(rows: Sequence[Row], roles: Sequence[str] = ROLES) -> None:
@@ -678,6 +712,49 @@ def print_targets(base: Row, life: Row, open_loop: Row, rate: float) -> None:
     print(
         f"  info  open loop: {sent} creates sent at {sent / open_loop.wall_s:,.1f}/s, "
         f"{open_loop.units} lifecycles completed"
+    )
+
+
+def p99_ms(row: Row, kind: str) -> float:
+    """The p99 of one request type of `row`, in ms."""
+    return percentile(row.stats.latencies.get(kind, []), 0.99) * 1000
+
+
+def print_round2(rows: Sequence[Row], with_workers: bool) -> None:
+    """The SPEC §9 round-2 figures of the service."""
+    life = rows[1]
+    print("\nRound 2 targets (docs/benchmarks.md)")
+    print(verdict("service CPU ms per lifecycle, one worker", life.server_ms, TARGET_CPU_MS, False))
+    if not with_workers:
+        print("  info  --workers and the open loop at 1,000/s are measured only without --url")
+        return
+    many, open_many = rows[2], rows[-1]
+    per_cpu_one = life.units / life.cpu[life.server]
+    per_cpu_many = many.units / many.cpu[many.server]
+    print(
+        verdict(
+            f"lifecycles per service CPU-second per worker, {WORKERS} workers / 1",
+            per_cpu_many / per_cpu_one,
+            TARGET_WORKER_EFFICIENCY,
+            True,
+        )
+    )
+    print(
+        f"  info  lifecycles per service CPU-second: 1 worker {per_cpu_one:,.0f}, {WORKERS} "
+        f"workers {per_cpu_many:,.0f}; total lifecycles/s: 1 worker {life.rate:,.0f}, "
+        f"{WORKERS} workers {many.rate:,.0f} ({many.rate / life.rate:.2f}x; the 2 cores also run Redis and the "
+        f"load generator: CPU % in the table)"
+    )
+    name = f"create -> offer event p99 ms at {WORKERS_RATE:,.0f}/s ({WORKERS} workers)"
+    print(verdict(name, p99_ms(open_many, "create -> offer event"), TARGET_P99_MS_ROUND2, False))
+    print(
+        f"  info  where the tail comes from (p99 ms): the load generator's own lateness in "
+        f"sending {p99_ms(open_many, 'send lateness'):.1f}, the create's round trip "
+        f"{p99_ms(open_many, 'create'):.1f}, the offer event after the create's answer "
+        f"{p99_ms(open_many, 'offer event after answer'):.1f}; CPU % of a core: load generator "
+        f"{open_many.cpu_pct('loadgen')}, service {open_many.cpu_pct(WORKERS_ROLE)}, Redis "
+        f"{open_many.cpu_pct('redis')}; {open_many.units} of "
+        f"{len(open_many.stats.latencies.get('send lateness', []))} lifecycles completed"
     )
 
 
@@ -1028,12 +1105,20 @@ class Args:
     compare: tuple[str, ...] = ()
 
 
-async def measure(bench: Bench) -> tuple[Row, Row, Row]:
-    """The closed-loop rounds, then the open loop."""
+async def measure(bench: Bench, workers: Bench | None) -> list[Row]:
+    """The closed-loop rounds, then the open loops: at the run's rate on one worker, at
+    WORKERS_RATE on WORKERS workers."""
     print(f"closed loop: {bench.clients} callers per target, {bench.plan.rounds} round(s)")
-    base, life = await closed_rounds(bench)
+    base, life, many = await closed_rounds(bench, workers)
     print(f"open loop: {bench.rate:.0f} creates/s for {bench.plan.open_s:.0f} s", flush=True)
-    return base, life, await open_row(bench)
+    rows = [base, life, *([many] if many else []), await open_row(bench)]
+    if workers is not None:
+        rate = WORKERS_RATE
+        print(f"open loop, {WORKERS} workers: {rate:.0f} creates/s for {bench.plan.open_s:.0f} s")
+        row = await open_row(replace(workers, rate=rate))
+        row.label = f"open {rate:.0f}/s {WORKERS}w"
+        rows.append(row)
+    return rows
 
 
 async def run(args: Args) -> None:
@@ -1047,18 +1132,43 @@ async def run(args: Args) -> None:
     try:
         async with session() as http, session() as events:
             bench = await open_bench(args, targets, cpu, http, events)
-            base, life, open_loop = await measure(bench)
-            await bench.stream.close()
+            workers = None
+            if args.url is None:
+                workers = await workers_bench(args, bench, targets, cpu, http, events)
+            rows = await measure(bench, workers)
+            for each in (bench, workers):
+                if each is not None:
+                    await each.stream.close()
             if args.url is not None:
                 await setup_agents(bench, "logged_out")
-        print_rows((base, life, open_loop))
-        print_latencies((base, life, open_loop))
-        print_targets(base, life, open_loop, bench.rate)
+        print_rows(rows, ROLES if workers is None else ROLES_WITH_WORKERS)
+        print_latencies(rows)
+        print_targets(rows[0], rows[1], rows[-1 if workers is None else -2], bench.rate)
+        print_round2(rows, workers is not None)
         print_service_log(targets.served, bench.stream)
     finally:
         targets.stop()
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
     print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
+async def workers_bench(
+    args: Args, bench: Bench, targets: Targets, cpu: Cpu, http: aiohttp.ClientSession,
+    events: aiohttp.ClientSession,
+) -> Bench:  # fmt: skip
+    """`serve --workers WORKERS` on the same Redis (a namespace of its own), ready to measure."""
+    port = targets.served.store_port if targets.served is not None else None
+    if port is None:
+        raise BenchError("no embedded store to share with the workers")
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    side = Side(
+        WORKERS_ROLE,
+        config_text(f"{NAMESPACE}-{WORKERS_ROLE}"),
+        ("--workers", str(WORKERS), "--redis-url", redis_url),
+    )
+    cpu.trees.add(WORKERS_ROLE)
+    [workers] = await side_benches(args, [side], targets, cpu, http, events)
+    return workers
 
 
 async def open_bench(
