@@ -742,8 +742,8 @@ def print_round2(rows: Sequence[Row], with_workers: bool) -> None:
     print(
         f"  info  lifecycles per service CPU-second: 1 worker {per_cpu_one:,.0f}, {WORKERS} "
         f"workers {per_cpu_many:,.0f}; total lifecycles/s: 1 worker {life.rate:,.0f}, "
-        f"{WORKERS} workers {many.rate:,.0f} ({many.rate / life.rate:.2f}x; the 2 cores also run Redis and the "
-        f"load generator: CPU % in the table)"
+        f"{WORKERS} workers {many.rate:,.0f} ({many.rate / life.rate:.2f}x; the 2 cores also "
+        f"run Redis and the load generator: CPU % in the table)"
     )
     name = f"create -> offer event p99 ms at {WORKERS_RATE:,.0f}/s ({WORKERS} workers)"
     print(verdict(name, p99_ms(open_many, "create -> offer event"), TARGET_P99_MS_ROUND2, False))
