@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -98,7 +97,6 @@ async def run_app(
             else:
                 site = web.TCPSite(runner, *listen)
             await site.start()
-            settle_heap()
             ready(bound_port(runner))
             await stop.wait()
             log.info("%s received: stopping, finishing in-flight requests", received[0])
@@ -126,19 +124,6 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` on a uvloop event loop (docs/benchmarks.md, "Levers")."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
-
-
-GC_THRESHOLD = (10_000, 50, 100)
-"""gc.set_threshold() while serving: the default (700, 10, 10) collects the young generation
-every few requests (docs/benchmarks.md, "Levers")."""
-
-
-def settle_heap() -> None:
-    """Once started: move what start-up built (modules, schemas, the app) out of the
-    collector's sight (gc.freeze), and collect less often while serving."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
 
 
 def bound_port(runner: web.AppRunner) -> int:
