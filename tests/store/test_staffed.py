@@ -104,7 +104,7 @@ async def test_a_step_counts_only_with_capacity_on_the_channel(center: Center) -
 async def test_a_class_filled_in_batches_takes_only_agents_with_the_channel(
     center: Center,
 ) -> None:
-    center.engine._cfg["fill_batch"] = 3
+    center.engine.tune(fill_batch=3)
     await center.queue("chats", skills={"s": 1}, channel=Channel.CHAT)
     chat_agents = {f"c{i}" for i in range(4)}
     for i in range(8):
