@@ -30,21 +30,54 @@ function M.free_on(ag, channel)
   return true, on
 end
 
--- `seen` (optional, one per reindex) keeps per channel whether the agent is free there and its
--- longest_idle score, which are the same for every class on the channel.
-function M.index_agent_in(ag, cid, seen)
-  local cls = M.class(cid)
-  local ch = seen and seen[cls.channel]
-  if not ch then
-    local free, on = M.free_on(ag, cls.channel)
-    ch = {free = free, on = on}
-    if seen then seen[cls.channel] = ch end
-  end
-  if ch.free then
-    local score = cls.strategy ~= 'best_skill' and ch.idle_score
+-- What the class indexes hold of each agent this call touched, per channel: an entry
+-- {on, idle_since} where it is indexed free, nothing where it is not. Taken from the record as
+-- loaded (the indexes agree with the stored record between calls) and kept as this call
+-- reindexes, so that a reindex writes only the channels whose entry changed: an agent that goes
+-- from one call to the next, or from a call to wrap-up, touches no index. Absent: not known
+-- (every class is written).
+local pooled
+M.on_call(function() pooled = {} end)
+
+local function pool_entry(ag, channel)
+  local free, on = M.free_on(ag, channel)
+  if free then return {on, ag.idle_since} end
+  return false
+end
+
+local function same_entry(a, b)
+  if not a or not b then return not a and not b end
+  return a[1] == b[1] and a[2] == b[2]
+end
+
+-- The record as stored (lib/records.lua, M.load_ag): what the indexes hold of the agent.
+function M.agent_loaded(ag)
+  local entries = {}
+  for ch in pairs(ag.channels or {}) do entries[ch] = pool_entry(ag, ch) end
+  pooled[ag.id] = entries
+end
+
+-- Whether the class indexes of `channel` hold the agent as free; nil when not known.
+function M.pooled(ag, channel)
+  local entries = pooled[ag.id]
+  if entries == nil then return nil end
+  return entries[channel] and true or false
+end
+
+function M.index_agent_in(ag, cid)
+  pooled[ag.id] = nil  -- one class written apart from the others
+  M.write_index(ag, cid, M.class(cid), pool_entry(ag, M.class(cid).channel))
+end
+
+-- Writes the agent's entry in one class index: its strategy score where `entry` is free.
+-- `scores` (optional, one per reindex) keeps the longest_idle score per channel, the same for
+-- every class of the channel.
+function M.write_index(ag, cid, cls, entry, scores)
+  if entry then
+    local score = scores and cls.strategy ~= 'best_skill' and scores[cls.channel]
     if not score then
-      score = M.agent_score(ag, cls, ch.on)
-      if cls.strategy ~= 'best_skill' then ch.idle_score = score end
+      score = M.agent_score(ag, cls, entry[1])
+      if scores and cls.strategy ~= 'best_skill' then scores[cls.channel] = score end
     end
     redis.call('ZADD', K.class_agents(cid), score, ag.id)
   else
@@ -52,12 +85,27 @@ function M.index_agent_in(ag, cid, seen)
   end
 end
 
--- Brings every class index of the agent up to date with its record: O(classes it meets).
+-- Brings every class index of the agent up to date with its record: O(classes it meets) for
+-- the channels whose entry changed, nothing when none did.
 function M.reindex_agent(ag)
-  local seen = {}
-  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
-    M.index_agent_in(ag, tonumber(cid), seen)
+  local was = pooled[ag.id]
+  local now, changed = {}, {}
+  local any = false
+  for ch in pairs(ag.channels) do
+    now[ch] = pool_entry(ag, ch)
+    changed[ch] = was == nil or not same_entry(was[ch], now[ch])
+    any = any or changed[ch]
   end
+  if not any then return end
+  local scores = {}
+  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+    cid = tonumber(cid)
+    local cls = M.class(cid)
+    if changed[cls.channel] ~= false then  -- nil: a channel it has no capacity on
+      M.write_index(ag, cid, cls, now[cls.channel] or false, scores)
+    end
+  end
+  pooled[ag.id] = now
 end
 
 -- Routes an agent whose record changed, then indexes it: when it gets an offer, the offer's
@@ -127,6 +175,7 @@ function M.unindex_agent(ag)
     redis.call('ZREM', K.class_wrap_up(cid), ag.id)
   end
   redis.call('DEL', key)
+  pooled[ag.id] = {}
 end
 
 function M.activity(ag)

@@ -23,7 +23,9 @@ function M.offer(ix, ag, preferred)
   local pool = K.class_agents(ix.cls)
   local qualified = redis.call('ZCARD', pool)
   -- The agent may not be indexed free yet (M.route_agent); it could take the offer.
-  if not redis.call('ZSCORE', pool, ag.id) then qualified = qualified + 1 end
+  local indexed = M.pooled(ag, ix.channel)
+  if indexed == nil then indexed = redis.call('ZSCORE', pool, ag.id) end
+  if not indexed then qualified = qualified + 1 end
   local note = M.routing_note(ix, ag, cls, qualified, preferred)
   M.unplace(ix)
   local q = M.queue(ix.queue)

@@ -71,6 +71,7 @@ function M.load_ag(id)
   ag = cmsgpack.unpack(raw)
   if ag.act == nil then ag.act = {} end
   ag_cache[id] = ag
+  M.agent_loaded(ag)
   return ag
 end
 
