@@ -213,7 +213,7 @@ function M.release(ag, ix, wrap_ms)
     if not ag.wrap_until then ag.idle_since = M.now end
     return
   end
-  M.emas(K.queue_averages(ix.queue), recent)
+  M.emas(ix.queue, recent)
   ag.handles = ag.handles or {}
   ag.handles[#ag.handles + 1] = {q = ix.queue, a = ix.answered}
   local until_ms = M.now + wrap_ms

@@ -39,9 +39,12 @@ function M.seconds_since(ms) return (M.now - ms) / 1000 end
 -- The reply of every script: {code, payload...}; 'ok' or an error code (router/store/codec.py).
 function M.reply(code, a, b) return cmsgpack.pack({code, a or false, b or false}) end
 
+-- The statuses of an interaction that may wait in its queue's order (`qw:`).
+local IN_QUEUE = {queued = true, offered = true, callback = true}
+
 -- The reply with an interaction, its position (§4) added: 1 + those ahead in its queue.
 function M.reply_ix(ix, b)
-  if ix.m and not ix.position then  -- M.with_ewt may have found it
+  if ix.m and not ix.position and IN_QUEUE[ix.status] then  -- M.with_ewt may have found it
     local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
     if rank then ix.position = rank + 1 end
   end

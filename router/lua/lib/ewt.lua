@@ -24,14 +24,13 @@ local MIN_WEIGHT = 0.01         -- lighter competitors are left out
 -- Seconds: the queue's recent talk time, wrap-up, ring time and handle time (lib/metrics.lua,
 -- QueueAverages); the queue's configured wrap-up until one was measured.
 local function recent_times(q)
-  local v = redis.call('HMGET', K.queue_averages(q.name), 'talk', 'wrap', 'ring', 'aht')
-  return tonumber(v[1]) or DEFAULT_TALK_S, tonumber(v[2]) or q.wrap_up_s, tonumber(v[3]) or 0,
-         tonumber(v[4])
+  local a = M.averages(q.name)
+  return a.talk or DEFAULT_TALK_S, a.wrap or q.wrap_up_s, a.ring or 0, a.aht
 end
 
-local function recent_ring(q)
-  return tonumber(redis.call('HGET', K.queue_averages(q.name), 'ring') or '') or 0
-end
+-- The EWT of an interaction with a free candidate: the queue's recent ring time.
+function M.ring_estimate(q) return M.averages(q.name).ring or 0 end
+local recent_ring = M.ring_estimate
 
 -- The share of logged-in agents whose state is `available` (the rest are not ready).
 local function available_share()
@@ -114,25 +113,15 @@ local function wait_estimate(q, cid, score, own_ahead)
 end
 
 -- The EWT of an interaction now (seconds); nil when it does not wait (connected, ended, a
--- callback scheduled later). `arriving`: it entered its queue in this call and has not been
--- routed yet, so a free candidate means an offer at once.
-function M.interaction_ewt(ix, arriving)
+-- callback scheduled later). An arrival with a free candidate (M.enqueue) is offered at once:
+-- its EWT is M.ring_estimate.
+function M.interaction_ewt(ix)
   local q = M.queue(ix.queue)
   if not q then return nil end
   if ix.status == 'offered' then
     return math.max(0, recent_ring(q) - M.seconds_since(ix.offered or M.now))
   end
   if not M.in_order(ix) then return nil end
-  local pool = K.class_agents(ix.cls)
-  if arriving then
-    local free
-    if ix.pref_until then
-      for _, aid in ipairs(ix.pref) do free = free or redis.call('ZSCORE', pool, aid) end
-    else
-      free = redis.call('ZCARD', pool) > 0
-    end
-    if free then return recent_ring(q) end
-  end
   local rank = M.routable(ix) and not ix.pref_until
       and redis.call('ZRANK', K.class_waiting(ix.cls), ix.m)
   if not rank then

@@ -14,7 +14,8 @@ function M.arrival_class(q, extra)
 end
 
 -- Puts a new (or transferred) interaction in line at now: order score, queue indexes, timers,
--- preferred wait, event; then routes it. `ix.cls` is already resolved.
+-- preferred wait, event; then routes it. `ix.cls` is already resolved. One offered at once is
+-- never placed where agents find it (M.place), and its record is saved once, by the offer.
 function M.enqueue(ix, q, preferred_wait_ms)
   ix.seq = redis.call('INCR', K.arrival_seq)
   ix.m = M.member(ix.seq, ix.id)
@@ -31,14 +32,18 @@ function M.enqueue(ix, q, preferred_wait_ms)
     ix.pref_until = M.now + preferred_wait_ms
     M.arm('pw', ix.id, ix.pref_until)
   end
-  M.place(ix)
   M.count_arrival(ix.queue, false)
-  ix.ewt0 = M.interaction_ewt(ix, true)
-  M.save_ix(ix)
+  local ag, preferred = M.candidate(ix)
+  if ag then
+    ix.ewt0 = M.ring_estimate(q)  -- M.interaction_ewt with a free candidate
+  else
+    M.place(ix)
+    ix.ewt0 = M.interaction_ewt(ix)
+  end
   M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,
                                 priority = ix.priority, step = ix.step})
   M.consider_callback(ix, q, ix.ewt0)
-  M.match_interaction(ix)
+  if ag then M.offer(ix, ag, preferred, true) else M.save_ix(ix) end
 end
 
 -- Takes the interaction out of its queue's order and off the line.
@@ -53,12 +58,15 @@ function M.drop_exclusions(ix)
 end
 
 -- Ends the interaction in a terminal `status`: out of every index and timer, kept for
--- `retention_s`; emits `etype` with `fields`.
+-- `retention_s`; emits `etype` with `fields`. A connected one holds no place, queue index or
+-- timer any more (its accept took them).
 function M.finish(ix, status, etype, fields)
-  M.unplace(ix)
-  M.leave_queue(ix)
-  redis.call('SREM', K.queue_scheduled(ix.queue), ix.id)
-  M.disarm_ix(ix.id)
+  if ix.status ~= 'connected' then
+    M.unplace(ix)
+    M.leave_queue(ix)
+    redis.call('SREM', K.queue_scheduled(ix.queue), ix.id)
+    M.disarm_ix(ix.id)
+  end
   M.drop_exclusions(ix)
   ix.status = status
   ix.ended = M.now

@@ -9,6 +9,7 @@
 local K = M.keys
 local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
 local windows_kept                      -- minute windows whose expiry this call has set
+local averages                          -- queue -> its recent times, read once per call
 
 M.on_call(function()
   -- Bucket bounds come from router/domain/stats.py (BUCKETS) with every call.
@@ -16,6 +17,7 @@ M.on_call(function()
   HANDLE_BUCKETS = M.cfg.buckets.acd_handle_seconds
   EWT_ERROR_BUCKETS = M.cfg.buckets.acd_ewt_error_seconds
   windows_kept = {}
+  averages = {}
 end)
 local WINDOW_TTL_S = 1200
 local EMA = 0.1                         -- weight of the newest sample in the EWT averages
@@ -88,29 +90,42 @@ function M.count_handle(queue, handle_s, recent)
   M.window(queue, 'handle_n')
   recent = recent or {}
   recent.aht = handle_s
-  M.emas(K.queue_averages(queue), recent)
+  M.emas(queue, recent)
 end
 
 -- The offer was accepted: its ring time, offer -> accept, for the queue's recent ring time.
 function M.count_ring(ix)
   if ix.offered then
-    M.emas(K.queue_averages(ix.queue), {ring = M.seconds_since(ix.offered)})
+    M.emas(ix.queue, {ring = M.seconds_since(ix.offered)})
   end
 end
 
--- Moving averages (EMA) of the hash's fields: `values` maps each field to its newest sample.
--- One read and one write, whatever the number of fields.
-function M.emas(key, values)
-  local fields = M.sorted_keys(values)
-  local old = redis.call('HMGET', key, unpack(fields))
+-- The queue's recent times (QueueAverages: talk, wrap, ring, aht; nil until measured), read
+-- once per call and kept up to date by M.emas. Callers must not change it.
+function M.averages(queue)
+  local a = averages[queue]
+  if not a then
+    local v = redis.call('HMGET', K.queue_averages(queue), 'talk', 'wrap', 'ring', 'aht')
+    a = {talk = tonumber(v[1] or ''), wrap = tonumber(v[2] or ''), ring = tonumber(v[3] or ''),
+         aht = tonumber(v[4] or '')}
+    averages[queue] = a
+  end
+  return a
+end
+
+-- Moving averages (EMA) of the queue's recent times: `values` maps each field to its newest
+-- sample. One read per call and one write, whatever the number of fields.
+function M.emas(queue, values)
+  local recent = M.averages(queue)
   local out = {}
-  for i, field in ipairs(fields) do
-    local value, prev = values[field], tonumber(old[i] or '')
+  for _, field in ipairs(M.sorted_keys(values)) do
+    local value, prev = values[field], recent[field]
     if prev then value = prev + EMA * (value - prev) end
+    recent[field] = value
     out[#out + 1] = field
     out[#out + 1] = value
   end
-  redis.call('HSET', key, unpack(out))
+  redis.call('HSET', K.queue_averages(queue), unpack(out))
 end
 
 -- Agent time by activity, and agents by state and activity: called whenever an agent record is
@@ -179,7 +194,7 @@ function M.queue_figures(q)
     ewt_s = M.arrival_ewt(q, base and tonumber(base)),
     agents_available = available,
     agents_staffed = redis.call('SCARD', K.queue_staffed(q.name)),
-    aht_s = tonumber(redis.call('HGET', K.queue_averages(q.name), 'aht') or ''),
+    aht_s = M.averages(q.name).aht,
     window = window,
   }
 end

@@ -17,8 +17,9 @@ function M.routing_note(ix, ag, cls, qualified, preferred)
           preferred = preferred}
 end
 
--- Reserves the agent for the interaction and tells the platform.
-function M.offer(ix, ag, preferred)
+-- Reserves the agent for the interaction and tells the platform. `unplaced`: an arrival that
+-- was never placed where agents find it (M.enqueue).
+function M.offer(ix, ag, preferred, unplaced)
   local cls = M.class(ix.cls)
   local pool = K.class_agents(ix.cls)
   local qualified = redis.call('ZCARD', pool)
@@ -27,7 +28,7 @@ function M.offer(ix, ag, preferred)
   if indexed == nil then indexed = redis.call('ZSCORE', pool, ag.id) end
   if not indexed then qualified = qualified + 1 end
   local note = M.routing_note(ix, ag, cls, qualified, preferred)
-  M.unplace(ix)
+  if not unplaced then M.unplace(ix) end
   local q = M.queue(ix.queue)
   ix.status = 'offered'
   ix.agent = ag.id

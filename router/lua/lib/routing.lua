@@ -34,28 +34,30 @@ function M.unplace(ix)
   end
 end
 
--- Offers a routable interaction to the best candidate of its class (§3.3), or during its
--- preferred wait to the first listed agent that qualifies (§3.7). Skipping agents that refused
--- it costs at most their number. True when it offered.
-function M.match_interaction(ix)
-  if not M.routable(ix) then return false end
+-- The best candidate of the interaction's class (§3.3), or during its preferred wait the first
+-- listed agent that qualifies (§3.7), and whether it is a preferred one; nil when none is free.
+-- Skipping agents that refused it costs at most their number.
+function M.candidate(ix)
   local pool = K.class_agents(ix.cls)
   if ix.pref_until then
     for _, aid in ipairs(ix.pref) do
-      if not ix.excl[aid] and redis.call('ZSCORE', pool, aid) then
-        M.offer(ix, M.load_ag(aid), true)
-        return true
-      end
+      if not ix.excl[aid] and redis.call('ZSCORE', pool, aid) then return M.load_ag(aid), true end
     end
-    return false
+    return nil
   end
   for _, aid in ipairs(redis.call('ZRANGE', pool, 0, M.count(ix.excl))) do
-    if not ix.excl[aid] then
-      M.offer(ix, M.load_ag(aid), false)
-      return true
-    end
+    if not ix.excl[aid] then return M.load_ag(aid), false end
   end
-  return false
+  return nil
+end
+
+-- Offers a routable interaction to its candidate (M.candidate). True when it offered.
+function M.match_interaction(ix)
+  if not M.routable(ix) then return false end
+  local ag, preferred = M.candidate(ix)
+  if not ag then return false end
+  M.offer(ix, ag, preferred)
+  return true
 end
 
 -- Offers the agent the first waiting interaction, by the order of §3.2, across every class it
