@@ -17,9 +17,7 @@ if ix.status == 'offered' then
   M.count_offer(ix.queue, 'withdrawn')
   ix.last_offer = {agent = ix.agent, reason = 'withdrawn'}  -- a late accept: offer_expired
   ag = M.load_ag(ix.agent)
-  ag.act[id] = nil
-  M.save_ag(ag)
-  M.reindex_agent(ag)
+  ag.act[id] = nil  -- saved and indexed by M.route_agent, below
 end
 if ix.cb then
   M.incr('acd_callbacks_cancelled_total|' .. ix.queue)
@@ -29,5 +27,5 @@ else
   M.count_wait_end(ix, 'abandoned', waited_s)
   M.finish(ix, 'abandoned', 'interaction.abandoned', {agent_id = ix.agent, waited_s = waited_s})
 end
-if ag then M.match_agent(ag) end
+if ag then M.route_agent(ag, true) end
 return M.reply_ix(ix)

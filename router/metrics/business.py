@@ -67,6 +67,14 @@ _Gauge = Literal[
 """The queue figures (router/store/records.py QueueFigures) exported as gauges as they are."""
 
 
+def counted_activity(state: str, activity: str) -> str | None:
+    """The activity whose time an agent in `state` and `activity` counts (lib/metrics.lua,
+    M.account_agent): idle only while available, none while logged out."""
+    if state == "logged_out" or (activity == "idle" and state != "available"):
+        return None
+    return activity
+
+
 @dataclass(frozen=True, eq=False)  # a collector is registered by identity
 class StoreMetrics:
     """Everything one scrape needs, read from the store."""
@@ -136,9 +144,10 @@ class StoreMetrics:
                 labels: {} for labels in self._zero_series(label_names)
             }
             for labels, parts in sorted((known | series.get(name, {})).items()):
-                counts = {
-                    float(le): n for le, n in parts.items() if le not in ("sum", "count", "+Inf")
-                }
+                # Bucket counts are not cumulative; their sum is the count (a `count` field
+                # written by earlier versions is the same sum).
+                buckets = {le: n for le, n in parts.items() if le not in ("sum", "count")}
+                counts = {float(le): n for le, n in buckets.items() if le != "+Inf"}
                 bounds = set(BUCKETS[name]) | set(counts)
                 queue = self.queues.get(labels[0])
                 if name == "acd_wait_seconds" and queue is not None:
@@ -147,7 +156,7 @@ class StoreMetrics:
                 for bound in sorted(bounds):
                     total += counts.get(bound, 0.0)
                     cumulative.append((repr(float(bound)), total))
-                cumulative.append(("+Inf", parts.get("count", 0.0)))
+                cumulative.append(("+Inf", sum(buckets.values(), 0.0)))
                 family.add_metric(list(labels), cumulative, parts.get("sum", 0.0))
             yield family
 
@@ -158,10 +167,15 @@ class StoreMetrics:
             "Agent-seconds by activity (idle only while available).",
             labels=("activity",),
         )
+        in_activity = dict.fromkeys(ACTIVITIES, 0.0)
+        for field, n in self.agents.items():
+            state, activity = field.split("|")
+            if counted_activity(state, activity) is not None:
+                in_activity[activity] += n
         for activity in ACTIVITIES:
             closed = self.agent_time.get(f"total|{activity}", 0.0)
-            agents = self.agent_time.get(f"n|{activity}", 0.0)
             since = self.agent_time.get(f"since|{activity}", 0.0)
+            agents = in_activity[activity]
             family.add_metric([activity], closed + max(0.0, agents * now_ms - since) / 1000)
         return family
 

@@ -199,9 +199,9 @@ SCORES = ScoreConstants(
 # Hashes of counters, with fields named after the metric and its label values:
 #   metric_counters    '<metric>|<label values>' -> count
 #   metric_histograms  '<metric>|<label values>|<le>' -> observations in that bucket (not
-#                      cumulative); '<metric>|<label values>|sum' and '|count'
-#   agent_time         'total|<activity>' agent-seconds closed, 'n|<activity>' agents in it
-#                      now, 'since|<activity>' the sum of their start times (ms)
+#                      cumulative; their sum is the count); '<metric>|<label values>|sum'
+#   agent_time         'total|<activity>' agent-seconds closed, 'since|<activity>' the sum of
+#                      the start times (ms) of the agents in it now (how many: agents_by_state)
 #   agents_by_state    '<state>|<activity>' -> agents
 
 

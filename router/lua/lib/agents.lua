@@ -37,7 +37,22 @@ end
 -- from one call to the next, or from a call to wrap-up, touches no index. Absent: not known
 -- (every class is written).
 local pooled
-M.on_call(function() pooled = {} end)
+local classes_of                       -- agent id -> the classes it qualifies for, read once
+M.on_call(function() pooled, classes_of = {}, {} end)
+
+-- The ids (strings) of the classes the agent qualifies for (`agcls:`), read once per call.
+-- Callers must not change it.
+function M.agent_classes(ag)
+  local found = classes_of[ag.id]
+  if not found then
+    found = redis.call('SMEMBERS', K.agent_classes(ag.id))
+    classes_of[ag.id] = found
+  end
+  return found
+end
+
+-- The agent's classes changed (joined, reclassified, left): read them again when needed.
+function M.agent_classes_changed(ag) classes_of[ag.id] = nil end
 
 local function pool_entry(ag, channel)
   local free, on = M.free_on(ag, channel)
@@ -98,7 +113,7 @@ function M.reindex_agent(ag)
   end
   if not any then return end
   local scores = {}
-  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+  for _, cid in ipairs(M.agent_classes(ag)) do
     cid = tonumber(cid)
     local cls = M.class(cid)
     if changed[cls.channel] ~= false then  -- nil: a channel it has no capacity on
@@ -127,7 +142,7 @@ function M.wrapping(ag) return ag.wrap_until ~= nil and ag.state == 'available' 
 -- qualifies for), at those moments only.
 function M.index_wrap_up(ag)
   local wrapping = M.wrapping(ag)
-  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+  for _, cid in ipairs(M.agent_classes(ag)) do
     if wrapping then
       redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id)
     else
@@ -140,7 +155,7 @@ end
 -- of the classes it meets (`clsq:<class>`), O(classes it meets), not O(queues).
 function M.staff_agent(ag, logged_in)
   local maps = {}
-  for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(ag.id))) do
+  for _, cid in ipairs(M.agent_classes(ag)) do
     maps[#maps + 1] = K.class_queues(cid)
   end
   if #maps == 0 then return end
@@ -155,6 +170,7 @@ function M.classify_agent(ag)
   M.staff_agent(ag, false)
   M.unindex_agent(ag)
   local key = K.agent_classes(ag.id)
+  M.agent_classes_changed(ag)
   for _, cid in ipairs(redis.call('HVALS', K.classes)) do
     local cls = M.class(tonumber(cid))
     if M.qualifies(ag, cls.channel, cls.skills) then
@@ -169,12 +185,13 @@ end
 -- Takes the agent out of every class (at logout, or before reclassifying it).
 function M.unindex_agent(ag)
   local key = K.agent_classes(ag.id)
-  for _, cid in ipairs(redis.call('SMEMBERS', key)) do
+  for _, cid in ipairs(M.agent_classes(ag)) do
     redis.call('ZREM', K.class_agents(cid), ag.id)
     redis.call('SREM', K.class_staffed(cid), ag.id)
     redis.call('ZREM', K.class_wrap_up(cid), ag.id)
   end
   redis.call('DEL', key)
+  M.agent_classes_changed(ag)
   pooled[ag.id] = {}
 end
 

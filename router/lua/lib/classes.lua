@@ -12,11 +12,22 @@ local K = M.keys
 local memo = {}
 local tokens = 0
 local known                            -- memo, once this call checked the token
-M.on_call(function() known = nil end)
+local token_read                       -- the token, read along with a record (M.get_record)
+M.on_call(function() known, token_read = nil, nil end)
+
+-- GET of a record's key; the first of a call reads the token along with it (MGET), saving
+-- classes_known its own GET.
+function M.get_record(key)
+  if known or token_read ~= nil then return redis.call('GET', key) end
+  local found = redis.call('MGET', key, K.class_token)
+  token_read = found[2]
+  return found[1]
+end
 
 local function classes_known()
   if known then return known end
-  local token = redis.call('GET', K.class_token)
+  local token = token_read
+  if token == nil then token = redis.call('GET', K.class_token) end
   if not token then
     tokens = tokens + 1
     local t = redis.call('TIME')
@@ -24,11 +35,16 @@ local function classes_known()
     redis.call('SET', K.class_token, token)
   end
   if memo.key ~= K.classes or memo.token ~= token then
-    memo = {key = K.classes, token = token, classes = {}, ids = {}}
+    memo = {key = K.classes, token = token, classes = {}, ids = {}, windows = {}}
   end
   known = memo
   return known
 end
+
+-- Library state of the namespace that lives as long as its classes' memo (a new token, after
+-- the namespace's keys were deleted, starts it anew): lib/metrics.lua keeps there the metric
+-- windows whose expiry it set.
+function M.namespace_memo() return classes_known() end
 
 function M.class(cid)
   local classes = classes_known().classes
@@ -90,6 +106,7 @@ end
 -- The agent qualifies for the class: it joins the class's sets and, if free, its index.
 function M.join_class(ag, cid)
   redis.call('SADD', K.agent_classes(ag.id), cid)
+  M.agent_classes_changed(ag)
   redis.call('SADD', K.class_staffed(cid), ag.id)
   if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id) end
   M.index_agent_in(ag, cid)

@@ -8,7 +8,6 @@
 
 local K = M.keys
 local WAIT_BUCKETS, HANDLE_BUCKETS, EWT_ERROR_BUCKETS
-local windows_kept                      -- minute windows whose expiry this call has set
 local averages                          -- queue -> its recent times, read once per call
 
 M.on_call(function()
@@ -16,7 +15,6 @@ M.on_call(function()
   WAIT_BUCKETS = M.cfg.buckets.acd_wait_seconds
   HANDLE_BUCKETS = M.cfg.buckets.acd_handle_seconds
   EWT_ERROR_BUCKETS = M.cfg.buckets.acd_ewt_error_seconds
-  windows_kept = {}
   averages = {}
 end)
 local WINDOW_TTL_S = 1200
@@ -27,7 +25,8 @@ function M.incr(field, by)
 end
 
 -- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
--- `extra` adds a bound (the queue's SLA threshold) to the standard ones.
+-- `extra` adds a bound (the queue's SLA threshold) to the standard ones. The count is the sum
+-- of the buckets (router/metrics/business.py).
 function M.observe(series, value, buckets, extra)
   local le = '+Inf'
   local best
@@ -36,17 +35,21 @@ function M.observe(series, value, buckets, extra)
   end
   if extra and value <= extra and (best == nil or extra < best) then best = extra end
   if best then le = tostring(best) end
-  redis.call('HINCRBY', K.metric_histograms, series .. '|' .. le, 1)
+  redis.call('HINCRBY', K.metric_histograms, series .. '|' .. le, '1')
   redis.call('HINCRBYFLOAT', K.metric_histograms, series .. '|sum', value)
-  redis.call('HINCRBY', K.metric_histograms, series .. '|count', 1)
 end
 
+-- A minute window's expiry is set by its first write (kept in the namespace's memo for the
+-- minute, M.namespace_memo), so it expires WINDOW_TTL_S after its minute began.
 function M.window(queue, field, by)
-  local key = K.metrics_window(queue, math.floor(M.now / 60000))
-  redis.call('HINCRBYFLOAT', key, field, by or 1)
-  if not windows_kept[key] then
+  local minute = math.floor(M.now / 60000)
+  local key = K.metrics_window(queue, minute)
+  redis.call('HINCRBYFLOAT', key, field, by or '1')
+  local memo = M.namespace_memo()
+  if memo.windows.minute ~= minute then memo.windows = {minute = minute} end
+  if not memo.windows[key] then
     redis.call('EXPIRE', key, WINDOW_TTL_S)
-    windows_kept[key] = true
+    memo.windows[key] = true
   end
 end
 
@@ -130,7 +133,8 @@ end
 
 -- Agent time by activity, and agents by state and activity: called whenever an agent record is
 -- saved. Idle time counts only while the agent is available (§6 occupancy); other activities
--- count while logged in.
+-- count while logged in. How many agents an activity's time counts follows from agents by state
+-- and activity (router/metrics/business.py).
 function M.account_agent(ag)
   local activity = M.activity(ag)
   local counted = activity
@@ -150,13 +154,9 @@ function M.account_agent(ag)
     if ag.m_act then
       redis.call('HINCRBYFLOAT', K.agent_time, 'total|' .. ag.m_act,
                  M.seconds(at - ag.m_since))
-      redis.call('HINCRBY', K.agent_time, 'n|' .. ag.m_act, -1)
       redis.call('HINCRBY', K.agent_time, 'since|' .. ag.m_act, -ag.m_since)
     end
-    if counted then
-      redis.call('HINCRBY', K.agent_time, 'n|' .. counted, 1)
-      redis.call('HINCRBY', K.agent_time, 'since|' .. counted, at)
-    end
+    if counted then redis.call('HINCRBY', K.agent_time, 'since|' .. counted, at) end
     ag.m_act = counted
     ag.m_since = at
   end

@@ -36,7 +36,7 @@ end
 function M.load_ix(id)
   local ix = ix_cache[id]
   if ix then return ix end
-  local raw = redis.call('GET', K.interaction(id))
+  local raw = M.get_record(K.interaction(id))
   if not raw then return nil end
   ix = cmsgpack.unpack(raw)
   ix_cache[id] = ix
@@ -66,7 +66,7 @@ end
 function M.load_ag(id)
   local ag = ag_cache[id]
   if ag then return ag end
-  local raw = redis.call('GET', K.agent(id))
+  local raw = M.get_record(K.agent(id))
   if not raw then return nil end
   ag = cmsgpack.unpack(raw)
   if ag.act == nil then ag.act = {} end

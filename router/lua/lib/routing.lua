@@ -73,7 +73,7 @@ function M.match_agent(ag)
     for ch in pairs(ag.channels) do room = room or M.free_on(ag, ch) end
     if not room then return offered end
     skip = skip or redis.call('SCARD', excluded)
-    classes = classes or redis.call('SMEMBERS', K.agent_classes(ag.id))
+    classes = classes or M.agent_classes(ag)
     local free = {}
     local best_s, best_m, preferred
     for _, cid in ipairs(classes) do
