@@ -9,6 +9,6 @@ local ag = M.load_ag(id)
 if not ag then return M.reply('not_found') end
 if ag.state ~= 'logged_out' then return M.reply('logged_in') end
 redis.call('DEL', K.agent(id), K.agent_excluded(id), K.agent_classes(id))
-if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, -1) end
+if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, '-1') end
 redis.call('ZREM', K.agents, id)
 return M.reply('ok')

@@ -17,7 +17,7 @@ if not created then
 end
 if created then
   ag = {id = a.id, state = 'logged_out', state_since = M.now, act = {}, misses = 0}
-  redis.call('ZADD', M.keys.agents, 0, a.id)
+  redis.call('ZADD', M.keys.agents, '0', a.id)
 end
 ag.skills = a.skills
 ag.channels = a.channels

@@ -30,7 +30,7 @@ if ix.cb and M.args.outcome == 'customer_no_answer' and policy
   ix.no_answer_by = agent_id
   ix.cb_hold = M.now + M.ms(policy.retry_after_s)
   M.arm('cbr', ix.id, ix.cb_hold)
-  redis.call('ZADD', M.keys.queue_waiting(ix.queue), ix.score, ix.m)
+  redis.call('ZADD', M.keys.queue_waiting(ix.queue), M.int(ix.score), ix.m)
   M.emit('interaction.requeued', {interaction_id = id, agent_id = agent_id, queue = ix.queue,
                                   reason = 'customer_no_answer', attempts = ix.attempts})
   M.escalate(ix, false)  -- the accept stopped escalation; steps go on passing while it is held

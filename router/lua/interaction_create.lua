@@ -35,7 +35,7 @@ if q.max_waiting > 0 and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.
   return M.reply_ix(ix, true)
 end
 M.enqueue(ix, q, req.pref_wait_ms)
-redis.call('ZADD', M.keys.live, 0, M.live_member(ix))
+redis.call('ZADD', M.keys.live, '0', M.live_member(ix))
 local created = M.load_ix(ix.id)
 if created.status == 'queued' then
   created.ewt = created.ewt0  -- computed by this call's enqueue; nothing it reads changed since

@@ -8,7 +8,7 @@
 local a = M.args
 local start = a.after == '' and '-' or '(' .. a.after
 local scan = a.limit * 10
-local members = redis.call('ZRANGE', M.keys.live, start, '+', 'BYLEX', 'LIMIT', 0, scan)
+local members = redis.call('ZRANGE', M.keys.live, start, '+', 'BYLEX', 'LIMIT', '0', M.int(scan))
 local page, last, more = {}, nil, #members == scan
 for i, member in ipairs(members) do
   if #page == a.limit then

@@ -7,5 +7,5 @@
 -- Returns  {'ok', {applied, lag_ms, next_due_ms | false}}
 local applied, lag = M.apply_due(M.args.limit)
 M.refresh_competition()
-local nxt = redis.call('ZRANGE', M.keys.timers, 0, 0, 'WITHSCORES')
+local nxt = redis.call('ZRANGE', M.keys.timers, '0', '0', 'WITHSCORES')
 return M.reply('ok', {applied, lag, nxt[2] and tonumber(nxt[2]) or false})

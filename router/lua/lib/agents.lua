@@ -91,7 +91,7 @@ function M.write_index(ag, cid, cls, entry, scores)
   if entry then
     local score = scores and cls.strategy ~= 'best_skill' and scores[cls.channel]
     if not score then
-      score = M.agent_score(ag, cls, entry[1])
+      score = M.int(M.agent_score(ag, cls, entry[1]))
       if scores and cls.strategy ~= 'best_skill' then scores[cls.channel] = score end
     end
     redis.call('ZADD', K.class_agents(cid), score, ag.id)
@@ -144,7 +144,7 @@ function M.index_wrap_up(ag)
   local wrapping = M.wrapping(ag)
   for _, cid in ipairs(M.agent_classes(ag)) do
     if wrapping then
-      redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id)
+      redis.call('ZADD', K.class_wrap_up(cid), M.int(ag.wrap_until), ag.id)
     else
       redis.call('ZREM', K.class_wrap_up(cid), ag.id)
     end
@@ -176,7 +176,7 @@ function M.classify_agent(ag)
     if M.qualifies(ag, cls.channel, cls.skills) then
       redis.call('SADD', key, cid)
       redis.call('SADD', K.class_staffed(cid), ag.id)
-      if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id) end
+      if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), M.int(ag.wrap_until), ag.id) end
     end
   end
   M.staff_agent(ag, true)

@@ -21,10 +21,22 @@ function M.begin(keys, argv)
   M.now = args.now                     -- ms; the one clock value of this operation
   -- The settings (router/store/records.py, CallSettings) come packed on their own, the same
   -- call after call: decoded only when they change (an interned string compare).
-  if args.cfg ~= cfg_packed then cfg_packed, cfg_decoded = args.cfg, cmsgpack.unpack(args.cfg) end
+  if args.cfg ~= cfg_packed then
+    cfg_packed, cfg_decoded = args.cfg, cmsgpack.unpack(args.cfg)
+    cfg_decoded.text = {log_max = M.int(cfg_decoded.log_max),
+                        retention_ms = M.int(cfg_decoded.retention_ms)}
+  end
   M.cfg = cfg_decoded
+  M.now_text = M.int(M.now)
   local prefix = keys[1]
   for i = 1, #hooks do hooks[i](prefix) end
+end
+
+-- A number as a command argument: an integer as its digits, formatted here; Redis would format
+-- any number with %.17g, the costliest part of passing one. Other numbers are left to it.
+function M.int(n)
+  if n % 1 == 0 and n > -2^53 and n < 2^53 then return string.format('%d', n) end
+  return n
 end
 
 -- Seconds (a setting or an argument) to ms. M.ms rounds to whole ms, for a time to store or to

@@ -38,7 +38,7 @@ function M.enter_scheduled_callback(ix)
   ix.step = M.step_at(q, M.now - ix.enq)
   ix.cls = M.class_for(q.channel, q.strategy, M.merge(M.step_skills(q, ix.step), ix.skills))
       or ix.cls
-  redis.call('ZADD', K.queue_waiting(ix.queue), ix.score, ix.m)
+  redis.call('ZADD', K.queue_waiting(ix.queue), M.int(ix.score), ix.m)
   M.arm_escalation(ix, q)
   M.place(ix)
   M.save_ix(ix)

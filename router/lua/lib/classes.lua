@@ -108,6 +108,6 @@ function M.join_class(ag, cid)
   redis.call('SADD', K.agent_classes(ag.id), cid)
   M.agent_classes_changed(ag)
   redis.call('SADD', K.class_staffed(cid), ag.id)
-  if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), ag.wrap_until, ag.id) end
+  if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), M.int(ag.wrap_until), ag.id) end
   M.index_agent_in(ag, cid)
 end

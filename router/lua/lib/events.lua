@@ -7,6 +7,6 @@ local K = M.keys
 -- Appends one event of type `etype` (written out where it is emitted, so that a search finds
 -- it); `f` holds interaction_id, agent_id, queue and the fields of its type.
 function M.emit(etype, f)
-  redis.call('XADD', K.events, 'MAXLEN', '~', M.cfg.log_max, '*',
-             't', etype, 'at', M.now, 'd', cmsgpack.pack(f))
+  redis.call('XADD', K.events, 'MAXLEN', '~', M.cfg.text.log_max, '*',
+             't', etype, 'at', M.now_text, 'd', cmsgpack.pack(f))
 end

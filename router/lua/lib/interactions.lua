@@ -23,8 +23,8 @@ function M.enqueue(ix, q, preferred_wait_ms)
   ix.score = M.order_score(ix.priority, ix.enq - ix.credit)
   ix.step = 0
   ix.status = 'queued'
-  redis.call('ZADD', K.queue_waiting(ix.queue), ix.score, ix.m)
-  redis.call('ZADD', K.queue_on_line(ix.queue), ix.enq, ix.m)
+  redis.call('ZADD', K.queue_waiting(ix.queue), M.int(ix.score), ix.m)
+  redis.call('ZADD', K.queue_on_line(ix.queue), M.int(ix.enq), ix.m)
   M.arm_escalation(ix, q)
   if q.max_wait_s > 0 then M.arm('mw', ix.id, ix.enq + M.ms(q.max_wait_s)) end
   ix.pref_until = nil

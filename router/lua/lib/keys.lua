@@ -7,12 +7,33 @@
 local K = {}
 M.keys = K
 local P
+-- Built keys of the families with a bounded number of members (classes, queues), kept across
+-- calls for one prefix: a lookup instead of a concatenation (a class id also spares formatting
+-- a number). Dropped whole past BUILT_MAX.
+local built, built_count = {}, 0
+local BUILT_MAX = 100000
+
+local function build(infix, id)
+  local family = built[infix]
+  local key = family and family[id]
+  if key then return key end
+  if built_count >= BUILT_MAX then built, built_count, family = {}, 0, nil end
+  if not family then
+    family = {}
+    built[infix] = family
+  end
+  key = P .. infix .. id
+  family[id] = key
+  built_count = built_count + 1
+  return key
+end
 
 -- The keys of the whole namespace, built when the namespace changes (library state, like the
 -- settings: KEYS[1] is an interned string, so the compare is cheap).
 M.on_call(function(prefix)
   if prefix == P then return end
   P = prefix
+  built, built_count = {}, 0
   K.queues = P .. 'queues'
   K.agents = P .. 'agents'
   K.logged_in = P .. 'logged_in'
@@ -38,15 +59,15 @@ function K.agent_classes(id) return P .. 'agcls:' .. id end
 function K.agent_excluded(id) return P .. 'agex:' .. id end
 function K.agent_preferred(id) return P .. 'pref:' .. id end
 function K.interaction(id) return P .. 'ix:' .. id end
-function K.routing_class(cid) return P .. 'cls:' .. cid end
-function K.class_waiting(cid) return P .. 'clsix:' .. cid end
-function K.class_agents(cid) return P .. 'clsag:' .. cid end
-function K.class_staffed(cid) return P .. 'clsin:' .. cid end
-function K.class_queues(cid) return P .. 'clsq:' .. cid end
-function K.class_wrap_up(cid) return P .. 'clswu:' .. cid end
-function K.queue_waiting(name) return P .. 'qw:' .. name end
-function K.queue_on_line(name) return P .. 'ql:' .. name end
-function K.queue_scheduled(name) return P .. 'qcb:' .. name end
-function K.queue_staffed(name) return P .. 'qst:' .. name end
-function K.queue_averages(name) return P .. 'qs:' .. name end
+function K.routing_class(cid) return build('cls:', cid) end
+function K.class_waiting(cid) return build('clsix:', cid) end
+function K.class_agents(cid) return build('clsag:', cid) end
+function K.class_staffed(cid) return build('clsin:', cid) end
+function K.class_queues(cid) return build('clsq:', cid) end
+function K.class_wrap_up(cid) return build('clswu:', cid) end
+function K.queue_waiting(name) return build('qw:', name) end
+function K.queue_on_line(name) return build('ql:', name) end
+function K.queue_scheduled(name) return build('qcb:', name) end
+function K.queue_staffed(name) return build('qst:', name) end
+function K.queue_averages(name) return build('qs:', name) end
 function K.metrics_window(name, minute) return P .. 'm:w:' .. name .. ':' .. minute end

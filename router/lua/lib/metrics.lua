@@ -17,11 +17,11 @@ M.on_call(function()
   EWT_ERROR_BUCKETS = M.cfg.buckets.acd_ewt_error_seconds
   averages = {}
 end)
-local WINDOW_TTL_S = 1200
+local WINDOW_TTL_TEXT = '1200'        -- seconds
 local EMA = 0.1                         -- weight of the newest sample in the EWT averages
 
 function M.incr(field, by)
-  redis.call('HINCRBY', K.metric_counters, field, by or 1)
+  redis.call('HINCRBY', K.metric_counters, field, by and M.int(by) or '1')
 end
 
 -- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
@@ -40,7 +40,7 @@ function M.observe(series, value, buckets, extra)
 end
 
 -- A minute window's expiry is set by its first write (kept in the namespace's memo for the
--- minute, M.namespace_memo), so it expires WINDOW_TTL_S after its minute began.
+-- minute, M.namespace_memo), so it expires WINDOW_TTL_TEXT seconds after its minute began.
 function M.window(queue, field, by)
   local minute = math.floor(M.now / 60000)
   local key = K.metrics_window(queue, minute)
@@ -48,7 +48,7 @@ function M.window(queue, field, by)
   local memo = M.namespace_memo()
   if memo.windows.minute ~= minute then memo.windows = {minute = minute} end
   if not memo.windows[key] then
-    redis.call('EXPIRE', key, WINDOW_TTL_S)
+    redis.call('EXPIRE', key, WINDOW_TTL_TEXT)
     memo.windows[key] = true
   end
 end
@@ -143,8 +143,8 @@ function M.account_agent(ag)
   end
   local by = ag.state .. '|' .. activity
   if ag.m_by ~= by then
-    if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, -1) end
-    redis.call('HINCRBY', K.agents_by_state, by, 1)
+    if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, '-1') end
+    redis.call('HINCRBY', K.agents_by_state, by, '1')
     ag.m_by = by
   end
   -- A wrap-up ended by a late tick switches at its scheduled end, not at the tick.
@@ -154,9 +154,9 @@ function M.account_agent(ag)
     if ag.m_act then
       redis.call('HINCRBYFLOAT', K.agent_time, 'total|' .. ag.m_act,
                  M.seconds(at - ag.m_since))
-      redis.call('HINCRBY', K.agent_time, 'since|' .. ag.m_act, -ag.m_since)
+      redis.call('HINCRBY', K.agent_time, 'since|' .. ag.m_act, M.int(-ag.m_since))
     end
-    if counted then redis.call('HINCRBY', K.agent_time, 'since|' .. counted, at) end
+    if counted then redis.call('HINCRBY', K.agent_time, 'since|' .. counted, M.int(at)) end
     ag.m_act = counted
     ag.m_since = at
   end

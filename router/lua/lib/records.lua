@@ -57,7 +57,7 @@ function M.save_ix(ix)
   ix_cache[ix.id] = ix
   if M.TERMINAL[ix.status] then
     redis.call('ZREM', K.live, M.live_member(ix))
-    redis.call('SET', K.interaction(ix.id), cmsgpack.pack(ix), 'PX', M.cfg.retention_ms)
+    redis.call('SET', K.interaction(ix.id), cmsgpack.pack(ix), 'PX', M.cfg.text.retention_ms)
   else
     redis.call('SET', K.interaction(ix.id), cmsgpack.pack(ix))
   end

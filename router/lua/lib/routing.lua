@@ -20,10 +20,10 @@ end
 function M.place(ix)
   if ix.pref_until then
     for _, aid in ipairs(ix.pref) do
-      redis.call('ZADD', K.agent_preferred(aid), ix.score, ix.m)
+      redis.call('ZADD', K.agent_preferred(aid), M.int(ix.score), ix.m)
     end
   else
-    redis.call('ZADD', K.class_waiting(ix.cls), ix.score, ix.m)
+    redis.call('ZADD', K.class_waiting(ix.cls), M.int(ix.score), ix.m)
   end
 end
 
@@ -45,7 +45,7 @@ function M.candidate(ix)
     end
     return nil
   end
-  for _, aid in ipairs(redis.call('ZRANGE', pool, 0, M.count(ix.excl))) do
+  for _, aid in ipairs(redis.call('ZRANGE', pool, '0', M.int(M.count(ix.excl)))) do
     if not ix.excl[aid] then return M.load_ag(aid), false end
   end
   return nil
@@ -67,12 +67,13 @@ function M.match_agent(ag)
   local excluded = K.agent_excluded(ag.id)
   local offered = false
   -- Neither changes while the agent is offered interactions here.
-  local skip, classes
+  local skip, skip_text, classes
   while ag.state == 'available' and not ag.wrap_until do
     local room = false
     for ch in pairs(ag.channels) do room = room or M.free_on(ag, ch) end
     if not room then return offered end
     skip = skip or redis.call('SCARD', excluded)
+    skip_text = skip_text or M.int(skip)
     classes = classes or M.agent_classes(ag)
     local free = {}
     local best_s, best_m, preferred
@@ -80,7 +81,7 @@ function M.match_agent(ag)
       local ch = M.class(tonumber(cid)).channel
       if free[ch] == nil then free[ch] = M.free_on(ag, ch) end
       if free[ch] then
-        local head = redis.call('ZRANGE', K.class_waiting(cid), 0, skip, 'WITHSCORES')
+        local head = redis.call('ZRANGE', K.class_waiting(cid), '0', skip_text, 'WITHSCORES')
         for i = 1, #head, 2 do
           local m, s = head[i], tonumber(head[i + 1])
           if skip == 0 or redis.call('SISMEMBER', excluded, M.member_id(m)) == 0 then
@@ -90,7 +91,7 @@ function M.match_agent(ag)
         end
       end
     end
-    local waits = redis.call('ZRANGE', K.agent_preferred(ag.id), 0, -1, 'WITHSCORES')
+    local waits = redis.call('ZRANGE', K.agent_preferred(ag.id), '0', '-1', 'WITHSCORES')
     for i = 1, #waits, 2 do
       local m, s = waits[i], tonumber(waits[i + 1])
       if best_m ~= nil and not M.before(s, m, best_s, best_m) then break end

@@ -84,7 +84,7 @@ for i = 1, #M.TIMERS do              -- (no ipairs while the library loads)
   KINDS_OF[record][#KINDS_OF[record] + 1] = kind
 end
 
-function M.arm(kind, id, due) redis.call('ZADD', K.timers, due, kind .. ':' .. id) end
+function M.arm(kind, id, due) redis.call('ZADD', K.timers, M.int(due), kind .. ':' .. id) end
 function M.disarm(kind, id) redis.call('ZREM', K.timers, kind .. ':' .. id) end
 
 -- The timer members a record may have: `<kind>:<id>` for each kind of its record.
@@ -107,8 +107,8 @@ end
 
 -- Applies up to `limit` due timers in due order; returns how many and the largest lag (ms).
 function M.apply_due(limit)
-  local due = redis.call('ZRANGEBYSCORE', K.timers, '-inf', M.now, 'WITHSCORES',
-                         'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', K.timers, '-inf', M.now_text, 'WITHSCORES',
+                         'LIMIT', '0', M.int(limit))
   local lag = 0
   local applied = 0
   for i = 1, #due, 2 do
