@@ -1,8 +1,9 @@
 """Clients of the store: the one place where Redis connections are made (timeouts, retries, and
 where the primary is).
 
-Two kinds: the request client, whose every wait is bounded by `store_timeout_s`, and clients
-for blocking reads (the event reader, webhooks), whose reads wait longer than their block.
+Two kinds: the request client, whose every call the engine bounds by `store_timeout_s` as a
+whole (`Engine.bounded`), and clients for blocking reads (the event reader, webhooks), whose
+reads wait longer than their block.
 Both retry a call once when its connection turns out dead (refused, reset, closed: e.g. pooled
 connections after a Redis restart or a failover), never after a timeout: a call that timed out
 may have been applied, and only the client can decide to repeat it (SPEC §4, "Failures and
@@ -135,7 +136,7 @@ class SlotPool(BlockingConnectionPool):
 
 
 def _client(
-    settings: ServiceSettings, *, read_timeout_s: float, connect_timeout_s: float, size: int
+    settings: ServiceSettings, *, read_timeout_s: float | None, connect_timeout_s: float, size: int
 ) -> Redis:
     store = parse_store_url(settings.redis_url)
     options: dict[str, Any] = {
@@ -181,7 +182,9 @@ def request_client(settings: ServiceSettings) -> Redis:
     timeout = settings.store_timeout_s
     return _client(
         settings,
-        read_timeout_s=timeout,
+        # No socket timeout of its own: every call runs inside Engine.bounded, and redis-py
+        # would wrap each write in a task (asyncio.wait_for) and each read in a timeout.
+        read_timeout_s=None,
         connect_timeout_s=timeout,
         size=REQUEST_POOL_SIZE,
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, cast
 
 import msgpack
@@ -111,6 +111,30 @@ def fingerprint(request: NewInteraction) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
+class Bounded:
+    """`async with engine.bounded()`: the calls inside bounded by `store_timeout_s` in all."""
+
+    # A class rather than a generator-based context manager: it wraps every store call.
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._timeout = asyncio.timeout(engine.settings.store_timeout_s)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, error, traceback)
+        except TimeoutError as timed_out:  # the bound expired: the calls were cancelled
+            error = timed_out
+        self._engine.settle(error)
+
+
 class Engine:
     """Async facade over the Lua scripts of one namespace."""
 
@@ -135,22 +159,25 @@ class Engine:
         async with self.bounded():
             await self.runner.load()
 
-    @contextlib.asynccontextmanager
-    async def bounded(self) -> AsyncIterator[None]:
+    def bounded(self) -> Bounded:
         """The store calls inside wait `store_timeout_s` at most in all; past it, or when the
         store cannot be reached, StoreUnavailable (the outcome of a change is then unknown)."""
-        timeout_s = self.settings.store_timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                yield
-        except (TimeoutError, RedisTimeoutError) as error:
+        return Bounded(self)
+
+    def settle(self, error: BaseException | None) -> None:
+        """After store calls: `acd_store_up` follows their outcome; a timeout or a lost
+        connection becomes StoreUnavailable, any other error goes on unchanged."""
+        if error is None:
+            if not self._store_up:
+                self._set_store_up(True)
+            return
+        if isinstance(error, TimeoutError | RedisTimeoutError):
             self._set_store_up(False)
+            timeout_s = self.settings.store_timeout_s
             raise StoreUnavailable(f"the store did not answer within {timeout_s:g} s") from error
-        except (RedisConnectionError, OSError) as error:
+        if isinstance(error, RedisConnectionError | OSError):
             self._set_store_up(False)
             raise StoreUnavailable("the store cannot be reached") from error
-        if not self._store_up:
-            self._set_store_up(True)
 
     def _set_store_up(self, up: bool) -> None:
         self._store_up = up
