@@ -65,6 +65,10 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+_JSON_BODY = json.JSONDecoder(parse_constant=_no_constant)
+"""Made once: `json.loads` with an option builds a new decoder on every call."""
+
+
 async def read_body(request: web.Request, required: bool = True) -> dict[str, Any]:
     """The request's body as a map: JSON (default) or msgpack, by Content-Type. Every limit of
     §4 that any field must meet is checked here (nesting before the parser sees the body, then
@@ -91,7 +95,8 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
             # msgpack's parser does not recurse (its own stack ends at 1,024 levels).
             body = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         else:
-            body = json.loads(raw, parse_constant=_no_constant)
+            # What json.loads does with bytes: UTF-8, -16 or -32 by the first bytes.
+            body = _JSON_BODY.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
         raise BadRequest(
             f"the body is not valid {'msgpack' if media == MSGPACK else 'JSON'}"

@@ -43,6 +43,8 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{}:]')
 def json_nesting_problem(raw: bytes, max_field_depth: int = MAX_FIELD_DEPTH) -> FieldError | None:
     """Before the JSON parser (which recurses) sees `raw`: the field that nests deeper than
     `max_field_depth` levels (a field's value is level 1), or None. Strings are skipped whole."""
+    if raw.count(b"{") + raw.count(b"[") <= max_field_depth + 1:
+        return None  # too few brackets to nest too deep, wherever they are: no need to scan
     depth = 0
     key: str | None = None
     last_string = b""
