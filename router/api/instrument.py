@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from router.api.http import Handler
 from router.metrics.process import HTTP_DURATION, HTTP_REQUESTS
@@ -27,10 +29,22 @@ def route_label(request: web.Request) -> str:
     return UNMATCHED if resource is None else resource.canonical
 
 
+# The labelled series, looked up once per label set (bounded: route templates, METHODS, statuses)
+# rather than on every request.
+@functools.cache
+def _requests(route: str, method: str, status: int) -> Counter:
+    return HTTP_REQUESTS.labels(route=route, method=method, status=str(status))
+
+
+@functools.cache
+def _duration(route: str) -> Histogram:
+    return HTTP_DURATION.labels(route=route)
+
+
 def _record(route: str, method: str, status: int, started: float) -> None:
-    HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    _requests(route, method, status).inc()
     if route not in STREAM_ROUTES:
-        HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+        _duration(route).observe(time.perf_counter() - started)
 
 
 @web.middleware

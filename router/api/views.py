@@ -4,6 +4,7 @@ Timestamps are RFC 3339 UTC strings, durations seconds."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -40,7 +41,9 @@ def rfc3339(ts: float | None) -> str | None:
     return None if ts is None else _rfc3339(ts)
 
 
+@functools.lru_cache(maxsize=4096)
 def _rfc3339(ts: float) -> str:
+    # Cached: the views of one interaction, and its events, repeat the same few times.
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
