@@ -211,3 +211,26 @@ async def load_library(redis: Redis, source: str) -> None:
         await pool.locator.cluster.function_load(source, replace=True)
     else:
         await redis.function_load(source, replace=True)
+
+
+async def fcall(redis: Redis, function: str, key: str, arg: bytes) -> Any:
+    """FCALL `function` with one key and one argument: the reply as Redis sent it.
+
+    What `redis.fcall` does (a pooled connection, the client's retry on a dead connection),
+    without the per-command work of redis-py's generic path (observability hooks, response
+    callbacks, option parsing) on the service's hottest call."""
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+    command = connection.pack_command("FCALL", function, 1, key, arg)
+
+    async def send() -> Any:
+        await connection.send_packed_command(command)
+        return await connection.read_response()
+
+    async def dead(_: Exception) -> None:
+        await connection.disconnect()  # the retry connects again
+
+    try:
+        return await connection.retry.call_with_retry(send, dead)
+    finally:
+        await pool.release(connection)

@@ -12,7 +12,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.store.connection import load_library
+from router.store.connection import fcall, load_library
 from router.store.replication import fcall_replicated
 
 _NAME = "{library}"
@@ -138,4 +138,4 @@ class ScriptRunner:
     async def _fcall(self, function: str, prefix: str, packed: bytes) -> Any:
         if self.wait_ms:
             return await fcall_replicated(self.redis, function, prefix, packed, self.wait_ms)
-        return await self.redis.fcall(function, 1, prefix, packed)
+        return await fcall(self.redis, function, prefix, packed)
