@@ -138,10 +138,13 @@ class SlotPool(BlockingConnectionPool):
 def _client(
     settings: ServiceSettings, *, read_timeout_s: float | None, connect_timeout_s: float, size: int
 ) -> Redis:
+    """A client; `read_timeout_s` None when the caller bounds each call as a whole: then neither
+    reads and writes nor the wait for a free pooled connection carry a timeout of their own."""
     store = parse_store_url(settings.redis_url)
     options: dict[str, Any] = {
         "max_connections": size,
-        "timeout": connect_timeout_s,  # the wait for a free pooled connection
+        # The wait for a free pooled connection.
+        "timeout": None if read_timeout_s is None else connect_timeout_s,
         "socket_timeout": read_timeout_s,
         "socket_connect_timeout": connect_timeout_s,
         "socket_keepalive": True,
@@ -182,8 +185,9 @@ def request_client(settings: ServiceSettings) -> Redis:
     timeout = settings.store_timeout_s
     return _client(
         settings,
-        # No socket timeout of its own: every call runs inside Engine.bounded, and redis-py
-        # would wrap each write in a task (asyncio.wait_for) and each read in a timeout.
+        # No timeouts of its own: every call runs inside Engine.bounded, and redis-py would wrap
+        # each write in a task (asyncio.wait_for), each read and each wait for a connection in a
+        # timeout.
         read_timeout_s=None,
         connect_timeout_s=timeout,
         size=REQUEST_POOL_SIZE,

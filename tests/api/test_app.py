@@ -21,6 +21,7 @@ async def test_requests_wait_store_timeout_s_while_the_event_reader_outlasts_its
     assert requests["socket_connect_timeout"] == timeout
     # Reads and writes are bounded by the engine's timeout around each call (test_store_faults).
     assert requests["socket_timeout"] is None
+    assert client.app[REDIS].connection_pool.timeout is None  # type: ignore[attr-defined]
     # A reader cut at store_timeout_s would end its XREAD BLOCK early, again and again.
     reader = client.app[EVENT_HUB].redis.connection_pool
     assert reader.connection_kwargs["socket_timeout"] > READ_BLOCK_S
