@@ -225,16 +225,16 @@ async def fcall(redis: Redis, function: str, key: str, arg: bytes) -> Any:
     callbacks, option parsing) on the service's hottest call."""
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
-    command = connection.pack_command("FCALL", function, 1, key, arg)
-
-    async def send() -> Any:
-        await connection.send_packed_command(command)
-        return await connection.read_response()
-
-    async def dead(_: Exception) -> None:
-        await connection.disconnect()  # the retry connects again
-
     try:
+        command = connection.pack_command("FCALL", function, 1, key, arg)
+
+        async def send() -> Any:
+            await connection.send_packed_command(command)
+            return await connection.read_response()
+
+        async def dead(_: Exception) -> None:
+            await connection.disconnect()  # the retry connects again
+
         return await connection.retry.call_with_retry(send, dead)
     finally:
         await pool.release(connection)
