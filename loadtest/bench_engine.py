@@ -94,6 +94,8 @@ SLOWLOG_LEN = 10_000
 INSIDE_US = 20
 """Open loop: the SLOWLOG threshold that logs every timed call but hardly any command the
 scripts run (the SLOWLOG logs those too); calls under it count as shorter (tail_percentile)."""
+TOP_COMMANDS = 4
+"""Commands named in the breakdown of a decision's time inside Redis (print_inside)."""
 TIMED_SCRIPT = {
     "arrival": "interaction_create",
     "agent": "interaction_complete",
@@ -157,16 +159,22 @@ class ServerCost:
     calls: int = 0
     usec: int = 0
     inner: int = 0
+    inner_calls: Counter[str] = field(default_factory=Counter)
+    """Per command the scripts ran: its calls, and (inner_usec) its own time."""
+    inner_usec: Counter[str] = field(default_factory=Counter)
 
     def add(self, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> None:
         """Accumulate the difference between two snapshots."""
         for name, (calls, usec) in after.items():
             d_calls = calls - before.get(name, (0, 0))[0]
+            d_usec = usec - before.get(name, (0, 0))[1]
             if name in OUTER:
                 self.calls += d_calls
-                self.usec += usec - before.get(name, (0, 0))[1]
+                self.usec += d_usec
             elif not name.startswith(NOT_INNER):
                 self.inner += d_calls
+                self.inner_calls[name] += d_calls
+                self.inner_usec[name] += d_usec
 
     @property
     def usec_per_call(self) -> float:
@@ -888,6 +896,27 @@ def print_targets(rows: Sequence[Measure], labels: Labels) -> None:
     inside = open_loop.inside_ms(0.99)
     note = f"; of which inside Redis: p99 {inside:.3f} ms (the rest: client and network)"
     print(verdict(f"p99 ms, {labels.open_loop}", open_loop.p(0.99), TARGET_P99_MS, False, note))
+    print_inside(rows, labels.reference, base_us)
+
+
+def print_inside(rows: Sequence[Measure], reference: str, base_us: float) -> None:
+    """Where a decision's time inside Redis goes: its commands' own time, the largest of them,
+    and the rest (the call's fixed cost, about the bare script's, and the Lua around them)."""
+    print(f"\nwhere a decision's time inside Redis goes, {reference}, 1 client (INFO commandstats)")
+    for side in ("arrival", "agent"):
+        cost = find(rows, reference, side, 1).cost
+        n = cost.calls or 1
+        own = sum(cost.inner_usec.values()) / n
+        top = ", ".join(
+            f"{name} {cost.inner_calls[name] / n:.1f}x {us / n:.0f} us"
+            for name, us in cost.inner_usec.most_common(TOP_COMMANDS)
+        )
+        print(
+            f"  {side}: {cost.usec_per_call:.0f} us = commands' own time {own:.0f} us "
+            f"({cost.commands_per_call:.1f} commands; largest: {top}) + the rest "
+            f"{cost.usec_per_call - own:.0f} us (the call's fixed cost, about the bare "
+            f"script's {base_us:.0f} us, and the Lua around the commands)"
+        )
 
 
 def print_throughput(rows: Sequence[Measure], reference: str) -> None:
