@@ -158,7 +158,6 @@ class ServerCost:
 
     calls: int = 0
     usec: int = 0
-    inner: int = 0
     inner_calls: Counter[str] = field(default_factory=Counter)
     """Per command the scripts ran: its calls, and (inner_usec) its own time."""
     inner_usec: Counter[str] = field(default_factory=Counter)
@@ -172,7 +171,6 @@ class ServerCost:
                 self.calls += d_calls
                 self.usec += d_usec
             elif not name.startswith(NOT_INNER):
-                self.inner += d_calls
                 self.inner_calls[name] += d_calls
                 self.inner_usec[name] += d_usec
 
@@ -184,7 +182,7 @@ class ServerCost:
     @property
     def commands_per_call(self) -> float:
         """Redis commands the scripts ran per call."""
-        return self.inner / self.calls if self.calls else float("nan")
+        return self.inner_calls.total() / self.calls if self.calls else float("nan")
 
 
 @dataclass

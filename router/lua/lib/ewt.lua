@@ -30,7 +30,6 @@ end
 
 -- The EWT of an interaction with a free candidate: the queue's recent ring time.
 function M.ring_estimate(q) return M.averages(q.name).ring or 0 end
-local recent_ring = M.ring_estimate
 
 -- The share of logged-in agents whose state is `available` (the rest are not ready).
 local function available_share()
@@ -119,7 +118,7 @@ function M.interaction_ewt(ix)
   local q = M.queue(ix.queue)
   if not q then return nil end
   if ix.status == 'offered' then
-    return math.max(0, recent_ring(q) - M.seconds_since(ix.offered or M.now))
+    return math.max(0, M.ring_estimate(q) - M.seconds_since(ix.offered or M.now))
   end
   if not M.in_order(ix) then return nil end
   local rank = M.routable(ix) and not ix.pref_until
@@ -145,7 +144,7 @@ end
 -- The EWT of an arrival in the queue now (its default priority and credit, no extra skills):
 -- the queue's figure (§4 stats, acd_queue_ewt_seconds).
 function M.arrival_ewt(q, cid)
-  if cid and redis.call('ZCARD', K.class_agents(cid)) > 0 then return recent_ring(q) end
+  if cid and redis.call('ZCARD', K.class_agents(cid)) > 0 then return M.ring_estimate(q) end
   local score = M.order_score(q.priority, M.now - M.ms(q.credit_s))
   -- After the interactions of the same score: they arrived earlier.
   local ahead = cid and redis.call('ZCOUNT', K.class_waiting(cid), '-inf',
