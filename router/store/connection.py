@@ -147,10 +147,12 @@ def _client(
         "timeout": None if read_timeout_s is None else connect_timeout_s,
         "socket_timeout": read_timeout_s,
         "socket_connect_timeout": connect_timeout_s,
-        "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_S,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
+    if store.kind is StoreKind.REDIS and store.url.startswith("unix:"):
+        return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
+    options["socket_keepalive"] = True  # TCP only: a Unix socket has no keepalive
     if store.kind is StoreKind.REDIS:
         return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
     credentials = {"username": store.username, "password": store.password}
@@ -217,24 +219,56 @@ async def load_library(redis: Redis, source: str) -> None:
         await redis.function_load(source, replace=True)
 
 
-async def fcall(redis: Redis, function: str, key: str, arg: bytes) -> Any:
-    """FCALL `function` with one key and one argument: the reply as Redis sent it.
+class FunctionCalls:
+    """FCALLs with one key and one argument, on connections of the request client's pool that
+    are kept checked out between calls.
 
     What `redis.fcall` does (a pooled connection, the client's retry on a dead connection),
-    without the per-command work of redis-py's generic path (observability hooks, response
-    callbacks, option parsing) on the service's hottest call."""
-    pool = redis.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
-    try:
-        command = connection.pack_command("FCALL", function, 1, key, arg)
+    without redis-py's per-call work on the service's hottest path: the pool's checkout and
+    return (a lock, a timer, a probing read, observability hooks), the command's generic packing
+    (the header of each function and key is built once) and its response callbacks. A connection
+    goes back to the pool only when a call left it closed (a dead connection, or a call cancelled
+    by `Engine.bounded`, after which redis-py closes it); the pool's size still caps how many
+    exist, and closing the client closes these too."""
 
-        async def send() -> Any:
-            await connection.send_packed_command(command)
-            return await connection.read_response()
+    def __init__(self, redis: Redis) -> None:
+        self.pool = redis.connection_pool
+        self.idle: list[Connection] = []
+        self.heads: dict[tuple[str, str], bytes] = {}
 
-        async def dead(_: Exception) -> None:
-            await connection.disconnect()  # the retry connects again
+    async def fcall(self, function: str, key: str, arg: bytes) -> Any:
+        """FCALL `function` with `key` and `arg`: the reply as Redis sent it."""
+        command = self.command(function, key, arg)
+        if self.idle:
+            connection = self.idle.pop()
+        else:
+            connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
 
-        return await connection.retry.call_with_retry(send, dead)
-    finally:
-        await pool.release(connection)
+            async def send() -> Any:
+                await connection.send_packed_command(command)
+                return await connection.read_response()
+
+            async def dead(_: Exception) -> None:
+                await connection.disconnect()  # the retry connects again
+
+            return await connection.retry.call_with_retry(send, dead)
+        finally:
+            if connection.is_connected:
+                self.idle.append(connection)
+            else:
+                await self.pool.release(connection)
+
+    def command(self, function: str, key: str, arg: bytes) -> bytes:
+        """The FCALL as sent (RESP), its head up to the argument's length built once."""
+        head = self.heads.get((function, key))
+        if head is None:
+            fn, k = function.encode(), key.encode()
+            head = b"*5\r\n$5\r\nFCALL\r\n$%d\r\n%b\r\n$1\r\n1\r\n$%d\r\n%b\r\n$" % (
+                len(fn),
+                fn,
+                len(k),
+                k,
+            )
+            self.heads[(function, key)] = head
+        return b"%b%d\r\n%b\r\n" % (head, len(arg), arg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -12,7 +12,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.store.connection import fcall, load_library
+from router.store.connection import FunctionCalls, load_library
 from router.store.replication import fcall_replicated
 
 _NAME = "{library}"
@@ -106,6 +106,10 @@ class ScriptRunner:
     wait_ms: int = 0
     """Durability `replicated`: each call then waits up to this long for a replica to hold it
     (router/store/replication.py); 0: `local`."""
+    calls: FunctionCalls = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calls = FunctionCalls(self.redis)
 
     @property
     def library(self) -> Library:
@@ -138,4 +142,4 @@ class ScriptRunner:
     async def _fcall(self, function: str, prefix: str, packed: bytes) -> Any:
         if self.wait_ms:
             return await fcall_replicated(self.redis, function, prefix, packed, self.wait_ms)
-        return await fcall(self.redis, function, prefix, packed)
+        return await self.calls.fcall(function, prefix, packed)

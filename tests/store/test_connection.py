@@ -1,0 +1,102 @@
+"""The request client's FCALL path (router/store/connection.py FunctionCalls) on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from router.settings import ServiceSettings
+from router.store.connection import FunctionCalls, blocking_client, request_client
+from router.store.server import RedisServer
+
+LIBRARY = """#!lua name=acd_test_calls
+redis.register_function('acd_test_echo', function(keys, args) return {keys[1], args[1]} end)
+redis.register_function('acd_test_busy', function(keys, args)
+  local t = redis.call('TIME')
+  local until_us = t[1] * 1000000 + t[2] + tonumber(args[1])
+  repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
+  return 'done'
+end)
+"""
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer, redis: Redis) -> AsyncIterator[Redis]:
+    await redis.function_load(LIBRARY, replace=True)
+    settings = ServiceSettings(namespace="calls", redis_url=redis_server.url)
+    request = request_client(settings)
+    yield request
+    await request.aclose()
+
+
+def test_the_command_is_what_redis_py_would_send() -> None:
+    connection = Redis().connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    calls = FunctionCalls(Redis())
+    for arg in (b"", b"\x00\r\n\xff", bytes(range(256)) * 40):
+        ours = calls.command("acd_x_interaction_create", "acd:{ns}:", arg)
+        assert ours == b"".join(
+            connection.pack_command("FCALL", "acd_x_interaction_create", 1, "acd:{ns}:", arg)
+        )
+    assert (
+        calls.command("f", "k", b"a")
+        == b"*5\r\n$5\r\nFCALL\r\n$1\r\nf\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\na\r\n"
+    )
+
+
+async def test_calls_in_turn_reuse_one_connection(client: Redis) -> None:
+    calls = FunctionCalls(client)
+    for i in range(20):
+        assert await calls.fcall("acd_test_echo", "k", b"%d" % i) == [b"k", b"%d" % i]
+    assert len(calls.idle) == 1
+    assert len(client.connection_pool._in_use_connections) == 1
+
+
+async def test_concurrent_calls_keep_as_many_connections_as_ran_at_once(client: Redis) -> None:
+    calls = FunctionCalls(client)
+    replies = await asyncio.gather(*(calls.fcall("acd_test_echo", "k", b"x") for _ in range(5)))
+    assert replies == [[b"k", b"x"]] * 5
+    assert len(calls.idle) == 5
+    for _ in range(10):
+        await calls.fcall("acd_test_echo", "k", b"y")
+    assert len(calls.idle) == 5
+
+
+async def test_a_connection_closed_by_the_server_is_retried(client: Redis, redis: Redis) -> None:
+    calls = FunctionCalls(client)
+    await calls.fcall("acd_test_echo", "k", b"1")
+    own = await redis.client_id()
+    for entry in await redis.client_list():
+        if int(entry["id"]) != own:
+            await redis.client_kill_filter(_id=entry["id"])
+    assert await calls.fcall("acd_test_echo", "k", b"2") == [b"k", b"2"]
+    assert len(calls.idle) == 1
+
+
+async def test_a_cancelled_call_gives_its_connection_back_closed(client: Redis) -> None:
+    calls = FunctionCalls(client)
+    await calls.fcall("acd_test_echo", "k", b"1")
+    kept = calls.idle[0]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.02):
+            await calls.fcall("acd_test_busy", "k", b"200000")  # 200 ms inside Redis
+    # Its reply would have come later, on the connection: it is not kept, and was closed.
+    assert calls.idle == []
+    assert not kept.is_connected
+    assert await calls.fcall("acd_test_echo", "k", b"2") == [b"k", b"2"]
+
+
+@pytest.mark.parametrize("make", [request_client, lambda s: blocking_client(s, 1.0, 2)])
+async def test_clients_speak_over_a_unix_socket(make: Callable[[ServiceSettings], Redis]) -> None:
+    server = RedisServer(unix_socket=True)
+    server.start()
+    try:
+        client = make(ServiceSettings(namespace="unix", redis_url=server.socket_url))
+        await client.function_load(LIBRARY, replace=True)
+        assert await FunctionCalls(client).fcall("acd_test_echo", "k", b"1") == [b"k", b"1"]
+        assert any("U" in c["flags"] for c in await client.client_list())
+        await client.aclose()
+    finally:
+        server.stop()
