@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from loadtest.served import Served, clean_env, port_open, serve_args
 from router.cli import build_parser, serve_options
@@ -76,10 +77,19 @@ def test_serves_with_an_embedded_store_and_stops_on_sigterm(
     assert status == 200
     assert "support" in json.dumps(body)
     assert KEY not in served.output  # keys are never logged
+    # The service speaks to its store over the Unix socket the log names (CLIENT LIST flag U).
+    named = re.search(r"the service uses (\S+)\)", served.output)
+    assert named is not None
+    socket_path = Path(named.group(1))
+    assert socket_path.is_socket()
+    with Redis(port=store_port) as admin:
+        flags = [client["flags"] for client in admin.client_list()]
+    assert sum("U" in f for f in flags) >= 1
 
     assert served.stop() == 0
     assert "SIGTERM received" in served.output
     assert not port_open(store_port)
+    assert not socket_path.parent.exists()
     assert (data / "appendonlydir").is_dir()
 
 

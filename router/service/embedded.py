@@ -30,7 +30,9 @@ class EmbeddedStore:
         else:
             self.folder = self.data_dir.resolve()
         # A data_dir makes RedisServer append-only: the temporary folder gets it too.
-        self.server = RedisServer(data_dir=self.folder)
+        # The service connects over a Unix socket: a call costs both sides less than over TCP
+        # on loopback (docs/benchmarks.md); the port stays open for redis-cli and tools.
+        self.server = RedisServer(data_dir=self.folder, unix_socket=True)
 
     @property
     def temporary(self) -> bool:
@@ -39,8 +41,8 @@ class EmbeddedStore:
 
     @property
     def url(self) -> str:
-        """The redis:// URL the service connects to."""
-        return self.server.url
+        """The unix:// URL the service connects to."""
+        return self.server.socket_url
 
     def start(self) -> None:
         """Start redis-server and wait until it answers; StoreUnavailable if it cannot."""
@@ -66,15 +68,17 @@ def announce_store(store: EmbeddedStore) -> None:
     """Say where the embedded store keeps its data, and whether it survives the exit."""
     if store.temporary:
         log.warning(
-            "embedded store: redis-server on 127.0.0.1:%d, append-only data in temporary folder "
-            "%s; this data is LOST at exit (use --data-dir DIR to keep it)",
+            "embedded store: redis-server on 127.0.0.1:%d (the service uses %s), append-only data "
+            "in temporary folder %s; this data is LOST at exit (use --data-dir DIR to keep it)",
             store.server.port,
+            store.server.socket_path,
             store.folder,
         )
     else:
         log.info(
-            "embedded store: redis-server on 127.0.0.1:%d, append-only data in %s "
-            "(kept across restarts)",
+            "embedded store: redis-server on 127.0.0.1:%d (the service uses %s), append-only data "
+            "in %s (kept across restarts)",
             store.server.port,
+            store.server.socket_path,
             store.folder,
         )

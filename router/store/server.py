@@ -31,13 +31,34 @@ class RedisServer:
     """More command-line options, e.g. `("--replicaof", "127.0.0.1", "6380")`."""
     config_file: Path | None = None
     """A configuration file read first (a Sentinel needs one it may rewrite)."""
+    unix_socket: bool = False
+    """Listen on a Unix socket too (`socket_url`), in a folder of its own under the system's
+    temporary folder (a socket's path is limited to about 100 bytes), chosen at once and kept
+    across restarts; the folder goes when this object does."""
     process: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+    _socket_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.unix_socket:
+            self._socket_dir = tempfile.TemporaryDirectory(prefix="acd-sock-")
 
     @property
     def url(self) -> str:
         """The redis:// URL of the server."""
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path | None:
+        """The Unix socket (with `unix_socket`)."""
+        return None if self._socket_dir is None else Path(self._socket_dir.name) / "redis.sock"
+
+    @property
+    def socket_url(self) -> str:
+        """The unix:// URL of the server (started with `unix_socket`)."""
+        if self.socket_path is None:
+            raise StoreUnavailable("redis-server is not set to listen on a Unix socket")
+        return f"unix://{self.socket_path}?db=0"
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
@@ -52,6 +73,9 @@ class RedisServer:
         else:
             directory = self.data_dir
             directory.mkdir(parents=True, exist_ok=True)
+        unix: list[str] = []
+        if self.socket_path is not None:
+            unix = ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         args = [
             binary,
             *([str(self.config_file)] if self.config_file is not None else []),
@@ -62,6 +86,7 @@ class RedisServer:
             "--appendonly", "yes" if self.data_dir is not None else "no",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *unix,
             *self.options,
         ]  # fmt: skip
         # Its own session: a Ctrl-C meant for the service must not stop the store first.
