@@ -534,9 +534,11 @@ class Bench:
         return bool(offered)
 
     async def baseline_call(self, n: int) -> list[Any]:
-        """The bare 5-command script, called as the engine calls its scripts."""
+        """The bare 5-command script, called as the engine calls its scripts (the same FCALL
+        path and connections)."""
         packed = msgpack.packb({"n": n, "now": to_ms(time.time())}, use_bin_type=False)
-        raw = await self.redis.fcall(BASELINE_FUNCTION, 1, "acd:{baseline}:", packed)
+        calls = self.engine.runner.calls
+        raw = await calls.fcall(BASELINE_FUNCTION, "acd:{baseline}:", packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False)
         return reply
 
@@ -1033,13 +1035,14 @@ async def waiting_scale(bench: Bench, rows: list[Measure]) -> str:
 async def run(plan: Plan) -> None:
     """The whole benchmark against a fresh private redis-server."""
     started = time.perf_counter()
-    server = RedisServer()
+    # Over a Unix socket, as `serve` speaks to its embedded store.
+    server = RedisServer(unix_socket=True)
     server.start()
-    redis = Redis.from_url(server.url, max_connections=MAX_CONNECTIONS)
+    redis = Redis.from_url(server.socket_url, max_connections=MAX_CONNECTIONS)
     helpers: Helpers | None = None
     try:
-        helpers = await Helpers.start(server.url, NAMESPACE, HELPERS)
-        print(f"redis-server on port {server.port}; {HELPERS} helper processes; {plan}")
+        helpers = await Helpers.start(server.socket_url, NAMESPACE, HELPERS)
+        print(f"redis-server at {server.socket_path}; {HELPERS} helper processes; {plan}")
         print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         print(f"engine source: git {source_revision()}")
         bench = await open_bench(redis, helpers, plan)
