@@ -150,9 +150,8 @@ def _client(
         "health_check_interval": HEALTH_CHECK_S,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
-    if store.kind is StoreKind.REDIS and store.url.startswith("unix:"):
-        return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
-    options["socket_keepalive"] = True  # TCP only: a Unix socket has no keepalive
+    if not store.url.startswith("unix:"):  # a Unix socket has no keepalive
+        options["socket_keepalive"] = True
     if store.kind is StoreKind.REDIS:
         return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
     credentials = {"username": store.username, "password": store.password}
@@ -228,36 +227,41 @@ class FunctionCalls:
     return (a lock, a timer, a probing read, observability hooks), the command's generic packing
     (the header of each function and key is built once) and its response callbacks. A connection
     goes back to the pool only when a call left it closed (a dead connection, or a call cancelled
-    by `Engine.bounded`, after which redis-py closes it); the pool's size still caps how many
-    exist, and closing the client closes these too."""
+    by `Engine.bounded`, after which redis-py closes it); closing the client closes these too.
+
+    At most half the pool's connections carry FCALLs at once (callers beyond wait their turn, first
+    come first served), so that the client's other commands always find one: connections kept
+    here are never handed back to the pool's own waiters."""
 
     def __init__(self, redis: Redis) -> None:
         self.pool = redis.connection_pool
+        self.slots = asyncio.Semaphore(max(1, self.pool.max_connections // 2))
         self.idle: list[Connection] = []
         self.heads: dict[tuple[str, str], bytes] = {}
 
     async def fcall(self, function: str, key: str, arg: bytes) -> Any:
         """FCALL `function` with `key` and `arg`: the reply as Redis sent it."""
         command = self.command(function, key, arg)
-        if self.idle:
-            connection = self.idle.pop()
-        else:
-            connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-
-            async def send() -> Any:
-                await connection.send_packed_command(command)
-                return await connection.read_response()
-
-            async def dead(_: Exception) -> None:
-                await connection.disconnect()  # the retry connects again
-
-            return await connection.retry.call_with_retry(send, dead)
-        finally:
-            if connection.is_connected:
-                self.idle.append(connection)
+        async with self.slots:
+            if self.idle:
+                connection = self.idle.pop()
             else:
-                await self.pool.release(connection)
+                connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+
+                async def send() -> Any:
+                    await connection.send_packed_command(command)
+                    return await connection.read_response()
+
+                async def dead(_: Exception) -> None:
+                    await connection.disconnect()  # the retry connects again
+
+                return await connection.retry.call_with_retry(send, dead)
+            finally:
+                if connection.is_connected:
+                    self.idle.append(connection)
+                else:
+                    await self.pool.release(connection)
 
     def command(self, function: str, key: str, arg: bytes) -> bytes:
         """The FCALL as sent (RESP), its head up to the argument's length built once."""

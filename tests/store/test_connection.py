@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from router.settings import ServiceSettings
 from router.store.connection import FunctionCalls, blocking_client, request_client
@@ -100,3 +100,20 @@ async def test_clients_speak_over_a_unix_socket(make: Callable[[ServiceSettings]
         await client.aclose()
     finally:
         server.stop()
+
+
+async def test_more_calls_than_connections_all_run_and_other_commands_find_one(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    await redis.function_load(LIBRARY, replace=True)
+    pool = BlockingConnectionPool.from_url(redis_server.url, max_connections=4, timeout=None)
+    client = Redis.from_pool(pool)
+    calls = FunctionCalls(client)
+    try:
+        async with asyncio.timeout(10):  # a starved caller would wait for ever
+            burst = [calls.fcall("acd_test_busy", "k", b"5000") for _ in range(20)]  # 5 ms each
+            # A PING among them: the client's other commands find a connection meanwhile.
+            assert await asyncio.gather(*burst, client.ping()) == [b"done"] * 20 + [True]
+        assert len(calls.idle) == 2  # half the pool's 4
+    finally:
+        await client.aclose()
