@@ -826,16 +826,16 @@ async def own_service(targets: Targets, cpu: Cpu) -> tuple[str, str, str]:
     key = secrets.token_urlsafe(24)
     served = start_service(targets, key)
     url = await asyncio.to_thread(served.wait_ready)
-    port = served.store_port
-    if port is None:
-        raise BenchError(f"no embedded store port in the log:\n{served.output}")
+    store_url = served.store_url
+    if store_url is None:
+        raise BenchError(f"no embedded store in the log:\n{served.output}")
     cpu.pids["service"] = served.process.pid
     redis_pid = child_pid(served.process.pid, "redis-server")
     if redis_pid is not None:
         cpu.pids["redis"] = redis_pid
     print(f"service: acd-router serve pid {served.process.pid} at {url}, {QUEUES} queues")
-    print(f"redis: its embedded redis-server pid {redis_pid} on 127.0.0.1:{port} (baseline too)")
-    return url, key, f"redis://127.0.0.1:{port}/0"
+    print(f"redis: its embedded redis-server pid {redis_pid} at {store_url} (baseline too)")
+    return url, key, store_url
 
 
 def private_redis(targets: Targets, cpu: Cpu) -> str:
@@ -1157,10 +1157,10 @@ async def workers_bench(
     events: aiohttp.ClientSession,
 ) -> Bench:  # fmt: skip
     """`serve --workers WORKERS` on the same Redis (a namespace of its own), ready to measure."""
-    port = targets.served.store_port if targets.served is not None else None
-    if port is None:
+    # Over the Unix socket the single service uses, so that both sides are called the same way.
+    redis_url = targets.served.store_url if targets.served is not None else None
+    if redis_url is None:
         raise BenchError("no embedded store to share with the workers")
-    redis_url = f"redis://127.0.0.1:{port}/0"
     side = Side(
         WORKERS_ROLE,
         config_text(f"{NAMESPACE}-{WORKERS_ROLE}"),

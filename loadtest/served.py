@@ -18,6 +18,7 @@ from router.store.server import free_port
 
 READY = re.compile(r"ready: (http://\S+)")
 STORE_PORT = re.compile(r"embedded store: redis-server on 127\.0\.0\.1:(\d+)")
+STORE_SOCKET = re.compile(r"embedded store: redis-server on \S+ \(the service uses (\S+)\)")
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 
@@ -128,6 +129,15 @@ class Served:
             for line in self.lines:
                 if match := STORE_PORT.search(line):
                     return int(match.group(1))
+        return None
+
+    @property
+    def store_url(self) -> str | None:
+        """The URL the service speaks to its embedded store at (its Unix socket), from the log."""
+        with self._changed:
+            for line in self.lines:
+                if match := STORE_SOCKET.search(line):
+                    return f"unix://{match.group(1)}?db=0"
         return None
 
     def alive(self) -> bool:

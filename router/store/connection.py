@@ -150,7 +150,7 @@ def _client(
         "health_check_interval": HEALTH_CHECK_S,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
-    if not store.url.startswith("unix:"):  # a Unix socket has no keepalive
+    if not store.url.lower().startswith("unix:"):  # a Unix socket has no keepalive
         options["socket_keepalive"] = True
     if store.kind is StoreKind.REDIS:
         return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
@@ -254,7 +254,11 @@ class FunctionCalls:
                     return await connection.read_response()
 
                 async def dead(_: Exception) -> None:
-                    await connection.disconnect()  # the retry connects again
+                    # Connected again here, not by the retry's send: only `connect` asks the
+                    # Sentinels where the primary is now (a failover) or the cluster where the
+                    # slot is.
+                    await connection.disconnect()
+                    await connection.connect()  # type: ignore[no-untyped-call]
 
                 return await connection.retry.call_with_retry(send, dead)
             finally:

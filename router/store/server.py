@@ -37,7 +37,7 @@ class RedisServer:
     across restarts; the folder goes when this object does."""
     process: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
-    _socket_dir: tempfile.TemporaryDirectory[str] | None = None
+    _socket_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.unix_socket:

@@ -19,6 +19,7 @@ from loadtest.topology import SentinelSet
 from router.config import WebhookConfig
 from router.events.webhooks import signature
 from router.settings import ServiceSettings
+from router.store.connection import FunctionCalls, request_client
 from router.store.engine import Engine
 from tests.ha.conftest import StartRouters, router_config
 
@@ -121,3 +122,34 @@ async def activity(session: aiohttp.ClientSession, load: Load, agent: str) -> st
     """The agent's activity."""
     answer = await load.request(session, load.urls[1], "GET", f"/v1/agents/{agent}")
     return str(answer.body["activity"])
+
+
+INCR_LIBRARY = """#!lua name=acd_test_kept
+redis.register_function('acd_test_incr', function(keys) return redis.call('INCR', keys[1]) end)
+"""
+
+
+async def test_kept_connections_reach_the_new_primary_after_a_failover(
+    sentinels: SentinelSet,
+) -> None:
+    client = request_client(ServiceSettings(namespace="kept", redis_url=sentinels.url))
+    calls = FunctionCalls(client)
+
+    async def writes() -> list[Any]:
+        return await asyncio.gather(
+            *(calls.fcall("acd_test_incr", "{kept}:n", b"") for _ in range(4))
+        )
+
+    try:
+        await client.function_load(INCR_LIBRARY, replace=True)
+        assert sorted(await writes()) == [1, 2, 3, 4]
+        assert len(calls.idle) == 4  # kept, each connected to the primary
+        old = sentinels.primary()
+        old.kill()
+        await asyncio.to_thread(sentinels.wait_failover, old)
+        # Each kept connection fails once on the dead primary; its retry asks the Sentinels.
+        assert len(await writes()) == 4
+        assert len(calls.idle) == 4
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(sentinels.restart_killed)

@@ -94,10 +94,12 @@ async def test_clients_speak_over_a_unix_socket(make: Callable[[ServiceSettings]
     server.start()
     try:
         client = make(ServiceSettings(namespace="unix", redis_url=server.socket_url))
-        await client.function_load(LIBRARY, replace=True)
-        assert await FunctionCalls(client).fcall("acd_test_echo", "k", b"1") == [b"k", b"1"]
-        assert any("U" in c["flags"] for c in await client.client_list())
-        await client.aclose()
+        try:
+            await client.function_load(LIBRARY, replace=True)
+            assert await FunctionCalls(client).fcall("acd_test_echo", "k", b"1") == [b"k", b"1"]
+            assert any("U" in c["flags"] for c in await client.client_list())
+        finally:
+            await client.aclose()
     finally:
         server.stop()
 
