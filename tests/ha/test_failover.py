@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from loadtest.failover import QUEUE, Load, Pair, scenario
-from loadtest.topology import SentinelSet
+from loadtest.topology import MASTER, Node, SentinelSet, until
 from router.config import WebhookConfig
 from router.events.webhooks import signature
 from router.settings import ServiceSettings
@@ -124,6 +124,16 @@ async def activity(session: aiohttp.ClientSession, load: Load, agent: str) -> st
     return str(answer.body["activity"])
 
 
+def all_name(sentinels: SentinelSet, primary: Node) -> bool:
+    """Whether every Sentinel names `primary`, up, as the primary (redis-py takes any's word)."""
+    for watcher in sentinels.watchers:
+        with watcher.client() as client:
+            state = client.sentinel_master(MASTER)
+        if int(state["port"]) != primary.port or state["is_sdown"] or state["is_odown"]:
+            return False
+    return True
+
+
 INCR_LIBRARY = """#!lua name=acd_test_kept
 redis.register_function('acd_test_incr', function(keys) return redis.call('INCR', keys[1]) end)
 """
@@ -146,7 +156,8 @@ async def test_kept_connections_reach_the_new_primary_after_a_failover(
         assert len(calls.idle) == 4  # kept, each connected to the primary
         old = sentinels.primary()
         old.kill()
-        await asyncio.to_thread(sentinels.wait_failover, old)
+        new = await asyncio.to_thread(sentinels.wait_failover, old)
+        await asyncio.to_thread(until, lambda: all_name(sentinels, new), "every Sentinel agrees")
         # Each kept connection fails once on the dead primary; its retry asks the Sentinels.
         assert len(await writes()) == 4
         assert len(calls.idle) == 4
