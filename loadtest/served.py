@@ -122,23 +122,25 @@ class Served:
         self.url = self.wait_for(READY).group(1)
         return self.url
 
+    def logged(self, pattern: re.Pattern[str]) -> str | None:
+        """The first group of the first log line so far that `pattern` finds, if any."""
+        with self._changed:
+            for line in self.lines:
+                if match := pattern.search(line):
+                    return match.group(1)
+        return None
+
     @property
     def store_port(self) -> int | None:
         """The embedded redis-server's port, from the start-up log."""
-        with self._changed:
-            for line in self.lines:
-                if match := STORE_PORT.search(line):
-                    return int(match.group(1))
-        return None
+        port = self.logged(STORE_PORT)
+        return None if port is None else int(port)
 
     @property
     def store_url(self) -> str | None:
         """The URL the service speaks to its embedded store at (its Unix socket), from the log."""
-        with self._changed:
-            for line in self.lines:
-                if match := STORE_SOCKET.search(line):
-                    return f"unix://{match.group(1)}?db=0"
-        return None
+        path = self.logged(STORE_SOCKET)
+        return None if path is None else f"unix://{path}?db=0"
 
     def alive(self) -> bool:
         """Whether the child still runs."""

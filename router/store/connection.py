@@ -272,11 +272,7 @@ class FunctionCalls:
         head = self.heads.get((function, key))
         if head is None:
             fn, k = function.encode(), key.encode()
-            head = b"*5\r\n$5\r\nFCALL\r\n$%d\r\n%b\r\n$1\r\n1\r\n$%d\r\n%b\r\n$" % (
-                len(fn),
-                fn,
-                len(k),
-                k,
-            )
+            head = b"*5\r\n$5\r\nFCALL\r\n$%d\r\n%b\r\n$1\r\n1\r\n" % (len(fn), fn)
+            head += b"$%d\r\n%b\r\n$" % (len(k), k)
             self.heads[(function, key)] = head
         return b"%b%d\r\n%b\r\n" % (head, len(arg), arg)
