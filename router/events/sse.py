@@ -11,7 +11,8 @@ skipped; it never ends a stream.
 A stream that starts before the hub's position first catches up from the log (XRANGE pages, up
 to that position), then joins the hub at the position it reached, in one step with no wait in
 between: every later event reaches it live, every earlier one came from the catch-up, so the
-hand-over neither loses nor repeats an event.
+hand-over neither loses nor repeats an event. With no stream open (durability `local`) the hub
+reads nothing; the first stream to open moves it to the live end before its catch-up.
 
 Without `Last-Event-ID` or `?after=` a stream starts at the live end (only events appended after
 the request); `?after=0` starts at the oldest event kept. `Last-Event-ID` wins over `?after=`,
@@ -237,6 +238,9 @@ class EventHub:
         """Streams filed under a queue or an agent: an event must be decoded to know if they
         want it."""
         self._failing = False
+        self._parked = False
+        """Whether the reader waits for a stream, reading nothing (its position goes stale)."""
+        self._joined = asyncio.Event()
 
     async def start(self) -> None:
         """Start at the log's live end."""
@@ -266,9 +270,17 @@ class EventHub:
             if not self._per_key[owner]:
                 del self._per_key[owner]
 
+    def resume(self, live_end: StreamId) -> None:
+        """Before a stream catches up and joins: move a parked reader, whose position is stale,
+        to `live_end` (the log's last id), so that what was appended since it parked is read by
+        the stream's catch-up, not by the reader. No stream is joined, so none misses a thing."""
+        if self._parked and not self._streams:
+            self.position = self._read_from = max(self.position, live_end)
+
     def join(self, stream: Stream) -> None:
         """Feed `stream` every event after the hub's position from now on."""
         self._streams.add(stream)
+        self._joined.set()
         for key in stream.filter.index_keys():
             self._index[key].add(stream)
             self._by_field += key[0] in FIELD_KINDS
@@ -295,8 +307,14 @@ class EventHub:
     # The reader
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read the log and hand its events to the streams until `stop`."""
+        """Read the log and hand its events to the streams until `stop`; with no stream open
+        (durability `local`), read nothing: a router whose clients use webhooks only, or a
+        worker without streams, spends nothing on the log here."""
         while not stop.is_set():
+            # Under `replicated` the catch-up could not tell what a replica holds: read on.
+            if not self._streams and self.ceiling is no_ceiling:
+                await self._park(stop)
+                continue
             try:
                 self._deliver(await self._read())
             except (RedisError, OSError) as error:
@@ -316,6 +334,20 @@ class EventHub:
             if self._failing:
                 log.info("event reader: reading again")
                 self._failing = False
+
+    async def _park(self, stop: asyncio.Event) -> None:
+        """Wait until a stream joins, or `stop`."""
+        self._parked = True
+        self._joined.clear()
+        try:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._joined, stop)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        finally:
+            self._parked = False
 
     async def _read(self) -> list[Entry]:
         if len(self._held) >= READ_COUNT:  # no replica confirms them: read no more meanwhile
@@ -442,9 +474,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     principal = request.get(PRINCIPAL)
     with hub.admission(principal.name if principal is not None else ""):
         info = await engine.log_info()
+        live_end = parse_event_id(text(info["last-generated-id"]) if info else "0-0", "log")
+        hub.resume(live_end)
         if after is None:
-            start = parse_event_id(text(info["last-generated-id"]) if info else "0-0", "log")
-            gap = None
+            start, gap = live_end, None
         else:
             start, gap = after, _gap(info, after)
         response = web.StreamResponse(

@@ -214,3 +214,50 @@ async def test_a_filtered_event_costs_only_the_streams_filed_under_it(
     assert (queued.event, offered.event) == ("interaction.queued", "interaction.offered")
     assert checked <= 3  # the state change and the two support events: not 21 streams each
     assert streams  # kept open throughout
+
+
+async def xread_calls(redis: Redis) -> int:
+    """XREADs the server has run so far (INFO commandstats)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
+
+
+async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
+    start_router: StartRouter, center: Center, redis: Redis
+) -> None:
+    # A router whose clients use webhooks only, or a worker without streams, read and decoded
+    # every event for nobody.
+    client = await start_router()
+    hub = client.app[EVENT_HUB]
+    await eventually(lambda: hub._parked)
+    reads = await xread_calls(redis)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "i1")
+    assert await xread_calls(redis) == reads
+    parked_events = await center.events()
+    assert len(parked_events) == 3
+    last = sse.log_id(parked_events[-1].id or "")
+    assert hub.position < last
+    hub.resume(last)  # as the first stream to open does: the log since is its catch-up's
+    assert hub.position == last
+
+    resumed = await open_stream(client, "?after=0")  # caught up from the log, then live
+    live = await open_stream(client)  # from the live end: none of those
+    await center.state("ann", AgentState.NOT_READY, reason="r")
+    events = await center.events()
+    same(await resumed.until(events[-1].id), events)
+    same(await live.until(events[-1].id), events[3:])
+    assert await xread_calls(redis) > reads
+
+    for stream in (resumed, live):
+        stream.response.close()
+    await eventually(lambda: not hub._streams)  # the sweeper notices the clients left
+    await center.state("ann", AgentState.AVAILABLE)  # ends the reader's blocking read
+    await eventually(lambda: hub._parked)
+    reads = await xread_calls(redis)
+    await center.state("ann", AgentState.NOT_READY, reason="r2")
+    assert await xread_calls(redis) == reads
+    late = await open_stream(client, f"?after={events[-1].id}")
+    more = (await center.events())[len(events) :]
+    same(await late.until(more[-1].id), more)
