@@ -64,6 +64,10 @@ WORKERS_ROLE = "workers"
 """The CPU column of `serve --workers WORKERS` (the parent and its workers)."""
 WORKERS_RATE = 1_000.0
 """Round 2: create -> offer event p99 at this many lifecycles/s."""
+PER_WORKER_RATE = 100.0
+"""Round 2's scaling: lifecycles/s offered to each worker, the lone one and each of WORKERS
+alike, so that every worker is as loaded as the lone one (a process's CPU per lifecycle depends
+on its load: docs/benchmarks.md); low enough that WORKERS x it leaves the 2 cores room."""
 TARGET_WORKER_EFFICIENCY = 0.90
 TARGET_CPU_MS = 0.5
 TARGET_P99_MS_ROUND2 = 10.0
@@ -621,13 +625,50 @@ async def closed_rounds(bench: Bench, workers: Bench | None) -> tuple[Row, Row, 
     return base, life, many if workers is not None else None
 
 
+async def open_segment(bench: Bench, row: Row, rate: float) -> None:
+    """One open-loop segment at `rate` for the plan's open_s, measured into `row`."""
+    before, start = bench.cpu.snapshot(), time.perf_counter()
+    units, sending = await run_open(bench, row.stats, rate, bench.plan.open_s)
+    row.add(units, sending, bench.cpu.since(before), time.perf_counter() - start)
+
+
 async def open_row(bench: Bench) -> Row:
     """The open loop at the run's offered rate."""
     row = Row(f"open loop {bench.rate:.0f}/s", HTTP_PER_LIFECYCLE, "open", "service")
-    before, start = bench.cpu.snapshot(), time.perf_counter()
-    units, sending = await run_open(bench, row.stats, bench.rate, bench.plan.open_s)
-    row.add(units, sending, bench.cpu.since(before), time.perf_counter() - start)
+    await open_segment(bench, row, bench.rate)
     return row
+
+
+async def scaling_rounds(bench: Bench, workers: Bench) -> Sides:
+    """Open-loop segments alternating, for the plan's rounds: one worker at PER_WORKER_RATE,
+    then WORKERS workers at WORKERS times it; each round's service CPU ms per lifecycle."""
+    rates = (PER_WORKER_RATE, WORKERS * PER_WORKER_RATE)
+    sides = Sides(
+        [
+            Row(f"open {rates[0]:.0f}/s 1 worker", HTTP_PER_LIFECYCLE, "open", "service"),
+            Row(f"open {rates[1]:.0f}/s {WORKERS}w", HTTP_PER_LIFECYCLE, "open", WORKERS_ROLE),
+        ]
+    )
+    print(
+        f"scaling: {PER_WORKER_RATE:.0f} lifecycles/s per worker, 1 worker then {WORKERS}, "
+        f"{bench.plan.open_s:.0f} s each, {bench.plan.rounds} round(s)",
+        flush=True,
+    )
+    for r in range(bench.plan.rounds):
+        round_ms = []
+        for side, row, rate in zip((bench, workers), sides.rows, rates, strict=True):
+            cpu_before, units_before = row.cpu[row.server], row.units
+            await open_segment(side, row, rate)
+            round_ms.append(
+                1000 * (row.cpu[row.server] - cpu_before) / max(1, row.units - units_before)
+            )
+        sides.rounds_ms.append(round_ms)
+        print(
+            f"  round {r + 1}: service CPU per lifecycle 1 worker {round_ms[0]:.2f} ms, "
+            f"{WORKERS} workers {round_ms[1]:.2f} ms, load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    return sides
 
 
 # Report ----------------------------------------------------------------------------------------
@@ -720,30 +761,35 @@ def p99_ms(row: Row, kind: str) -> float:
     return percentile(row.stats.latencies.get(kind, []), 0.99) * 1000
 
 
-def print_round2(rows: Sequence[Row], with_workers: bool) -> None:
+def print_round2(measured: Measured) -> None:
     """The SPEC §9 round-2 figures of the service."""
-    life = rows[1]
+    life = measured.life
     print("\nRound 2 targets (docs/benchmarks.md)")
     print(verdict("service CPU ms per lifecycle, one worker", life.server_ms, TARGET_CPU_MS, False))
-    if not with_workers:
+    many, open_many, scaling = measured.many, measured.open_many, measured.scaling
+    if many is None or open_many is None or scaling is None:
         print("  info  --workers and the open loop at 1,000/s are measured only without --url")
         return
-    many, open_many = rows[2], rows[-1]
+    one_ms, many_ms = (row.server_ms for row in scaling.rows)
+    efficiency = percentile(sorted(ms[0] / ms[1] for ms in scaling.rounds_ms), 0.5)
+    name = (
+        f"lifecycles per service CPU-second per worker, {WORKERS} workers / 1, each worker "
+        f"offered {PER_WORKER_RATE:.0f}/s (the median of the rounds)"
+    )
+    print(verdict(name, efficiency, TARGET_WORKER_EFFICIENCY, True))
+    print(
+        f"  info  service CPU per lifecycle: 1 worker {one_ms:.2f} ms, {WORKERS} workers "
+        f"{many_ms:.2f} ms (all rounds)"
+    )
     per_cpu_one = life.units / life.cpu[life.server]
     per_cpu_many = many.units / many.cpu[many.server]
     print(
-        verdict(
-            f"lifecycles per service CPU-second per worker, {WORKERS} workers / 1",
-            per_cpu_many / per_cpu_one,
-            TARGET_WORKER_EFFICIENCY,
-            True,
-        )
-    )
-    print(
-        f"  info  lifecycles per service CPU-second: 1 worker {per_cpu_one:,.0f}, {WORKERS} "
-        f"workers {per_cpu_many:,.0f}; total lifecycles/s: 1 worker {life.rate:,.0f}, "
-        f"{WORKERS} workers {many.rate:,.0f} ({many.rate / life.rate:.2f}x; the 2 cores also "
-        f"run Redis and the load generator: CPU % in the table)"
+        f"  info  at the same total load instead ({life.clients} callers, closed loop): "
+        f"{per_cpu_many / per_cpu_one:.2f} ({per_cpu_one:,.0f} and {per_cpu_many:,.0f} lifecycles "
+        f"per service CPU-second: each of {WORKERS} workers half as loaded batches less); total "
+        f"lifecycles/s: 1 worker {life.rate:,.0f}, {WORKERS} workers {many.rate:,.0f} "
+        f"({many.rate / life.rate:.2f}x; the 2 cores also run Redis and the load generator: CPU % "
+        f"in the table)"
     )
     name = f"create -> offer event p99 ms at {WORKERS_RATE:,.0f}/s ({WORKERS} workers)"
     print(verdict(name, p99_ms(open_many, "create -> offer event"), TARGET_P99_MS_ROUND2, False))
@@ -751,7 +797,7 @@ def print_round2(rows: Sequence[Row], with_workers: bool) -> None:
         f"  info  where the tail comes from (p99 ms): the load generator's own lateness in "
         f"sending {p99_ms(open_many, 'send lateness'):.1f}, the create's round trip "
         f"{p99_ms(open_many, 'create'):.1f}, the offer event after the create's answer "
-        f"{p99_ms(open_many, 'offer event after answer'):.1f}; CPU % of a core: load generator "
+        f"{p99_ms(open_many, 'event after answer'):.1f}; CPU % of a core: load generator "
         f"{open_many.cpu_pct('loadgen')}, service {open_many.cpu_pct(WORKERS_ROLE)}, Redis "
         f"{open_many.cpu_pct('redis')}; {open_many.units} of "
         f"{len(open_many.stats.latencies.get('send lateness', []))} lifecycles completed"
@@ -1105,20 +1151,40 @@ class Args:
     compare: tuple[str, ...] = ()
 
 
-async def measure(bench: Bench, workers: Bench | None) -> list[Row]:
-    """The closed-loop rounds, then the open loops: at the run's rate on one worker, at
-    WORKERS_RATE on WORKERS workers."""
+@dataclass
+class Measured:
+    """The rows of a run: the closed loops, the open loops and (without --url) the workers'."""
+
+    base: Row
+    life: Row
+    open_one: Row
+    many: Row | None = None
+    open_many: Row | None = None
+    scaling: Sides | None = None
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row, in the table's order."""
+        more = [self.many, self.open_one, self.open_many]
+        scaled = self.scaling.rows if self.scaling is not None else []
+        return [self.base, self.life, *(r for r in more if r is not None), *scaled]
+
+
+async def measure(bench: Bench, workers: Bench | None) -> Measured:
+    """The closed-loop rounds, the open loop at the run's rate on one worker, the scaling rounds,
+    and the open loop at WORKERS_RATE on WORKERS workers."""
     print(f"closed loop: {bench.clients} callers per target, {bench.plan.rounds} round(s)")
     base, life, many = await closed_rounds(bench, workers)
     print(f"open loop: {bench.rate:.0f} creates/s for {bench.plan.open_s:.0f} s", flush=True)
-    rows = [base, life, *([many] if many else []), await open_row(bench)]
+    measured = Measured(base, life, await open_row(bench), many)
     if workers is not None:
+        measured.scaling = await scaling_rounds(bench, workers)
+        # Last: at 1,000/s this machine overloads, which leaves the agents busy.
         rate = WORKERS_RATE
         print(f"open loop, {WORKERS} workers: {rate:.0f} creates/s for {bench.plan.open_s:.0f} s")
-        row = await open_row(replace(workers, rate=rate))
-        row.label = f"open {rate:.0f}/s {WORKERS}w"
-        rows.append(row)
-    return rows
+        measured.open_many = await open_row(replace(workers, rate=rate))
+        measured.open_many.label = f"open {rate:.0f}/s {WORKERS}w"
+    return measured
 
 
 async def run(args: Args) -> None:
@@ -1135,16 +1201,16 @@ async def run(args: Args) -> None:
             workers = None
             if args.url is None:
                 workers = await workers_bench(args, bench, targets, cpu, http, events)
-            rows = await measure(bench, workers)
+            measured = await measure(bench, workers)
             for each in (bench, workers):
                 if each is not None:
                     await each.stream.close()
             if args.url is not None:
                 await setup_agents(bench, "logged_out")
-        print_rows(rows, ROLES if workers is None else ROLES_WITH_WORKERS)
-        print_latencies(rows)
-        print_targets(rows[0], rows[1], rows[-1 if workers is None else -2], bench.rate)
-        print_round2(rows, workers is not None)
+        print_rows(measured.rows, ROLES if workers is None else ROLES_WITH_WORKERS)
+        print_latencies(measured.rows)
+        print_targets(measured.base, measured.life, measured.open_one, bench.rate)
+        print_round2(measured)
         print_service_log(targets.served, bench.stream)
     finally:
         targets.stop()
