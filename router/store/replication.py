@@ -16,6 +16,7 @@ primary, which may not hold it.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import Any
 
@@ -67,8 +68,13 @@ async def fcall_replicated(redis: Redis, function: str, key: str, arg: bytes, ms
 
 
 async def replication_state(redis: Redis) -> tuple[str, int, int]:
-    """The primary's replication id and offset, and the highest offset a replica confirmed."""
+    """The primary's replication id and offset, and the highest offset a replica confirmed;
+    PrimaryChanged when the node is no primary (any more: demoted by a later failover)."""
     info = await redis.info("replication")
+    if info.get("role") != "master":
+        # Its pooled connections go: the next ones ask the Sentinels where the primary is now.
+        await redis.connection_pool.disconnect(inuse_connections=False)
+        raise PrimaryChanged("the store is a replica now: the primary is looked up again")
     acked = [
         int(value["offset"])
         for key, value in info.items()
@@ -94,7 +100,8 @@ class ReplicaCeiling:
 
     async def start(self) -> None:
         """Learn the primary's replication id, before the first read."""
-        self._replid = (await replication_state(self.redis))[0]
+        with contextlib.suppress(PrimaryChanged):  # a failover under way: the first read learns
+            self._replid = (await replication_state(self.redis))[0]
 
     async def __call__(self, last_read: StreamId) -> StreamId:
         """The highest id up to `last_read` that a replica holds; PrimaryChanged when the

@@ -5,6 +5,7 @@ SIGKILLed meanwhile. The time to service is measured by loadtest/failover.py, no
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +14,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from loadtest.failover import QUEUE, Load, Pair, scenario
 from loadtest.topology import MASTER, Node, SentinelSet, until
 from router.config import WebhookConfig
+from router.domain.models import AgentProfile, AgentState
+from router.errors import StoreUnavailable
+from router.events.sse import READ_BLOCK_S, EventHub, no_ceiling, parse_event_id
 from router.events.webhooks import signature
 from router.settings import ServiceSettings
-from router.store.connection import FunctionCalls, request_client
+from router.store.connection import FunctionCalls, blocking_client, request_client
 from router.store.engine import Engine
+from router.store.replication import replica_ceiling
 from tests.ha.conftest import StartRouters, router_config
 
 WORKERS = 4
+LOOSE_S = 30.0
 SECRET_ENV = "ACD_TEST_HA_WEBHOOK_SECRET"
 SECRET = "ha-secret"
 COMPLETED = "interaction.completed"
@@ -134,6 +141,24 @@ def all_name(sentinels: SentinelSet, primary: Node) -> bool:
     return True
 
 
+def force_failover(sentinels: SentinelSet) -> bool:
+    """SENTINEL FAILOVER; False while no replica is fit yet (one restarted by an earlier test)."""
+    with sentinels.watchers[0].client() as watcher:
+        try:
+            watcher.execute_command("SENTINEL", "FAILOVER", MASTER)
+        except ResponseError as error:
+            if "NOGOODSLAVE" not in str(error):
+                raise
+            return False
+    return True
+
+
+def role(node: Node) -> str:
+    """A node's replication role: master or slave."""
+    with node.client() as client:
+        return str(client.info("replication")["role"])
+
+
 INCR_LIBRARY = """#!lua name=acd_test_kept
 redis.register_function('acd_test_incr', function(keys) return redis.call('INCR', keys[1]) end)
 """
@@ -164,3 +189,56 @@ async def test_kept_connections_reach_the_new_primary_after_a_failover(
     finally:
         await client.aclose()
         await asyncio.to_thread(sentinels.restart_killed)
+
+
+async def test_the_event_reader_leaves_a_demoted_primary_for_the_new_one(
+    sentinels: SentinelSet,
+) -> None:
+    # Seen in loadtest/failover.py: a second failover demoted the primary the reader was on; it
+    # kept reading there, where under `replicated` no replica confirms anything, and delivered
+    # nothing more.
+    settings = ServiceSettings(
+        namespace="demoted", redis_url=sentinels.url, durability="replicated"
+    )
+    engine = Engine(request_client(settings), settings)
+    reader = blocking_client(settings, READ_BLOCK_S, size=1)
+    hub = EventHub(
+        reader, engine.keys.events, 10, await replica_ceiling(settings, reader) or no_ceiling
+    )
+    stop = asyncio.Event()
+    running: asyncio.Task[None] | None = None
+
+    async def write_and_see_delivered(agent: str) -> None:
+        async with asyncio.timeout(LOOSE_S):
+            while True:  # the writer meets the demoted primary too, until it follows
+                try:
+                    await engine.put_agent(agent, AgentProfile(skills={"s": 1}), time.time())
+                    await engine.set_agent_state(agent, AgentState.AVAILABLE, time.time())
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.1)
+            last = (await engine.read_events(count=100_000))[-1].id
+            while hub.position < parse_event_id(last, "log"):  # noqa: ASYNC110 - the reader's task
+                await asyncio.sleep(0.05)
+
+    try:
+        await engine.start()
+        await hub.start()
+        running = asyncio.create_task(hub.run(stop))
+        await write_and_see_delivered("before")
+        old = sentinels.primary()
+        await asyncio.to_thread(until, lambda: force_failover(sentinels), "a failover accepted")
+        new = await asyncio.to_thread(sentinels.wait_failover, old)
+        # The old primary made a replica at once, as the Sentinels do once they see it (up to
+        # 10 s later); what it took meanwhile is lost, not the reader's to deliver.
+        with old.client() as client:
+            client.replicaof("127.0.0.1", new.port)
+        await asyncio.to_thread(until, lambda: role(old) == "slave", "the old primary demoted")
+        await asyncio.to_thread(until, lambda: sentinels.online_replicas(new) > 0, "a replica")
+        await write_and_see_delivered("after")
+    finally:
+        stop.set()
+        if running is not None:
+            await running
+        await reader.aclose()
+        await engine.redis.aclose()
