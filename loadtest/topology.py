@@ -30,6 +30,10 @@ DOWN_AFTER_MS = 1000
 """A Sentinel deems the primary down after this long without an answer."""
 FAILOVER_TIMEOUT_MS = 3000
 READY_TIMEOUT_S = 30.0
+SETTLED_S = 3.0
+"""How long the Sentinels must agree on a primary before it counts as the final one: a Sentinel
+may deem a primary it just promoted down at once (down-after 1000 ms on a busy machine) and fail
+over again."""
 CLUSTER_BUS_OFFSET = 10000
 """A cluster node's bus port is its port + 10000."""
 
@@ -206,6 +210,41 @@ class SentinelSet:
                 _, port = client.sentinel_get_master_addr_by_name(MASTER)
             return next(n for n in self.nodes if n.port == int(port))
         raise LookupError("no live Sentinel")
+
+    def agreed(self) -> Node | None:
+        """The node every live Sentinel names as the primary, up, with no failover under way;
+        None while they differ (redis-py takes any Sentinel's word)."""
+        ports = set()
+        for watcher in self.watchers:
+            if not watcher.alive:
+                continue
+            with watcher.client() as client:
+                state = client.sentinel_master(MASTER)
+            if state["is_sdown"] or state["is_odown"] or "failover_in_progress" in state["flags"]:
+                return None
+            ports.add(int(state["port"]))
+        return next((n for n in self.nodes if {n.port} == ports), None)
+
+    def settled(self, timeout_s: float = READY_TIMEOUT_S) -> Node:
+        """The primary, once every Sentinel has named it for SETTLED_S on end while it answered as
+        a primary with a replica streaming from it (a second failover may replace the first)."""
+        named_since: list[tuple[Node, float]] = []
+
+        def ready() -> bool:
+            node = self.agreed()
+            if (
+                node is None
+                or _info(node.port, "replication")["role"] != "master"
+                or self.online_replicas(node) == 0
+            ):
+                named_since.clear()
+                return False
+            if not named_since or named_since[0][0] is not node:
+                named_since[:] = [(node, time.monotonic())]
+            return time.monotonic() - named_since[0][1] >= SETTLED_S
+
+        until(ready, "every Sentinel names one primary, streaming to a replica", timeout_s)
+        return named_since[0][0]
 
     def wait_failover(self, old: Node, timeout_s: float = READY_TIMEOUT_S) -> Node:
         """The new primary, once the Sentinels have promoted one and it answers as a primary."""

@@ -132,16 +132,6 @@ async def activity(session: aiohttp.ClientSession, load: Load, agent: str) -> st
     return str(answer.body["activity"])
 
 
-def all_name(sentinels: SentinelSet, primary: Node) -> bool:
-    """Whether every Sentinel names `primary`, up, as the primary (redis-py takes any's word)."""
-    for watcher in sentinels.watchers:
-        with watcher.client() as client:
-            state = client.sentinel_master(MASTER)
-        if int(state["port"]) != primary.port or state["is_sdown"] or state["is_odown"]:
-            return False
-    return True
-
-
 def force_failover(sentinels: SentinelSet) -> bool:
     """SENTINEL FAILOVER; False while no replica is fit yet (one restarted by an earlier test)."""
     with sentinels.watchers[0].client() as watcher:
@@ -183,7 +173,7 @@ async def test_kept_connections_reach_the_new_primary_after_a_failover(
         old = sentinels.primary()
         old.kill()
         new = await asyncio.to_thread(sentinels.wait_failover, old)
-        await asyncio.to_thread(until, lambda: all_name(sentinels, new), "every Sentinel agrees")
+        await asyncio.to_thread(until, lambda: sentinels.agreed() is new, "every Sentinel agrees")
         # Each kept connection fails once on the dead primary; its retry asks the Sentinels.
         assert len(await writes()) == 4
         assert len(calls.idle) == 4
