@@ -89,7 +89,7 @@ class Plan:
     timeout_s: float
 
 
-FULL = Plan(rounds=3, warmup_s=1.0, baseline_s=6.0, lifecycle_s=8.0, open_s=10.0, timeout_s=170)
+FULL = Plan(rounds=3, warmup_s=1.0, baseline_s=6.0, lifecycle_s=8.0, open_s=10.0, timeout_s=300)
 QUICK = Plan(rounds=1, warmup_s=0.5, baseline_s=3.0, lifecycle_s=4.0, open_s=3.0, timeout_s=50)
 COMPARE = Plan(rounds=10, warmup_s=0.5, baseline_s=0.0, lifecycle_s=3.0, open_s=0.0, timeout_s=600)
 """--compare: short segments, many rounds, so that the changing load of a shared machine hits
@@ -352,18 +352,18 @@ class Offer:
 
 @dataclass
 class OfferStream:
-    """One GET /v1/events?types=interaction.offered stream, matched to waiters by id."""
+    """GET /v1/events streams of `interaction.offered`, one per queue (as a queue's wallboard or
+    CTI connector would hold), matched to waiters by id. With `--workers` the streams spread over
+    the workers, so that each reads the log as it would in a deployment."""
 
-    # When the service ends the stream, it is reopened at once with Last-Event-ID (as an
+    # When the service ends a stream, it is reopened at once with Last-Event-ID (as an
     # EventSource does), so no event is lost; `reconnects` counts those.
 
     waiting: dict[str, asyncio.Future[Offer]] = field(default_factory=dict)
     received: int = 0
     unmatched: int = 0
     reconnects: int = 0
-    last_id: str = ""
-    task: asyncio.Task[None] | None = None
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def expect(self, ix_id: str) -> asyncio.Future[Offer]:
         """A future for the offer of `ix_id` (register it before the create is sent)."""
@@ -376,48 +376,47 @@ class OfferStream:
         self.waiting.pop(ix_id, None)
 
     async def open(self, client: Client) -> None:
-        """Start following the stream (from the live end); return once it is connected."""
-        self.task = asyncio.create_task(self._follow(client), name="offer-stream")
-        connected = asyncio.create_task(self.connected.wait())
-        await asyncio.wait((self.task, connected), return_when=asyncio.FIRST_COMPLETED)
-        connected.cancel()
-        if self.task.done():
-            self.task.result()  # raises what ended it
-            raise BenchError("the event stream ended at once")
+        """Start following one stream per queue (from the live end); return once all are
+        connected."""
+        for n in range(QUEUES):
+            connected = asyncio.Event()
+            task = asyncio.create_task(self._follow(client, f"bench-q{n}", connected))
+            self.tasks.append(task)
+            waited = asyncio.create_task(connected.wait())
+            await asyncio.wait((task, waited), return_when=asyncio.FIRST_COMPLETED)
+            waited.cancel()
+            if task.done():
+                task.result()  # raises what ended it
+                raise BenchError("an event stream ended at once")
 
-    async def _follow(self, client: Client) -> None:
-        """Read the stream, reconnecting with Last-Event-ID whenever it ends."""
-        url = f"{client.base}/v1/events?types=interaction.offered"
+    async def _follow(self, client: Client, queue: str, connected: asyncio.Event) -> None:
+        """Read a queue's stream, reconnecting with Last-Event-ID whenever it ends; deliver
+        each offer with the time its frame was read."""
+        url = f"{client.base}/v1/events?types=interaction.offered&queue={queue}"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        last_id = ""
         while True:
-            headers = {
-                **client.headers,
-                **({"Last-Event-ID": self.last_id} if self.last_id else {}),
-            }
+            headers = {**client.headers, **({"Last-Event-ID": last_id} if last_id else {})}
             try:
                 async with client.session.get(url, headers=headers, timeout=timeout) as response:
                     if response.status != 200:
                         raise BenchError(f"GET /v1/events: {response.status}")
-                    self.connected.set()
-                    await self._read(response)
+                    connected.set()
+                    kind, data = b"", b""
+                    async for line in response.content:
+                        if line == b"\n":
+                            if kind == b"interaction.offered":
+                                self._deliver(data, time.perf_counter())
+                            kind, data = b"", b""
+                        elif line.startswith(b"event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith(b"data:"):
+                            data = line[5:].strip()
+                        elif line.startswith(b"id:"):
+                            last_id = line[3:].strip().decode()
             except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(0.05)
             self.reconnects += 1
-
-    async def _read(self, response: aiohttp.ClientResponse) -> None:
-        """Parse SSE frames; deliver each offer with the time its frame was read."""
-        kind, data = b"", b""
-        async for line in response.content:
-            if line == b"\n":
-                if kind == b"interaction.offered":
-                    self._deliver(data, time.perf_counter())
-                kind, data = b"", b""
-            elif line.startswith(b"event:"):
-                kind = line[6:].strip()
-            elif line.startswith(b"data:"):
-                data = line[5:].strip()
-            elif line.startswith(b"id:"):
-                self.last_id = line[3:].strip().decode()
 
     def _deliver(self, data: bytes, at: float) -> None:
         self.received += 1
@@ -430,10 +429,9 @@ class OfferStream:
 
     async def close(self) -> None:
         """Stop reading."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                await self.task
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 # Workloads -------------------------------------------------------------------------------------
@@ -1269,7 +1267,7 @@ async def open_bench(
         await put_queues(service)
     await setup_agents(bench, "available")
     await bench.stream.open(Client(events, url, headers))
-    print(f"{AGENTS} agents available; event stream open", flush=True)
+    print(f"{AGENTS} agents available; an event stream per queue open", flush=True)
     return bench
 
 
