@@ -344,8 +344,8 @@ class EventHub:
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for wait in waits:
-                    wait.cancel()
+                for waiter in waits:
+                    waiter.cancel()
         finally:
             self._parked = False
 
