@@ -400,7 +400,9 @@ class OfferStream:
             try:
                 async with client.session.get(url, headers=headers, timeout=timeout) as response:
                     if response.status != 200:
-                        raise BenchError(f"GET /v1/events: {response.status}")
+                        if not connected.is_set():
+                            raise BenchError(f"GET /v1/events: {response.status}")
+                        raise aiohttp.ClientError(f"GET /v1/events: {response.status}")
                     connected.set()
                     kind, data = b"", b""
                     async for line in response.content:
@@ -414,7 +416,8 @@ class OfferStream:
                             data = line[5:].strip()
                         elif line.startswith(b"id:"):
                             last_id = line[3:].strip().decode()
-            except (aiohttp.ClientError, TimeoutError):
+            # aiohttp raises RuntimeError("Connection closed.") when the server cuts a stream.
+            except (aiohttp.ClientError, TimeoutError, RuntimeError):
                 await asyncio.sleep(0.05)
             self.reconnects += 1
 
@@ -637,9 +640,24 @@ async def open_row(bench: Bench) -> Row:
     return row
 
 
+SPLIT_BAND = 0.2
+"""A scaling round counts when each of the WORKERS workers spent its even share of their CPU
+within this much (±20 %): each was about as loaded as the lone worker."""
+
+
+def worker_shares(cpu: Mapping[int, float]) -> list[float]:
+    """Each worker's share of the workers' CPU, largest first (the parent is idle)."""
+    busiest = sorted(cpu.values(), reverse=True)[:WORKERS]
+    total = sum(busiest)
+    return [c / total for c in busiest] if total else []
+
+
 async def scaling_rounds(bench: Bench, workers: Bench) -> Sides:
     """Open-loop segments alternating, for the plan's rounds: one worker at PER_WORKER_RATE,
-    then WORKERS workers at WORKERS times it; each round's service CPU ms per lifecycle."""
+    then WORKERS workers at WORKERS times it; each round's service CPU ms per lifecycle, and
+    the split of the workers' CPU. Every request goes on a new connection (on both sides), so
+    that the kernel spreads them evenly over the workers' sockets; kept-alive connections would
+    land where a few happen to."""
     rates = (PER_WORKER_RATE, WORKERS * PER_WORKER_RATE)
     sides = Sides(
         [
@@ -649,23 +667,33 @@ async def scaling_rounds(bench: Bench, workers: Bench) -> Sides:
     )
     print(
         f"scaling: {PER_WORKER_RATE:.0f} lifecycles/s per worker, 1 worker then {WORKERS}, "
-        f"{bench.plan.open_s:.0f} s each, {bench.plan.rounds} round(s)",
+        f"{bench.plan.open_s:.0f} s each, {bench.plan.rounds} round(s), a connection per request",
         flush=True,
     )
-    for r in range(bench.plan.rounds):
-        round_ms = []
-        for side, row, rate in zip((bench, workers), sides.rows, rates, strict=True):
-            cpu_before, units_before = row.cpu[row.server], row.units
-            await open_segment(side, row, rate)
-            round_ms.append(
-                1000 * (row.cpu[row.server] - cpu_before) / max(1, row.units - units_before)
+    async with session(force_close=True) as http:
+        pair = [replace(b, service=replace(b.service, session=http)) for b in (bench, workers)]
+        for r in range(bench.plan.rounds):
+            round_ms = []
+            pids = children(workers.cpu.pids[WORKERS_ROLE])
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            for side, row, rate in zip(pair, sides.rows, rates, strict=True):
+                cpu_before, units_before = row.cpu[row.server], row.units
+                await open_segment(side, row, rate)
+                units = row.units - units_before
+                round_ms.append(
+                    1000 * (row.cpu[row.server] - cpu_before) / units if units else float("nan")
+                )
+            shares = worker_shares({pid: cpu_seconds(pid) - before[pid] for pid in pids})
+            even = bool(shares) and max(abs(x * WORKERS - 1) for x in shares) <= SPLIT_BAND
+            sides.rounds_ms.append(round_ms if even else [])
+            print(
+                f"  round {r + 1}: service CPU per lifecycle 1 worker {round_ms[0]:.2f} ms, "
+                f"{WORKERS} workers {round_ms[1]:.2f} ms; the workers' CPU split "
+                f"{' / '.join(f'{100 * x:.0f} %' for x in shares)}"
+                f"{'' if even else ' (uneven: the round does not count)'}, "
+                f"load {os.getloadavg()[0]:.2f}",
+                flush=True,
             )
-        sides.rounds_ms.append(round_ms)
-        print(
-            f"  round {r + 1}: service CPU per lifecycle 1 worker {round_ms[0]:.2f} ms, "
-            f"{WORKERS} workers {round_ms[1]:.2f} ms, load {os.getloadavg()[0]:.2f}",
-            flush=True,
-        )
     return sides
 
 
@@ -769,10 +797,12 @@ def print_round2(measured: Measured) -> None:
         print("  info  --workers and the open loop at 1,000/s are measured only without --url")
         return
     one_ms, many_ms = (row.server_ms for row in scaling.rows)
-    efficiency = percentile(sorted(ms[0] / ms[1] for ms in scaling.rounds_ms), 0.5)
+    counted = [ms[0] / ms[1] for ms in scaling.rounds_ms if ms]
+    efficiency = percentile(sorted(counted), 0.5) if counted else float("nan")
     name = (
         f"lifecycles per service CPU-second per worker, {WORKERS} workers / 1, each worker "
-        f"offered {PER_WORKER_RATE:.0f}/s (the median of the rounds)"
+        f"offered {PER_WORKER_RATE:.0f}/s (the median of the {len(counted)} rounds whose split "
+        "was even)"
     )
     print(verdict(name, efficiency, TARGET_WORKER_EFFICIENCY, True))
     print(
@@ -917,9 +947,10 @@ async def setup_agents(bench: Bench, state: str) -> None:
     await asyncio.gather(*(worker() for _ in range(SETUP_CLIENTS)))
 
 
-def session() -> aiohttp.ClientSession:
-    """A session with a keep-alive pool big enough for the callers."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+def session(force_close: bool = False) -> aiohttp.ClientSession:
+    """A session with a keep-alive pool big enough for the callers; with `force_close`, a new
+    connection per request."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=force_close)
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     )
@@ -1163,9 +1194,9 @@ class Measured:
     @property
     def rows(self) -> list[Row]:
         """Every row, in the table's order."""
-        more = [self.many, self.open_one, self.open_many]
         scaled = self.scaling.rows if self.scaling is not None else []
-        return [self.base, self.life, *(r for r in more if r is not None), *scaled]
+        rows = [self.base, self.life, self.many, self.open_one, *scaled, self.open_many]
+        return [r for r in rows if r is not None]
 
 
 async def measure(bench: Bench, workers: Bench | None) -> Measured:
@@ -1210,6 +1241,11 @@ async def run(args: Args) -> None:
         print_targets(measured.base, measured.life, measured.open_one, bench.rate)
         print_round2(measured)
         print_service_log(targets.served, bench.stream)
+        if workers is not None:
+            print(
+                f"workers' event streams: {workers.stream.received} offers read, reconnected "
+                f"{workers.stream.reconnects} time(s)"
+            )
     finally:
         targets.stop()
     print(f"\nload average at end {os.getloadavg()[0]:.2f}; {cpu_pressure()}")
@@ -1313,8 +1349,9 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     )
     ns = parser.parse_args(argv)
     plan = QUICK if ns.quick else COMPARE if ns.compare else FULL
-    if ns.rounds is not None:
-        plan = replace(plan, rounds=max(1, ns.rounds))
+    if ns.rounds is not None:  # the time limit grows with the rounds
+        rounds = max(1, ns.rounds)
+        plan = replace(plan, rounds=rounds, timeout_s=plan.timeout_s * rounds / plan.rounds)
     return Args(
         plan, ns.url, ns.key, max(1, ns.clients), max(1.0, ns.rate), ns.durability,
         tuple(ns.compare),

@@ -239,10 +239,10 @@ async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
     assert len(parked_events) == 3
     last = sse.log_id(parked_events[-1].id or "")
     assert hub.position < last
-    hub.resume(last)  # as the first stream to open does: the log since is its catch-up's
-    assert hub.position == last
 
+    # The first stream moves the reader to the live end: the log since is its catch-up's.
     resumed = await open_stream(client, "?after=0")  # caught up from the log, then live
+    assert hub.position == last
     live = await open_stream(client)  # from the live end: none of those
     await center.state("ann", AgentState.NOT_READY, reason="r")
     events = await center.events()
@@ -261,3 +261,19 @@ async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
     late = await open_stream(client, f"?after={events[-1].id}")
     more = (await center.events())[len(events) :]
     same(await late.until(more[-1].id), more)
+
+
+async def test_a_parked_reader_moves_only_while_no_stream_is_joined(
+    start_router: StartRouter, center: Center
+) -> None:
+    # A stream joined at the reader's position must get every event after it: a later stream's
+    # resume may not move the reader past them before it has read them.
+    client = await start_router()
+    hub = client.app[EVENT_HUB]
+    await eventually(lambda: hub._parked)
+    start = hub.position
+    joined = sse.Stream(sse.Filter(), start)
+    hub.join(joined)  # the reader has not woken yet: still parked
+    hub.resume((start[0] + 1000, 0))
+    assert hub.position == start
+    hub.leave(joined)
