@@ -100,7 +100,7 @@ class ReplicaCeiling:
 
     async def start(self) -> None:
         """Learn the primary's replication id, before the first read."""
-        with contextlib.suppress(PrimaryChanged):  # a failover under way: the first read learns
+        with contextlib.suppress(PrimaryChanged):  # a failover under way: the first call learns
             self._replid = (await replication_state(self.redis))[0]
 
     async def __call__(self, last_read: StreamId) -> StreamId:
@@ -108,11 +108,17 @@ class ReplicaCeiling:
         primary is another than at the previous call (drop what is held, read it again)."""
         if last_read <= self.confirmed:
             return last_read
-        replid, offset, acked = await replication_state(self.redis)
-        if self._replid != replid:
-            self._replid = replid
+        try:
+            replid, offset, acked = await replication_state(self.redis)
+        except PrimaryChanged:
+            self._replid = ""  # what the reader held goes: the next primary's id is taken as is
             self._pending.clear()
-            raise PrimaryChanged("the primary changed: events are read again")
+            raise
+        if self._replid != replid:
+            known, self._replid = self._replid, replid
+            self._pending.clear()
+            if known:
+                raise PrimaryChanged("the primary changed: events are read again")
         if not self._pending or self._pending[-1][0] < last_read:
             self._pending.append((last_read, offset))
         while self._pending and self._pending[0][1] <= acked:
