@@ -587,6 +587,16 @@ class Row:
             return float("nan")
         return 1000 * self.cpu[self.server] / self.units
 
+    def mark(self) -> tuple[float, int]:
+        """The serving process's CPU seconds and the units so far (for `ms_since`)."""
+        return self.cpu[self.server], self.units
+
+    def ms_since(self, mark: tuple[float, int]) -> float:
+        """CPU ms of the serving process per unit since `mark` (nan when none completed)."""
+        cpu, units = mark
+        done = self.units - units
+        return 1000 * (self.cpu[self.server] - cpu) / done if done else float("nan")
+
     def cpu_pct(self, role: str) -> str:
         """CPU of `role` in % of one core over the row's wall time."""
         if role not in self.cpu or not self.cpu_wall_s:
@@ -677,12 +687,9 @@ async def scaling_rounds(bench: Bench, workers: Bench) -> Sides:
             pids = children(workers.cpu.pids[WORKERS_ROLE])
             before = {pid: cpu_seconds(pid) for pid in pids}
             for side, row, rate in zip(pair, sides.rows, rates, strict=True):
-                cpu_before, units_before = row.cpu[row.server], row.units
+                mark = row.mark()
                 await open_segment(side, row, rate)
-                units = row.units - units_before
-                round_ms.append(
-                    1000 * (row.cpu[row.server] - cpu_before) / units if units else float("nan")
-                )
+                round_ms.append(row.ms_since(mark))
             shares = worker_shares({pid: cpu_seconds(pid) - before[pid] for pid in pids})
             even = bool(shares) and max(abs(x * WORKERS - 1) for x in shares) <= SPLIT_BAND
             sides.rounds_ms.append(round_ms if even else [])
@@ -1045,10 +1052,9 @@ async def closed_sides(benches: Sequence[Bench], roles: Sequence[str]) -> Sides:
     for r in range(plan.rounds):
         rates, round_ms = [], []
         for bench, row in zip(benches, sides.rows, strict=True):
-            cpu_before, units_before = row.cpu[row.server], row.units
+            mark = row.mark()
             rates.append(await closed_segment(bench, row, lifecycle, plan.lifecycle_s))
-            units = max(1, row.units - units_before)
-            round_ms.append(1000 * (row.cpu[row.server] - cpu_before) / units)
+            round_ms.append(row.ms_since(mark))
         sides.rounds_ms.append(round_ms)
         shown = ", ".join(
             f"{role} {rate:,.0f} ({ms:.2f} ms)"

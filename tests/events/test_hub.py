@@ -264,7 +264,7 @@ async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
 
 
 async def test_a_parked_reader_moves_only_while_no_stream_is_joined(
-    start_router: StartRouter, center: Center
+    start_router: StartRouter,
 ) -> None:
     # A stream joined at the reader's position must get every event after it: a later stream's
     # resume may not move the reader past them before it has read them.
