@@ -46,6 +46,7 @@ class Snapshot:
     interactions: dict[str, InteractionRecord] = field(default_factory=dict)
     classes: dict[int, ClassRecord] = field(default_factory=dict)
     class_waiting: dict[int, dict[str, float]] = field(default_factory=dict)
+    classes_waiting: set[int] = field(default_factory=set)
     class_agents: dict[int, dict[str, float]] = field(default_factory=dict)
     class_staffed: dict[int, set[str]] = field(default_factory=dict)
     class_wrap_up: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -118,6 +119,7 @@ class Snapshot:
         snap.agent_ids = set(await zset(keys.agents))
         snap.timers = await zset(keys.timers)
         snap.filling = {int(c) for c in await redis.hkeys(keys.class_filling)}
+        snap.classes_waiting = await class_ids(keys.classes_waiting)
         snap.live = set(await zset(keys.live))
         return snap
 
@@ -397,7 +399,7 @@ def _scheduled_callback_violations(snap: Snapshot) -> Iterator[str]:
 
 def _class_waiting_violations(snap: Snapshot) -> Iterator[str]:
     """A class's waiting index holds exactly the routable interactions of the class that are
-    not in a preferred wait."""
+    not in a preferred wait, and a class with any is in `classes_waiting` (agents look there)."""
     expected: dict[int, dict[str, float]] = defaultdict(dict)
     for ix in snap.interactions.values():
         if _routable(ix) and not ix.get("pref_until"):
@@ -405,6 +407,8 @@ def _class_waiting_violations(snap: Snapshot) -> Iterator[str]:
     for cid in set(snap.class_waiting) | set(expected):
         if snap.class_waiting.get(cid, {}) != expected.get(cid, {}):
             yield f"class {cid} waiting index disagrees with the interactions"
+        if snap.class_waiting.get(cid) and cid not in snap.classes_waiting:
+            yield f"class {cid} has interactions waiting but is not in classes_waiting"
 
 
 def _idle_agent_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str]:

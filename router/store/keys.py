@@ -90,6 +90,19 @@ class Keys:
         """Hash: class id -> records.FILL_STATE, while the class is being filled."""
         return self._k("clsfill")
 
+    @property
+    def classes_waiting(self) -> str:
+        """Set: ids of the classes whose waiting index may hold an interaction (a superset: an
+        id is added with each placement, removed when an agent finds the index empty), so an
+        agent looks only at those of its classes."""
+        return self._k("clsw")
+
+    @property
+    def classes_waiting_built(self) -> str:
+        """String: present once `classes_waiting` was built from the waiting indexes (data
+        written before it existed)."""
+        return self._k("clsw_built")
+
     def routing_class(self, class_id: ClassId) -> str:
         """String: packed routing class (records.ClassRecord)."""
         return self._k(f"cls:{class_id}")

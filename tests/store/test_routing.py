@@ -186,3 +186,33 @@ async def test_best_skill_ties_go_to_the_agent_idle_longest_by_a_millisecond(
     center.clock.advance(0.001)
     await center.state("a", AgentState.AVAILABLE)
     assert (await center.call("q", "c1")).agent_id == "b"
+
+
+async def test_an_agent_looks_only_at_its_classes_with_interactions_waiting(center: Center) -> None:
+    redis, keys = center.engine.redis, center.engine.keys
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1}, available=False)
+    await center.call("support", "c1")
+    (cid,) = await redis.smembers(keys.classes_waiting)
+    assert await redis.zcard(keys.class_waiting(cid.decode())) == 1
+    await center.engine.abandon("c1", center.now)
+    await center.state("a1", AgentState.AVAILABLE)  # finds the class empty: it leaves the set
+    assert await redis.smembers(keys.classes_waiting) == set()
+    await center.state("a1", AgentState.NOT_READY)
+    await center.call("support", "c2")
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c2") == "a1"
+
+
+async def test_a_namespace_written_before_classes_waiting_gets_them_on_its_first_call(
+    center: Center,
+) -> None:
+    redis, keys = center.engine.redis, center.engine.keys
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1}, available=False)
+    await center.call("support", "c1")
+    await redis.delete(keys.classes_waiting, keys.classes_waiting_built)
+    await redis.function_flush()  # as after an upgrade: the new library starts with no memo
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "a1"
+    assert await redis.exists(keys.classes_waiting_built) == 1

@@ -24,6 +24,16 @@ function M.get_record(key)
   return found[1]
 end
 
+-- `classes_waiting` for a namespace written before it existed: O(classes), once.
+local function build_classes_waiting()
+  for cid = 1, tonumber(redis.call('GET', K.class_seq) or '0') do
+    if redis.call('ZCARD', K.class_waiting(cid)) > 0 then
+      redis.call('SADD', K.classes_waiting, cid)
+    end
+  end
+  redis.call('SET', K.classes_waiting_built, '1')
+end
+
 local function classes_known()
   if known then return known end
   local token = token_read
@@ -36,9 +46,16 @@ local function classes_known()
   end
   if memo.key ~= K.classes or memo.token ~= token then
     memo = {key = K.classes, token = token, classes = {}, ids = {}, windows = {}}
+    if redis.call('EXISTS', K.classes_waiting_built) == 0 then build_classes_waiting() end
   end
   known = memo
   return known
+end
+
+-- The ids of the agent's classes that may have an interaction waiting (M.match_agent).
+function M.waiting_classes_of(ag)
+  classes_known()
+  return redis.call('SINTER', K.agent_classes(ag.id), K.classes_waiting)
 end
 
 -- Library state of the namespace that lives as long as its classes' memo (a new token, after

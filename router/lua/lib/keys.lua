@@ -41,6 +41,8 @@ M.on_call(function(prefix)
   K.class_seq = P .. 'class_seq'
   K.class_token = P .. 'cls_token'
   K.class_filling = P .. 'clsfill'
+  K.classes_waiting = P .. 'clsw'
+  K.classes_waiting_built = P .. 'clsw_built'
   K.timers = P .. 'timers'
   K.live = P .. 'live'
   K.arrival_seq = P .. 'seq'

@@ -24,6 +24,7 @@ function M.place(ix)
     end
   else
     redis.call('ZADD', K.class_waiting(ix.cls), M.int(ix.score), ix.m)
+    redis.call('SADD', K.classes_waiting, ix.cls)
   end
 end
 
@@ -62,7 +63,9 @@ end
 
 -- Offers the agent the first waiting interaction, by the order of §3.2, across every class it
 -- meets on channels where it has room, and the preferred waits that name it; repeats while it
--- has room (multi-capacity channels). O(classes the agent meets x log n). True when it offered.
+-- has room (multi-capacity channels). Only the classes in `classes_waiting` are looked at (one
+-- SINTER); one found empty leaves that set here. O(classes the agent meets x log n). True when
+-- it offered.
 function M.match_agent(ag)
   local excluded = K.agent_excluded(ag.id)
   local offered = false
@@ -74,7 +77,7 @@ function M.match_agent(ag)
     if not room then return offered end
     skip = skip or redis.call('SCARD', excluded)
     skip_text = skip_text or M.int(skip)
-    classes = classes or M.agent_classes(ag)
+    classes = classes or M.waiting_classes_of(ag)
     local free = {}
     local best_s, best_m, preferred
     for _, cid in ipairs(classes) do
@@ -82,6 +85,7 @@ function M.match_agent(ag)
       if free[ch] == nil then free[ch] = M.free_on(ag, ch) end
       if free[ch] then
         local head = redis.call('ZRANGE', K.class_waiting(cid), '0', skip_text, 'WITHSCORES')
+        if #head == 0 then redis.call('SREM', K.classes_waiting, cid) end
         for i = 1, #head, 2 do
           local m, s = head[i], tonumber(head[i + 1])
           if skip == 0 or redis.call('SISMEMBER', excluded, M.member_id(m)) == 0 then
