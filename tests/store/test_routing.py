@@ -193,8 +193,8 @@ async def test_an_agent_looks_only_at_its_classes_with_interactions_waiting(cent
     await center.queue("support", skills={"support": 1})
     await center.agent("a1", {"support": 1}, available=False)
     await center.call("support", "c1")
-    (cid,) = await redis.smembers(keys.classes_waiting)
-    assert await redis.zcard(keys.class_waiting(cid.decode())) == 1
+    (cid,) = [int(c) for c in await redis.smembers(keys.classes_waiting)]
+    assert await redis.zcard(keys.class_waiting(cid)) == 1
     await center.engine.abandon("c1", center.now)
     await center.state("a1", AgentState.AVAILABLE)  # finds the class empty: it leaves the set
     assert await redis.smembers(keys.classes_waiting) == set()
