@@ -58,6 +58,9 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "acd_handle_seconds": ("Handle time, connected to the end of wrap-up.", ("queue",)),
     "acd_ewt_error_seconds": ("|EWT at arrival - real wait| of answered.", ("queue",)),
 }
+NOT_BUCKETS = ("sum_ms", "sum", "count")
+"""Fields of a histogram's series in `m:h` that are no bucket (`sum` and `count`: written by
+earlier versions)."""
 ACTIVITIES = ("idle", "offered", "busy", "wrap_up")
 OFFER_RESULTS = ("accepted", "rejected", "no_answer", "withdrawn")
 WAIT_OUTCOMES = ("answered", "abandoned")
@@ -145,8 +148,9 @@ class StoreMetrics:
             }
             for labels, parts in sorted((known | series.get(name, {})).items()):
                 # Bucket counts are not cumulative; their sum is the count (a `count` field
-                # written by earlier versions is the same sum).
-                buckets = {le: n for le, n in parts.items() if le not in ("sum", "count")}
+                # written by earlier versions is the same sum). The sum is in whole ms, plus
+                # the seconds of a `sum` field written by earlier versions.
+                buckets = {le: n for le, n in parts.items() if le not in NOT_BUCKETS}
                 counts = {float(le): n for le, n in buckets.items() if le != "+Inf"}
                 bounds = set(BUCKETS[name]) | set(counts)
                 queue = self.queues.get(labels[0])
@@ -157,7 +161,8 @@ class StoreMetrics:
                     total += counts.get(bound, 0.0)
                     cumulative.append((repr(float(bound)), total))
                 cumulative.append(("+Inf", sum(buckets.values(), 0.0)))
-                family.add_metric(list(labels), cumulative, parts.get("sum", 0.0))
+                observed = parts.get("sum", 0.0) + parts.get("sum_ms", 0.0) / 1000
+                family.add_metric(list(labels), cumulative, observed)
             yield family
 
     def _agent_time(self) -> Metric:
@@ -173,7 +178,9 @@ class StoreMetrics:
             if counted_activity(state, activity) is not None:
                 in_activity[activity] += n
         for activity in ACTIVITIES:
-            closed = self.agent_time.get(f"total|{activity}", 0.0)
+            # Whole ms, plus the seconds of a `total` field written by earlier versions.
+            closed_ms = self.agent_time.get(f"total_ms|{activity}", 0.0)
+            closed = self.agent_time.get(f"total|{activity}", 0.0) + closed_ms / 1000
             since = self.agent_time.get(f"since|{activity}", 0.0)
             agents = in_activity[activity]
             family.add_metric([activity], closed + max(0.0, agents * now_ms - since) / 1000)

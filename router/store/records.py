@@ -199,9 +199,12 @@ SCORES = ScoreConstants(
 # Hashes of counters, with fields named after the metric and its label values:
 #   metric_counters    '<metric>|<label values>' -> count
 #   metric_histograms  '<metric>|<label values>|<le>' -> observations in that bucket (not
-#                      cumulative; their sum is the count); '<metric>|<label values>|sum'
-#   agent_time         'total|<activity>' agent-seconds closed, 'since|<activity>' the sum of
-#                      the start times (ms) of the agents in it now (how many: agents_by_state)
+#                      cumulative; their sum is the count); '<metric>|<label values>|sum_ms'
+#                      the sum of the observations in whole ms ('|sum', seconds: versions
+#                      before it, added to it)
+#   agent_time         'total_ms|<activity>' agent-ms closed ('total|<activity>', seconds:
+#                      versions before it, added to it), 'since|<activity>' the sum of the
+#                      start times (ms) of the agents in it now (how many: agents_by_state)
 #   agents_by_state    '<state>|<activity>' -> agents
 
 
@@ -228,13 +231,14 @@ ahead in them, |S(R) ∩ S(c)|² / (|S(R)| · |S(c)|) (S: the agents that qualif
 class MetricsWindow(TypedDict, total=False):
     """Hash `m:w:<queue>:<minute>`: one minute of a queue's figures (expires after 20 min)."""
 
-    arrived: float  # arrivals, blocked included
-    answered: float  # first accepts
-    answered_sla: float  # of which within the SLA threshold
-    abandoned: float  # callers who hung up while waiting
-    abandoned_sla: float  # of which within the SLA threshold
-    handle_sum: float  # handle times ended, seconds
-    handle_n: float  # how many
+    arrived: int  # arrivals, blocked included
+    answered: int  # first accepts
+    answered_sla: int  # of which within the SLA threshold
+    abandoned: int  # callers who hung up while waiting
+    abandoned_sla: int  # of which within the SLA threshold
+    handle_ms: int  # handle times ended, whole ms (queue_figures returns them as handle_sum)
+    handle_sum: float  # the same in seconds, from versions before handle_ms
+    handle_n: int  # how many
 
 
 class QueueFigures(TypedDict, total=False):
@@ -247,7 +251,8 @@ class QueueFigures(TypedDict, total=False):
     agents_available: Required[int]  # agents who could take an offer now
     agents_staffed: Required[int]  # logged-in agents who serve the queue
     aht_s: float  # the average handle time (QueueAverages.aht); absent: none yet
-    window: Required[dict[str, float]]  # the fields of MetricsWindow over the last 15 minutes
+    window: Required[dict[str, float]]  # MetricsWindow's fields summed over the last 15 minutes,
+    # handle_ms and handle_sum as handle_sum (seconds)
 
 
 class MetricsSnapshot(TypedDict):

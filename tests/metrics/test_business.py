@@ -71,6 +71,8 @@ async def test_service_level_in_four_formulas_and_histograms(center: Center) -> 
     assert value(found, "acd_wait_seconds_bucket", le="20.0", **answered) == 6
     assert value(found, "acd_wait_seconds_bucket", le="+Inf", **answered) == 8
     assert value(found, "acd_wait_seconds_count", queue="q", outcome="abandoned") == 2
+    assert value(found, "acd_wait_seconds_sum", **answered) == 5 + 6 + 7 + 8 + 9 + 10 + 31 + 31
+    assert value(found, "acd_wait_seconds_sum", queue="q", outcome="abandoned") == 5 + 31
     assert value(found, "acd_handle_seconds_count", queue="q") == 8
     assert value(found, "acd_offers_total", queue="q", result="accepted") == 8
     assert value(found, "acd_queue_sla_target_ratio", queue="q") == 0.8
@@ -176,3 +178,28 @@ async def test_callback_counters_and_answered_once(center: Center) -> None:
     assert counts == {"offered": 2, "accepted": 2, "cancelled": 1, "failed": 1}
     assert value(found, "acd_interactions_answered_total", queue="q") == 1  # answered once
     assert value(found, "acd_interactions_abandoned_total", queue="q") == 0  # cancelled instead
+
+
+async def test_sums_kept_in_seconds_by_earlier_versions_still_count(center: Center) -> None:
+    keys = center.engine.keys
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})  # idle from t=0
+    await center.call("q", "c1")  # offered at once: 0 s of idle time, a wait of 0 s
+    await center.advance(2)
+    await center.engine.accept("c1", "a1", center.now)
+    await center.advance(4)
+    await center.engine.complete("c1", "a1", center.now)  # handled in 4 s, idle again
+    await center.state("a1", AgentState.NOT_READY)
+    redis = center.engine.redis
+    await redis.hset(keys.agent_time, "total|busy", "1.25")
+    await redis.hset(keys.metric_histograms, "acd_handle_seconds|q|sum", "0.5")
+    await redis.delete(keys.metrics_snapshot)  # the next export reads the hashes again
+    found = samples(await render(center.engine, center.now))
+    assert value(found, "acd_agent_time_seconds_total", activity="offered") == 2.0
+    assert value(found, "acd_agent_time_seconds_total", activity="busy") == 4 + 1.25
+    assert value(found, "acd_handle_seconds_sum", queue="q") == 4 + 0.5
+    minute = int(center.now // 60)
+    await redis.hset(keys.metrics_window("q", minute), "handle_sum", "3")
+    await redis.hincrby(keys.metrics_window("q", minute), "handle_n", 1)
+    window = (await center.engine.queue_figures(["q"], center.now))["q"]["window"]
+    assert (window["handle_sum"], window["handle_n"]) == (4 + 3, 2)

@@ -24,9 +24,13 @@ function M.incr(field, by)
   redis.call('HINCRBY', K.metric_counters, field, by and M.int(by) or '1')
 end
 
+-- Seconds as whole ms, the text of an HINCRBY: sums of times are kept in integer ms, since
+-- HINCRBYFLOAT (long doubles parsed and printed) costs several times an HINCRBY.
+local function ms_text(seconds) return M.int(math.floor(seconds * 1000 + 0.5)) end
+
 -- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
 -- `extra` adds a bound (the queue's SLA threshold) to the standard ones. The count is the sum
--- of the buckets (router/metrics/business.py).
+-- of the buckets (router/metrics/business.py); the sum is kept in whole ms (`sum_ms`).
 function M.observe(series, value, buckets, extra)
   local le = '+Inf'
   local best
@@ -36,15 +40,16 @@ function M.observe(series, value, buckets, extra)
   if extra and value <= extra and (best == nil or extra < best) then best = extra end
   if best then le = tostring(best) end
   redis.call('HINCRBY', K.metric_histograms, series .. '|' .. le, '1')
-  redis.call('HINCRBYFLOAT', K.metric_histograms, series .. '|sum', value)
+  redis.call('HINCRBY', K.metric_histograms, series .. '|sum_ms', ms_text(value))
 end
 
--- A minute window's expiry is set by its first write (kept in the namespace's memo for the
--- minute, M.namespace_memo), so it expires WINDOW_TTL_TEXT seconds after its minute began.
+-- Adds `by` (an integer's text; default one) to a field of the queue's window of this minute.
+-- Its expiry is set by its first write (kept in the namespace's memo for the minute,
+-- M.namespace_memo), so it expires WINDOW_TTL_TEXT seconds after its minute began.
 function M.window(queue, field, by)
   local minute = math.floor(M.now / 60000)
   local key = K.metrics_window(queue, minute)
-  redis.call('HINCRBYFLOAT', key, field, by or '1')
+  redis.call('HINCRBY', key, field, by or '1')
   local memo = M.namespace_memo()
   if memo.windows.minute ~= minute then memo.windows = {minute = minute} end
   if not memo.windows[key] then
@@ -89,7 +94,7 @@ end
 -- holds other recent times of the queue to average in with it (lib/agents.lua, M.release).
 function M.count_handle(queue, handle_s, recent)
   M.observe('acd_handle_seconds|' .. queue, handle_s, HANDLE_BUCKETS)
-  M.window(queue, 'handle_sum', handle_s)
+  M.window(queue, 'handle_ms', ms_text(handle_s))
   M.window(queue, 'handle_n')
   recent = recent or {}
   recent.aht = handle_s
@@ -152,8 +157,7 @@ function M.account_agent(ag)
   ag.switch_at = nil
   if ag.m_act ~= counted then
     if ag.m_act then
-      redis.call('HINCRBYFLOAT', K.agent_time, 'total|' .. ag.m_act,
-                 M.seconds(at - ag.m_since))
+      redis.call('HINCRBY', K.agent_time, 'total_ms|' .. ag.m_act, M.int(at - ag.m_since))
       redis.call('HINCRBY', K.agent_time, 'since|' .. ag.m_act, M.int(-ag.m_since))
     end
     if counted then redis.call('HINCRBY', K.agent_time, 'since|' .. counted, M.int(at)) end
@@ -163,8 +167,9 @@ function M.account_agent(ag)
 end
 
 -- Live figures of a queue (§4 stats, §6 gauges) and its last 15 minutes.
+-- `handle_sum` (seconds) is what versions before `handle_ms` wrote, in windows still current.
 local WINDOW_FIELDS = {'arrived', 'answered', 'answered_sla', 'abandoned', 'abandoned_sla',
-                       'handle_sum', 'handle_n'}
+                       'handle_sum', 'handle_n', 'handle_ms'}
 function M.queue_figures(q)
   local on_line = redis.call('ZCARD', K.queue_on_line(q.name))
   local waiting = redis.call('ZCARD', K.queue_waiting(q.name))
@@ -187,6 +192,8 @@ function M.queue_figures(q)
     local values = redis.call('HMGET', K.metrics_window(q.name, m), unpack(WINDOW_FIELDS))
     for i, f in ipairs(WINDOW_FIELDS) do window[f] = window[f] + (tonumber(values[i]) or 0) end
   end
+  window.handle_sum = window.handle_sum + window.handle_ms / 1000
+  window.handle_ms = nil
   return {
     waiting = on_line,
     callbacks_waiting = waiting - on_line,
