@@ -29,7 +29,7 @@ import re
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -42,9 +42,10 @@ from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
 from router.errors import RouterError, TooManyRequests, ValidationError
 from router.metrics.process import EVENT_DELIVERIES, EVENT_STREAMS, EVENT_STREAMS_DROPPED
+from router.settings import ServiceSettings
 from router.store import codec
 from router.store.codec import text
-from router.store.connection import blocking_client
+from router.store.connection import StreamReads, blocking_client
 from router.store.engine import Entry
 from router.store.replication import replica_ceiling
 
@@ -224,6 +225,7 @@ class EventHub:
     ) -> None:
         self.redis = redis
         self.key = key
+        self.reads = StreamReads(redis, key)
         self.max_per_key = max_per_key
         self.ceiling = ceiling
         self.position: StreamId = (0, 0)
@@ -323,6 +325,7 @@ class EventHub:
                 self._failing = True
                 # Held events are read again: the store may be another primary now.
                 self._held, self._read_from = [], self.position
+                await self.reads.close()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_S)
                 continue
@@ -352,15 +355,10 @@ class EventHub:
     async def _read(self) -> list[Entry]:
         if len(self._held) >= READ_COUNT:  # no replica confirms them: read no more meanwhile
             await asyncio.sleep(HELD_POLL_S)
-            reply = None
+            new: list[Entry] = []
         else:
-            reply = await self.redis.xread(
-                {self.key: id_text(self._read_from)},
-                count=READ_COUNT,
-                block=int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000),
-            )
-        # RESP2 (the client's default): [[key, entries]].
-        new = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+            block_ms = int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000)
+            new = await self.reads.read(id_text(self._read_from), READ_COUNT, block_ms)
         if new:
             self._read_from = log_id(text(new[-1][0]))
         entries = self._held + new
@@ -409,10 +407,16 @@ class EventHub:
                     await asyncio.sleep(0)
 
 
+def reader_client(config: ServiceSettings) -> Redis:
+    """The hub's own client: one connection kept by its reads (StreamReads), one for its other
+    commands (the log's end, the replicas' positions)."""
+    return blocking_client(config, READ_BLOCK_S, size=2)
+
+
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the event hub, its own store connection and its tasks."""
     config = app[CONFIG].service
-    redis = blocking_client(config, READ_BLOCK_S, size=1)
+    redis = reader_client(config)
     ceiling = await replica_ceiling(config, redis)
     hub = EventHub(
         redis, app[ENGINE].keys.events, config.max_streams_per_key, ceiling or no_ceiling

@@ -22,10 +22,10 @@ from router.config import WebhookConfig
 from router.domain.models import AgentProfile, AgentState
 from router.errors import StoreUnavailable
 from router.events import sse
-from router.events.sse import READ_BLOCK_S, EventHub, no_ceiling, parse_event_id
+from router.events.sse import EventHub, no_ceiling, parse_event_id
 from router.events.webhooks import signature
 from router.settings import ServiceSettings
-from router.store.connection import FunctionCalls, blocking_client, request_client
+from router.store.connection import FunctionCalls, request_client
 from router.store.engine import Engine
 from router.store.replication import replica_ceiling
 from tests.ha.conftest import StartRouters, router_config
@@ -193,7 +193,7 @@ async def test_the_event_reader_leaves_a_demoted_primary_for_the_new_one(
         namespace="demoted", redis_url=sentinels.url, durability="replicated"
     )
     engine = Engine(request_client(settings), settings)
-    reader = blocking_client(settings, READ_BLOCK_S, size=1)
+    reader = sse.reader_client(settings)
     hub = EventHub(
         reader, engine.keys.events, 10, await replica_ceiling(settings, reader) or no_ceiling
     )

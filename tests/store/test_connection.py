@@ -1,15 +1,17 @@
-"""The request client's FCALL path (router/store/connection.py FunctionCalls) on a real Redis."""
+"""The request client's FCALL path and the event reader's XREAD path (router/store/connection.py
+FunctionCalls, StreamReads) on a real Redis."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from router.settings import ServiceSettings
-from router.store.connection import FunctionCalls, blocking_client, request_client
+from router.store.connection import FunctionCalls, StreamReads, blocking_client, request_client
 from router.store.server import RedisServer
 
 LIBRARY = """#!lua name=acd_test_calls
@@ -119,3 +121,38 @@ async def test_more_calls_than_connections_all_run_and_other_commands_find_one(
         assert len(calls.idle) == 2  # half the pool's 4
     finally:
         await client.aclose()
+
+
+async def test_stream_reads_keep_one_connection_and_follow_a_dead_one(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    reader = blocking_client(ServiceSettings(redis_url=redis_server.url), 1.0, 2)
+    reads = StreamReads(reader, "log")
+    try:
+        first = cast(bytes, await redis.xadd("log", {"t": "a", "d": "\x00\r\n"}))
+        second = cast(bytes, await redis.xadd("log", {"t": "b"}))
+        assert await reads.read("0", 10, 10) == [
+            (first, {b"t": b"a", b"d": b"\x00\r\n"}),
+            (second, {b"t": b"b"}),
+        ]
+        assert await reads.read(second.decode(), 10, 10) == []  # nothing new within the block
+        kept = reads.connection
+        assert await reads.read("0", 1, 10) == [(first, {b"t": b"a", b"d": b"\x00\r\n"})]
+        assert reads.connection is kept  # one connection, read after read
+        own = await redis.client_id()
+        for entry in await redis.client_list():
+            if int(entry["id"]) != own:
+                await redis.client_kill_filter(_id=entry["id"])
+        assert await reads.read(first.decode(), 10, 10) == [(second, {b"t": b"b"})]
+        # A read cut short (a cancelled reader) leaves no connection behind mid-reply.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await reads.read(second.decode(), 10, 1000)
+        assert reads.connection is None
+        assert await reads.read("0", 10, 10) == [
+            (first, {b"t": b"a", b"d": b"\x00\r\n"}),
+            (second, {b"t": b"b"}),
+        ]
+    finally:
+        await reads.close()
+        await reader.aclose()
