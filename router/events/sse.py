@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import re
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,9 +236,10 @@ class EventHub:
         self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
         self._streams: set[Stream] = set()
         self._per_key: defaultdict[str, int] = defaultdict(int)
-        self._by_field = 0
-        """Streams filed under a queue or an agent: an event must be decoded to know if they
-        want it."""
+        self._field_types: Counter[str] = Counter()
+        """Of the streams filed under a queue or an agent (an event of a type they want must be
+        decoded to know if they want it): how many want each type, "" counting those that want
+        every type."""
         self._failing = False
         self._parked = False
         """Whether the reader waits for a stream, reading nothing (its position goes stale)."""
@@ -285,7 +286,8 @@ class EventHub:
         self._joined.set()
         for key in stream.filter.index_keys():
             self._index[key].add(stream)
-            self._by_field += key[0] in FIELD_KINDS
+            if key[0] in FIELD_KINDS:
+                self._field_types.update(stream.filter.types or ("",))
 
     def leave(self, stream: Stream) -> None:
         """Stop feeding `stream`."""
@@ -296,7 +298,9 @@ class EventHub:
             streams = self._index.get(key)
             if streams is not None:
                 streams.discard(stream)
-                self._by_field -= key[0] in FIELD_KINDS
+                if key[0] in FIELD_KINDS:
+                    self._field_types.subtract(stream.filter.types or ("",))
+                    self._field_types = +self._field_types  # no zero counts: `in` means wanted
                 if not streams:
                     del self._index[key]
 
@@ -382,11 +386,16 @@ class EventHub:
 
     def _may_want(self, fields: dict[bytes, bytes]) -> bool:
         """Whether a stream may want an entry, before it is decoded: one filed under its type or
-        under every event, or one filed under a queue or an agent (then it must be decoded)."""
+        under every event, or one filed under a queue or an agent that wants its type (then it
+        must be decoded to see the queue or agent)."""
         index = self._index
-        if self._by_field or ("all", "") in index:
+        if not index:
+            return False
+        if ("all", "") in index:
             return True
-        return bool(index) and ("type", fields.get(b"t", b"").decode()) in index
+        kind = fields.get(b"t", b"").decode()
+        wanted = self._field_types
+        return ("type", kind) in index or "" in wanted or kind in wanted
 
     def _fan_out(self, event_id: StreamId, event: Event, frame: bytes) -> None:
         for key in candidate_keys(event):

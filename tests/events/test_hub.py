@@ -216,6 +216,30 @@ async def test_a_filtered_event_costs_only_the_streams_filed_under_it(
     assert streams  # kept open throughout
 
 
+async def test_an_event_of_a_type_no_stream_wants_is_not_decoded(
+    start_router: StartRouter, center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await start_router()
+    offers = await open_stream(client, "?queue=support&types=interaction.offered")
+    rendered: list[str] = []
+    render = sse.render
+
+    def counting(entry_id: str, fields: dict[bytes, bytes]) -> Any:
+        rendered.append(fields[b"t"].decode())
+        return render(entry_id, fields)
+
+    monkeypatch.setattr(sse, "render", counting)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "i1")
+    assert [e.event for e in await offers.events(1)] == ["interaction.offered"]
+    assert rendered == ["interaction.offered"]  # not the agent's nor the queued event
+    everything = await open_stream(client, "?queue=support")  # wants every type: decoded
+    await center.engine.abandon("i1", center.now)
+    assert [e.event for e in await everything.events(1)] == ["interaction.abandoned"]
+    assert rendered[1:] == ["interaction.abandoned"]
+
+
 async def xread_calls(redis: Redis) -> int:
     """XREADs the server has run so far (INFO commandstats)."""
     stats = await redis.info("commandstats")
