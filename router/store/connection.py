@@ -289,19 +289,16 @@ class StreamReads:
 
     def __init__(self, redis: Redis, key: str) -> None:
         self.pool = redis.connection_pool
+        # XREAD COUNT <count> BLOCK <ms> STREAMS <key> <after>: the fixed parts, packed once.
         self.head = b"*8\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n"
-        self.key = b"$7\r\nSTREAMS\r\n$%d\r\n%b\r\n" % (len(key), key.encode())
+        self.streams = b"$7\r\nSTREAMS\r\n$%d\r\n%b\r\n" % (len(key), key.encode())
         self.connection: Connection | None = None
 
     async def read(
         self, after: str, count: int, block_ms: int
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """The entries after `after`, at most `count`, waiting up to `block_ms` for one."""
-        args = (str(count).encode(), str(block_ms).encode(), after.encode())
-        command = b"%b$%d\r\n%b\r\n$5\r\nBLOCK\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
-            self.head, len(args[0]), args[0], len(args[1]), args[1], self.key,
-            len(args[2]), args[2],
-        )  # fmt: skip
+        command = self.command(after, count, block_ms)
         if self.connection is None:
             self.connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
         connection = self.connection
@@ -327,6 +324,13 @@ class StreamReads:
         return [
             (entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in entries
         ]
+
+    def command(self, after: str, count: int, block_ms: int) -> bytes:
+        """The XREAD as sent (RESP)."""
+        n, ms, start = str(count).encode(), str(block_ms).encode(), after.encode()
+        return b"%b$%d\r\n%b\r\n$5\r\nBLOCK\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (
+            self.head, len(n), n, len(ms), ms, self.streams, len(start), start,
+        )  # fmt: skip
 
     async def close(self) -> None:
         """Close the kept connection and give it back to the pool (the next read takes one)."""

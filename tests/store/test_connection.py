@@ -48,6 +48,17 @@ def test_the_command_is_what_redis_py_would_send() -> None:
     )
 
 
+def test_the_xread_is_what_redis_py_would_send() -> None:
+    connection = Redis().connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    reads = StreamReads(Redis(), "acd:{ns}:events")
+    for after, count, block_ms in (("0", 1, 0), ("1796328170715-12", 500, 5000)):
+        assert reads.command(after, count, block_ms) == b"".join(
+            connection.pack_command(
+                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", "acd:{ns}:events", after
+            )
+        )
+
+
 async def test_calls_in_turn_reuse_one_connection(client: Redis) -> None:
     calls = FunctionCalls(client)
     for i in range(20):
