@@ -343,7 +343,9 @@ class EventHub:
                 self._failing = False
 
     async def _park(self, stop: asyncio.Event) -> None:
-        """Wait until a stream joins, or `stop`."""
+        """Wait until a stream joins, or `stop`; the reads' connection is closed meanwhile (no
+        health check runs on it while it is kept)."""
+        await self.reads.close()
         self._parked = True
         self._joined.clear()
         try:

@@ -291,7 +291,8 @@ class StreamReads:
         self.pool = redis.connection_pool
         # XREAD COUNT <count> BLOCK <ms> STREAMS <key> <after>: the fixed parts, packed once.
         self.head = b"*8\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n"
-        self.streams = b"$7\r\nSTREAMS\r\n$%d\r\n%b\r\n" % (len(key), key.encode())
+        name = key.encode()
+        self.streams = b"$7\r\nSTREAMS\r\n$%d\r\n%b\r\n" % (len(name), name)
         self.connection: Connection | None = None
 
     async def read(
@@ -336,5 +337,7 @@ class StreamReads:
         """Close the kept connection and give it back to the pool (the next read takes one)."""
         connection, self.connection = self.connection, None
         if connection is not None:
-            await connection.disconnect()
-            await self.pool.release(connection)
+            try:
+                await connection.disconnect()
+            finally:
+                await self.pool.release(connection)

@@ -97,12 +97,6 @@ class Keys:
         agent looks only at those of its classes."""
         return self._k("clsw")
 
-    @property
-    def classes_waiting_built(self) -> str:
-        """String: present once `classes_waiting` was built from the waiting indexes (data
-        written before it existed)."""
-        return self._k("clsw_built")
-
     def routing_class(self, class_id: ClassId) -> str:
         """String: packed routing class (records.ClassRecord)."""
         return self._k(f"cls:{class_id}")

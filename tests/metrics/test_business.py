@@ -10,6 +10,7 @@ from router.metrics.business import render
 from router.store.engine import Engine
 from router.store.server import RedisServer
 from tests.store.center import Center
+from tests.store.test_schema import run_library
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -203,3 +204,18 @@ async def test_sums_kept_in_seconds_by_earlier_versions_still_count(center: Cent
     await redis.hincrby(keys.metrics_window("q", minute), "handle_n", 1)
     window = (await center.engine.queue_figures(["q"], center.now))["q"]["window"]
     assert (window["handle_sum"], window["handle_n"]) == (4 + 3, 2)
+
+
+async def test_an_observation_too_large_for_whole_ms_is_summed_in_seconds(redis: Redis) -> None:
+    body = """
+M.observe('acd_ewt_error_seconds|q', 7.5e15, {1, 10})
+M.observe('acd_ewt_error_seconds|q', 2.5, {1, 10})
+M.observe('acd_ewt_error_seconds|q', 0/0, {1, 10})
+return cmsgpack.pack(redis.call('HGETALL', M.keys.metric_histograms))
+"""
+    flat = await run_library(redis, "acd:{huge}:", body)
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    prefix = "acd_ewt_error_seconds|q|"
+    assert float(fields[prefix + "sum"]) == 7.5e15  # beyond 2^53 ms: the seconds field
+    assert fields[prefix + "sum_ms"] == "2500"
+    assert (fields[prefix + "+Inf"], fields[prefix + "10"]) == ("2", "1")  # NaN: no sum

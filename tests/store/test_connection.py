@@ -50,13 +50,14 @@ def test_the_command_is_what_redis_py_would_send() -> None:
 
 def test_the_xread_is_what_redis_py_would_send() -> None:
     connection = Redis().connection_pool.make_connection()  # type: ignore[no-untyped-call]
-    reads = StreamReads(Redis(), "acd:{ns}:events")
-    for after, count, block_ms in (("0", 1, 0), ("1796328170715-12", 500, 5000)):
-        assert reads.command(after, count, block_ms) == b"".join(
-            connection.pack_command(
-                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", "acd:{ns}:events", after
+    for key in ("acd:{ns}:events", "acd:{café}:events"):  # lengths in bytes, not characters
+        reads = StreamReads(Redis(), key)
+        for after, count, block_ms in (("0", 1, 0), ("1796328170715-12", 500, 5000)):
+            assert reads.command(after, count, block_ms) == b"".join(
+                connection.pack_command(
+                    "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, after
+                )
             )
-        )
 
 
 async def test_calls_in_turn_reuse_one_connection(client: Redis) -> None:

@@ -130,3 +130,30 @@ async def test_a_queue_competing_for_shared_agents_waits_longer(center: Center) 
     assert round((await center.ix("l1")).ewt_s or 0, 1) == 58.3  # (1.5 - 1/3) x 50 s
     # h1, before every low call, has its one candidate: (1 - 1/3) x 180 s (no talk time yet).
     assert round((await center.ix("h1")).ewt_s or 0, 1) == 120.0
+
+
+async def test_agents_all_in_wrap_up_are_no_fraction_of_an_agent_on_a_call(center: Center) -> None:
+    # Seen in review: 25 staffed * 7/25 available - 7 wrap-up ends left 8.9e-16 "agents on a
+    # call", an EWT of 7.5e15 s, and an answer whose EWT error no integer sum could hold.
+    await center.queue("q", skills={"s": 1}, wrap_up_s=60)
+    for i in range(25):
+        await center.agent(f"a{i:02}", {"s": 1}, available=i < 7)
+    for i in range(18):
+        await center.state(f"a{i + 7:02}", AgentState.NOT_READY)
+    for i in range(7):
+        await center.call("q", f"c{i}")
+        await center.engine.accept(f"c{i}", f"a{i:02}", center.now)
+    await center.advance(10)
+    for i in range(7):
+        await center.engine.complete(f"c{i}", f"a{i:02}", center.now)  # 7 wrap-ups till 70 s
+    for i in range(8):
+        await center.call("q", f"w{i}")
+    ewt_s = (await center.ix("w7")).ewt_s
+    assert ewt_s is not None
+    assert ewt_s < 3600
+    for i in range(7):
+        await center.engine.abandon(f"w{i}", center.now)
+    await center.state("a07", AgentState.AVAILABLE)
+    assert await center.offered_to("w7") == "a07"
+    await center.engine.accept("w7", "a07", center.now)  # counts its EWT's error
+    assert (await center.ix("w7")).status == "connected"

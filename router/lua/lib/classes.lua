@@ -24,14 +24,19 @@ function M.get_record(key)
   return found[1]
 end
 
--- `classes_waiting` for a namespace written before it existed: O(classes), once.
-local function build_classes_waiting()
+-- `classes_waiting` made whole from the classes' waiting indexes, O(classes), once per
+-- namespace each time the library is loaded (every router start loads it, REPLACE resets its
+-- state): data written by an earlier version, which placed interactions without adding their
+-- class (before it existed, or after a rollback), is then found by the agents.
+local waiting_checked = {}
+local function check_classes_waiting()
+  if waiting_checked[K.classes] then return end
   for cid = 1, tonumber(redis.call('GET', K.class_seq) or '0') do
     if redis.call('ZCARD', K.class_waiting(cid)) > 0 then
       redis.call('SADD', K.classes_waiting, cid)
     end
   end
-  redis.call('SET', K.classes_waiting_built, '1')
+  waiting_checked[K.classes] = true
 end
 
 local function classes_known()
@@ -46,7 +51,7 @@ local function classes_known()
   end
   if memo.key ~= K.classes or memo.token ~= token then
     memo = {key = K.classes, token = token, classes = {}, ids = {}, windows = {}}
-    if redis.call('EXISTS', K.classes_waiting_built) == 0 then build_classes_waiting() end
+    check_classes_waiting()
   end
   known = memo
   return known

@@ -11,6 +11,7 @@
 -- (M.refresh_competition), never by a routing decision.
 
 local K = M.keys
+local AGENT_NOISE = 1e-6                -- agents on a call below this are none (float noise)
 
 local DEFAULT_TALK_S = 180      -- talk time until the queue has one
 local MEDIAN_EARLY = 1 / 3      -- the median of the k-th of a run of departures: ~k - 1/3 of them
@@ -103,8 +104,10 @@ local function wait_estimate(q, cid, score, own_ahead)
     local found = redis.call('ZRANGE', index, 0, WRAP_ENDS_READ - 1, 'WITHSCORES')
     local ends = {}
     for i = 2, #found, 2 do ends[#ends + 1] = math.max(0, M.seconds(found[i] - M.now)) end
-    -- Wrap-up ends not read are left to the flow of departures of the agents on a call.
-    local on_calls = math.max(0, staffed * scale * available_share() - #ends)
+    -- Wrap-up ends not read are left to the flow of departures of the agents on a call. Float
+    -- noise (25 * 7/25 - 7 = 8.9e-16) is no agent: it would estimate a wait of 10^15 s.
+    local on_calls = staffed * scale * available_share() - #ends
+    if on_calls < AGENT_NOISE then on_calls = 0 end
     local t = departure_time(k - MEDIAN_EARLY, ends, on_calls / talk, wrap)
     if t then return ring + t end
   end

@@ -42,7 +42,6 @@ M.on_call(function(prefix)
   K.class_token = P .. 'cls_token'
   K.class_filling = P .. 'clsfill'
   K.classes_waiting = P .. 'clsw'
-  K.classes_waiting_built = P .. 'clsw_built'
   K.timers = P .. 'timers'
   K.live = P .. 'live'
   K.arrival_seq = P .. 'seq'

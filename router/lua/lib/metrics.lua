@@ -25,12 +25,19 @@ function M.incr(field, by)
 end
 
 -- Seconds as whole ms, the text of an HINCRBY: sums of times are kept in integer ms, since
--- HINCRBYFLOAT (long doubles parsed and printed) costs several times an HINCRBY.
-local function ms_text(seconds) return M.int(math.floor(seconds * 1000 + 0.5)) end
+-- HINCRBYFLOAT (long doubles parsed and printed) costs several times an HINCRBY. Nil beyond
+-- what an integer holds exactly (2^53 ms), and for NaN.
+local function ms_text(seconds)
+  local ms = math.floor(seconds * 1000 + 0.5)
+  if ms > -2^53 and ms < 2^53 then return string.format('%d', ms) end
+  return nil
+end
 
 -- One observation; the le field is the first bucket bound >= value ('+Inf' above all).
 -- `extra` adds a bound (the queue's SLA threshold) to the standard ones. The count is the sum
--- of the buckets (router/metrics/business.py); the sum is kept in whole ms (`sum_ms`).
+-- of the buckets (router/metrics/business.py); the sum is kept in whole ms (`sum_ms`), a finite
+-- value too large for them in seconds (`sum`, the field of earlier versions), so that no value
+-- fails the operation it is counted in.
 function M.observe(series, value, buckets, extra)
   local le = '+Inf'
   local best
@@ -40,7 +47,12 @@ function M.observe(series, value, buckets, extra)
   if extra and value <= extra and (best == nil or extra < best) then best = extra end
   if best then le = tostring(best) end
   redis.call('HINCRBY', K.metric_histograms, series .. '|' .. le, '1')
-  redis.call('HINCRBY', K.metric_histograms, series .. '|sum_ms', ms_text(value))
+  local ms = ms_text(value)
+  if ms then
+    redis.call('HINCRBY', K.metric_histograms, series .. '|sum_ms', ms)
+  elseif value > -math.huge and value < math.huge then
+    redis.call('HINCRBYFLOAT', K.metric_histograms, series .. '|sum', value)
+  end
 end
 
 -- Adds `by` (an integer's text; default one) to a field of the queue's window of this minute.
@@ -94,7 +106,7 @@ end
 -- holds other recent times of the queue to average in with it (lib/agents.lua, M.release).
 function M.count_handle(queue, handle_s, recent)
   M.observe('acd_handle_seconds|' .. queue, handle_s, HANDLE_BUCKETS)
-  M.window(queue, 'handle_ms', ms_text(handle_s))
+  M.window(queue, 'handle_ms', ms_text(handle_s) or '0')  -- a handle time is whole ms
   M.window(queue, 'handle_n')
   recent = recent or {}
   recent.aht = handle_s
