@@ -218,6 +218,23 @@ async def load_library(redis: Redis, source: str) -> None:
         await redis.function_load(source, replace=True)
 
 
+async def round_trip(connection: Connection, command: bytes, check_health: bool = True) -> Any:
+    """Send a packed command on `connection` and read its reply, once more when the connection
+    turns out dead (the client's retry)."""
+
+    async def send() -> Any:
+        await connection.send_packed_command(command, check_health=check_health)
+        return await connection.read_response()
+
+    async def dead(_: Exception) -> None:
+        # Connected again here, not by the retry's send: only `connect` asks the Sentinels where
+        # the primary is now (a failover) or the cluster where the slot is.
+        await connection.disconnect()
+        await connection.connect()  # type: ignore[no-untyped-call]
+
+    return await connection.retry.call_with_retry(send, dead)
+
+
 class FunctionCalls:
     """FCALLs with one key and one argument, on connections of the request client's pool that
     are kept checked out between calls.
@@ -248,19 +265,7 @@ class FunctionCalls:
             else:
                 connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
             try:
-
-                async def send() -> Any:
-                    await connection.send_packed_command(command)
-                    return await connection.read_response()
-
-                async def dead(_: Exception) -> None:
-                    # Connected again here, not by the retry's send: only `connect` asks the
-                    # Sentinels where the primary is now (a failover) or the cluster where the
-                    # slot is.
-                    await connection.disconnect()
-                    await connection.connect()  # type: ignore[no-untyped-call]
-
-                return await connection.retry.call_with_retry(send, dead)
+                return await round_trip(connection, command)
             finally:
                 if connection.is_connected:
                     self.idle.append(connection)
@@ -283,8 +288,8 @@ class StreamReads:
     reads, the command packed here: what `redis.xread` does without redis-py's per-call work
     (the pool's checkout and return, observability hooks, the generic packing and reply parsing),
     which on a busy log was a quarter of its reader's CPU. A dead connection is connected again
-    (`connect` asks the Sentinels or the cluster where the primary is now) and the read tried
-    once more; any other failure closes it and goes to the caller. The client's pool needs a
+    and the read tried once more (`round_trip`); any other failure closes it and goes to the
+    caller. The client's pool needs a
     connection besides it for the reader's other commands."""
 
     def __init__(self, redis: Redis, key: str) -> None:
@@ -304,16 +309,7 @@ class StreamReads:
             self.connection = await self.pool.get_connection()  # type: ignore[no-untyped-call]
         connection = self.connection
         try:
-
-            async def send() -> Any:
-                await connection.send_packed_command(command, check_health=False)
-                return await connection.read_response()
-
-            async def dead(_: Exception) -> None:
-                await connection.disconnect()
-                await connection.connect()
-
-            reply = await connection.retry.call_with_retry(send, dead)
+            reply = await round_trip(connection, command, check_health=False)
         except BaseException:
             await self.close()
             raise

@@ -200,6 +200,11 @@ async def test_an_agent_looks_only_at_its_classes_with_interactions_waiting(cent
     assert await redis.smembers(keys.classes_waiting) == set()
     await center.state("a1", AgentState.NOT_READY)
     await center.call("support", "c2")
+    await redis.srem(keys.classes_waiting, cid)  # out of the set, c2 is out of the agent's sight
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c2") is None
+    await center.state("a1", AgentState.NOT_READY)
+    await redis.sadd(keys.classes_waiting, cid)
     await center.state("a1", AgentState.AVAILABLE)
     assert await center.offered_to("c2") == "a1"
 
