@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
+import redis
 
 from loadtest.served import Served, clean_env, port_open, serve_args
 from router.errors import ConfigError
@@ -33,6 +35,11 @@ env = "ACD_KEY_PBX"
 name = "support"
 channel = "voice"
 skills = { support = 1 }
+
+[[queues]]
+name = "billing"
+channel = "voice"
+skills = { billing = 1 }
 """
 SERVING = re.compile(r"worker (\d) of 2 serving \(pid (\d+)\)")
 CONNECTIONS = 16
@@ -163,6 +170,60 @@ def test_two_workers_serve_one_port_one_store_one_scrape_and_stop_together(
         assert f"[worker {index}]: SIGTERM received: stopping" in served.output
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
     assert not port_open(port)
+    assert "Traceback" not in served.output
+
+
+def sse_stream(port: int, query: str) -> HTTPConnection:
+    """An open GET /v1/events (its headers read: every event appended after it reaches it)."""
+    conn = HTTPConnection(f"127.0.0.1:{port}", timeout=5)
+    conn.request("GET", f"/v1/events?{query}", headers={"Authorization": f"Bearer {KEY}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    conn.sock.settimeout(5)
+    return conn
+
+
+def sse_ids(conn: HTTPConnection, count: int) -> list[str]:
+    """The interaction ids of the next `count` events of an open stream."""
+    ids: list[str] = []
+    assert conn.sock is not None
+    reader = conn.sock.makefile("rb")
+    while len(ids) < count:
+        line = reader.readline()
+        if line.startswith(b"data:"):
+            ids.append(json.loads(line[5:])["interaction_id"])
+    return ids
+
+
+def test_the_workers_streams_are_fed_by_the_machines_one_reader(served: Served) -> None:
+    url = served.wait_ready()
+    port = int(url.rsplit(":", 1)[1])
+    pids = worker_pids(served)
+    assert served.store_url is not None
+    store = redis.Redis.from_url(served.store_url)
+    with ExitStack() as stack:
+        # Streams on both workers (SO_REUSEPORT decides which takes each).
+        streams: list[tuple[HTTPConnection, str]] = []
+        while len(streams) < 40 and not all(established(pid, port) for pid in pids.values()):
+            queue = ("support", "billing")[len(streams) % 2]
+            conn = sse_stream(port, f"types=interaction.queued&queue={queue}")
+            stack.callback(conn.close)
+            streams.append((conn, queue))
+        assert all(established(pid, port) for pid in pids.values())
+        everything = sse_stream(port, "types=interaction.queued")
+        stack.callback(everything.close)
+
+        # The log is read once on the machine (the parent), not by each worker with streams.
+        readers = [c for c in store.client_list() if c["cmd"] == "xread"]
+        assert len(readers) == 1, readers
+
+        for n in range(4):
+            body = {"id": f"w{n}", "queue": ("support", "billing")[n % 2]}
+            assert http("POST", f"{url}/v1/interactions", body, key=KEY)[0] == 201
+        for conn, queue in streams:
+            assert sse_ids(conn, 2) == (["w0", "w2"] if queue == "support" else ["w1", "w3"])
+        assert sse_ids(everything, 4) == ["w0", "w1", "w2", "w3"]
+    store.close()
     assert "Traceback" not in served.output
 
 

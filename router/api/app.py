@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from aiohttp import web
 from router.api import handlers, instrument, openapi
 from router.api.auth import Authenticator, Forbidden, authorize
 from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
-from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, PRINCIPAL, REDIS
+from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, EVENT_FEED, PRINCIPAL, REDIS
 from router.api.protocol import quiet_aiohttp_logs
 from router.clock import Clock
 from router.config import Config, Role
@@ -57,9 +58,13 @@ async def tick_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(
-    config: Config, clock: Clock | None = None, insecure: bool = False
+    config: Config,
+    clock: Clock | None = None,
+    insecure: bool = False,
+    event_feed: socket.socket | None = None,
 ) -> web.Application:
-    """The service: API v1, events, operations routes; Redis at `config.service.redis_url`."""
+    """The service: API v1, events, operations routes; Redis at `config.service.redis_url`;
+    events from `event_feed` (a worker's feed from the machine's reader) if given."""
     quiet_aiohttp_logs()
     app = web.Application(
         middlewares=[instrument.metrics_middleware, problem_middleware, auth_middleware],
@@ -68,6 +73,8 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock or Clock()
     app[AUTH] = Authenticator.from_config(config.keys, insecure)
+    if event_feed is not None:
+        app[EVENT_FEED] = event_feed
     app.cleanup_ctx.extend([redis_ctx, events_ctx, tick_ctx, webhooks_ctx])
     app.on_shutdown.append(close_streams)
     app.router.add_routes(handlers.routes)

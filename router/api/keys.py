@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -13,13 +14,15 @@ from router.config import Config
 from router.store.engine import Engine
 
 if TYPE_CHECKING:
-    from router.events.sse import EventHub
+    from router.events.sse import StreamFanout
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
 REDIS = web.AppKey("redis", Redis)
 ENGINE = web.AppKey("engine", Engine)
 AUTH = web.AppKey("auth", Authenticator)
-EVENT_HUB: web.AppKey[EventHub] = web.AppKey("event_hub")
+EVENT_HUB: web.AppKey[StreamFanout] = web.AppKey("event_hub")
 """The event log's reader and the open event streams of this process."""
+EVENT_FEED = web.AppKey("event_feed", socket.socket)
+"""A worker's end of the socket pair to the machine's event reader (`serve --workers`)."""
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -1,12 +1,14 @@
-"""GET /v1/events: the durable event log as Server-Sent Events (§4), from one reader per process.
+"""GET /v1/events: the durable event log as Server-Sent Events (§4), from one reader per process
+(under `serve --workers`, per machine).
 
 One `EventHub` per application reads the log (XREAD BLOCK on a connection of its own, outside
-`store_timeout_s`) and fans each event out to the open streams that want it. Streams are indexed
-by their most selective filter (agent, else queue, else types, else none), so an event costs the
-streams it may match, not all of them; idle streams cost memory, not store connections. Each
-stream has a bounded buffer: a client that does not keep up is dropped and resumes by
-`Last-Event-ID`. An event that cannot be rendered is logged (type and id only), counted and
-skipped; it never ends a stream.
+`store_timeout_s`) and fans each event out to the open streams that want it; in a worker of
+`serve --workers`, a `FedHub` fans out what the machine's one reader (router/events/feed.py)
+sends it instead. Streams are indexed by their most selective filter (agent, else queue, else
+types, else none), so an event costs the streams it may match, not all of them; idle streams
+cost memory, not store connections. Each stream has a bounded buffer: a client that does not
+keep up is dropped and resumes by `Last-Event-ID`. An event that cannot be rendered is logged
+(type and id only), counted and skipped; it never ends a stream.
 
 A stream that starts before the hub's position first catches up from the log (XRANGE pages, up
 to that position), then joins the hub at the position it reached, in one step with no wait in
@@ -23,24 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import os
 import re
+import signal
+import socket
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from router.api.keys import CONFIG, ENGINE, EVENT_HUB, PRINCIPAL
+from router.api.keys import CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
 from router.api.views import event_view
 from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
-from router.errors import RouterError, TooManyRequests, ValidationError
+from router.errors import RouterError, StoreUnavailable, TooManyRequests, ValidationError
 from router.metrics.process import EVENT_DELIVERIES, EVENT_STREAMS, EVENT_STREAMS_DROPPED
 from router.settings import ServiceSettings
 from router.store import codec
@@ -217,33 +224,34 @@ async def no_ceiling(last_read: StreamId) -> StreamId:
     return last_read
 
 
-class EventHub:
-    """The one reader of the event log in this process, and the streams it feeds."""
+class LogReader:
+    """Reads the log on a connection of its own from `position` and hands each batch to
+    `deliver`; while nothing is wanted (durability `local`) it parks, reading nothing. The
+    reader of a process's streams (EventHub) and of a machine's workers (router/events/feed.py)."""
 
-    def __init__(
-        self, redis: Redis, key: str, max_per_key: int, ceiling: Ceiling = no_ceiling
-    ) -> None:
+    def __init__(self, redis: Redis, key: str, ceiling: Ceiling = no_ceiling) -> None:
         self.redis = redis
         self.key = key
         self.reads = StreamReads(redis, key)
-        self.max_per_key = max_per_key
         self.ceiling = ceiling
         self.position: StreamId = (0, 0)
-        """Every event up to this id has been handed to the streams that want it."""
-        self.closing = False
+        """Every event up to this id has been handed to those that want it."""
+        self.wanted = asyncio.Event()
+        """Set when something becomes wanted: a parked reader wakes."""
         self._read_from: StreamId = (0, 0)
         self._held: list[Entry] = []
-        self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
-        self._streams: set[Stream] = set()
-        self._per_key: defaultdict[str, int] = defaultdict(int)
-        self._field_types: Counter[str] = Counter()
-        """Of the streams filed under a queue or an agent (an event of a type they want must be
-        decoded to know if they want it): how many want each type, "" counting those that want
-        every type."""
         self._failing = False
         self._parked = False
-        """Whether the reader waits for a stream, reading nothing (its position goes stale)."""
-        self._joined = asyncio.Event()
+        """Whether the reader waits for something to be wanted, reading nothing (its position
+        goes stale)."""
+
+    def idle(self) -> bool:
+        """Whether nothing is wanted."""
+        raise NotImplementedError
+
+    def deliver(self, entries: list[Entry]) -> None:
+        """Hand `entries` (in order) to those that want them and move `position` past them."""
+        raise NotImplementedError
 
     async def start(self) -> None:
         """Start at the log's live end."""
@@ -253,7 +261,95 @@ class EventHub:
             last = "0-0"
         self.position = self._read_from = parse_event_id(last, "log")
 
-    # Streams
+    def resume(self, live_end: StreamId) -> None:
+        """Before something becomes wanted: move a parked reader, whose position is stale, to
+        `live_end` (the log's last id), so that what was appended since it parked is read by the
+        catch-up of whoever wants it, not by the reader. Nothing is wanted, so none misses a
+        thing."""
+        if self._parked and self.idle():
+            self.position = self._read_from = max(self.position, live_end)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read the log and hand its events on until `stop`; while nothing is wanted (durability
+        `local`), read nothing: a router whose clients use webhooks only, or a worker without
+        streams, spends nothing on the log here."""
+        while not stop.is_set():
+            # Under `replicated` the catch-up could not tell what a replica holds: read on.
+            if self.idle() and self.ceiling is no_ceiling:
+                await self._park(stop)
+                continue
+            try:
+                self.deliver(await self._read())
+            except (RedisError, OSError) as error:
+                if not self._failing:
+                    log.warning("event reader: store error %s; retrying", type(error).__name__)
+                self._failing = True
+                # Held events are read again: the store may be another primary now.
+                self._held, self._read_from = [], self.position
+                await self.reads.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_S)
+                continue
+            except Exception as error:  # a bug: logged, and the reader goes on past the batch
+                log.error("event reader: unexpected %s", type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_S)
+                continue
+            if self._failing:
+                log.info("event reader: reading again")
+                self._failing = False
+
+    async def _park(self, stop: asyncio.Event) -> None:
+        """Wait until something is wanted, or `stop`; the reads' connection is closed meanwhile
+        (no health check runs on it while it is kept)."""
+        await self.reads.close()
+        self._parked = True
+        self.wanted.clear()
+        try:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.wanted, stop)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        finally:
+            self._parked = False
+
+    async def _read(self) -> list[Entry]:
+        if len(self._held) >= READ_COUNT:  # no replica confirms them: read no more meanwhile
+            await asyncio.sleep(HELD_POLL_S)
+            new: list[Entry] = []
+        else:
+            block_ms = int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000)
+            new = await self.reads.read(id_text(self._read_from), READ_COUNT, block_ms)
+        if new:
+            self._read_from = log_id(text(new[-1][0]))
+        entries = self._held + new
+        if not entries:
+            return []
+        upto = await self.ceiling(log_id(text(entries[-1][0])))
+        ready = [e for e in entries if log_id(text(e[0])) <= upto]
+        self._held = entries[len(ready) :]
+        return ready
+
+
+class StreamFanout:
+    """The open event streams of this process and how an event reaches those that want it;
+    the events come from the process's own reader (EventHub) or from the machine's (FedHub)."""
+
+    def __init__(self, max_per_key: int) -> None:
+        self.max_per_key = max_per_key
+        self.position: StreamId = (0, 0)
+        """Every event up to this id has been handed to the streams that want it."""
+        self.wanted = asyncio.Event()
+        self.closing = False
+        self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
+        self._streams: set[Stream] = set()
+        self._per_key: defaultdict[str, int] = defaultdict(int)
+        self._field_types: Counter[str] = Counter()
+        """Of the streams filed under a queue or an agent (an event of a type they want must be
+        decoded to know if they want it): how many want each type, "" counting those that want
+        every type."""
 
     @contextlib.contextmanager
     def admission(self, owner: str) -> Iterator[None]:
@@ -273,17 +369,19 @@ class EventHub:
             if not self._per_key[owner]:
                 del self._per_key[owner]
 
-    def resume(self, live_end: StreamId) -> None:
-        """Before a stream catches up and joins: move a parked reader, whose position is stale,
-        to `live_end` (the log's last id), so that what was appended since it parked is read by
-        the stream's catch-up, not by the reader. No stream is joined, so none misses a thing."""
-        if self._parked and not self._streams:
-            self.position = self._read_from = max(self.position, live_end)
+    async def prepare(self, stream: Stream, live_end: StreamId) -> None:
+        """Before `stream` catches up and joins (`live_end`: the log's last id): make sure that
+        every event it wants after `position` will reach the hub."""
+        raise NotImplementedError
+
+    def idle(self) -> bool:
+        """Whether no stream is joined."""
+        return not self._streams
 
     def join(self, stream: Stream) -> None:
         """Feed `stream` every event after the hub's position from now on."""
         self._streams.add(stream)
-        self._joined.set()
+        self.wanted.set()
         for key in stream.filter.index_keys():
             self._index[key].add(stream)
             if key[0] in FIELD_KINDS:
@@ -310,72 +408,7 @@ class EventHub:
         for stream in self._streams:
             stream.wake.set()
 
-    # The reader
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Read the log and hand its events to the streams until `stop`; with no stream open
-        (durability `local`), read nothing: a router whose clients use webhooks only, or a
-        worker without streams, spends nothing on the log here."""
-        while not stop.is_set():
-            # Under `replicated` the catch-up could not tell what a replica holds: read on.
-            if not self._streams and self.ceiling is no_ceiling:
-                await self._park(stop)
-                continue
-            try:
-                self._deliver(await self._read())
-            except (RedisError, OSError) as error:
-                if not self._failing:
-                    log.warning("event reader: store error %s; retrying", type(error).__name__)
-                self._failing = True
-                # Held events are read again: the store may be another primary now.
-                self._held, self._read_from = [], self.position
-                await self.reads.close()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_S)
-                continue
-            except Exception as error:  # a bug: logged, and the reader goes on past the batch
-                log.error("event reader: unexpected %s", type(error).__name__)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_S)
-                continue
-            if self._failing:
-                log.info("event reader: reading again")
-                self._failing = False
-
-    async def _park(self, stop: asyncio.Event) -> None:
-        """Wait until a stream joins, or `stop`; the reads' connection is closed meanwhile (no
-        health check runs on it while it is kept)."""
-        await self.reads.close()
-        self._parked = True
-        self._joined.clear()
-        try:
-            waits = [asyncio.ensure_future(e.wait()) for e in (self._joined, stop)]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
-        finally:
-            self._parked = False
-
-    async def _read(self) -> list[Entry]:
-        if len(self._held) >= READ_COUNT:  # no replica confirms them: read no more meanwhile
-            await asyncio.sleep(HELD_POLL_S)
-            new: list[Entry] = []
-        else:
-            block_ms = int((HELD_POLL_S if self._held else READ_BLOCK_S) * 1000)
-            new = await self.reads.read(id_text(self._read_from), READ_COUNT, block_ms)
-        if new:
-            self._read_from = log_id(text(new[-1][0]))
-        entries = self._held + new
-        if not entries:
-            return []
-        upto = await self.ceiling(log_id(text(entries[-1][0])))
-        ready = [e for e in entries if log_id(text(e[0])) <= upto]
-        self._held = entries[len(ready) :]
-        return ready
-
-    def _deliver(self, entries: list[Entry]) -> None:
+    def deliver(self, entries: list[Entry]) -> None:
         """Hand each event to the streams it matches. No await: a stream joins between batches."""
         for raw_id, fields in entries:
             entry_id = text(raw_id)
@@ -418,20 +451,177 @@ class EventHub:
                     await asyncio.sleep(0)
 
 
+class EventHub(StreamFanout, LogReader):
+    """The streams of a process that reads the log itself (one `serve`, or a worker when the
+    machine's reader is not there)."""
+
+    def __init__(
+        self, redis: Redis, key: str, max_per_key: int, ceiling: Ceiling = no_ceiling
+    ) -> None:
+        LogReader.__init__(self, redis, key, ceiling)
+        StreamFanout.__init__(self, max_per_key)
+
+    async def prepare(self, stream: Stream, live_end: StreamId) -> None:
+        """A parked reader moves to `live_end` (LogReader.resume)."""
+        self.resume(live_end)
+
+    async def aclose(self) -> None:
+        """Close the reader's store client."""
+        await self.redis.aclose()
+
+
+FeedKey = tuple[str, str, str]
+"""What a worker asks the machine's reader for: (`all`, "", type) or (`queue`|`agent`, name,
+type), the type "" meaning every type."""
+FEED_ENTRIES = 0
+"""Parent to worker: `[FEED_ENTRIES, [[id, fields], ...]]`, entries of the log in order."""
+FEED_ACK = 1
+"""Parent to worker: `[FEED_ACK, seq, [ms, seq]]`, a worker's message applied at that position."""
+FEED_READ_BYTES = 1 << 16
+FEED_ACK_TIMEOUT_S = 5.0
+"""How long a stream waits for the machine's reader to take its filter before it gets a 503."""
+
+
+def feed_keys(wanted: Filter) -> list[FeedKey]:
+    """The keys under which the machine's reader sends a worker what `wanted` may match."""
+    types = sorted(wanted.types) or [""]
+    if wanted.agent_id is not None:
+        return [("agent", wanted.agent_id, t) for t in types]
+    if wanted.queue is not None:
+        return [("queue", wanted.queue, t) for t in types]
+    return [("all", "", t) for t in types]
+
+
+def stop_this_process() -> None:
+    """A graceful stop (SIGTERM to itself): the parent starts the worker again."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class FedHub(StreamFanout):
+    """The streams of a worker of `serve --workers`, fed by the machine's one reader (the parent,
+    router/events/feed.py) over a socket pair: the worker tells it which keys its streams want
+    (`feed_keys`) and gets only the entries under them, so that a worker does not pay for the
+    events of its siblings' lifecycles."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        max_per_key: int,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(max_per_key)
+        self.sock = sock
+        self.on_lost = on_lost
+        """Called when the feed ends while the worker serves (default: stop_this_process)."""
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._keys: Counter[FeedKey] = Counter()
+        self._taken: dict[FeedKey, asyncio.Future[None]] = {}
+        """Each key asked for: done once the machine's reader has taken it."""
+        self._of_stream: dict[Stream, list[FeedKey]] = {}
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._seq = itertools.count(1)
+
+    async def start(self) -> None:
+        """Connect to the machine's reader."""
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=self.sock)
+
+    async def prepare(self, stream: Stream, live_end: StreamId) -> None:
+        """Ask the machine's reader for the keys of `stream` it was not sending yet, and wait
+        until it takes them (also for keys another stream asked for a moment ago): from the
+        position it answers, every event under them reaches this hub."""
+        keys = feed_keys(stream.filter)
+        self._of_stream[stream] = keys
+        added = [k for k in keys if not self._keys[k]]
+        self._keys.update(keys)
+        if added:
+            taken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._taken.update(dict.fromkeys(added, taken))
+            seq = self._send(live_end, added, [])
+            if seq is not None:
+                self._acks[seq] = taken
+            else:
+                taken.set_exception(StoreUnavailable("the machine's event reader is gone"))
+        waits = {self._taken[k] for k in keys if not self._taken[k].done()}
+        if waits:
+            done, _ = await asyncio.wait(waits, timeout=FEED_ACK_TIMEOUT_S)
+            if len(done) < len(waits):
+                raise StoreUnavailable("the machine's event reader did not answer in time")
+            for taken in done:
+                taken.result()  # raises when the feed ended
+
+    def leave(self, stream: Stream) -> None:
+        """Stop feeding `stream`; the keys no stream wants any more are given up."""
+        super().leave(stream)
+        keys = self._of_stream.pop(stream, None)
+        if keys is None:
+            return
+        self._keys.subtract(keys)
+        removed = [k for k in keys if self._keys[k] <= 0]
+        for key in removed:
+            del self._keys[key]
+            del self._taken[key]
+        if removed:
+            self._send(self.position, [], removed)
+
+    def _send(self, live_end: StreamId, added: list[FeedKey], removed: list[FeedKey]) -> int | None:
+        """Send a message to the machine's reader; its number, None when the feed is closed."""
+        if self._writer is None or self._writer.is_closing():
+            return None
+        seq = next(self._seq)
+        self._writer.write(msgpack.packb([seq, list(live_end), added, removed]))
+        return seq
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hand what the machine's reader sends to the streams; when it is gone, end every
+        stream and stop this worker, which the parent starts again with a new feed."""
+        assert self._reader is not None
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        while data := await self._reader.read(FEED_READ_BYTES):
+            unpacker.feed(data)
+            for message in unpacker:
+                if message[0] == FEED_ENTRIES:
+                    self.deliver(message[1])
+                    continue
+                _, seq, (ms, sq) = message
+                self.position = max(self.position, (ms, sq))
+                taken = self._acks.pop(seq, None)
+                if taken is not None and not taken.done():
+                    taken.set_result(None)
+        if stop.is_set():
+            return
+        log.error("the machine's event reader is gone: stopping this worker to start it again")
+        for taken in self._acks.values():
+            if not taken.done():
+                taken.set_exception(StoreUnavailable("the machine's event reader is gone"))
+        self._acks.clear()
+        self.close()
+        (self.on_lost or stop_this_process)()
+
+    async def aclose(self) -> None:
+        """Close the connection to the machine's reader."""
+        if self._writer is not None:
+            self._writer.close()
+
+
 def reader_client(config: ServiceSettings) -> Redis:
-    """The hub's own client: one connection kept by its reads (StreamReads), one for its other
-    commands (the log's end, the replicas' positions)."""
+    """A log reader's own client: one connection kept by its reads (StreamReads), one for its
+    other commands (the log's end, the replicas' positions)."""
     return blocking_client(config, READ_BLOCK_S, size=2)
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the event hub, its own store connection and its tasks."""
+    """Cleanup context: the event hub and its tasks; its own reader and store connection, or,
+    in a worker of `serve --workers`, the feed of the machine's reader."""
     config = app[CONFIG].service
-    redis = reader_client(config)
-    ceiling = await replica_ceiling(config, redis)
-    hub = EventHub(
-        redis, app[ENGINE].keys.events, config.max_streams_per_key, ceiling or no_ceiling
-    )
+    feed = app.get(EVENT_FEED)
+    hub: EventHub | FedHub
+    if feed is None:
+        redis = reader_client(config)
+        ceiling = await replica_ceiling(config, redis) or no_ceiling
+        hub = EventHub(redis, app[ENGINE].keys.events, config.max_streams_per_key, ceiling)
+    else:
+        hub = FedHub(feed, config.max_streams_per_key)
     await hub.start()
     app[EVENT_HUB] = hub
     stop = asyncio.Event()
@@ -447,7 +637,7 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-        await redis.aclose()
+        await hub.aclose()
 
 
 async def close_streams(app: web.Application) -> None:
@@ -490,30 +680,31 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     with hub.admission(principal.name if principal is not None else ""):
         info = await engine.log_info()
         live_end = parse_event_id(text(info["last-generated-id"]) if info else "0-0", "log")
-        hub.resume(live_end)
         if after is None:
             start, gap = live_end, None
         else:
             start, gap = after, _gap(info, after)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
         stream = Stream(wanted, start, request.transport)
         try:
-            if gap is not None:
-                data = json.dumps({"oldest_id": gap, "after": resume}, separators=(",", ":"))
-                await response.write(f"event: gap\ndata: {data}\n\n".encode())
-            await _serve(request, response, hub, stream, limit)
-        except ConnectionError:
-            pass  # the client went away
-        except RouterError as error:
-            # The response has begun, so no problem document: end it, the client resumes.
-            log.warning("event stream ended: %s", error.title)
+            await hub.prepare(stream, live_end)
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            try:
+                if gap is not None:
+                    data = json.dumps({"oldest_id": gap, "after": resume}, separators=(",", ":"))
+                    await response.write(f"event: gap\ndata: {data}\n\n".encode())
+                await _serve(request, response, hub, stream, limit)
+            except ConnectionError:
+                pass  # the client went away
+            except RouterError as error:
+                # The response has begun, so no problem document: end it, the client resumes.
+                log.warning("event stream ended: %s", error.title)
         finally:
             hub.leave(stream)
         if stream.dropped:
@@ -527,7 +718,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 async def _serve(
     request: web.Request,
     response: web.StreamResponse,
-    hub: EventHub,
+    hub: StreamFanout,
     stream: Stream,
     limit: int | None,
 ) -> None:

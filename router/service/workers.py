@@ -4,8 +4,10 @@ The parent binds one listening socket per worker on the same port (SO_REUSEPORT:
 spreads new connections over them), starts each worker as a fresh interpreter (multiprocessing
 `spawn`) with its socket, waits until every worker serves, then only supervises: it forwards
 SIGTERM and SIGINT to the workers (as SIGTERM) and waits for each one's graceful stop. A worker
-has its own event loop, store connections, event reader and tick loop; the embedded store, if
-any, is the parent's, started before the workers and stopped after them.
+has its own event loop, store connections and tick loop; the event log is read once, by the
+parent (router/events/feed.py), which sends each worker what its streams want over a socket
+pair; the embedded store, if any, is the parent's, started before the workers and stopped after
+them.
 
 A worker that dies after it served is reported and started again on the same socket (the
 connections queued on it wait for the new worker rather than being refused); one that fails
@@ -37,6 +39,7 @@ from redis.exceptions import RedisError
 from router.clock import Clock
 from router.config import Config
 from router.errors import StoreUnavailable
+from router.events.feed import MachineReader
 from router.metrics.process import MULTIPROC_ENV
 from router.service.logs import setup_logging
 from router.service.options import http_url, redact_url
@@ -70,13 +73,16 @@ class Worker:
     log_json: bool
 
 
-def worker_main(worker: Worker, index: int, listener: socket.socket, ready: Connection) -> None:
-    """A worker process: serve on `listener` until SIGTERM or until the parent is gone."""
+def worker_main(
+    worker: Worker, index: int, listener: socket.socket, feed: socket.socket, ready: Connection
+) -> None:
+    """A worker process: serve on `listener`, with events from the machine's reader at the
+    other end of `feed`, until SIGTERM or until the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a stop reaches workers from the parent
     setup_logging(worker.log_json, worker=index)
     from router.api.app import create_app  # the API's modules load for serve only
 
-    app = create_app(worker.config, worker.clock, worker.insecure)
+    app = create_app(worker.config, worker.clock, worker.insecure, event_feed=feed)
 
     def on_ready(port: int) -> None:
         ready.send(os.getpid())
@@ -124,6 +130,7 @@ class Supervisor:
 
     worker: Worker
     sockets: list[socket.socket]
+    reader: MachineReader
     processes: dict[int, BaseProcess] = field(default_factory=dict)
     """The running worker of each index (1-based)."""
     stopping: bool = False
@@ -135,13 +142,21 @@ class Supervisor:
         pipes: dict[int, Connection] = {}
         for index in indexes:
             ours, theirs = context.Pipe(duplex=False)
+            feed, their_feed = socket.socketpair()
             process = context.Process(
                 target=worker_main,
-                args=(self.worker, index, self.sockets[index - 1], theirs),
+                args=(self.worker, index, self.sockets[index - 1], their_feed, theirs),
                 name=f"acd-worker-{index}",
             )
-            process.start()
-            theirs.close()
+            try:
+                process.start()
+            except BaseException:
+                feed.close()
+                raise
+            finally:
+                theirs.close()
+                their_feed.close()
+            self.reader.attach(feed)
             self.processes[index] = process
             pipes[index] = ours
         for index, ours in pipes.items():
@@ -235,9 +250,11 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
     except OSError as error:
         log.error("cannot serve on %s: %s", worker.config.service.listen, error)
         return EXIT_FAILURE
-    supervisor = Supervisor(worker, sockets)
+    reader = MachineReader(worker.config.service)
+    supervisor = Supervisor(worker, sockets, reader)
     received = ""
     try:
+        reader.start()
         with metrics_folder():
             try:
                 supervisor.start(*range(1, count + 1))
@@ -255,6 +272,7 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
             log.info("%s received: stopping %d workers", received, count)
             clean = supervisor.stop()
     finally:
+        reader.stop()
         for sock in sockets:
             sock.close()
     log.info("stopped" if clean else "stopped; a worker did not stop cleanly")

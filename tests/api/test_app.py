@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from router.api.keys import CONFIG, EVENT_HUB, REDIS
 from router.clock import ManualClock
-from router.events.sse import READ_BLOCK_S
+from router.events.sse import READ_BLOCK_S, EventHub
 from router.store.ticks import MIN_TICK_DELAY_S, TICK_INTERVAL_S, tick_delay
 
 
@@ -23,7 +23,9 @@ async def test_requests_wait_store_timeout_s_while_the_event_reader_outlasts_its
     assert requests["socket_timeout"] is None
     assert client.app[REDIS].connection_pool.timeout is None  # type: ignore[attr-defined]
     # A reader cut at store_timeout_s would end its XREAD BLOCK early, again and again.
-    reader = client.app[EVENT_HUB].redis.connection_pool
+    hub = client.app[EVENT_HUB]
+    assert isinstance(hub, EventHub)
+    reader = hub.redis.connection_pool
     assert reader.connection_kwargs["socket_timeout"] > READ_BLOCK_S
     # Two connections, however many streams are open: one kept by the reads, one for the rest.
     assert reader.max_connections == 2

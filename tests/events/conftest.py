@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -15,10 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from router.api.http import problem_middleware
-from router.api.keys import CLOCK, CONFIG, ENGINE
+from router.api.keys import CLOCK, CONFIG, ENGINE, EVENT_FEED, EVENT_HUB
 from router.clock import ManualClock
 from router.config import Config, WebhookConfig
-from router.events.sse import close_streams, events_ctx, stream_events
+from router.events.sse import EventHub, close_streams, events_ctx, stream_events
 from router.events.webhooks import signature, webhooks_ctx
 from router.settings import ServiceSettings
 from router.store.connection import request_client
@@ -31,7 +32,9 @@ SECRET = "test-secret"
 
 
 class StartRouter(Protocol):
-    def __call__(self, *webhooks: WebhookConfig) -> Awaitable[Client]: ...
+    def __call__(
+        self, *webhooks: WebhookConfig, feed: socket.socket | None = None
+    ) -> Awaitable[Client]: ...
 
 
 async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -104,14 +107,22 @@ class Sse:
         return found
 
 
+def own_hub(client: Client) -> EventHub:
+    """The hub of a router that reads the log itself."""
+    hub = client.app[EVENT_HUB]
+    assert isinstance(hub, EventHub)
+    return hub
+
+
 @pytest.fixture
 async def start_router(
     redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
 ) -> AsyncIterator[StartRouter]:
-    """Starts "router processes": the events routes on an app with a Redis client of its own."""
+    """Starts "router processes": the events routes on an app with a Redis client of its own
+    (given `feed`, a worker's end of a socket pair to the machine's reader)."""
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(*webhooks: WebhookConfig) -> Client:
+        async def start(*webhooks: WebhookConfig, feed: socket.socket | None = None) -> Client:
             service = replace(settings, redis_url=redis_server.url)
             redis = request_client(service)
             stack.push_async_callback(redis.aclose)
@@ -121,6 +132,8 @@ async def start_router(
             app[CONFIG] = Config(service=service, webhooks=webhooks)
             app[CLOCK] = clock
             app[ENGINE] = engine
+            if feed is not None:  # a worker's: its events come from the machine's reader
+                app[EVENT_FEED] = feed
             app.router.add_get("/v1/events", stream_events)
             app.cleanup_ctx.extend([events_ctx, webhooks_ctx])
             app.on_shutdown.append(close_streams)

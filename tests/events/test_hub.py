@@ -18,7 +18,7 @@ from router.events.sse import StreamId, event_json
 from router.store import codec
 from router.store.codec import text
 from router.store.engine import Engine, Entry
-from tests.events.conftest import Sse, StartRouter, deliveries, eventually
+from tests.events.conftest import Sse, StartRouter, deliveries, eventually, own_hub
 from tests.events.test_sse import open_stream, same
 from tests.store.center import Center
 
@@ -153,7 +153,7 @@ async def test_streams_get_only_events_below_the_ceiling(
 ) -> None:
     # The hook a replicated durability uses: deliver only what a replica holds.
     client = await start_router()
-    hub = client.app[EVENT_HUB]
+    hub = own_hub(client)
     cap: StreamId = hub.position
 
     async def ceiling(last_read: StreamId) -> StreamId:
@@ -252,7 +252,7 @@ async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
     # A router whose clients use webhooks only, or a worker without streams, read and decoded
     # every event for nobody.
     client = await start_router()
-    hub = client.app[EVENT_HUB]
+    hub = own_hub(client)
     await eventually(lambda: hub._parked)
     reads = await xread_calls(redis)
     await center.queue("support")
@@ -293,7 +293,7 @@ async def test_a_parked_reader_moves_only_while_no_stream_is_joined(
     # A stream joined at the reader's position must get every event after it: a later stream's
     # resume may not move the reader past them before it has read them.
     client = await start_router()
-    hub = client.app[EVENT_HUB]
+    hub = own_hub(client)
     await eventually(lambda: hub._parked)
     start = hub.position
     joined = sse.Stream(sse.Filter(), start)
