@@ -18,10 +18,10 @@ from router.events import sse
 from router.events.feed import FeedServer
 from router.events.sse import FedHub, Filter, Stream, log_id, reader_client
 from router.settings import ServiceSettings
-from router.store.engine import Engine, Entry
+from router.store.engine import Entry
 from router.store.server import RedisServer
 from tests.events.conftest import Client, StartRouter, eventually
-from tests.events.test_hub import xread_calls
+from tests.events.test_hub import catch_up_while_appending, xread_calls
 from tests.events.test_sse import open_stream, same
 from tests.store.center import Center
 
@@ -135,31 +135,15 @@ async def test_the_hand_over_to_the_feed_loses_and_repeats_nothing(
     center: Center,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sse, "READ_COUNT", 2)  # a catch-up of many pages
     client, _ = await worker(start_router, attach)
-    await center.queue("support")
-    await center.agent("ann", {"support": 1})
-    for i in range(5):
-        await center.state("ann", AgentState.NOT_READY, reason=f"r{i}")
-        await center.state("ann", AgentState.AVAILABLE)
-    read_log = Engine.read_log
-    pages = 0
-
-    async def read_and_append(self: Engine, after: str, until: str, count: int) -> list[Entry]:
-        nonlocal pages
-        pages += 1
-        if pages <= 4:  # events appended while the stream catches up
-            await center.state("ann", AgentState.NOT_READY, reason=f"late{pages}")
-        return await read_log(self, after, until, count)
-
-    monkeypatch.setattr(Engine, "read_log", read_and_append)
+    pages = await catch_up_while_appending(center, monkeypatch)
     stream = await open_stream(client, "?after=0&agent_id=ann")
     live = await open_stream(client, "?agent_id=ann")  # its key is taken already
     await center.state("ann", AgentState.AVAILABLE)  # live, after the hand-over
     events = await center.events()
     assert len(events) == 16
     same(await stream.until(events[-1].id or ""), events)
-    assert pages > 4
+    assert pages[0] > 4
     tail = await live.until(events[-1].id or "")
     assert tail
     assert [f.id for f in tail] == [e.id for e in events[-len(tail) :]]

@@ -85,38 +85,43 @@ async def test_open_streams_hold_no_store_connection(
     assert len(await redis.client_list()) <= during
 
 
-async def test_the_hand_over_from_catch_up_to_live_loses_and_repeats_nothing(
-    start_router: StartRouter,
-    center: Center,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(sse, "READ_COUNT", 2)  # a catch-up of many pages
-    client = await start_router()
+async def catch_up_while_appending(center: Center, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """An agent with 11 events in the log, and a catch-up of many pages (2 entries each) that
+    appends an event before each of its first 4 reads; the pages read so far (in a list)."""
+    monkeypatch.setattr(sse, "READ_COUNT", 2)
     await center.queue("support")
     await center.agent("ann", {"support": 1})
     for i in range(5):
         await center.state("ann", AgentState.NOT_READY, reason=f"r{i}")
         await center.state("ann", AgentState.AVAILABLE)
-    hub = client.app[EVENT_HUB]
     read_log = Engine.read_log
-    pages = 0
+    pages = [0]
 
     async def read_and_append(self: Engine, after: str, until: str, count: int) -> list[Entry]:
-        nonlocal pages
-        pages += 1
-        if pages <= 4:  # events appended while the stream catches up
-            await center.state("ann", AgentState.NOT_READY, reason=f"late{pages}")
+        pages[0] += 1
+        if pages[0] <= 4:  # events appended while the stream catches up
+            await center.state("ann", AgentState.NOT_READY, reason=f"late{pages[0]}")
         return await read_log(self, after, until, count)
 
     monkeypatch.setattr(Engine, "read_log", read_and_append)
+    return pages
+
+
+async def test_the_hand_over_from_catch_up_to_live_loses_and_repeats_nothing(
+    start_router: StartRouter,
+    center: Center,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = await start_router()
+    pages = await catch_up_while_appending(center, monkeypatch)
     stream = await open_stream(client, "?after=0")
     await asyncio.sleep(0.2)
     await center.state("ann", AgentState.AVAILABLE)  # live, after the hand-over
     events = await center.events()
     assert len(events) == 16
     same(await stream.until(events[-1].id), events)
-    assert pages > 4
-    assert hub.position >= tuple(map(int, events[-1].id.split("-")))
+    assert pages[0] > 4
+    assert client.app[EVENT_HUB].position >= tuple(map(int, events[-1].id.split("-")))
 
 
 async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
