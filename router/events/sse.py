@@ -577,17 +577,18 @@ class FedHub(StreamFanout):
         stream and stop this worker, which the parent starts again with a new feed."""
         assert self._reader is not None
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        while data := await self._reader.read(FEED_READ_BYTES):
-            unpacker.feed(data)
-            for message in unpacker:
-                if message[0] == FEED_ENTRIES:
-                    self.deliver(message[1])
-                    continue
-                _, seq, (ms, sq) = message
-                self.position = max(self.position, (ms, sq))
-                taken = self._acks.pop(seq, None)
-                if taken is not None and not taken.done():
-                    taken.set_result(None)
+        with contextlib.suppress(ConnectionError):  # cut off: as when it ends
+            while data := await self._reader.read(FEED_READ_BYTES):
+                unpacker.feed(data)
+                for message in unpacker:
+                    if message[0] == FEED_ENTRIES:
+                        self.deliver(message[1])
+                        continue
+                    _, seq, (ms, sq) = message
+                    self.position = max(self.position, (ms, sq))
+                    taken = self._acks.pop(seq, None)
+                    if taken is not None and not taken.done():
+                        taken.set_result(None)
         if stop.is_set():
             return
         log.error("the machine's event reader is gone: stopping this worker to start it again")
