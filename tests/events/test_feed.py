@@ -16,7 +16,7 @@ from router.api.keys import EVENT_HUB
 from router.domain.models import AgentState
 from router.events import sse
 from router.events.feed import FeedServer
-from router.events.sse import FedHub, Filter, Stream, log_id, reader_client
+from router.events.sse import FedHub, Filter, Stream, StreamId, log_id, reader_client
 from router.settings import ServiceSettings
 from router.store.engine import Entry
 from router.store.server import RedisServer
@@ -214,3 +214,30 @@ async def test_a_worker_whose_feed_ends_ends_its_streams_and_stops(
     await eventually(lambda: bool(lost))
     assert hub.closing
     assert await stream.response.content.read() == b""  # ended; the client resumes elsewhere
+
+
+async def test_workers_get_only_what_is_below_the_machines_ceiling(
+    machine: FeedServer, start_router: StartRouter, attach: Attach, center: Center
+) -> None:
+    # Durability `replicated`: the machine's reader sends only what a replica holds.
+    client, hub = await worker(start_router, attach)
+    cap: StreamId = machine.position
+
+    async def ceiling(last_read: StreamId) -> StreamId:
+        return min(cap, last_read)
+
+    machine.ceiling = ceiling
+    stream = await open_stream(client)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.state("ann", AgentState.NOT_READY, reason="r")
+    first, second = await center.events()
+    await asyncio.sleep(0.3)
+    assert hub.position < log_id(first.id or "")
+    cap = log_id(first.id or "")
+    same(await stream.events(1), [first])
+    late = await open_stream(client, "?after=0")  # its catch-up stops at the ceiling too
+    same(await late.events(1), [first])
+    cap = (2**64 - 1, 0)
+    same(await stream.events(1), [second])
+    same(await late.events(1), [second])
