@@ -30,7 +30,6 @@ from typing import Any
 import msgpack
 import uvloop
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.events.sse import (
     FEED_ACK,
@@ -111,7 +110,10 @@ class Subscriber:
         return False
 
     def send(self, message: list[Any]) -> bool:
-        """Write `message`; False (the worker cut off) when too much waits for it."""
+        """Write `message`; False when the worker is gone, or cut off because too much waits
+        for it."""
+        if self.writer.transport.is_closing():  # gone (reset): its serve() ends it
+            return False
         self.writer.write(msgpack.packb(message))
         if self.writer.transport.get_write_buffer_size() <= FEED_BUFFER_BYTES:
             return True
@@ -188,9 +190,9 @@ class FeedServer(LogReader):
                 self.ceiling = await replica_ceiling(self.settings, self.redis) or no_ceiling
                 await self.start()
                 break
-            except (RedisError, OSError) as error:
+            except Exception as error:  # the store's, or a bug: never the end of the feeds
                 if not failing:
-                    log.warning("event feed: store error %s; retrying", type(error).__name__)
+                    log.warning("event feed: cannot start (%s); retrying", type(error).__name__)
                 failing = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_S)
@@ -212,14 +214,21 @@ class MachineReader:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        """Start the thread; return once it takes workers."""
+        """Start the thread; return once it takes workers, or has failed to (`alive`)."""
         self._thread.start()
         self._ready.wait()
+
+    def alive(self) -> bool:
+        """Whether the thread runs (it ends only when stopped, unless a bug ends it)."""
+        return self._thread.is_alive() and self._server is not None
 
     def attach(self, sock: socket.socket) -> None:
         """Feed the worker at the other end of `sock` (from any thread)."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._serve_worker, sock)
+        try:
+            self._loop.call_soon_threadsafe(self._serve_worker, sock)
+        except RuntimeError:  # its loop is closed: the worker's feed ends, and it stops
+            sock.close()
 
     def stop(self) -> None:
         """Stop reading and end every feed; wait (bounded) for the thread."""
@@ -229,14 +238,21 @@ class MachineReader:
             self._thread.join(STOP_TIMEOUT_S)
 
     def _main(self) -> None:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(self._run())
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self._run())
+        except Exception as error:  # a bug: the supervisor sees the thread gone
+            log.error("the machine's event reader ended: %s", type(error).__name__)
+        finally:
+            self._server = None
 
     async def _run(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        redis = reader_client(self.settings)
-        self._server = FeedServer(self.settings, redis)
-        self._ready.set()
+        try:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            redis = reader_client(self.settings)
+            self._server = FeedServer(self.settings, redis)
+        finally:
+            self._ready.set()
         try:
             await self._server.run(self._stop)
         finally:

@@ -286,7 +286,8 @@ class LogReader:
                 self._failing = True
                 # Held events are read again: the store may be another primary now.
                 self._held, self._read_from = [], self.position
-                await self.reads.close()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.reads.close()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_S)
                 continue
@@ -302,10 +303,11 @@ class LogReader:
     async def _park(self, stop: asyncio.Event) -> None:
         """Wait until something is wanted, or `stop`; the reads' connection is closed meanwhile
         (no health check runs on it while it is kept)."""
-        await self.reads.close()
+        # Parked before the close's await: what becomes wanted meanwhile resumes it and wakes it.
         self._parked = True
         self.wanted.clear()
         try:
+            await self.reads.close()
             waits = [asyncio.ensure_future(e.wait()) for e in (self.wanted, stop)]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -428,7 +430,7 @@ class StreamFanout:
             return False
         if ("all", "") in index:
             return True
-        kind = fields.get(b"t", b"").decode()
+        kind = fields.get(b"t", b"").decode(errors="replace")
         wanted = self._field_types
         return ("type", kind) in index or "" in wanted or kind in wanted
 
@@ -530,6 +532,8 @@ class FedHub(StreamFanout):
         """Ask the machine's reader for the keys of `stream` it was not sending yet, and wait
         until it takes them (also for keys another stream asked for a moment ago): from the
         position it answers, every event under them reaches this hub."""
+        if self.closing:
+            raise StoreUnavailable("the machine's event reader is gone")
         keys = feed_keys(stream.filter)
         self._of_stream[stream] = keys
         added = [k for k in keys if not self._keys[k]]
@@ -547,8 +551,8 @@ class FedHub(StreamFanout):
             done, _ = await asyncio.wait(waits, timeout=FEED_ACK_TIMEOUT_S)
             if len(done) < len(waits):
                 raise StoreUnavailable("the machine's event reader did not answer in time")
-            for taken in done:
-                taken.result()  # raises when the feed ended
+        for key in keys:
+            self._taken[key].result()  # raises when the feed ended before the answer
 
     def leave(self, stream: Stream) -> None:
         """Stop feeding `stream`; the keys no stream wants any more are given up."""
@@ -575,6 +579,22 @@ class FedHub(StreamFanout):
     async def run(self, stop: asyncio.Event) -> None:
         """Hand what the machine's reader sends to the streams; when it is gone, end every
         stream and stop this worker, which the parent starts again with a new feed."""
+        try:
+            await self._follow()
+        except Exception as error:  # a bug: this worker's feed is lost with it
+            log.error("event feed: unexpected %s", type(error).__name__)
+        if stop.is_set():
+            return
+        log.error("the machine's event reader is gone: stopping this worker to start it again")
+        self.close()
+        for taken in self._acks.values():
+            if not taken.done():
+                taken.set_exception(StoreUnavailable("the machine's event reader is gone"))
+        self._acks.clear()
+        (self.on_lost or stop_this_process)()
+
+    async def _follow(self) -> None:
+        """Until the feed ends: entries to the streams, answers to the streams waiting."""
         assert self._reader is not None
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         with contextlib.suppress(ConnectionError):  # cut off: as when it ends
@@ -589,20 +609,13 @@ class FedHub(StreamFanout):
                     taken = self._acks.pop(seq, None)
                     if taken is not None and not taken.done():
                         taken.set_result(None)
-        if stop.is_set():
-            return
-        log.error("the machine's event reader is gone: stopping this worker to start it again")
-        for taken in self._acks.values():
-            if not taken.done():
-                taken.set_exception(StoreUnavailable("the machine's event reader is gone"))
-        self._acks.clear()
-        self.close()
-        (self.on_lost or stop_this_process)()
 
     async def aclose(self) -> None:
         """Close the connection to the machine's reader."""
         if self._writer is not None:
             self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
 
 
 def reader_client(config: ServiceSettings) -> Redis:

@@ -138,6 +138,8 @@ class Supervisor:
     def start(self, *indexes: int) -> None:
         """Start the workers `indexes` and wait until each serves; StartFailed if one ends
         first."""
+        if not self.reader.alive():
+            raise StartFailed("the machine's event reader is gone")
         context = multiprocessing.get_context("spawn")
         pipes: dict[int, Connection] = {}
         for index in indexes:
@@ -156,9 +158,9 @@ class Supervisor:
             finally:
                 theirs.close()
                 their_feed.close()
-            self.reader.attach(feed)
             self.processes[index] = process
             pipes[index] = ours
+            self.reader.attach(feed)
         for index, ours in pipes.items():
             started = self.processes[index]
             try:

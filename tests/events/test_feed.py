@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -18,15 +19,25 @@ from router.events import sse
 from router.events.feed import FeedServer
 from router.events.sse import FedHub, Filter, Stream, StreamId, log_id, reader_client
 from router.settings import ServiceSettings
+from router.store.codec import text
 from router.store.engine import Entry
 from router.store.server import RedisServer
 from tests.events.conftest import Client, StartRouter, eventually
-from tests.events.test_hub import catch_up_while_appending, xread_calls
+from tests.events.test_hub import catch_up_while_appending, good_events, xread_calls
 from tests.events.test_sse import open_stream, same
 from tests.store.center import Center
 
 Attach = Callable[[], socket.socket]
 QUEUED = "interaction.queued"
+
+
+@pytest.fixture(autouse=True)
+def lost(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each time a worker's feed ended while it served (in a worker process: its graceful
+    stop), recorded instead; set up first, undone last."""
+    ended: list[bool] = []
+    monkeypatch.setattr(sse, "stop_this_process", lambda: ended.append(True))
+    return ended
 
 
 @pytest.fixture
@@ -51,7 +62,7 @@ async def machine(
 
 
 @pytest.fixture
-def attach(machine: FeedServer) -> Attach:
+async def attach(machine: FeedServer) -> AsyncIterator[Attach]:
     """A new worker's end of a feed from the machine's reader."""
     tasks: list[asyncio.Task[None]] = []
 
@@ -60,7 +71,10 @@ def attach(machine: FeedServer) -> Attach:
         tasks.append(asyncio.create_task(machine.serve(ours)))
         return theirs
 
-    return new
+    yield new
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def received(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[str]]:
@@ -200,13 +214,8 @@ async def test_a_key_asked_for_a_moment_ago_is_waited_for(
 
 
 async def test_a_worker_whose_feed_ends_ends_its_streams_and_stops(
-    machine: FeedServer,
-    start_router: StartRouter,
-    attach: Attach,
-    monkeypatch: pytest.MonkeyPatch,
+    machine: FeedServer, start_router: StartRouter, attach: Attach, lost: list[bool]
 ) -> None:
-    lost: list[bool] = []
-    monkeypatch.setattr(sse, "stop_this_process", lambda: lost.append(True))
     client, hub = await worker(start_router, attach)
     stream = await open_stream(client)
     for subscriber in list(machine.subscribers):
@@ -214,6 +223,54 @@ async def test_a_worker_whose_feed_ends_ends_its_streams_and_stops(
     await eventually(lambda: bool(lost))
     assert hub.closing
     assert await stream.response.content.read() == b""  # ended; the client resumes elsewhere
+    late = await client.get("/v1/events?queue=support")  # until the worker has stopped
+    assert late.status == 503
+
+
+async def test_a_key_asked_for_while_the_reader_parks_wakes_it(
+    machine: FeedServer,
+    start_router: StartRouter,
+    attach: Attach,
+    center: Center,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The reader found nothing wanted and parks; a stream's keys arriving during the park's
+    # close must still wake it.
+    client, hub = await worker(start_router, attach)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    first = await open_stream(client)
+    closing = asyncio.Event()
+    close = machine.reads.close
+
+    async def slow_close() -> None:
+        closing.set()
+        await asyncio.sleep(0.2)
+        await close()
+
+    monkeypatch.setattr(machine.reads, "close", slow_close)
+    first.response.close()
+    await eventually(lambda: not hub._keys)  # the sweeper noticed; its key given up
+    await center.state("ann", AgentState.NOT_READY, reason="r")  # the reader wakes: idle
+    async with asyncio.timeout(5):
+        await closing.wait()
+    second = await open_stream(client)
+    await center.state("ann", AgentState.AVAILABLE)
+    last = (await center.events())[-1]
+    same(await second.events(1), [last])
+
+
+async def test_an_entry_that_cannot_be_decoded_does_not_end_a_feed(
+    machine: FeedServer, start_router: StartRouter, attach: Attach, center: Center, redis: Redis
+) -> None:
+    client, _ = await worker(start_router, attach)
+    stream = await open_stream(client, "?queue=support")
+    await center.queue("support")
+    bad = {"t": b"\xff", "at": 0, "d": msgpack.packb({"queue": "support"})}
+    bad_id = text(await redis.xadd(center.engine.keys.events, bad))  # type: ignore[arg-type]
+    await center.call("support", "i1")
+    queued = [e for e in await good_events(center.engine, bad_id) if e.type == QUEUED]
+    same(await stream.events(1), queued)
 
 
 async def test_workers_get_only_what_is_below_the_machines_ceiling(
