@@ -17,13 +17,18 @@ from router.api.keys import EVENT_HUB
 from router.domain.models import AgentState
 from router.events import sse
 from router.events.feed import FeedServer
-from router.events.sse import FedHub, Filter, Stream, StreamId, log_id, reader_client
+from router.events.sse import FedHub, Filter, Stream, log_id, reader_client
 from router.settings import ServiceSettings
 from router.store.codec import text
 from router.store.engine import Entry
 from router.store.server import RedisServer
 from tests.events.conftest import Client, StartRouter, eventually
-from tests.events.test_hub import catch_up_while_appending, good_events, xread_calls
+from tests.events.test_hub import (
+    catch_up_while_appending,
+    good_events,
+    only_below_the_ceiling,
+    xread_calls,
+)
 from tests.events.test_sse import open_stream, same
 from tests.store.center import Center
 
@@ -143,7 +148,6 @@ async def test_each_worker_is_sent_only_what_its_streams_may_want(
 
 
 async def test_the_hand_over_to_the_feed_loses_and_repeats_nothing(
-    machine: FeedServer,
     start_router: StartRouter,
     attach: Attach,
     center: Center,
@@ -188,9 +192,7 @@ async def test_with_no_stream_open_the_machine_reads_nothing_and_misses_nothing(
     assert await xread_calls(redis) > reads
 
 
-async def test_a_key_asked_for_a_moment_ago_is_waited_for(
-    machine: FeedServer, attach: Attach
-) -> None:
+async def test_a_key_asked_for_a_moment_ago_is_waited_for(attach: Attach) -> None:
     # A second stream of a key whose answer is on its way would catch up only to the hub's
     # older position and miss what came between.
     hub = FedHub(attach(), 10, on_lost=lambda: None)
@@ -261,7 +263,7 @@ async def test_a_key_asked_for_while_the_reader_parks_wakes_it(
 
 
 async def test_an_entry_that_cannot_be_decoded_does_not_end_a_feed(
-    machine: FeedServer, start_router: StartRouter, attach: Attach, center: Center, redis: Redis
+    start_router: StartRouter, attach: Attach, center: Center, redis: Redis
 ) -> None:
     client, _ = await worker(start_router, attach)
     stream = await open_stream(client, "?queue=support")
@@ -278,23 +280,4 @@ async def test_workers_get_only_what_is_below_the_machines_ceiling(
 ) -> None:
     # Durability `replicated`: the machine's reader sends only what a replica holds.
     client, hub = await worker(start_router, attach)
-    cap: StreamId = machine.position
-
-    async def ceiling(last_read: StreamId) -> StreamId:
-        return min(cap, last_read)
-
-    machine.ceiling = ceiling
-    stream = await open_stream(client)
-    await center.queue("support")
-    await center.agent("ann", {"support": 1})
-    await center.state("ann", AgentState.NOT_READY, reason="r")
-    first, second = await center.events()
-    await asyncio.sleep(0.3)
-    assert hub.position < log_id(first.id or "")
-    cap = log_id(first.id or "")
-    same(await stream.events(1), [first])
-    late = await open_stream(client, "?after=0")  # its catch-up stops at the ceiling too
-    same(await late.events(1), [first])
-    cap = (2**64 - 1, 0)
-    same(await stream.events(1), [second])
-    same(await late.events(1), [second])
+    await only_below_the_ceiling(client, center, machine, hub)

@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 from router.api.keys import EVENT_HUB
 from router.domain.models import AgentState, Event
 from router.events import sse
-from router.events.sse import StreamId, event_json
+from router.events.sse import LogReader, StreamFanout, StreamId, event_json
 from router.store import codec
 from router.store.codec import text
 from router.store.engine import Engine, Entry
-from tests.events.conftest import Sse, StartRouter, deliveries, eventually, own_hub
+from tests.events.conftest import Client, Sse, StartRouter, deliveries, eventually, own_hub
 from tests.events.test_sse import open_stream, same
 from tests.store.center import Center
 
@@ -153,32 +153,40 @@ async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
     same(await resumed.events(5), events[1:])
 
 
-async def test_streams_get_only_events_below_the_ceiling(
-    start_router: StartRouter, center: Center
+async def only_below_the_ceiling(
+    client: Client, center: Center, reader: LogReader, hub: StreamFanout
 ) -> None:
-    # The hook a replicated durability uses: deliver only what a replica holds.
-    client = await start_router()
-    hub = own_hub(client)
-    cap: StreamId = hub.position
+    """With `reader`'s ceiling at its position, then at the first event, then lifted, the
+    streams of `client` (fed through `hub`) get only the events below it."""
+    cap: StreamId = reader.position
 
     async def ceiling(last_read: StreamId) -> StreamId:
         return min(cap, last_read)
 
-    hub.ceiling = ceiling
+    reader.ceiling = ceiling
     stream = await open_stream(client)
     await center.queue("support")
     await center.agent("ann", {"support": 1})
     await center.state("ann", AgentState.NOT_READY, reason="r")
     first, second = await center.events()
     await asyncio.sleep(0.3)
-    assert hub.position < tuple(map(int, first.id.split("-")))
-    cap = tuple(map(int, first.id.split("-")))  # type: ignore[assignment]
+    assert hub.position < sse.log_id(first.id or "")
+    cap = sse.log_id(first.id or "")
     same(await stream.events(1), [first])
     late = await open_stream(client, "?after=0")  # a catch-up stops at the ceiling too
     same(await late.events(1), [first])
     cap = (2**64 - 1, 0)
     same(await stream.events(1), [second])
     same(await late.events(1), [second])
+
+
+async def test_streams_get_only_events_below_the_ceiling(
+    start_router: StartRouter, center: Center
+) -> None:
+    # The hook a replicated durability uses: deliver only what a replica holds.
+    client = await start_router()
+    hub = own_hub(client)
+    await only_below_the_ceiling(client, center, hub, hub)
 
 
 async def test_limit_ends_the_stream_after_n_events(
