@@ -77,17 +77,14 @@ class Subscriber:
     def update(self, added: list[list[str]], removed: list[list[str]]) -> None:
         """Take the keys `added`, give up those `removed`."""
         for kind, name, etype in added:
-            if (kind, name, etype) not in self.keys:
-                self.keys.add((kind, name, etype))
-                if kind != "all":
-                    self.field_types[etype] += 1
+            if (kind, name, etype) not in self.keys and kind != "all":
+                self.field_types[etype] += 1
+            self.keys.add((kind, name, etype))
         for kind, name, etype in removed:
-            if (kind, name, etype) in self.keys:
-                self.keys.discard((kind, name, etype))
-                if kind != "all":
-                    self.field_types[etype] -= 1
-                    if self.field_types[etype] <= 0:
-                        del self.field_types[etype]
+            if (kind, name, etype) in self.keys and kind != "all":
+                self.field_types[etype] -= 1
+            self.keys.discard((kind, name, etype))
+        self.field_types = +self.field_types  # no zero counts: `in` means wanted
 
     def wants_type(self, etype: str) -> bool:
         """Whether a key takes every event of type `etype`."""

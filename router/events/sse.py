@@ -271,8 +271,8 @@ class LogReader:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read the log and hand its events on until `stop`; while nothing is wanted (durability
-        `local`), read nothing: a router whose clients use webhooks only, or a worker without
-        streams, spends nothing on the log here."""
+        `local`), read nothing: a router whose clients use webhooks only, or a machine whose
+        workers hold no stream, spends nothing on the log here."""
         while not stop.is_set():
             # Under `replicated` the catch-up could not tell what a replica holds: read on.
             if self.idle() and self.ceiling is no_ceiling:
@@ -487,10 +487,9 @@ FEED_ACK_TIMEOUT_S = 5.0
 def feed_keys(wanted: Filter) -> list[FeedKey]:
     """The keys under which the machine's reader sends a worker what `wanted` may match."""
     types = sorted(wanted.types) or [""]
-    if wanted.agent_id is not None:
-        return [("agent", wanted.agent_id, t) for t in types]
-    if wanted.queue is not None:
-        return [("queue", wanted.queue, t) for t in types]
+    kind, name = wanted.index_keys()[0]  # the most selective filter, as the hub files it
+    if kind in FIELD_KINDS:
+        return [(kind, name, t) for t in types]
     return [("all", "", t) for t in types]
 
 

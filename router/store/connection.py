@@ -289,8 +289,7 @@ class StreamReads:
     (the pool's checkout and return, observability hooks, the generic packing and reply parsing),
     which on a busy log was a quarter of its reader's CPU. A dead connection is connected again
     and the read tried once more (`round_trip`); any other failure closes it and goes to the
-    caller. The client's pool needs a
-    connection besides it for the reader's other commands."""
+    caller. The client's pool needs a connection besides it for the reader's other commands."""
 
     def __init__(self, redis: Redis, key: str) -> None:
         self.pool = redis.connection_pool
