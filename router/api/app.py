@@ -44,7 +44,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = request_client(config.service)
     engine = Engine(redis, config.service)
     await engine.start()
-    await engine.load_queues(config.queues, app[CLOCK].now())
+    await engine.load_queues(config.queues, app[CLOCK])
     app[REDIS] = redis
     app[ENGINE] = engine
     yield

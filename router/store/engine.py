@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router.clock import Clock
 from router.domain.models import (
     MAX_REQUIREMENT_SKILLS,
     Agent,
@@ -68,6 +70,8 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 DUE_BATCH = 100
 """Due timers every operation applies before its own change (the tick loop does the rest)."""
+
+log = logging.getLogger("router.store.engine")
 
 
 def call_settings(settings: ServiceSettings) -> CallSettings:
@@ -258,10 +262,25 @@ class Engine:
         async with self.bounded():
             return await self.runner.loaded()
 
-    async def load_queues(self, queues: Iterable[QueueConfig], now: float) -> None:
-        """Write the configuration file's queues over what the store holds (§7)."""
-        for queue in queues:
-            await self.upsert_queue(queue, now)
+    async def load_queues(self, queues: Iterable[QueueConfig], clock: Clock) -> None:
+        """Write the configuration file's queues over what the store holds (§7): now, and again
+        whenever the store is found without the library (restarted without its data)."""
+        written = tuple(queues)
+
+        async def write() -> None:
+            for queue in written:
+                await self.upsert_queue(queue, clock.now())
+
+        async def write_again() -> None:
+            log.warning(
+                "the store had lost the library (restarted without its data?): loaded it again, "
+                "and the configuration's %d queue(s) written again",
+                len(written),
+            )
+            await write()
+
+        await write()
+        self.runner.reloaded = write_again
 
     # Agents
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from router.store.connection import FunctionCalls, load_library
 from router.store.replication import fcall_replicated
@@ -107,6 +109,9 @@ class ScriptRunner:
     """Durability `replicated`: each call then waits up to this long for a replica to hold it
     (router/store/replication.py); 0: `local`."""
     calls: FunctionCalls = field(init=False)
+    reloaded: Callable[[], Awaitable[None]] | None = None
+    """Run after the library was found missing and loaded again (the store lost its data):
+    what the router writes at start is written again."""
 
     def __post_init__(self) -> None:
         self.calls = FunctionCalls(self.redis)
@@ -119,6 +124,19 @@ class ScriptRunner:
     async def load(self) -> None:
         """FUNCTION LOAD the library (at startup, and again if Redis lost its functions)."""
         await load_library(self.redis, self.library.source)
+
+    async def reload(self) -> None:
+        """Load the library again, then run `reloaded`; if that fails, the library is deleted
+        again, so that the next call finds it missing and does both anew."""
+        await self.load()
+        if self.reloaded is None:
+            return
+        try:
+            await self.reloaded()
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.function_delete(self.library.name)
+            raise
 
     async def loaded(self) -> bool:
         """Whether Redis holds the library."""
@@ -134,7 +152,7 @@ class ScriptRunner:
         except ResponseError as exc:
             if not _missing(exc):
                 raise
-            await self.load()
+            await self.reload()
             raw = await self._fcall(function, prefix, packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         return reply

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.clock import ManualClock
 from router.settings import ServiceSettings
 from router.store.server import RedisServer
-from tests.api.conftest import ServiceTestServer, auth, config_for
+from tests.api.conftest import QUEUES, ServiceTestServer, auth, config_for
 
 Client = TestClient[web.Request, web.Application]
 TIMEOUT_S = 1.0
@@ -157,3 +158,22 @@ async def test_no_request_fails_on_a_stale_connection_after_a_restart(
     store.process.wait()
     store.start()  # answers PING when it returns
     assert set(await burst(faulty, 50)) == {200, 201}
+
+
+async def test_a_store_that_lost_its_data_gets_the_files_queues_again(
+    faulty: Client, store: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wiped = Redis.from_url(store.url)
+    try:
+        await wiped.flushall()
+        await wiped.function_flush()
+    finally:
+        await wiped.aclose()
+    status, created, _ = await answer(
+        faulty, "POST", "/v1/interactions", json={"queue": "chat"}, headers=auth()
+    )
+    assert status == 201, created
+    status, body, _ = await answer(faulty, "GET", "/v1/queues", headers=auth())
+    assert {q["name"] for q in json.loads(body)["queues"]} == {q.name for q in QUEUES}
+    assert (await answer(faulty, "GET", "/readyz"))[0] == 200
+    assert "written again" in caplog.text

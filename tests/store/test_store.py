@@ -60,6 +60,46 @@ async def test_scripts_are_reloaded_when_redis_lost_them(center: Center) -> None
     assert (await center.ix("c1")).agent_id == "a1"
 
 
+async def test_the_files_queues_are_written_again_when_redis_lost_its_data(
+    center: Center,
+) -> None:
+    engine = center.engine
+    await engine.load_queues([QueueConfig(name="support")], center.clock)
+    await engine.redis.flushall()
+    await engine.redis.function_flush()
+    await center.agent("a1", {})  # finds the library missing: loads it, writes the queue
+    await center.call("support", "c1")
+    assert (await center.ix("c1")).agent_id == "a1"
+
+
+async def test_a_failed_write_after_a_reload_leaves_the_library_missing_for_the_next_call(
+    center: Center,
+) -> None:
+    engine = center.engine
+    await engine.load_queues([QueueConfig(name="support")], center.clock)
+    writes = engine.runner.reloaded
+    assert writes is not None
+    attempts = 0
+
+    async def fails_once() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("lost meanwhile")
+        await writes()
+
+    engine.runner.reloaded = fails_once
+    await engine.redis.flushall()
+    await engine.redis.function_flush()
+    with pytest.raises(RuntimeError):
+        await center.agent("a1", {})
+    assert not await engine.ready()
+    await center.agent("a1", {})
+    assert attempts == 2
+    await center.call("support", "c1")
+    assert (await center.ix("c1")).agent_id == "a1"
+
+
 async def test_a_library_of_another_version_is_left_alone(center: Center) -> None:
     redis = center.engine.redis
     other = library().source.replace(library().name, "acd_0123456789abcdef")
