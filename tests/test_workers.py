@@ -223,8 +223,34 @@ def test_the_workers_streams_are_fed_by_the_machines_one_reader(served: Served) 
         for conn, queue in streams:
             assert sse_ids(conn, 2) == (["w0", "w2"] if queue == "support" else ["w1", "w3"])
         assert sse_ids(everything, 4) == ["w0", "w1", "w2", "w3"]
-    store.close()
+        store.close()
+
+        # Stopped with streams open (the machine's reader blocked on the log): once the workers
+        # are gone, new connections are refused, not left waiting on the parent's sockets.
+        served.process.send_signal(signal.SIGTERM)
+        eventually(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids.values()),
+            what="the workers gone",
+        )
+        assert not port_open(port)
+        assert served.wait_exit() == 0
     assert "Traceback" not in served.output
+
+
+@pytest.mark.parametrize("when", ["at once", "once the new worker runs"])
+def test_a_stop_while_a_worker_starts_again_is_a_clean_stop(served: Served, when: str) -> None:
+    served.wait_ready()
+    pids = worker_pids(served)
+    before = set(children(served.process.pid))
+    os.kill(pids[1], signal.SIGKILL)
+    served.wait_for(re.compile(r"worker 1 \(pid \d+\) exited with signal SIGKILL: starting"))
+    if when != "at once":
+        # Started, not serving yet: the stop's SIGTERM may end it before its handler is in.
+        eventually(lambda: bool(set(children(served.process.pid)) - before), what="a new worker")
+        assert worker_pids(served)[1] == pids[1]
+    assert served.stop() == 0, served.output
+    assert "did not stop cleanly" not in served.output
+    assert "Traceback" not in served.output, served.output
 
 
 # --- the setting --------------------------------------------------------------------------------

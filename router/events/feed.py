@@ -208,6 +208,7 @@ class MachineReader:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._server: FeedServer | None = None
+        self._reading: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -228,11 +229,19 @@ class MachineReader:
             sock.close()
 
     def stop(self) -> None:
-        """Stop reading and end every feed; wait (bounded) for the thread."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Stop reading at once (a blocked read of the log is cancelled) and end every feed;
+        wait (bounded) for the thread."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: the thread ended
+                self._loop.call_soon_threadsafe(self._end)
         if self._thread.ident is not None:  # started
             self._thread.join(STOP_TIMEOUT_S)
+
+    def _end(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._reading is not None:
+            self._reading.cancel()
 
     def _main(self) -> None:
         try:
@@ -250,8 +259,10 @@ class MachineReader:
             self._server = FeedServer(self.settings, redis)
         finally:
             self._ready.set()
+        self._reading = asyncio.create_task(self._server.run(self._stop))
         try:
-            await self._server.run(self._stop)
+            with contextlib.suppress(asyncio.CancelledError):  # stopped (`_end`)
+                await self._reading
         finally:
             for task in self._tasks:
                 task.cancel()

@@ -55,6 +55,7 @@ from router.service.run import (
 
 log = logging.getLogger("router.service.workers")
 
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 BACKLOG = 128
 """Pending connections per worker's socket (aiohttp's default)."""
 STOP_TIMEOUT_S = SHUTDOWN_TIMEOUT_S + 10.0
@@ -133,6 +134,8 @@ class Supervisor:
     reader: MachineReader
     processes: dict[int, BaseProcess] = field(default_factory=dict)
     """The running worker of each index (1-based)."""
+    serving: set[int] = field(default_factory=set)
+    """The indexes whose worker said it serves."""
     stopping: bool = False
 
     def start(self, *indexes: int) -> None:
@@ -150,17 +153,18 @@ class Supervisor:
                 args=(self.worker, index, self.sockets[index - 1], their_feed, theirs),
                 name=f"acd-worker-{index}",
             )
-            try:
-                process.start()
-            except BaseException:
-                feed.close()
-                raise
-            finally:
-                theirs.close()
-                their_feed.close()
-            self.processes[index] = process
-            pipes[index] = ours
-            self.reader.attach(feed)
+            with stop_signals_deferred():  # one now would cut the start in two
+                try:
+                    process.start()
+                except BaseException:
+                    feed.close()
+                    raise
+                finally:
+                    theirs.close()
+                    their_feed.close()
+                self.processes[index] = process
+                pipes[index] = ours
+                self.reader.attach(feed)
         for index, ours in pipes.items():
             started = self.processes[index]
             try:
@@ -173,6 +177,7 @@ class Supervisor:
             if pid is None:
                 started.join(STOP_TIMEOUT_S)
                 raise StartFailed(f"worker {index} exited with {describe_exit(started)} at start")
+            self.serving.add(index)
             log.info("worker %d of %d serving (pid %d)", index, len(self.sockets), pid)
 
     def supervise(self) -> None:
@@ -184,6 +189,8 @@ class Supervisor:
                 process = self.processes[index]
                 process.join()
                 forget(process)
+                del self.processes[index]
+                self.serving.discard(index)
                 log.error(
                     "worker %d (pid %s) exited with %s: starting it again",
                     index,
@@ -204,11 +211,32 @@ class Supervisor:
                 log.error("worker %d (pid %s) did not stop in time: killed", index, process.pid)
                 process.kill()
                 process.join()
-            if process.exitcode != 0:
+            if process.exitcode != 0 and not self._stopped_starting(index, process):
                 clean = False
                 log.warning("worker %d exited with %s", index, describe_exit(process))
             forget(process)
         return clean
+
+    def _stopped_starting(self, index: int, process: BaseProcess) -> bool:
+        """The stop's SIGTERM ended a worker still starting (a restart): before its handler was
+        in place, with nothing served and so nothing lost."""
+        return index not in self.serving and process.exitcode == -signal.SIGTERM
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """A stop signal that arrives in the block is raised (Interrupted) after it."""
+    received: list[int] = []
+    before = {
+        sig: signal.signal(sig, lambda signum, _: received.append(signum)) for sig in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Interrupted(signal.Signals(received[0]).name)
 
 
 def describe_exit(process: BaseProcess) -> str:
@@ -265,6 +293,7 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
                 supervisor.supervise()
             except StartFailed as failed:
                 log.error("%s: stopping every worker", failed)
+                close(sockets)
                 supervisor.stop()
                 return EXIT_FAILURE
             except Interrupted as signalled:
@@ -272,10 +301,17 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)  # the workers' stops are bounded: let them end
             log.info("%s received: stopping %d workers", received, count)
+            close(sockets)
             clean = supervisor.stop()
     finally:
+        close(sockets)
         reader.stop()
-        for sock in sockets:
-            sock.close()
     log.info("stopped" if clean else "stopped; a worker did not stop cleanly")
     return EXIT_OK if clean else EXIT_FAILURE
+
+
+def close(sockets: list[socket.socket]) -> None:
+    """Close the parent's listening sockets: no worker is started on them again, and once each
+    worker has closed its own, new connections are refused rather than left waiting."""
+    for sock in sockets:
+        sock.close()
