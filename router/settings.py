@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -120,11 +121,16 @@ MAX_WORKERS = 64
 WORKERS_KIND = f'an integer 1..{MAX_WORKERS} or "{AUTO}"'
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")
+"""An integer setting's digits: ASCII only (`isdigit` takes "²", which `int` refuses), and few
+enough for `int` and for Redis's 64-bit integers."""
+
+
 def parse_workers(value: Any) -> int | str | None:
     """A `workers` setting (an integer 1..MAX_WORKERS, or "auto"; from text too), or None."""
     if value == AUTO:
         return AUTO
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
         return value
@@ -154,7 +160,7 @@ def _coerce(default: Any, value: Any) -> Any:
     if isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip().removeprefix("-")):
             return int(value)
         return None
     if isinstance(default, float):

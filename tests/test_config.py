@@ -59,10 +59,12 @@ def test_environment_overrides_service_settings(tmp_path: Path) -> None:
     assert config.service.config == str(path)
 
 
-def test_bad_environment_value_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", ["lots", "\u00b2", "9" * 5000])
+def test_bad_environment_value_is_reported(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, "")
-    assert problems(path, {"ACD_EVENT_LOG_MAX": "lots"}) == [
-        f"{path}: env.event_log_max: must be an integer"
+    assert problems(path, {"ACD_EVENT_LOG_MAX": value, "ACD_WORKERS": value}) == [
+        f"{path}: env.event_log_max: must be an integer",
+        f'{path}: env.workers: must be an integer 1..64 or "auto"',
     ]
 
 

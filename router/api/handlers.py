@@ -28,7 +28,7 @@ from router.domain.models import (
     StateChange,
     TransferBody,
 )
-from router.domain.validation import validate_id
+from router.domain.validation import validate_id, whole_number
 from router.errors import NotFound, StoreUnavailable, ValidationError
 from router.metrics.business import render
 from router.metrics.process import exposition
@@ -263,10 +263,10 @@ def _limit(request: web.Request, others: set[str], default: int) -> int:
     unknown = set(request.query) - others - {"limit"}
     if unknown:
         raise ValidationError.of(sorted(unknown)[0], "unknown query parameter")
-    text = request.query.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    limit = whole_number(request.query.get("limit", str(default)), 1, MAX_PAGE)
+    if limit is None:
         raise ValidationError.of("limit", f"must be an integer 1..{MAX_PAGE}")
-    return int(text)
+    return limit
 
 
 def _choice(request: web.Request, name: str, allowed: Iterable[str]) -> str | None:

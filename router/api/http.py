@@ -88,15 +88,12 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
         if required:
             raise ValidationError.of("body", "is required")
         return {}
-    if media != MSGPACK and (deep := json_nesting_problem(raw)) is not None:
-        raise ValidationError(str(deep), [deep])
     try:
         if media == MSGPACK:
             # msgpack's parser does not recurse (its own stack ends at 1,024 levels).
             body = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         else:
-            # What json.loads does with bytes: UTF-8, -16 or -32 by the first bytes.
-            body = _JSON_BODY.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+            body = _json_body(raw)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
         raise BadRequest(
             f"the body is not valid {'msgpack' if media == MSGPACK else 'JSON'}"
@@ -105,6 +102,18 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
         raise ValidationError.of("body", "must be an object")
     raise_errors(body_problems(body))
     return body
+
+
+def _json_body(raw: bytes) -> Any:
+    """What json.loads does with bytes (UTF-8, -16 or -32 by the first bytes), its nesting
+    checked first, on the text as UTF-8: in UTF-16 or -32 a character's bytes can look like a
+    quote and hide brackets from the check."""
+    encoding = json.detect_encoding(raw)
+    text = raw.decode(encoding, "surrogatepass")
+    utf8 = raw if encoding.startswith("utf-8") else text.encode("utf-8", "surrogatepass")
+    if (deep := json_nesting_problem(utf8)) is not None:
+        raise ValidationError(str(deep), [deep])
+    return _JSON_BODY.decode(text)
 
 
 def respond(request: web.Request, body: Any, status: int = 200) -> web.Response:

@@ -40,6 +40,15 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{}:]')
 """A whole string (possessive: linear time), a quote that starts no whole string, a bracket."""
 
 
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """`text` as an integer in low..high, or None: ASCII digits only (`isdigit` takes "²", which
+    `int` refuses) and not longer than `high`'s (`int` refuses very long ones)."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(high)):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
 def json_nesting_problem(raw: bytes, max_field_depth: int = MAX_FIELD_DEPTH) -> FieldError | None:
     """Before the JSON parser (which recurses) sees `raw`: the field that nests deeper than
     `max_field_depth` levels (a field's value is level 1), or None. Strings are skipped whole."""

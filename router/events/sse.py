@@ -47,6 +47,7 @@ from router.api.keys import CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
 from router.api.views import event_view
 from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
+from router.domain.validation import whole_number
 from router.errors import RouterError, StoreUnavailable, TooManyRequests, ValidationError
 from router.metrics.process import EVENT_DELIVERIES, EVENT_STREAMS, EVENT_STREAMS_DROPPED
 from router.settings import ServiceSettings
@@ -666,9 +667,10 @@ def _limit(query: Mapping[str, str]) -> int | None:
     value = query.get("limit")
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+    limit = whole_number(value, 1, 1_000_000)
+    if limit is None:
         raise ValidationError.of("limit", "must be an integer 1..1000000")
-    return int(value)
+    return limit
 
 
 def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -29,7 +30,7 @@ def parse_listen(listen: str, where: str = "listen") -> tuple[str, int]:
     """`HOST:PORT` (or `[IPv6]:PORT`) as a host and a port, or a ConfigError naming `where`."""
     host, sep, port_text = listen.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
         message = "must be HOST:PORT, e.g. 127.0.0.1:8080"
         raise ConfigError(f"{where}: {message}", [FieldError(where, message)])
     return host, int(port_text)

@@ -75,7 +75,7 @@ def parse_store_url(url: str, where: str = "service.redis_url") -> StoreUrl:
     if kind is StoreKind.SENTINEL and not _MASTER.fullmatch(master):
         raise _bad(where, "the master name is missing or malformed")
     allowed = 1 if kind is StoreKind.SENTINEL else 0
-    if len(segments) > allowed or not all(s.isdigit() for s in segments):
+    if len(segments) > allowed or not all(re.fullmatch(r"[0-9]{1,9}", s) for s in segments):
         raise _bad(where, "unexpected path")
     credentials = urlsplit(f"redis://{userinfo}@x") if userinfo else None
     return StoreUrl(

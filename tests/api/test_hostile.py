@@ -202,3 +202,25 @@ async def test_an_empty_queue_filter_is_a_422_naming_it(client: Client) -> None:
     async with client.get("/v1/events?queue=", headers=auth()) as resp:
         assert resp.status == 422
         assert fields(await resp.json()) == ["queue"]
+
+
+async def test_a_utf16_body_cannot_hide_its_nesting(client: Client) -> None:
+    # Seen: a 500 (RecursionError); U+4E22 is the bytes 22 4E in UTF-16-LE, a quote to a check
+    # that reads bytes, which then skipped the brackets after it.
+    text = '{"a":"\u4e22","b":' + "[" * 3000 + "]" * 3000 + ',"c":"\u4e22"}'
+    for encoding in ("utf-16-le", "utf-16-be", "utf-32"):
+        status, body = await raw_post(client, "/v1/interactions", text.encode(encoding))
+        assert (status, fields(body)) == (422, ["b"]), encoding
+    shallow = '{"queue":"chat","data":{"k":"\u4e22"}}'.encode("utf-16")
+    status, created = await raw_post(client, "/v1/interactions", shallow)
+    assert (status, created["data"]) == (201, {"k": "\u4e22"})
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "9" * 5000, "0x10", "-1"])
+@pytest.mark.parametrize("path", ["/v1/events?after=0&", "/v1/interactions?", "/v1/agents?"])
+async def test_a_limit_of_other_digits_is_a_422(client: Client, path: str, limit: str) -> None:
+    # Seen: a 500 (ValueError) for "\u00b2", which str.isdigit takes and int refuses.
+    async with client.get(f"{path}limit={limit}", headers=auth()) as resp:
+        body = await resp.json(content_type=None)
+        assert (resp.status, resp.content_type) == (422, "application/problem+json"), body
+    assert fields(body) == ["limit"]

@@ -18,7 +18,7 @@ from router.domain.models import (
     Step,
     Strategy,
 )
-from router.domain.validation import validate_id
+from router.domain.validation import validate_id, whole_number
 from router.errors import ValidationError
 
 BAD_ID = "must be 1..128 characters of A-Z a-z 0-9 _ . : @ + -, starting with a letter or digit"
@@ -408,3 +408,24 @@ def test_validate_id_accepts(value: str) -> None:
 )
 def test_validate_id_rejects(value: object, message: str) -> None:
     assert problems(lambda v: validate_id(v, "agent_id"), value) == [("agent_id", message)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        ("500", 500),
+        ("007", 7),
+        ("0", None),
+        ("501", None),
+        ("", None),
+        ("-1", None),
+        (" 5", None),
+        ("\u00b2", None),
+        ("\u0663", None),
+        ("9" * 5000, None),
+        ("1e2", None),
+    ],
+)
+def test_a_whole_number_is_ascii_digits_in_range(text: str, expected: int | None) -> None:
+    assert whole_number(text, 1, 500) == expected
