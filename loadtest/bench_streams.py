@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import resource
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import aiohttp
 
 from loadtest.report import percentile
 from loadtest.served import Served, clean_env, serve_args
+from router.service.run import raise_open_files
 
 KEYS = 100
 STREAMS = 10_000
@@ -48,7 +48,6 @@ OPEN_TIMEOUT_S = 120.0
 TARGET_RATIO = 2.0
 RELEASE_S = 3.0
 """Time for the router to notice that closed streams' clients left (its sweep is every 1 s)."""
-NOFILE_NEEDED = STREAMS + 1_000
 
 
 def key(i: int) -> str:
@@ -67,14 +66,6 @@ def config_text(keys: int) -> str:
         ]
         lines += [f'sha256 = "{digest}"', ""]
     return "\n".join(lines)
-
-
-def raise_open_files() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to the hard limit (the child inherits it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, NOFILE_NEEDED)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
 
 
 @dataclass

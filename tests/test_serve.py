@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ name = "support"
 channel = "voice"
 skills = { support = 1 }
 """
+
+LOW_OPEN_FILES = 512
+"""A soft open-file limit as low as many systems' default."""
 
 
 @pytest.fixture
@@ -60,9 +64,20 @@ def test_serves_with_an_embedded_store_and_stops_on_sigterm(
 ) -> None:
     data = tmp_path / "data"
     args, _ = serve_args("--config", str(config_file), data_dir=data)
-    served = start(launch, args, ACD_KEY_PBX=KEY)
+    soft_before, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_OPEN_FILES, hard))  # the child inherits it
+    try:
+        served = start(launch, args, ACD_KEY_PBX=KEY)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_before, hard))
     url = served.wait_ready()
     assert str(data) in served.output  # the start-up log names the data folder
+    # Raised to the hard limit: every connection is a file.
+    limits = Path(f"/proc/{served.process.pid}/limits").read_text()
+    found = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits)
+    assert found is not None
+    assert int(found[1]) == int(found[2]) > LOW_OPEN_FILES
+    assert f"open files {found[1]})" in served.output
     assert "kept across restarts" in served.output
     store_port = served.store_port
     assert store_port is not None

@@ -76,8 +76,12 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
     raw = b""
     media = request.content_type
     if request.body_exists:
-        if media not in (JSON, MSGPACK, "application/octet-stream") and request.can_read_body:
+        # Without a Content-Type (aiohttp then says application/octet-stream) a body is JSON.
+        declared = "Content-Type" in request.headers
+        if declared and media not in (JSON, MSGPACK) and request.can_read_body:
             raise UnsupportedMediaType(f"send {JSON} or {MSGPACK}, not {media}")
+        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise UnsupportedMediaType("send the body uncompressed (no Content-Encoding)")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge as too_large:

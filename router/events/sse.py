@@ -65,6 +65,9 @@ READ_BLOCK_S = 5.0
 """The hub's longest XREAD wait."""
 READ_COUNT = 500
 """Entries per XREAD of the hub, and per catch-up page."""
+CATCH_UP_WRITE_S = 15.0
+"""How long a stream's client may take to accept one page of its catch-up; past it the client is
+dropped (until it catches up, the buffer of BUFFER_EVENTS does not apply)."""
 BUFFER_EVENTS = 2000
 """Events a stream may have waiting for its client; past it the client is dropped. Frames are
 shared by every stream that gets them: a full buffer costs pointers, not copies."""
@@ -723,7 +726,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         finally:
             hub.leave(stream)
         if stream.dropped:
-            log.warning("event stream dropped: its client fell %d events behind", BUFFER_EVENTS)
+            log.warning("event stream dropped: its client fell behind")
         else:
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
@@ -752,7 +755,13 @@ async def _serve(
         # Past the page's last entry; or, when nothing is left up to the target, the target.
         full = len(entries) == READ_COUNT
         stream.cursor = parse_event_id(text(entries[-1][0]), "log") if full else target
-        left = await _write(response, frames, left)
+        try:
+            async with asyncio.timeout(CATCH_UP_WRITE_S):
+                left = await _write(response, frames, left)
+        except TimeoutError:
+            stream.drop()  # it resumes by Last-Event-ID
+            EVENT_STREAMS_DROPPED.inc()
+            return
         if left == 0:
             return
     hub.join(stream)  # at once after the last check: no event can slip between

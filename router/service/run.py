@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -195,7 +196,9 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
             store.cleanup()
         print(f"acd-router serve: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    log.info("acd-router %s starting (pid %d)", version(), os.getpid())
+    log.info(
+        "acd-router %s starting (pid %d, open files %d)", version(), os.getpid(), raise_open_files()
+    )
     announce(options)
     interrupt_on_signals()
     try:
@@ -217,6 +220,25 @@ def version() -> str:
         return metadata.version("acd-router")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+OPEN_FILES_UNLIMITED = 65_536
+"""The soft open-file limit `serve` takes when the hard one is unlimited."""
+
+
+def raise_open_files() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (the workers and the embedded store inherit
+    it): every connection and event stream is a file, and the usual soft limit of 1,024 lets a
+    crowd of idle clients lock everyone out. The limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, OPEN_FILES_UNLIMITED)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("open files: cannot raise the limit of %d (%s)", soft, error)
+            return soft
+    return target
 
 
 def announce(options: ServeOptions) -> None:

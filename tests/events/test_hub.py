@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import aiohttp
 import msgpack
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from router.api.keys import EVENT_HUB
@@ -151,6 +153,44 @@ async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
     resumed = await open_stream(client, **{"Last-Event-ID": seen.id or ""})
     events = await center.events()
     same(await resumed.events(5), events[1:])
+
+
+def sample(name: str) -> float:
+    """The value of an unlabelled metric of this process."""
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_client_that_takes_nothing_of_its_catch_up_is_dropped(
+    start_router: StartRouter,
+    center: Center,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen: such streams held their memory (3.4 MB each) and their key's slot for ever.
+    monkeypatch.setattr(sse, "CATCH_UP_WRITE_S", 0.2)
+    client = await start_router()
+    async with redis.pipeline(transaction=False) as pipe:  # far more than socket buffers hold
+        for i in range(400):
+            fields = {"agent_id": "ann", "state": "not_ready", "reason": f"{i:05d}" + "x" * 20_000}
+            pipe.xadd(
+                center.engine.keys.events,
+                {"t": "agent.state_changed", "at": 0, "d": msgpack.packb(fields)},
+            )
+        await pipe.execute()
+    dropped = sample("acd_event_streams_dropped_total")
+    open_before = sample("acd_event_streams")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (client.host, client.port))
+    try:
+        await asyncio.get_running_loop().sock_sendall(
+            sock, b"GET /v1/events?after=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await eventually(lambda: sample("acd_event_streams_dropped_total") == dropped + 1)
+        assert sample("acd_event_streams") == open_before  # its key's slot is free again
+    finally:
+        sock.close()
 
 
 async def only_below_the_ceiling(
