@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.http_parser import HttpParser
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -33,8 +35,51 @@ class MalformedRequest(RouterError):
     title = "Malformed HTTP request"
 
 
+MAX_HEAD_BYTES = 32 * 1024
+"""The bytes of one request head (request line and headers) at most: aiohttp limits each line
+(8,190 bytes) and the number of headers (128), not their sum, so without this an unfinished head
+of 128 long headers held about 2 MiB of a connection's memory, without any key."""
+
+
+class HeadLimit:
+    """aiohttp's request parser, refusing a request head of more than MAX_HEAD_BYTES: a parsed
+    head by its headers, an unfinished one by the bytes fed while no body is being read."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self._head_bytes = 0
+        self._body: Any = None
+
+    def feed_data(self, data: bytes) -> tuple[Any, bool, bytes]:
+        """Parse `data`; BadHttpMessage (a 400) once the head being read is too large."""
+        reading_body = self._body is not None and not self._body.is_eof()
+        messages, upgraded, tail = self._parser.feed_data(data)
+        if messages:
+            for message, _ in messages:
+                headers = getattr(message, "raw_headers", ())
+                self._check(sum(len(name) + len(value) for name, value in headers))
+            self._head_bytes, self._body = 0, messages[-1][1]
+        elif not reading_body:
+            self._head_bytes += len(data)
+            self._check(self._head_bytes)
+        return messages, upgraded, tail
+
+    @staticmethod
+    def _check(size: int) -> None:
+        if size > MAX_HEAD_BYTES:
+            raise BadHttpMessage(f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+
 class ProblemRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering the requests its parser refuses as problems."""
+    """aiohttp's connection handler, answering the requests its parser refuses as problems, and
+    refusing request heads over MAX_HEAD_BYTES."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parser = cast("HttpParser[Any]", HeadLimit(self._parser))
 
     def handle_error(
         self,
