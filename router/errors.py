@@ -23,6 +23,8 @@ class RouterError(Exception):
     title: str = "Router error"
     retry_after_s: int | None = None
     """Sent as `Retry-After` when set: the client may repeat the request after that long."""
+    closes_connection: bool = False
+    """The connection is closed after the answer (what follows on it cannot be read)."""
 
     def __init__(self, detail: str, errors: list[FieldError] | None = None, **members: Any) -> None:
         super().__init__(detail)

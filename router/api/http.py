@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import traceback
@@ -27,6 +28,9 @@ JSON = "application/json"
 MSGPACK = "application/msgpack"
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_S = 10.0
+"""How long a request's body may take to arrive whole once its handler reads it: a body trickled
+in holds its connection no longer (a 408, and the connection is closed)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,6 +45,13 @@ class UnsupportedMediaType(RouterError):
     status = 415
     type = "/problems/unsupported-media-type"
     title = "Unsupported media type"
+
+
+class RequestTimeout(RouterError):
+    status = 408
+    type = "/problems/request-timeout"
+    title = "Request timeout"
+    closes_connection = True  # the rest of the body may still come
 
 
 class PayloadTooLarge(RouterError):
@@ -83,7 +94,10 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise UnsupportedMediaType("send the body uncompressed (no Content-Encoding)")
         try:
-            raw = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await request.read()
+        except TimeoutError as slow:
+            raise RequestTimeout(f"the body did not arrive within {BODY_TIMEOUT_S:g} s") from slow
         except web.HTTPRequestEntityTooLarge as too_large:
             raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes") from too_large
         except RequestPayloadError as malformed:  # e.g. bad chunking, past the first read
@@ -193,9 +207,12 @@ def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Re
     headers = dict(headers or {})
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
-    return web.Response(
+    response = web.Response(
         text=json.dumps(body), status=error.status, content_type=PROBLEM, headers=headers
     )
+    if error.closes_connection:
+        response.force_close()
+    return response
 
 
 def where(error: BaseException) -> str:

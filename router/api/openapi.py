@@ -310,12 +310,15 @@ def parameters() -> dict[str, Schema]:
 
 _ERRORS: dict[int, str] = {
     400: "The body is not valid JSON or msgpack.",
+    408: f"The body did not arrive whole within {http.BODY_TIMEOUT_S:g} s; the connection is "
+    "closed.",
     401: "No key, or an unknown key.",
     403: "The key's role lacks the permission (§5).",
     404: "No such record.",
     409: "State conflict.",
     413: f"The body exceeds {http.MAX_BODY_BYTES} bytes.",
-    415: "The Content-Type is neither application/json nor application/msgpack.",
+    415: "The Content-Type is neither application/json nor application/msgpack, or the body is "
+    "compressed (a Content-Encoding).",
     422: "Validation failed: `errors` lists every invalid field.",
     429: "A limit that protects the service (event streams per key); retry after "
     "`Retry-After` seconds.",
@@ -396,7 +399,7 @@ def operation(
     description: str | None = None,
 ) -> Schema:
     """One operation: its `ok` answers, then every problem it can answer (role, body, store)."""
-    statuses = set(problems) | ({400, 413, 415, 422} if request else set())
+    statuses = set(problems) | ({400, 408, 413, 415, 422} if request else set())
     if set(roles) != set(ANY_ROLE):
         statuses.add(403)
     responses: dict[str, Schema] = {str(status): resp for status, resp in ok.items()}

@@ -33,6 +33,7 @@ class MalformedRequest(RouterError):
     status = 400
     type = "/problems/malformed-request"
     title = "Malformed HTTP request"
+    closes_connection = True
 
 
 MAX_HEAD_BYTES = 32 * 1024
@@ -103,9 +104,7 @@ class ProblemRequestHandler(RequestHandler):
             error.status = status
         if request.writer.output_size > 0:
             raise ConnectionError("the response has begun: no error response can follow")
-        response = problem(error)
-        response.force_close()
-        return response
+        return problem(error)
 
 
 class ProblemServer(web.Server):

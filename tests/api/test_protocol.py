@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from router.api import http
 from router.api.protocol import RequestDataFilter
 from router.config import Role
 from tests.api.conftest import KEYS
@@ -143,3 +144,31 @@ def test_aiohttp_records_lose_their_exception_details() -> None:
     assert record.getMessage() == "Error handling request from 127.0.0.1 (ValueError)"
     access = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, "GET /?k=v", (), None)
     assert not RequestDataFilter().filter(access)
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen: a body trickled in (or never sent) held its connection for as long as it pleased.
+    monkeypatch.setattr(http, "BODY_TIMEOUT_S", 0.2)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            head(
+                b"Authorization: Bearer " + KEY.encode(),
+                b"Content-Type: application/json",
+                b"Content-Length: 100",
+                line=b"POST /v1/interactions HTTP/1.1",
+            )
+            + b'\r\n{"queue":'
+        )
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+            headers = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            length = int(re.findall(r"content-length: (\d+)", headers)[0])
+            problem = json.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"408"
+    assert problem["type"] == "/problems/request-timeout"
+    assert "connection: close" in headers
