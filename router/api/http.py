@@ -94,7 +94,8 @@ async def read_body(request: web.Request, required: bool = True) -> dict[str, An
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise UnsupportedMediaType("send the body uncompressed (no Content-Encoding)")
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
+            # No timer for a body already read whole with its head (most are).
+            async with asyncio.timeout(None if request.content.is_eof() else BODY_TIMEOUT_S):
                 raw = await request.read()
         except TimeoutError as slow:
             raise RequestTimeout(f"the body did not arrive within {BODY_TIMEOUT_S:g} s") from slow

@@ -50,6 +50,7 @@ class HeadLimit:
         self._parser = parser
         self._head_bytes = 0
         self._body: Any = None
+        self.message_consumed = parser.message_consumed  # once a request: no __getattr__
 
     def feed_data(self, data: bytes) -> tuple[Any, bool, bytes]:
         """Parse `data`; BadHttpMessage (a 400) once the head being read is too large."""
