@@ -126,6 +126,19 @@ async def test_the_hand_over_from_catch_up_to_live_loses_and_repeats_nothing(
     assert client.app[EVENT_HUB].position >= tuple(map(int, events[-1].id.split("-")))
 
 
+async def append_state_changes(redis: Redis, center: Center, reasons: list[str]) -> None:
+    """`agent.state_changed` entries written straight into the log, one per reason, at once (one
+    read of the hub gets them all)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for reason in reasons:
+            fields = {"agent_id": "ann", "state": "not_ready", "reason": reason}
+            pipe.xadd(
+                center.engine.keys.events,
+                {"t": "agent.state_changed", "at": 0, "d": msgpack.packb(fields)},
+            )
+        await pipe.execute()
+
+
 async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
     start_router: StartRouter,
     center: Center,
@@ -139,14 +152,7 @@ async def test_a_slow_client_is_dropped_and_resumes_by_last_event_id(
     first = await open_stream(client, "?after=0")
     [seen] = await first.events(1)
     # Five events in one read of the hub: more than the stream may hold for its client.
-    async with redis.pipeline(transaction=True) as pipe:
-        for i in range(5):
-            fields = {"agent_id": "ann", "state": "not_ready", "reason": f"r{i}"}
-            pipe.xadd(
-                center.engine.keys.events,
-                {"t": "agent.state_changed", "at": 0, "d": msgpack.packb(fields)},
-            )
-        await pipe.execute()
+    await append_state_changes(redis, center, [f"r{i}" for i in range(5)])
     with pytest.raises(aiohttp.ClientPayloadError):  # cut: dropped
         async with asyncio.timeout(5):
             await first.response.content.read()
@@ -169,14 +175,8 @@ async def test_a_client_that_takes_nothing_of_its_catch_up_is_dropped(
     # Seen: such streams held their memory (3.4 MB each) and their key's slot for ever.
     monkeypatch.setattr(sse, "CATCH_UP_WRITE_S", 0.2)
     client = await start_router()
-    async with redis.pipeline(transaction=False) as pipe:  # far more than socket buffers hold
-        for i in range(400):
-            fields = {"agent_id": "ann", "state": "not_ready", "reason": f"{i:05d}" + "x" * 20_000}
-            pipe.xadd(
-                center.engine.keys.events,
-                {"t": "agent.state_changed", "at": 0, "d": msgpack.packb(fields)},
-            )
-        await pipe.execute()
+    # Far more than socket buffers hold.
+    await append_state_changes(redis, center, [f"{i:05d}" + "x" * 20_000 for i in range(400)])
     dropped = sample("acd_event_streams_dropped_total")
     open_before = sample("acd_event_streams")
     sock = socket.socket()
