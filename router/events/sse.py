@@ -352,6 +352,10 @@ class StreamFanout:
         self._index: defaultdict[tuple[str, str], set[Stream]] = defaultdict(set)
         self._streams: set[Stream] = set()
         self._per_key: defaultdict[str, int] = defaultdict(int)
+        self.catch_up_turn = asyncio.Semaphore(1)
+        """Held while a stream reads and renders a page of its catch-up: one at a time, so that
+        many streams catching up at once (each page a few ms of CPU) leave the process's other
+        requests a turn between pages, instead of queueing behind all of their pages."""
         self._field_types: Counter[str] = Counter()
         """Of the streams filed under a queue or an agent (an event of a type they want must be
         decoded to know if they want it): how many want each type, "" counting those that want
@@ -745,13 +749,14 @@ async def _serve(
     left = limit
     while stream.cursor < hub.position and not hub.closing:
         target = hub.position
-        entries = await engine.read_log(id_text(stream.cursor), id_text(target), READ_COUNT)
         frames = []
-        for raw_id, fields in entries:
-            entry_id = text(raw_id)
-            rendered = render(entry_id, fields)
-            if rendered is not None and stream.filter.matches(rendered[0]):
-                frames.append(rendered[1])
+        async with hub.catch_up_turn:
+            entries = await engine.read_log(id_text(stream.cursor), id_text(target), READ_COUNT)
+            for raw_id, fields in entries:
+                entry_id = text(raw_id)
+                rendered = render(entry_id, fields)
+                if rendered is not None and stream.filter.matches(rendered[0]):
+                    frames.append(rendered[1])
         # Past the page's last entry; or, when nothing is left up to the target, the target.
         full = len(entries) == READ_COUNT
         stream.cursor = parse_event_id(text(entries[-1][0]), "log") if full else target

@@ -193,6 +193,36 @@ async def test_a_client_that_takes_nothing_of_its_catch_up_is_dropped(
         sock.close()
 
 
+async def test_streams_catching_up_at_once_read_one_page_at_a_time(
+    start_router: StartRouter,
+    center: Center,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen: 100 streams catching up at once kept the process's other requests waiting 0.2-1 s,
+    # each behind every stream's page; one page at a time gives them a turn between pages.
+    monkeypatch.setattr(sse, "READ_COUNT", 5)
+    client = await start_router()
+    await append_state_changes(redis, center, [f"r{i}" for i in range(40)])
+    read_log = Engine.read_log
+    reading, most = 0, 0
+
+    async def counted(self: Engine, after: str, until: str, count: int) -> list[Entry]:
+        nonlocal reading, most
+        reading += 1
+        most = max(most, reading)
+        try:
+            return await read_log(self, after, until, count)
+        finally:
+            reading -= 1
+
+    monkeypatch.setattr(Engine, "read_log", counted)
+    streams = await asyncio.gather(*(open_stream(client, "?after=0") for _ in range(5)))
+    for stream in streams:
+        assert [f.event for f in await stream.events(40)] == ["agent.state_changed"] * 40
+    assert most == 1
+
+
 async def only_below_the_ceiling(
     client: Client, center: Center, reader: LogReader, hub: StreamFanout
 ) -> None:
