@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -96,6 +98,10 @@ def library() -> Library:
     return Library(name, template.replace(_NAME, name))
 
 
+_IN_RELOAD: ContextVar[bool] = ContextVar("acd_in_reload", default=False)
+"""True in the task that runs `ScriptRunner.reloaded`."""
+
+
 def _missing(exc: ResponseError) -> bool:
     return str(exc).startswith("Function not found")
 
@@ -109,6 +115,7 @@ class ScriptRunner:
     """Durability `replicated`: each call then waits up to this long for a replica to hold it
     (router/store/replication.py); 0: `local`."""
     calls: FunctionCalls = field(init=False)
+    _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     reloaded: Callable[[], Awaitable[None]] | None = None
     """Run after the library was found missing and loaded again (the store lost its data):
     what the router writes at start is written again."""
@@ -126,17 +133,24 @@ class ScriptRunner:
         await load_library(self.redis, self.library.source)
 
     async def reload(self) -> None:
-        """Load the library again, then run `reloaded`; if that fails, the library is deleted
-        again, so that the next call finds it missing and does both anew."""
-        await self.load()
-        if self.reloaded is None:
-            return
-        try:
-            await self.reloaded()
-        except BaseException:
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.function_delete(self.library.name)
-            raise
+        """Load the library again, then run `reloaded`: one call of this process at a time, the
+        others waiting, then finding it loaded. If `reloaded` fails, the library is deleted again,
+        so that the next call finds it missing and does both anew."""
+        async with self._reloading:
+            if await self.loaded():
+                return
+            await self.load()
+            if self.reloaded is None:
+                return
+            inside = _IN_RELOAD.set(True)
+            try:
+                await self.reloaded()
+            except BaseException:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.function_delete(self.library.name)
+                raise
+            finally:
+                _IN_RELOAD.reset(inside)
 
     async def loaded(self) -> bool:
         """Whether Redis holds the library."""
@@ -150,7 +164,8 @@ class ScriptRunner:
         try:
             raw = await self._fcall(function, prefix, packed)
         except ResponseError as exc:
-            if not _missing(exc):
+            # A call of `reloaded` finding it missing (deleted again meanwhile) fails that reload.
+            if not _missing(exc) or _IN_RELOAD.get():
                 raise
             await self.reload()
             raw = await self._fcall(function, prefix, packed)

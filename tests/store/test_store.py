@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from router.domain.models import NewInteraction, QueueConfig
 from router.errors import ValidationError
@@ -68,6 +70,54 @@ async def test_the_files_queues_are_written_again_when_redis_lost_its_data(
     await engine.redis.flushall()
     await engine.redis.function_flush()
     await center.agent("a1", {})  # finds the library missing: loads it, writes the queue
+    await center.call("support", "c1")
+    assert (await center.ix("c1")).agent_id == "a1"
+
+
+async def test_calls_that_find_the_library_missing_at_once_reload_it_once(center: Center) -> None:
+    # Seen: every such call reloaded and wrote every queue itself; with many queues and calls
+    # they timed out, deleted the library again, and the store never recovered.
+    engine = center.engine
+    await engine.load_queues([QueueConfig(name=f"q{i}") for i in range(50)], center.clock)
+    writes = engine.runner.reloaded
+    assert writes is not None
+    rewrites = 0
+
+    async def counted() -> None:
+        nonlocal rewrites
+        rewrites += 1
+        await writes()
+
+    engine.runner.reloaded = counted
+    await engine.redis.flushall()
+    await engine.redis.function_flush()
+    await asyncio.gather(*(center.agent(f"a{i}", {}) for i in range(20)))
+    assert rewrites == 1
+    assert len(await engine.list_queues()) == 50
+
+
+async def test_a_reload_whose_writes_find_the_library_gone_again_fails_without_recursing(
+    center: Center,
+) -> None:
+    engine = center.engine
+    await engine.load_queues([QueueConfig(name="support")], center.clock)
+    writes = engine.runner.reloaded
+    assert writes is not None
+    attempts = 0
+
+    async def gone_once() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await engine.redis.function_flush()  # as another process's failed reload does
+        await writes()
+
+    engine.runner.reloaded = gone_once
+    await engine.redis.function_flush()
+    with pytest.raises(ResponseError, match="Function not found"):
+        await center.agent("a1", {})
+    await center.agent("a1", {})
+    assert attempts == 2
     await center.call("support", "c1")
     assert (await center.ix("c1")).agent_id == "a1"
 
