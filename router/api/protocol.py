@@ -33,13 +33,19 @@ class MalformedRequest(RouterError):
     status = 400
     type = "/problems/malformed-request"
     title = "Malformed HTTP request"
-    closes_connection = True
 
 
 MAX_HEAD_BYTES = 32 * 1024
 """The bytes of one request head (request line and headers) at most: aiohttp limits each line
 (8,190 bytes) and the number of headers (128), not their sum, so without this an unfinished head
 of 128 long headers held about 2 MiB of a connection's memory, without any key."""
+
+
+def _head_size(message: Any) -> int:
+    """The bytes of a parsed request head as sent: request line, header lines, blank line."""
+    line = len(getattr(message, "method", "")) + len(getattr(message, "path", "")) + 14
+    headers = getattr(message, "raw_headers", ())
+    return line + sum(len(name) + len(value) + 4 for name, value in headers)
 
 
 class HeadLimit:
@@ -58,8 +64,7 @@ class HeadLimit:
         messages, upgraded, tail = self._parser.feed_data(data)
         if messages:
             for message, _ in messages:
-                headers = getattr(message, "raw_headers", ())
-                self._check(sum(len(name) + len(value) for name, value in headers))
+                self._check(_head_size(message))
             self._head_bytes, self._body = 0, messages[-1][1]
         elif not reading_body:
             self._head_bytes += len(data)
@@ -105,7 +110,9 @@ class ProblemRequestHandler(RequestHandler):
             error.status = status
         if request.writer.output_size > 0:
             raise ConnectionError("the response has begun: no error response can follow")
-        return problem(error)
+        response = problem(error)
+        response.force_close()  # as aiohttp's own: what follows on it may not be a request
+        return response
 
 
 class ProblemServer(web.Server):

@@ -43,7 +43,7 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|"|[\[\]{}:]')
 def whole_number(text: str, low: int, high: int) -> int | None:
     """`text` as an integer in low..high, or None: ASCII digits only (`isdigit` takes "²", which
     `int` refuses) and not longer than `high`'s (`int` refuses very long ones)."""
-    if not text.isascii() or not text.isdigit() or len(text) > len(str(high)):
+    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > len(str(high)):
         return None
     value = int(text)
     return value if low <= value <= high else None

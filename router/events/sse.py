@@ -751,6 +751,8 @@ async def _serve(
         target = hub.position
         frames = []
         async with hub.catch_up_turn:
+            if hub.closing:
+                return
             entries = await engine.read_log(id_text(stream.cursor), id_text(target), READ_COUNT)
             for raw_id, fields in entries:
                 entry_id = text(raw_id)

@@ -218,9 +218,10 @@ class Supervisor:
         return clean
 
     def _stopped_starting(self, index: int, process: BaseProcess) -> bool:
-        """The stop's SIGTERM ended a worker still starting (a restart): before its handler was
-        in place, with nothing served and so nothing lost."""
-        return index not in self.serving and process.exitcode == -signal.SIGTERM
+        """The stop's SIGTERM (or a Ctrl-C's SIGINT to the process group) ended a worker still
+        starting (a restart): before its handlers were in place, with nothing served and so
+        nothing lost."""
+        return index not in self.serving and process.exitcode in (-signal.SIGTERM, -signal.SIGINT)
 
 
 @contextlib.contextmanager

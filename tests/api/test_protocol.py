@@ -73,6 +73,10 @@ async def test_a_request_head_over_32_kib_is_refused(client: Client) -> None:
     long = [b"X-H%d: " % i + b"a" * 7500 for i in range(5)]
     status, _, body = await raw(client, head(*long) + b"\r\n")
     assert (status, json.loads(body)["type"]) == (400, "/problems/malformed-request")
+    # The request line counts too: 8 KB of it and 30 KB of headers, sent whole.
+    line = b"GET /v1/queues?x=" + b"a" * 8000 + b" HTTP/1.1"
+    status, _, _ = await raw(client, head(*long[:4], line=line) + b"\r\n")
+    assert status == 400
     # Unfinished, sent a header at a time: refused once past the limit.
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:

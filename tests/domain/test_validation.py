@@ -416,6 +416,7 @@ def test_validate_id_rejects(value: object, message: str) -> None:
         ("1", 1),
         ("500", 500),
         ("007", 7),
+        ("0000000001", 1),
         ("0", None),
         ("501", None),
         ("", None),
