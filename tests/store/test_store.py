@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
@@ -62,62 +63,62 @@ async def test_scripts_are_reloaded_when_redis_lost_them(center: Center) -> None
     assert (await center.ix("c1")).agent_id == "a1"
 
 
-async def test_the_files_queues_are_written_again_when_redis_lost_its_data(
+async def store_lost(
     center: Center,
-) -> None:
+    queues: list[str],
+    before_writing: Callable[[int], Awaitable[None]] | None = None,
+) -> list[int]:
+    """The configuration's `queues` written, then the store emptied (data and library). Returns
+    `[rewrites]`, counted as they happen; `before_writing(rewrite)` runs before each."""
     engine = center.engine
-    await engine.load_queues([QueueConfig(name="support")], center.clock)
-    await engine.redis.flushall()
-    await engine.redis.function_flush()
-    await center.agent("a1", {})  # finds the library missing: loads it, writes the queue
-    await center.call("support", "c1")
-    assert (await center.ix("c1")).agent_id == "a1"
-
-
-async def test_calls_that_find_the_library_missing_at_once_reload_it_once(center: Center) -> None:
-    # Seen: every such call reloaded and wrote every queue itself; with many queues and calls
-    # they timed out, deleted the library again, and the store never recovered.
-    engine = center.engine
-    await engine.load_queues([QueueConfig(name=f"q{i}") for i in range(50)], center.clock)
+    await engine.load_queues([QueueConfig(name=name) for name in queues], center.clock)
     writes = engine.runner.reloaded
     assert writes is not None
-    rewrites = 0
+    rewrites = [0]
 
     async def counted() -> None:
-        nonlocal rewrites
-        rewrites += 1
+        rewrites[0] += 1
+        if before_writing is not None:
+            await before_writing(rewrites[0])
         await writes()
 
     engine.runner.reloaded = counted
     await engine.redis.flushall()
     await engine.redis.function_flush()
+    return rewrites
+
+
+async def test_the_files_queues_are_written_again_when_redis_lost_its_data(
+    center: Center,
+) -> None:
+    rewrites = await store_lost(center, ["support"])
+    await center.agent("a1", {})  # finds the library missing: loads it, writes the queue
+    await center.call("support", "c1")
+    assert (await center.ix("c1")).agent_id == "a1"
+    assert rewrites == [1]
+
+
+async def test_calls_that_find_the_library_missing_at_once_reload_it_once(center: Center) -> None:
+    # Seen: every such call reloaded and wrote every queue itself; with many queues and calls
+    # they timed out, deleted the library again, and the store never recovered.
+    rewrites = await store_lost(center, [f"q{i}" for i in range(50)])
     await asyncio.gather(*(center.agent(f"a{i}", {}) for i in range(20)))
-    assert rewrites == 1
-    assert len(await engine.list_queues()) == 50
+    assert rewrites == [1]
+    assert len(await center.engine.list_queues()) == 50
 
 
 async def test_a_reload_whose_writes_find_the_library_gone_again_fails_without_recursing(
     center: Center,
 ) -> None:
-    engine = center.engine
-    await engine.load_queues([QueueConfig(name="support")], center.clock)
-    writes = engine.runner.reloaded
-    assert writes is not None
-    attempts = 0
+    async def gone_once(rewrite: int) -> None:
+        if rewrite == 1:
+            await center.engine.redis.function_flush()  # as another process's failed reload
 
-    async def gone_once() -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            await engine.redis.function_flush()  # as another process's failed reload does
-        await writes()
-
-    engine.runner.reloaded = gone_once
-    await engine.redis.function_flush()
+    rewrites = await store_lost(center, ["support"], gone_once)
     with pytest.raises(ResponseError, match="Function not found"):
         await center.agent("a1", {})
     await center.agent("a1", {})
-    assert attempts == 2
+    assert rewrites == [2]
     await center.call("support", "c1")
     assert (await center.ix("c1")).agent_id == "a1"
 
@@ -125,27 +126,16 @@ async def test_a_reload_whose_writes_find_the_library_gone_again_fails_without_r
 async def test_a_failed_write_after_a_reload_leaves_the_library_missing_for_the_next_call(
     center: Center,
 ) -> None:
-    engine = center.engine
-    await engine.load_queues([QueueConfig(name="support")], center.clock)
-    writes = engine.runner.reloaded
-    assert writes is not None
-    attempts = 0
-
-    async def fails_once() -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
+    async def fails_once(rewrite: int) -> None:
+        if rewrite == 1:
             raise RuntimeError("lost meanwhile")
-        await writes()
 
-    engine.runner.reloaded = fails_once
-    await engine.redis.flushall()
-    await engine.redis.function_flush()
+    rewrites = await store_lost(center, ["support"], fails_once)
     with pytest.raises(RuntimeError):
         await center.agent("a1", {})
-    assert not await engine.ready()
+    assert not await center.engine.ready()
     await center.agent("a1", {})
-    assert attempts == 2
+    assert rewrites == [2]
     await center.call("support", "c1")
     assert (await center.ix("c1")).agent_id == "a1"
 
