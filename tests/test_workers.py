@@ -237,6 +237,34 @@ def test_the_workers_streams_are_fed_by_the_machines_one_reader(served: Served) 
     assert "Traceback" not in served.output
 
 
+def test_a_worker_that_cannot_start_again_is_retried_while_another_serves(served: Served) -> None:
+    # Seen: a worker dying while the store was down took the whole service down with it.
+    url = served.wait_ready()
+    pids = worker_pids(served)
+    store = next(p for p, name in children(served.process.pid).items() if name == "redis-server")
+    os.kill(store, signal.SIGSTOP)
+    try:
+        os.kill(pids[1], signal.SIGKILL)
+        served.wait_for(re.compile(r"worker 1 exited with status 1 at start: trying again in"))
+        # Its socket closed meanwhile: every new connection reaches worker 2.
+        assert [http("GET", f"{url}/healthz")[0] for _ in range(CONNECTIONS)] == [200] * CONNECTIONS
+        assert served.alive()
+    finally:
+        os.kill(store, signal.SIGCONT)
+    eventually(lambda: worker_pids(served)[1] != pids[1], timeout_s=10, what="worker 1 again")
+    with ExitStack() as stack:
+        for _ in range(CONNECTIONS):  # both take connections again
+            conn = HTTPConnection(url.removeprefix("http://"), timeout=5)
+            stack.callback(conn.close)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+        held = [
+            established(pid, int(url.rsplit(":", 1)[1])) for pid in worker_pids(served).values()
+        ]
+    assert all(held), held
+    assert served.stop() == 0
+
+
 @pytest.mark.parametrize("when", ["at once", "once the new worker runs"])
 def test_a_stop_while_a_worker_starts_again_is_a_clean_stop(served: Served, when: str) -> None:
     served.wait_ready()

@@ -10,8 +10,10 @@ pair; the embedded store, if any, is the parent's, started before the workers an
 them.
 
 A worker that dies after it served is reported and started again on the same socket (the
-connections queued on it wait for the new worker rather than being refused); one that fails
-before it serves (at start or at a restart) stops every worker, and `serve` exits 1.
+connections queued on it wait for the new worker rather than being refused). One that then fails
+to start while another worker serves has that socket closed and is tried again every
+RESTART_RETRY_S on a new one; one that fails at start, or when no other serves, stops every
+worker, and `serve` exits 1.
 
 Per-process metrics use prometheus-client's multiprocess mode: each worker writes its series to
 files in a private folder the parent creates and removes (PROMETHEUS_MULTIPROC_DIR), and
@@ -28,6 +30,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -55,6 +58,9 @@ from router.service.run import (
 
 log = logging.getLogger("router.service.workers")
 
+RESTART_RETRY_S = 2.0
+"""How long after a failed restart (the store unreachable, say) a worker is started again, while
+another worker serves."""
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 BACKLOG = 128
 """Pending connections per worker's socket (aiohttp's default)."""
@@ -136,6 +142,13 @@ class Supervisor:
     """The running worker of each index (1-based)."""
     serving: set[int] = field(default_factory=set)
     """The indexes whose worker said it serves."""
+    address: tuple[str, int] = field(init=False)
+    """The host and port the sockets listen on."""
+
+    def __post_init__(self) -> None:
+        host, port = self.sockets[0].getsockname()[:2]
+        self.address = (host, port)
+
     stopping: bool = False
 
     def start(self, *indexes: int) -> None:
@@ -181,23 +194,57 @@ class Supervisor:
             log.info("worker %d of %d serving (pid %d)", index, len(self.sockets), pid)
 
     def supervise(self) -> None:
-        """Until a stop signal (Interrupted): restart each worker that dies."""
+        """Until a stop signal (Interrupted): restart each worker that dies. One that fails to
+        start again while another worker serves has its socket closed (new connections go to
+        the others rather than wait for it) and is tried again every RESTART_RETRY_S on a new
+        one; with no worker serving, StartFailed."""
+        retry_at: dict[int, float] = {}
         while True:
             sentinels = {p.sentinel: i for i, p in self.processes.items()}
-            for sentinel in wait(list(sentinels)):
+            timeout = max(0.0, min(retry_at.values()) - time.monotonic()) if retry_at else None
+            for sentinel in wait(list(sentinels), timeout):
                 index = sentinels[cast(int, sentinel)]
-                process = self.processes[index]
-                process.join()
-                forget(process)
-                del self.processes[index]
-                self.serving.discard(index)
+                process = self._forget(index)
                 log.error(
                     "worker %d (pid %s) exited with %s: starting it again",
                     index,
                     process.pid,
                     describe_exit(process),
                 )
-                self.start(index)
+                retry_at[index] = 0.0
+            for index, at in sorted(retry_at.items()):
+                if at > time.monotonic():
+                    continue
+                try:
+                    self._listen_again(index)
+                    self.start(index)
+                except StartFailed as failed:
+                    if index in self.processes:  # started, and ended before it served
+                        self._forget(index)
+                    if not self.serving:
+                        raise
+                    self.sockets[index - 1].close()
+                    log.error("%s: trying again in %g s", failed, RESTART_RETRY_S)
+                    retry_at[index] = time.monotonic() + RESTART_RETRY_S
+                else:
+                    del retry_at[index]
+
+    def _listen_again(self, index: int) -> None:
+        """A new socket for worker `index` if its own was closed after a failed restart."""
+        if self.sockets[index - 1].fileno() != -1:
+            return
+        try:
+            self.sockets[index - 1] = listening_sockets(*self.address, 1)[0]
+        except OSError as error:
+            raise StartFailed(f"worker {index} cannot listen again: {error}") from error
+
+    def _forget(self, index: int) -> BaseProcess:
+        """Take the ended worker `index` out of the records; the process."""
+        process = self.processes.pop(index)
+        process.join()
+        forget(process)
+        self.serving.discard(index)
+        return process
 
     def stop(self) -> bool:
         """SIGTERM to every worker, then wait for each; whether all stopped cleanly."""
