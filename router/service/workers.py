@@ -149,8 +149,6 @@ class Supervisor:
         host, port = self.sockets[0].getsockname()[:2]
         self.address = (host, port)
 
-    stopping: bool = False
-
     def start(self, *indexes: int) -> None:
         """Start the workers `indexes` and wait until each serves; StartFailed if one ends
         first."""
@@ -346,7 +344,7 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
                 return EXIT_FAILURE
             except Interrupted as signalled:
                 received = str(signalled)
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)  # the workers' stops are bounded: let them end
             log.info("%s received: stopping %d workers", received, count)
             close(sockets)

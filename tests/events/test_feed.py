@@ -24,6 +24,7 @@ from router.store.engine import Entry
 from router.store.server import RedisServer
 from tests.events.conftest import Client, StartRouter, eventually
 from tests.events.test_hub import (
+    appended_while_parked,
     catch_up_while_appending,
     good_events,
     only_below_the_ceiling,
@@ -175,14 +176,7 @@ async def test_with_no_stream_open_the_machine_reads_nothing_and_misses_nothing(
     redis: Redis,
 ) -> None:
     client, hub = await worker(start_router, attach)
-    await eventually(lambda: machine._parked)
-    reads = await xread_calls(redis)
-    await center.queue("support")
-    await center.agent("ann", {"support": 1})
-    await center.call("support", "i1")
-    assert await xread_calls(redis) == reads
-    parked = await center.events()
-    assert machine.position < log_id(parked[-1].id or "")
+    parked, reads = await appended_while_parked(machine, center, redis)
 
     resumed = await open_stream(client, "?after=0")  # caught up from the log, then live
     assert machine.position == hub.position == log_id(parked[-1].id or "")

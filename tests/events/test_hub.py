@@ -329,6 +329,23 @@ async def xread_calls(redis: Redis) -> int:
     return int(stats.get("cmdstat_xread", {}).get("calls", 0))
 
 
+async def appended_while_parked(
+    reader: LogReader, center: Center, redis: Redis
+) -> tuple[list[Event], int]:
+    """Once `reader` parks, three events appended: it reads none of them (no XREAD) and stays
+    before them. The events, and the XREADs so far."""
+    await eventually(lambda: reader._parked)
+    reads = await xread_calls(redis)
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "i1")
+    assert await xread_calls(redis) == reads
+    events = await center.events()
+    assert len(events) == 3
+    assert reader.position < sse.log_id(events[-1].id or "")
+    return events, reads
+
+
 async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
     start_router: StartRouter, center: Center, redis: Redis
 ) -> None:
@@ -336,16 +353,8 @@ async def test_with_no_stream_open_the_hub_reads_nothing_and_misses_nothing(
     # every event for nobody.
     client = await start_router()
     hub = own_hub(client)
-    await eventually(lambda: hub._parked)
-    reads = await xread_calls(redis)
-    await center.queue("support")
-    await center.agent("ann", {"support": 1})
-    await center.call("support", "i1")
-    assert await xread_calls(redis) == reads
-    parked_events = await center.events()
-    assert len(parked_events) == 3
+    parked_events, reads = await appended_while_parked(hub, center, redis)
     last = sse.log_id(parked_events[-1].id or "")
-    assert hub.position < last
 
     # The first stream moves the reader to the live end: the log since is its catch-up's.
     resumed = await open_stream(client, "?after=0")  # caught up from the log, then live
