@@ -189,7 +189,8 @@ class Supervisor:
                 started.join(STOP_TIMEOUT_S)
                 raise StartFailed(f"worker {index} exited with {describe_exit(started)} at start")
             self.serving.add(index)
-            log.info("worker %d of %d serving (pid %d)", index, len(self.sockets), pid)
+            with stop_signals_deferred():  # see `supervise`
+                log.info("worker %d of %d serving (pid %d)", index, len(self.sockets), pid)
 
     def supervise(self) -> None:
         """Until a stop signal (Interrupted): restart each worker that dies. One that fails to
@@ -203,13 +204,15 @@ class Supervisor:
             for sentinel in wait(list(sentinels), timeout):
                 index = sentinels[cast(int, sentinel)]
                 process = self._forget(index)
-                log.error(
-                    "worker %d (pid %s) exited with %s: starting it again",
-                    index,
-                    process.pid,
-                    describe_exit(process),
-                )
                 retry_at[index] = 0.0
+                # A stop signal raised inside logging would be swallowed by its error handler.
+                with stop_signals_deferred():
+                    log.error(
+                        "worker %d (pid %s) exited with %s: starting it again",
+                        index,
+                        process.pid,
+                        describe_exit(process),
+                    )
             for index, at in sorted(retry_at.items()):
                 if at > time.monotonic():
                     continue
@@ -222,8 +225,9 @@ class Supervisor:
                     if not self.serving:
                         raise
                     self.sockets[index - 1].close()
-                    log.error("%s: trying again in %g s", failed, RESTART_RETRY_S)
                     retry_at[index] = time.monotonic() + RESTART_RETRY_S
+                    with stop_signals_deferred():
+                        log.error("%s: trying again in %g s", failed, RESTART_RETRY_S)
                 else:
                     del retry_at[index]
 
@@ -335,7 +339,8 @@ def serve_workers(worker: Worker, count: int, listen: tuple[str, int], banner: s
             try:
                 supervisor.start(*range(1, count + 1))
                 bound = sockets[0].getsockname()[1]
-                log_ready(http_url(host, bound), f"{banner}, {count} workers", worker.insecure)
+                with stop_signals_deferred():  # see `Supervisor.supervise`
+                    log_ready(http_url(host, bound), f"{banner}, {count} workers", worker.insecure)
                 supervisor.supervise()
             except StartFailed as failed:
                 log.error("%s: stopping every worker", failed)
