@@ -100,3 +100,12 @@ class StoreUnavailable(RouterError):
     type = "/problems/store-unavailable"
     title = "Store unavailable"
     retry_after_s = 1
+
+
+class StoreRefused(StoreUnavailable):
+    """The store answered but refused the call before running it (out of memory, cannot persist,
+    too few replicas, busy): nothing was changed."""
+
+    type = "/problems/store-refused"
+    title = "Store refused the request"
+    retry_after_s = 5

@@ -52,6 +52,7 @@ ALERTS = {
     "AcdRouterDown",
     "AcdRouterNotReady",
     "AcdStoreDown",
+    "AcdStoreRefusing",
     "AcdHttpServerErrors",
     "AcdAbandonRateHigh",
     "AcdTimerLagHigh",
@@ -202,7 +203,10 @@ def test_alerts_have_a_for_severity_and_annotations_without_customer_data() -> N
         assert set(annotations) >= {"summary", "description"}, name
         for text in annotations.values():
             for label in re.findall(r"\$labels\.(\w+)", text):
-                assert label in {"queue", "channel", "instance", "sink", "job"}, (name, label)
+                assert label in {"queue", "channel", "instance", "sink", "job", "reason"}, (
+                    name,
+                    label,
+                )
     assert "acd_queue_sla_target_ratio" in alerts["AcdServiceLevelBelowTarget"]["expr"]
     assert 'formula="abandons_excluded"' in alerts["AcdServiceLevelBelowTarget"]["expr"]
     assert alerts["AcdServiceLevelBelowTarget"]["for"] == "10m"

@@ -94,7 +94,10 @@ class StoreMetrics:
         """Read the counters and the shared snapshot (recomputed by whichever router is first)."""
         snapshot = await engine.metrics_snapshot(now, SNAPSHOT_MAX_AGE_S)
         keys = engine.keys
-        async with engine.redis.pipeline(transaction=True) as pipe:
+        # Not a MULTI: at maxmemory Redis refuses every command queued in one, and the metrics
+        # must answer then. A scrape may see one script's counts before another's; the next
+        # scrape has both.
+        async with engine.redis.pipeline(transaction=False) as pipe:
             for key in (
                 keys.metric_counters,
                 keys.metric_histograms,

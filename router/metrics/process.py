@@ -99,6 +99,15 @@ STORE_UP = Gauge(
 )
 """Whether the store answered this process's last call."""
 
+STORE_REFUSALS = Counter(
+    "acd_store_refusals_total",
+    "Store calls that Redis refused before running them, so that nothing changed, by reason: "
+    "out_of_memory (maxmemory reached), cannot_persist (MISCONF: it cannot write to disk), "
+    "no_replicas (fewer than min-replicas-to-write), busy (another script runs too long).",
+    ["reason"],
+)
+"""Calls the store refused, by reason (router/store/engine.py, REFUSALS)."""
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Set (by `serve --workers`, router/service/workers.py): every worker writes its series to
 files in that folder, and a scrape of any worker reads them all."""

@@ -16,7 +16,7 @@ from typing import Any, cast
 import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.clock import Clock
@@ -34,8 +34,8 @@ from router.domain.models import (
     RejectReason,
 )
 from router.domain.stats import BUCKETS
-from router.errors import StoreUnavailable
-from router.metrics.process import STORE_UP, observe_decision
+from router.errors import StoreRefused, StoreUnavailable
+from router.metrics.process import STORE_REFUSALS, STORE_UP, observe_decision
 from router.settings import ServiceSettings
 from router.store import codec
 from router.store.codec import raise_for, stats_view, text, to_ms
@@ -115,6 +115,27 @@ def fingerprint(request: NewInteraction) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
+REFUSALS = {
+    "OOM": ("out_of_memory", "it reached its memory limit (maxmemory)"),
+    "MISCONF": ("cannot_persist", "it cannot write its data to disk (MISCONF)"),
+    "NOREPLICAS": ("no_replicas", "it has fewer replicas than its min-replicas-to-write"),
+    "BUSY": ("busy", "another script has been running too long (BUSY)"),
+}
+"""Redis's answers that refuse a call before it runs, by error code: the reason (the label of
+`acd_store_refusals_total`) and what it means."""
+for _reason, _ in REFUSALS.values():
+    STORE_REFUSALS.labels(_reason)  # every reason's series exists from the start, at 0
+
+
+def refusal(error: BaseException) -> tuple[str, str] | None:
+    """The reason and meaning of a refusal (REFUSALS), or None for any other error."""
+    if isinstance(error, OutOfMemoryError):  # redis-py strips the code of the errors it maps
+        return REFUSALS["OOM"]
+    if isinstance(error, ResponseError):
+        return REFUSALS.get(str(error).split(" ", 1)[0])
+    return None
+
+
 class Bounded:
     """`async with engine.bounded()`: the calls inside bounded by `store_timeout_s` in all."""
 
@@ -159,9 +180,25 @@ class Engine:
         self._cfg = msgpack.packb(cfg, use_bin_type=False)
 
     async def start(self) -> None:
-        """Load the library of every script (FUNCTION LOAD)."""
+        """Load the library of every script (FUNCTION LOAD); warn of an eviction policy."""
         async with self.bounded():
             await self.runner.load()
+            policy = await self.eviction_policy()
+        if policy not in (None, "noeviction"):
+            log.warning(
+                "the store's maxmemory-policy is %s: when full, Redis deletes keys to make room, "
+                "and with them interactions and agents; set it to noeviction",
+                policy,
+            )
+
+    async def eviction_policy(self) -> str | None:
+        """The store's `maxmemory-policy`; None where CONFIG is not allowed (managed Redis)."""
+        try:
+            found = await self.redis.config_get("maxmemory-policy")
+        except ResponseError:
+            return None
+        policy = found.get("maxmemory-policy")
+        return None if policy is None else text(policy)
 
     def bounded(self) -> Bounded:
         """The store calls inside wait `store_timeout_s` at most in all; past it, or when the
@@ -170,7 +207,8 @@ class Engine:
 
     def settle(self, error: BaseException | None) -> None:
         """After store calls: `acd_store_up` follows their outcome; a timeout or a lost
-        connection becomes StoreUnavailable, any other error goes on unchanged."""
+        connection becomes StoreUnavailable, a refusal (REFUSALS) StoreRefused, any other error
+        goes on unchanged."""
         if error is None:
             if not self._store_up:
                 self._set_store_up(True)
@@ -182,6 +220,14 @@ class Engine:
         if isinstance(error, RedisConnectionError | OSError):
             self._set_store_up(False)
             raise StoreUnavailable("the store cannot be reached") from error
+        refused = refusal(error)
+        if refused is not None:  # it answered (up), but changed nothing
+            if not self._store_up:
+                self._set_store_up(True)
+            reason, meaning = refused
+            STORE_REFUSALS.labels(reason).inc()
+            raise StoreRefused(f"the store refused the request: {meaning}; nothing was changed",
+                               reason=reason) from error  # fmt: skip
 
     def _set_store_up(self, up: bool) -> None:
         self._store_up = up
@@ -383,6 +429,8 @@ class Engine:
                     "fp": fingerprint(request),
                 },
             )
+        except StoreRefused:
+            raise
         except StoreUnavailable as error:
             # It may have been applied: the client retries with this id (SPEC §4).
             raise StoreUnavailable(

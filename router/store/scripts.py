@@ -48,6 +48,14 @@ in a block of its own (`do ... end`), so that a file shares nothing with another
 table `M`."""
 
 
+READ_OPERATIONS = frozenset(
+    {"interaction_get", "interaction_list", "queue_stats", "metrics_snapshot"}
+)
+"""Operations that change nothing a client sees (at most a cache: the class memo's token, the
+metrics snapshot): registered `allow-oom`, so that they still answer while Redis is at its
+maxmemory and refuses every change."""
+
+
 def _read(name: str) -> str:
     return resources.files("router").joinpath("lua", name).read_text(encoding="utf-8")
 
@@ -89,9 +97,10 @@ def library() -> Library:
     function, which M.begin opens."""
     parts = [f"#!lua name={_NAME}\n", lib_source()]
     for op in operations():
+        flags = "{'allow-oom'}" if op in READ_OPERATIONS else "{}"
         parts.append(
-            f"redis.register_function('{_NAME}_{op}', function(KEYS, ARGV)\n"
-            f"M.begin(KEYS, ARGV)\n{operation_source(op)}\nend)\n"
+            f"redis.register_function{{function_name = '{_NAME}_{op}', flags = {flags},\n"
+            f"callback = function(KEYS, ARGV)\nM.begin(KEYS, ARGV)\n{operation_source(op)}\nend}}\n"
         )
     template = "".join(parts)
     name = "acd_" + hashlib.sha1(template.encode()).hexdigest()[:16]

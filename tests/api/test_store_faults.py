@@ -177,3 +177,36 @@ async def test_a_store_that_lost_its_data_gets_the_files_queues_again(
     assert {q["name"] for q in json.loads(body)["queues"]} == {q.name for q in QUEUES}
     assert (await answer(faulty, "GET", "/readyz"))[0] == 200
     assert "written again" in caplog.text
+
+
+async def test_a_store_at_its_maxmemory_refuses_changes_with_503_and_still_answers_reads(
+    faulty: Client, store: RedisServer
+) -> None:
+    async with faulty.post(
+        "/v1/interactions", json={"id": "i1", "queue": "chat"}, headers=auth()
+    ) as resp:
+        assert resp.status == 201
+    async with Redis.from_url(store.url) as redis:
+        await redis.config_set("maxmemory", "1")
+        try:
+            async with faulty.post(
+                "/v1/interactions", json={"id": "i2", "queue": "chat"}, headers=auth()
+            ) as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "5"
+                problem = await resp.json(content_type="application/problem+json")
+            assert problem["type"] == "/problems/store-refused"
+            assert problem["reason"] == "out_of_memory"
+            assert "interaction_id" not in problem  # nothing was created: no id to retry with
+            async with faulty.get("/v1/interactions/i1", headers=auth()) as resp:
+                assert resp.status == 200
+            async with faulty.get("/metrics") as resp:
+                assert resp.status == 200
+                metrics = await resp.text()
+            assert 'acd_queue_waiting{queue="chat"} 1.0' in metrics  # the business metrics too
+            assert 'acd_store_refusals_total{reason="out_of_memory"}' in metrics
+            assert "acd_store_up 1.0" in metrics  # it answers
+        finally:
+            await redis.config_set("maxmemory", "0")
+    async with faulty.get("/v1/interactions/i2", headers=auth()) as resp:
+        assert resp.status == 404
