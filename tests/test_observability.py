@@ -58,6 +58,8 @@ ALERTS = {
     "AcdTimerLagHigh",
     "AcdWebhookDeliveryFailures",
 }
+ANNOTATION_LABELS = {"queue", "channel", "instance", "sink", "job", "reason"}
+"""Labels an alert's annotations may quote: bounded sets, never customer data."""
 BUSINESS = re.compile(
     r"\bacd_(queue_\w+|interactions_\w+|callbacks_\w+|offers_total|wait_seconds\w*"
     r"|handle_seconds\w*|ewt_error_seconds\w*|agents|agent_time_seconds_total)\b"
@@ -203,10 +205,7 @@ def test_alerts_have_a_for_severity_and_annotations_without_customer_data() -> N
         assert set(annotations) >= {"summary", "description"}, name
         for text in annotations.values():
             for label in re.findall(r"\$labels\.(\w+)", text):
-                assert label in {"queue", "channel", "instance", "sink", "job", "reason"}, (
-                    name,
-                    label,
-                )
+                assert label in ANNOTATION_LABELS, (name, label)
     assert "acd_queue_sla_target_ratio" in alerts["AcdServiceLevelBelowTarget"]["expr"]
     assert 'formula="abandons_excluded"' in alerts["AcdServiceLevelBelowTarget"]["expr"]
     assert alerts["AcdServiceLevelBelowTarget"]["for"] == "10m"
