@@ -159,6 +159,7 @@ async def test_every_store_scenario_runs_on_a_cluster_node(
             engine = Engine(redis, settings)
             if i == 0:
                 await engine.start()
+                assert await engine.eviction_policy() == "noeviction"  # read from a node
             center = Center(engine, ManualClock())
             try:
                 await scenario(center)
