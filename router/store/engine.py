@@ -226,8 +226,8 @@ class Engine:
                 self._set_store_up(True)
             reason, meaning = refused
             STORE_REFUSALS.labels(reason).inc()
-            raise StoreRefused(f"the store refused the request: {meaning}; nothing was changed",
-                               reason=reason) from error  # fmt: skip
+            detail = f"the store refused the request: {meaning}; nothing was changed"
+            raise StoreRefused(detail, reason=reason) from error
 
     def _set_store_up(self, up: bool) -> None:
         self._store_up = up
