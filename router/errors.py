@@ -104,7 +104,7 @@ class StoreUnavailable(RouterError):
 
 class StoreRefused(StoreUnavailable):
     """The store answered but refused the call before running it (out of memory, cannot persist,
-    too few replicas, busy): nothing was changed."""
+    too few replicas, busy, a replica): nothing was changed."""
 
     type = "/problems/store-refused"
     title = "Store refused the request"

@@ -325,8 +325,8 @@ _ERRORS: dict[int, str] = {
     503: "The store did not answer within `store_timeout_s`, or cannot be reached: the outcome "
     "of a change is unknown (`/problems/store-unavailable`); or it refused the request, which "
     "changed nothing, and `reason` says why (`/problems/store-refused`: out_of_memory, "
-    "cannot_persist, no_replicas, busy). Retry the same request after `Retry-After` seconds "
-    "(every change is safe to repeat; a create with the same id).",
+    "cannot_persist, no_replicas, busy, read_only). Retry the same request after `Retry-After` "
+    "seconds (every change is safe to repeat; a create with the same id).",
 }
 
 

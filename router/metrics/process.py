@@ -103,7 +103,8 @@ STORE_REFUSALS = Counter(
     "acd_store_refusals_total",
     "Store calls that Redis refused before running them, so that nothing changed, by reason: "
     "out_of_memory (maxmemory reached), cannot_persist (MISCONF: it cannot write to disk), "
-    "no_replicas (fewer than min-replicas-to-write), busy (another script runs too long).",
+    "no_replicas (fewer than min-replicas-to-write), busy (another script runs too long), "
+    "read_only (a redis:// store made a replica).",
     ["reason"],
 )
 """Calls the store refused, by reason (router/store/engine.py, REFUSALS)."""

@@ -16,7 +16,7 @@ from typing import Any, cast
 import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.clock import Clock
@@ -120,6 +120,7 @@ REFUSALS = {
     "MISCONF": ("cannot_persist", "it cannot write its data to disk (MISCONF)"),
     "NOREPLICAS": ("no_replicas", "it has fewer replicas than its min-replicas-to-write"),
     "BUSY": ("busy", "another script has been running too long (BUSY)"),
+    "READONLY": ("read_only", "it is a read-only replica (READONLY)"),
 }
 """Redis's answers that refuse a call before it runs, by error code: the reason (the label of
 `acd_store_refusals_total`) and what it means."""
@@ -129,8 +130,11 @@ for _reason, _ in REFUSALS.values():
 
 def refusal(error: BaseException) -> tuple[str, str] | None:
     """The reason and meaning of a refusal (REFUSALS), or None for any other error."""
-    if isinstance(error, OutOfMemoryError):  # redis-py strips the code of the errors it maps
+    # redis-py strips the code of the errors it maps to a class of their own
+    if isinstance(error, OutOfMemoryError):
         return REFUSALS["OOM"]
+    if isinstance(error, ReadOnlyError):  # a `redis://` store made a replica (Sentinel: a retry)
+        return REFUSALS["READONLY"]
     if isinstance(error, ResponseError):
         return REFUSALS.get(str(error).split(" ", 1)[0])
     return None

@@ -1,4 +1,4 @@
-"""Redis refusing a call before it runs (out of memory, too few replicas, busy with a script):
+"""Redis refusing a call before it runs (out of memory, too few replicas, made a replica, busy):
 StoreRefused, nothing changed, each refusal counted; reads still answered at maxmemory."""
 
 from __future__ import annotations
@@ -99,6 +99,19 @@ async def test_too_few_replicas_refuse_changes(
         assert await refused(center) == "no_replicas"
     await unchanged(engine, log_length)
     assert refusals("no_replicas") == counted + 1
+
+
+async def test_a_store_made_a_replica_refuses_changes(
+    engine: Engine, center: Center, redis: Redis
+) -> None:
+    await center.queue("q")
+    log_length = await redis.xlen(engine.keys.events)
+    await redis.replicaof("127.0.0.1", "1")  # a primary never reached: the data stays
+    try:
+        assert await refused(center) == "read_only"
+    finally:
+        await redis.replicaof("NO", "ONE")
+    await unchanged(engine, log_length)
 
 
 async def test_a_call_while_another_script_runs_too_long_is_refused(
