@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,6 +16,17 @@ from router.store.server import RedisServer
 from tests.store.center import Center
 
 _namespaces = itertools.count()
+
+
+@contextlib.asynccontextmanager
+async def configured(redis: Redis, name: str, value: str) -> AsyncIterator[None]:
+    """The store's setting `name` at `value` while the block runs."""
+    before = str((await redis.config_get(name))[name])
+    await redis.config_set(name, value)
+    try:
+        yield
+    finally:
+        await redis.config_set(name, before)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,15 @@ from redis.exceptions import RedisError, ResponseError
 from router.api.keys import CONFIG, ENGINE
 from router.config import WebhookConfig
 from router.errors import ConfigError, FieldError
-from router.events.sse import Ceiling, event_json, no_ceiling, parse_event_id
+from router.events.sse import (
+    Ceiling,
+    StreamId,
+    event_json,
+    id_text,
+    log_id,
+    no_ceiling,
+    parse_event_id,
+)
 from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
 from router.store.codec import text
@@ -48,6 +56,8 @@ CLAIM_IDLE_S = 120.0
 An entry being retried is touched before every attempt, so this must exceed
 `RETRY_MAX_S + REQUEST_TIMEOUT_S`, or a live process's retries would be taken over.
 """
+STORE_RETRY_S = 1.0
+"""The wait after a failed store call before the next."""
 READ_BLOCK_S = 5.0
 """Longest XREADGROUP wait; pending entries of dead consumers are looked for in between."""
 HELD_WAIT_MS = 50
@@ -60,6 +70,15 @@ be taken over by another process, out of order."""
 def group_name(index: int, url: str) -> str:
     """The consumer group of the webhook `index` with `url`: kept across restarts."""
     return f"webhook:{index}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+def error_name(error: BaseException) -> str:
+    """A store error's type, with Redis's error code when it has one (`ResponseError NOGROUP`):
+    never its message, which may quote keys."""
+    code = str(error).split(" ", 1)[0] if isinstance(error, ResponseError) else ""
+    if code.isupper() and code.isalpha():
+        return code
+    return type(error).__name__
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -83,6 +102,10 @@ class Delivery:
     _own_first: bool = False
     """After a store error: this consumer's pending entries first (the store may be another
     primary now, with an entry read but not yet delivered)."""
+    _after: StreamId = (0, 0)
+    """The group's position as this delivery last knew it (at its start, then each entry it
+    handled): where the group is created again if the store lost it (NOGROUP)."""
+    _group_lost: bool = False
 
     @property
     def group(self) -> str:
@@ -95,29 +118,52 @@ class Delivery:
         return f"webhook:{self.index}"
 
     async def ensure_group(self) -> None:
-        """Create the group at the log's end (no history replayed) unless it exists."""
+        """Create the group at the log's end (no history replayed) unless it exists; note its
+        position."""
+        await self._create_group("$")
+        for group in await self.redis.xinfo_groups(self.key):
+            if text(group["name"]) == self.group:
+                self._after = max(self._after, log_id(text(group["last-delivered-id"])))
+
+    async def _create_group(self, position: str) -> None:
         try:
-            await self.redis.xgroup_create(self.key, self.group, "$", mkstream=True)
+            await self.redis.xgroup_create(self.key, self.group, position, mkstream=True)
         except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
+            if "BUSYGROUP" not in str(error):  # another process made it
                 raise
 
     async def run(self) -> None:
-        """Deliver until cancelled; store errors are logged and retried."""
+        """Deliver until cancelled; store errors are logged (once while they last) and retried.
+        A group the store lost (its data lost, or deleted) is created again where this delivery
+        last knew it: a store that lost its data starts a new log, whose entries all come after
+        it, and are all delivered."""
         task = asyncio.current_task()
+        failing = False
         # redis-py may swallow a CancelledError that lands during a call: check the request too.
         while task is None or not task.cancelling():
             try:
+                if self._group_lost:
+                    after = id_text(self._after)
+                    await self._create_group(after)
+                    log.warning("webhooks[%d]: group lost, made again after %s", self.index, after)
+                    self._group_lost = False
                 for entry_id, fields in await self._next_batch():
                     await self._handle(text(entry_id), fields)
+                if failing:
+                    log.info("webhooks[%d]: the store answers again", self.index)
+                    failing = False
             except (RedisError, OSError) as error:
-                log.warning("webhooks[%d]: store error %s", self.index, type(error).__name__)
+                if not failing:
+                    log.warning("webhooks[%d]: store error %s", self.index, error_name(error))
+                    failing = True
+                # UNBLOCKED: a blocked read whose log was deleted.
+                self._group_lost = error_name(error) in ("NOGROUP", "UNBLOCKED")
                 self._own_first = True
-                await asyncio.sleep(1)
+                await asyncio.sleep(STORE_RETRY_S)
             except Exception as error:
                 # Only the type: a message could quote event data.
                 log.error("webhooks[%d]: unexpected %s", self.index, type(error).__name__)
-                await asyncio.sleep(1)
+                await asyncio.sleep(STORE_RETRY_S)
 
     async def _replicated(self, entry_id: str) -> None:
         """Wait until a replica holds the entry (durability `replicated`; at once with `local`)."""
@@ -188,6 +234,7 @@ class Delivery:
                     return  # another process took it over and acknowledged it
             EVENT_DELIVERIES.labels(sink=self.sink, result="delivered").inc()
         await self.redis.xack(self.key, self.group, entry_id)
+        self._after = max(self._after, log_id(entry_id))
 
     async def _touch(self, entry_id: str) -> bool:
         """Reset the entry's idle time so no other process takes it over; False if not pending."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from router.events import webhooks
 from router.events.sse import event_json
 from router.events.webhooks import group_name
 from router.store.engine import Engine
+from tests.conftest import configured
 from tests.events.conftest import SECRET, Receiver, StartRouter, deliveries, eventually
 from tests.store.center import Center
 
@@ -159,3 +161,50 @@ async def test_a_missing_secret_fails_startup_naming_the_field(
         await start_router(receiver.webhook(), missing)
     assert [e.field for e in raised.value.errors] == ["webhooks[1].secret_env"]
     assert SECRET not in str(raised.value)
+
+
+async def test_a_group_the_store_lost_is_made_again_and_the_new_log_delivered(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    await center.queue("support")
+    await start_router(receiver.webhook())
+    await center.call("support", "i1")
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+    await redis.delete(engine.keys.events)  # the log and its groups, as in a store that lost them
+    await center.call("support", "i2")
+    await center.call("support", "i3")
+    await eventually(lambda: len(receiver.acknowledged) == 3)
+    delivered = [body["interaction_id"] for body in receiver.acknowledged]
+    assert delivered == ["i1", "i2", "i3"]
+
+
+async def test_store_errors_are_logged_once_while_they_last(
+    start_router: StartRouter,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "STORE_RETRY_S", 0.01)
+    caplog.set_level(logging.INFO, "router.webhooks")
+    await center.queue("support")
+    await start_router(receiver.webhook())
+
+    async def refused_reads() -> int:
+        errors = await redis.info("errorstats")
+        return int(errors.get("errorstat_NOREPLICAS", {}).get("count", 0))
+
+    before = await refused_reads()
+    async with configured(redis, "min-replicas-to-write", "1"):
+        for client in await redis.client_list():
+            if client["cmd"] == "xreadgroup":  # its blocked read ends: the next is refused
+                await redis.client_kill_filter(_id=client["id"])
+        for _ in range(500):
+            if await refused_reads() >= before + 5:
+                break
+            await asyncio.sleep(0.01)
+    await center.call("support", "i1")  # the next read gets it
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+    assert "webhooks[0]: the store answers again" in caplog.text
+    assert caplog.text.count("webhooks[0]: store error NOREPLICAS") == 1

@@ -4,9 +4,7 @@ StoreRefused, nothing changed, each refusal counted; reads still answered at max
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import REGISTRY
@@ -17,6 +15,7 @@ from router.domain.models import AgentState, InteractionStatus
 from router.errors import StoreRefused
 from router.store.engine import Engine
 from router.store.server import RedisServer
+from tests.conftest import configured
 from tests.store.center import Center
 
 BUSY_SCRIPT = """
@@ -25,17 +24,6 @@ local stop = t[1] * 1000000 + t[2] + tonumber(ARGV[1])
 repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
 """
 """Keeps Redis running one script for ARGV[1] µs."""
-
-
-@contextlib.asynccontextmanager
-async def configured(redis: Redis, name: str, value: str) -> AsyncIterator[None]:
-    """The store's setting `name` at `value` while the block runs."""
-    before = str((await redis.config_get(name))[name])
-    await redis.config_set(name, value)
-    try:
-        yield
-    finally:
-        await redis.config_set(name, before)
 
 
 def refusals(reason: str) -> float:
