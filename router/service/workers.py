@@ -103,8 +103,9 @@ def worker_main(
     raise SystemExit(EXIT_OK)
 
 
-def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` sockets listening on one port (the first one's, when `port` is 0)."""
+def listening_sockets(host: str, port: int, count: int, listen: bool = True) -> list[socket.socket]:
+    """`count` sockets listening on one port (the first one's, when `port` is 0); with
+    `listen` False only bound, for a worker to listen on once it serves."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -118,7 +119,8 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen(BACKLOG)
+            if listen:
+                sock.listen(BACKLOG)
             address = sock.getsockname()  # the port the first one got
     except OSError:
         for sock in sockets:
@@ -232,11 +234,13 @@ class Supervisor:
                     del retry_at[index]
 
     def _listen_again(self, index: int) -> None:
-        """A new socket for worker `index` if its own was closed after a failed restart."""
+        """A new socket for worker `index` if its own was closed after a failed restart: bound,
+        not listening, so that it takes connections only once the worker serves (its server
+        listens), never while it may still fail to start and reset them."""
         if self.sockets[index - 1].fileno() != -1:
             return
         try:
-            self.sockets[index - 1] = listening_sockets(*self.address, 1)[0]
+            self.sockets[index - 1] = listening_sockets(*self.address, 1, listen=False)[0]
         except OSError as error:
             raise StartFailed(f"worker {index} cannot listen again: {error}") from error
 
