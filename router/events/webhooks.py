@@ -72,6 +72,14 @@ def group_name(index: int, url: str) -> str:
     return f"webhook:{index}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
+def raise_if_cancelling() -> None:
+    """CancelledError if this task was asked to stop: redis-py may swallow a cancellation that
+    lands during a call (while it connects, for one)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def error_name(error: BaseException) -> str:
     """A store error's type, with Redis's error code when it has one (`ResponseError NOGROUP`):
     never its message, which may quote keys."""
@@ -118,12 +126,24 @@ class Delivery:
         return f"webhook:{self.index}"
 
     async def ensure_group(self) -> None:
-        """Create the group at the log's end (no history replayed) unless it exists; note its
-        position."""
-        await self._create_group("$")
-        for group in await self.redis.xinfo_groups(self.key):
+        """Note the group's position; create it at the log's end (no history replayed) when it
+        does not exist. Only reads when it does (so a router starts on a store at maxmemory)."""
+        position = await self._group_position()
+        if position is None:
+            await self._create_group("$")
+            position = await self._group_position()
+        self._after = position or self._after
+
+    async def _group_position(self) -> StreamId | None:
+        """The group's last delivered id; None when it (or the log) does not exist."""
+        try:
+            groups = await self.redis.xinfo_groups(self.key)
+        except ResponseError:  # no log yet
+            return None
+        for group in groups:
             if text(group["name"]) == self.group:
-                self._after = max(self._after, log_id(text(group["last-delivered-id"])))
+                return log_id(text(group["last-delivered-id"]))
+        return None
 
     async def _create_group(self, position: str) -> None:
         try:
@@ -168,10 +188,8 @@ class Delivery:
     async def _replicated(self, entry_id: str) -> None:
         """Wait until a replica holds the entry (durability `replicated`; at once with `local`)."""
         wanted = parse_event_id(entry_id, "log")
-        task = asyncio.current_task()
         while await self.ceiling(wanted) < wanted:
-            if task is not None and task.cancelling():  # redis-py may swallow a cancellation
-                raise asyncio.CancelledError
+            raise_if_cancelling()
             # The read that got the entry wrote too (the group's position), on this delivery's
             # own connection: a WAIT for it makes the replicas acknowledge now, not at their
             # next periodic acknowledgement. Its answer is not used: the ceiling decides.
@@ -199,6 +217,7 @@ class Delivery:
         self._claim_from = text(cursor)
         if claimed:
             return cast(list[Entry], claimed)
+        raise_if_cancelling()  # before a read that blocks
         reply = await self.redis.xreadgroup(
             self.group,
             self.consumer,

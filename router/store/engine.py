@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
@@ -175,6 +175,8 @@ class Engine:
         self._cfg = b""
         self.tune()
         self._store_up = False
+        self._unwritten: Callable[[], Awaitable[None]] | None = None
+        """The configuration's queues, while the store refused them (load_queues)."""
 
     def tune(self, **changes: Any) -> None:
         """The settings every call carries, with `changes` (tests lower limits with it)."""
@@ -184,9 +186,16 @@ class Engine:
         self._cfg = msgpack.packb(cfg, use_bin_type=False)
 
     async def start(self) -> None:
-        """Load the library of every script (FUNCTION LOAD); warn of an eviction policy."""
+        """Load the library of every script (FUNCTION LOAD), unless the store refuses it while
+        it holds it already (at maxmemory: the router then starts on it); warn of an eviction
+        policy."""
         async with self.bounded():
-            await self.runner.load()
+            try:
+                await self.runner.load()
+            except ResponseError as error:
+                if refusal(error) is None or not await self.runner.loaded():
+                    raise
+                log.warning("the store refused to load the library again: using the one it holds")
             policy = await self.eviction_policy()
         if policy not in (None, "noeviction"):
             log.warning(
@@ -329,8 +338,25 @@ class Engine:
             )
             await write()
 
-        await write()
+        try:
+            await write()
+        except StoreRefused as refused:
+            log.warning(
+                "the configuration's %d queue(s) are not written yet: %s; written once it takes "
+                "changes again",
+                len(written),
+                refused.detail,
+            )
+            self._unwritten = write
         self.runner.reloaded = write_again
+
+    async def write_unwritten(self) -> None:
+        """Write the configuration's queues if the store refused them at start (load_queues);
+        the tick loop calls this before each tick."""
+        if self._unwritten is not None:
+            await self._unwritten()
+            self._unwritten = None
+            log.info("the configuration's queues are written")
 
     # Agents
 

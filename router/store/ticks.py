@@ -26,6 +26,7 @@ async def run_ticks(engine: Engine, clock: Clock, stop: asyncio.Event) -> None:
     failing = False
     while not stop.is_set():
         try:
+            await engine.write_unwritten()
             result = await engine.tick(clock.now())
         except StoreUnavailable as error:
             if not failing:  # once per outage, not once a second

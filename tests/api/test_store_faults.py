@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.clock import ManualClock
+from router.config import WebhookConfig
+from router.domain.models import QueueConfig
 from router.settings import ServiceSettings
 from router.store.server import RedisServer
 from tests.api.conftest import QUEUES, ServiceTestServer, auth, config_for
@@ -210,3 +212,40 @@ async def test_a_store_at_its_maxmemory_refuses_changes_with_503_and_still_answe
             await redis.config_set("maxmemory", "0")
     async with faulty.get("/v1/interactions/i2", headers=auth()) as resp:
         assert resp.status == 404
+
+
+async def test_a_router_starts_on_a_store_at_its_maxmemory_and_writes_its_queues_later(
+    store: RedisServer,
+    settings: ServiceSettings,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "s")
+    hook = WebhookConfig(url="http://127.0.0.1:9/hook", secret_env="HOOK_SECRET")
+    config = replace(config_for(settings, store.url), webhooks=(hook,))
+    async with TestClient(ServiceTestServer(create_app(config, clock))):
+        pass  # the library, the queues and the webhook's group are in the store
+    more = replace(config, queues=(*config.queues, QueueConfig(name="new")))
+    async with Redis.from_url(store.url) as redis:
+        await redis.config_set("maxmemory", "1")
+        try:
+            async with TestClient(ServiceTestServer(create_app(more, clock))) as client:
+                assert "queue(s) are not written yet" in caplog.text
+                async with client.get("/v1/queues/chat", headers=auth()) as resp:
+                    assert resp.status == 200
+                async with client.get("/v1/queues/new", headers=auth()) as resp:
+                    assert resp.status == 404
+                async with client.post(
+                    "/v1/interactions", json={"queue": "chat"}, headers=auth()
+                ) as resp:
+                    assert resp.status == 503
+                await redis.config_set("maxmemory", "0")
+                for _ in range(100):  # the tick loop tries again within a second
+                    async with client.get("/v1/queues/new", headers=auth()) as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                assert resp.status == 200
+        finally:
+            await redis.config_set("maxmemory", "0")
