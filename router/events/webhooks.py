@@ -39,7 +39,7 @@ from router.events.sse import (
 )
 from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
-from router.store.codec import text
+from router.store.codec import error_code, text
 from router.store.connection import blocking_client
 from router.store.engine import Entry
 from router.store.replication import replica_ceiling
@@ -81,12 +81,9 @@ def raise_if_cancelling() -> None:
 
 
 def error_name(error: BaseException) -> str:
-    """A store error's type, with Redis's error code when it has one (`ResponseError NOGROUP`):
-    never its message, which may quote keys."""
-    code = str(error).split(" ", 1)[0] if isinstance(error, ResponseError) else ""
-    if code.isupper() and code.isalpha():
-        return code
-    return type(error).__name__
+    """A store error's Redis code (`NOGROUP`), else its type: never its message, which may quote
+    keys."""
+    return error_code(error) or type(error).__name__
 
 
 def signature(secret: bytes, body: bytes) -> str:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import msgpack
+from redis.exceptions import ResponseError
 
 from router import errors
 from router.domain.models import (
@@ -92,6 +93,17 @@ def stats_view(figures: QueueFigures, queue: QueueConfig) -> dict[str, Any]:
         "service_level": {k: None if v is None else round(v, 4) for k, v in levels.items()},
         "agents_required": staffing(window, figures.get("aht_s"), queue.sla),
     }
+
+
+def error_code(error: BaseException) -> str:
+    """Redis's code of an error it answered (`NOGROUP`, `BUSY`, …), or "" for any other: the
+    one part of its message that may be logged (the rest may quote keys)."""
+    if not isinstance(error, ResponseError):
+        return ""
+    # redis-py prefixes the error of a pipeline's command with "Command # <n> (<command>) ...".
+    message = str(error).rpartition(" of pipeline caused error: ")[2]
+    code = message.split(" ", 1)[0]
+    return code if code.isalpha() and code.isupper() else ""
 
 
 def text(value: bytes | str) -> str:

@@ -34,11 +34,11 @@ from router.domain.models import (
     RejectReason,
 )
 from router.domain.stats import BUCKETS
-from router.errors import StoreRefused, StoreUnavailable
+from router.errors import RouterError, StoreRefused, StoreUnavailable
 from router.metrics.process import STORE_REFUSALS, STORE_UP, observe_decision
 from router.settings import ServiceSettings
 from router.store import codec
-from router.store.codec import raise_for, stats_view, text, to_ms
+from router.store.codec import error_code, raise_for, stats_view, text, to_ms
 from router.store.keys import Keys
 from router.store.records import (
     EWT_REFRESH_MS,
@@ -135,9 +135,7 @@ def refusal(error: BaseException) -> tuple[str, str] | None:
         return REFUSALS["OOM"]
     if isinstance(error, ReadOnlyError):  # a `redis://` store made a replica (Sentinel: a retry)
         return REFUSALS["READONLY"]
-    if isinstance(error, ResponseError):
-        return REFUSALS.get(str(error).split(" ", 1)[0])
-    return None
+    return REFUSALS.get(error_code(error))
 
 
 class Bounded:
@@ -193,15 +191,19 @@ class Engine:
             try:
                 await self.runner.load()
             except ResponseError as error:
-                if refusal(error) is None or not await self.runner.loaded():
+                # A replica (READONLY) holds the library too, but would refuse every change.
+                if refusal(error) in (None, REFUSALS["READONLY"]) or not await self.runner.loaded():
                     raise
                 log.warning("the store refused to load the library again: using the one it holds")
             policy = await self.eviction_policy()
-        if policy not in (None, "noeviction"):
+        if policy is not None and policy != "noeviction":
             log.warning(
-                "the store's maxmemory-policy is %s: when full, Redis deletes keys to make room, "
-                "and with them interactions and agents; set it to noeviction",
+                "the store's maxmemory-policy is %s: when full, Redis deletes %s to make room; "
+                "set it to noeviction",
                 policy,
+                "ended interactions before their retention_s"
+                if policy.startswith("volatile")
+                else "any key, and with them interactions and agents",
             )
 
     async def eviction_policy(self) -> str | None:
@@ -351,12 +353,22 @@ class Engine:
         self.runner.reloaded = write_again
 
     async def write_unwritten(self) -> None:
-        """Write the configuration's queues if the store refused them at start (load_queues);
-        the tick loop calls this before each tick."""
-        if self._unwritten is not None:
-            await self._unwritten()
-            self._unwritten = None
-            log.info("the configuration's queues are written")
+        """Write the configuration's queues if the store refused them at start (load_queues):
+        the tick loop calls this before each tick, until the store takes them or answers why
+        not (a conflict: logged, the store's queues stay)."""
+        write, self._unwritten = self._unwritten, None
+        if write is None:
+            return
+        try:
+            await write()
+        except StoreUnavailable:
+            self._unwritten = write
+            raise
+        except RouterError as error:
+            log.error("the configuration's queues cannot be written, the store's stay: %s",
+                      error.detail)  # fmt: skip
+            return
+        log.info("the configuration's queues are written")
 
     # Agents
 

@@ -56,9 +56,12 @@ async def fcall_replicated(redis: Redis, function: str, key: str, arg: bytes, ms
         pipe.wait(REPLICAS, ms)
         # Errors as they came (a raised one would carry the pipeline's prefix in its message).
         reply, replicas = await pipe.execute(raise_on_error=False)
-    for answer in (reply, replicas):
-        if isinstance(answer, Exception):
-            raise answer
+    if isinstance(reply, Exception):
+        raise reply
+    if isinstance(replicas, Exception):  # the change was applied; whether a replica has it, unknown
+        raise NotReplicated(
+            "the change is on the primary; whether a replica has it is unknown (WAIT failed)"
+        ) from replicas
     if int(replicas) < REPLICAS:
         raise NotReplicated(
             f"no replica confirmed the change within {ms} ms: it is on the primary, which may "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 from router.api.app import create_app
 from router.clock import ManualClock
 from router.config import WebhookConfig
-from router.domain.models import QueueConfig
+from router.domain.models import Channel, QueueConfig
 from router.settings import ServiceSettings
 from router.store.server import RedisServer
 from tests.api.conftest import QUEUES, ServiceTestServer, auth, config_for
@@ -247,5 +248,39 @@ async def test_a_router_starts_on_a_store_at_its_maxmemory_and_writes_its_queues
                             break
                     await asyncio.sleep(0.05)
                 assert resp.status == 200
+        finally:
+            await redis.config_set("maxmemory", "0")
+
+
+async def test_queues_refused_at_start_then_in_conflict_are_logged_and_ticks_go_on(
+    store: RedisServer,
+    settings: ServiceSettings,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "router.store")
+    config = config_for(settings, store.url)
+    async with (
+        TestClient(ServiceTestServer(create_app(config, clock))) as client,
+        client.post("/v1/interactions", json={"queue": "chat"}, headers=auth()) as resp,
+    ):
+        assert resp.status == 201  # it waits: the queue's channel cannot change now
+    chat_on_voice = QueueConfig(name="chat", channel=Channel.VOICE, skills={"chat": 1})
+    on_voice = replace(config, queues=(*config.queues[:2], chat_on_voice))
+    async with Redis.from_url(store.url) as redis:
+        await redis.config_set("maxmemory", "1")
+        try:
+            async with TestClient(ServiceTestServer(create_app(on_voice, clock))) as client:
+                await redis.config_set("maxmemory", "0")
+                for _ in range(100):  # the tick loop tries again within a second
+                    if "ticks apply again" in caplog.text:
+                        break
+                    await asyncio.sleep(0.05)
+                assert "ticks apply again" in caplog.text
+                assert (
+                    "the configuration's queues cannot be written, the store's stay" in caplog.text
+                )
+                async with client.get("/v1/queues/chat", headers=auth()) as resp:
+                    assert (await resp.json())["channel"] == "chat"
         finally:
             await redis.config_set("maxmemory", "0")

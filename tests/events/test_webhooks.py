@@ -208,3 +208,17 @@ async def test_store_errors_are_logged_once_while_they_last(
     await eventually(lambda: len(receiver.acknowledged) == 1)
     assert "webhooks[0]: the store answers again" in caplog.text
     assert caplog.text.count("webhooks[0]: store error NOREPLICAS") == 1
+
+
+async def test_a_group_deleted_from_a_kept_log_is_made_again_where_it_was(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    await center.queue("support")
+    await start_router(receiver.webhook())
+    await center.call("support", "i1")
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+    await redis.xgroup_destroy(engine.keys.events, group_name(0, receiver.url))
+    await center.call("support", "i2")
+    await eventually(lambda: len(receiver.acknowledged) == 2)
+    delivered = [body["interaction_id"] for body in receiver.acknowledged]
+    assert delivered == ["i1", "i2"]  # i1 not delivered again

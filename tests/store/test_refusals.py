@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.domain.models import AgentState, InteractionStatus
-from router.errors import StoreRefused
-from router.store.engine import Engine
+from router.clock import ManualClock
+from router.domain.models import AgentState, InteractionStatus, NewInteraction, QueueConfig
+from router.errors import StoreRefused, StoreUnavailable
+from router.settings import ServiceSettings
+from router.store.codec import error_code
+from router.store.engine import REFUSALS, Engine, refusal
 from router.store.server import RedisServer
 from tests.conftest import configured
 from tests.store.center import Center
@@ -132,3 +136,53 @@ async def test_an_evicting_store_is_named_at_start(
     caplog.clear()
     await engine.start()
     assert "maxmemory-policy" not in caplog.text
+
+
+async def test_a_wait_refused_after_the_change_is_not_reported_as_nothing_changed(
+    redis: Redis, redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
+) -> None:
+    # Durability `replicated`: FCALL, then WAIT. Here WAIT alone is refused (NOPERM): the change
+    # was applied, and the answer must say its outcome is unknown, never "nothing was changed".
+    await redis.acl_setuser("nowait", enabled=True, passwords=["+pw"], keys=["*"],
+                            channels=["*"], commands=["+@all", "-wait"])  # fmt: skip
+    replicated = replace(settings, durability="replicated")
+    user = Redis.from_url(redis_server.url, username="nowait", password="pw")
+    try:
+        engine = Engine(user, replicated)
+        await Engine(redis, settings).upsert_queue(QueueConfig(name="q"), clock.now())
+        with pytest.raises(StoreUnavailable) as error:
+            await engine.create_interaction(NewInteraction(queue="q", id="i1"), clock.now())
+        assert not isinstance(error.value, StoreRefused)
+        assert error.value.members["interaction_id"] == "i1"
+        assert await redis.exists(Engine(redis, settings).keys.interaction("i1"))
+    finally:
+        await user.aclose()
+        await redis.acl_deluser("nowait")
+
+
+def test_the_code_of_a_pipelines_error_is_found() -> None:
+    error = ResponseError(
+        "Command # 1 (HGETALL acd:{main}:m:c) of pipeline caused error: BUSY Redis is busy"
+    )
+    assert error_code(error) == "BUSY"
+    assert refusal(error) == REFUSALS["BUSY"]
+    assert error_code(ResponseError("wrong kind of value")) == ""
+
+
+async def test_a_start_is_refused_on_a_replica_and_on_a_full_store_without_the_library(
+    redis: Redis, settings: ServiceSettings
+) -> None:
+    await redis.replicaof("127.0.0.1", "1")  # it holds the library, but takes no change
+    try:
+        with pytest.raises(StoreRefused, match="read-only replica"):
+            await Engine(redis, settings).start()
+    finally:
+        await redis.replicaof("NO", "ONE")
+    empty = RedisServer()
+    empty.start()
+    try:
+        async with Redis.from_url(empty.url) as fresh, configured(fresh, "maxmemory", "1"):
+            with pytest.raises(StoreRefused, match="maxmemory"):
+                await Engine(fresh, settings).start()
+    finally:
+        empty.stop()
