@@ -192,6 +192,16 @@ class ProblemView(TypedDict):
             ),
         ]
     ]
+    reason: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="A 503 `/problems/store-refused`: why Redis refused the request, "
+                "which changed nothing: `out_of_memory`, `cannot_persist`, `no_replicas`, "
+                "`busy` or `read_only`."
+            ),
+        ]
+    ]
 
 
 def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Response:

@@ -26,6 +26,7 @@ from router.domain.models import Channel, QueueConfig
 from router.settings import ServiceSettings
 from router.store.server import RedisServer
 from tests.api.conftest import QUEUES, ServiceTestServer, auth, config_for
+from tests.api.test_openapi import check_against_document
 
 Client = TestClient[web.Request, web.Application]
 TIMEOUT_S = 1.0
@@ -200,6 +201,9 @@ async def test_a_store_at_its_maxmemory_refuses_changes_with_503_and_still_answe
                 problem = await resp.json(content_type="application/problem+json")
             assert problem["type"] == "/problems/store-refused"
             assert problem["reason"] == "out_of_memory"
+            check_against_document(
+                "POST", "/v1/interactions", None, 503, "application/problem+json", problem
+            )
             assert "interaction_id" not in problem  # nothing was created: no id to retry with
             async with faulty.get("/v1/interactions/i1", headers=auth()) as resp:
                 assert resp.status == 200
