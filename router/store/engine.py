@@ -365,8 +365,9 @@ class Engine:
             self._unwritten = write
             raise
         except RouterError as error:
-            log.error("the configuration's queues cannot be written, the store's stay: %s",
-                      error.detail)  # fmt: skip
+            log.error(
+                "the configuration's queues cannot be written, the store's stay: %s", error.detail
+            )
             return
         log.info("the configuration's queues are written")
 
