@@ -156,7 +156,7 @@ def _client(
         return Redis.from_pool(BlockingConnectionPool.from_url(store.url, **options))
     credentials = {"username": store.username, "password": store.password}
     if store.kind is StoreKind.SENTINEL:
-        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
             list(store.hosts),
             sentinel_kwargs={
                 "socket_timeout": connect_timeout_s,
