@@ -34,7 +34,7 @@ from loadtest.unavailability import Unavailability
 from router.config import load_config
 from router.errors import ConfigError
 
-SPEED = 20.0
+SPEED = 30.0
 THRESHOLD_S = 20.0
 CONFIG = f"""
 [[keys]]
@@ -126,7 +126,7 @@ async def test_replay_agrees_with_simulate(tmp_path: Path) -> None:
     assert table.splitlines()[-1] in ("PASS: all 1 queues", "FAIL: q")
 
     text = replay_report(result)
-    assert "replay 20x" in text
+    assert f"replay {SPEED:g}x" in text
     assert "p999 ms" in text
     assert "create" in text
     assert "late by" in text
