@@ -146,7 +146,7 @@ class Delivery:
         try:
             await self.redis.xgroup_create(self.key, self.group, position, mkstream=True)
         except ResponseError as error:
-            if "BUSYGROUP" not in str(error):  # another process made it
+            if error_code(error) != "BUSYGROUP":  # another process made it
                 raise
 
     async def run(self) -> None:

@@ -27,6 +27,7 @@ from router.settings import ServiceSettings
 from router.store.server import RedisServer
 from tests.api.conftest import QUEUES, ServiceTestServer, auth, config_for
 from tests.api.test_openapi import check_against_document
+from tests.conftest import configured
 
 Client = TestClient[web.Request, web.Application]
 TIMEOUT_S = 1.0
@@ -190,31 +191,27 @@ async def test_a_store_at_its_maxmemory_refuses_changes_with_503_and_still_answe
         "/v1/interactions", json={"id": "i1", "queue": "chat"}, headers=auth()
     ) as resp:
         assert resp.status == 201
-    async with Redis.from_url(store.url) as redis:
-        await redis.config_set("maxmemory", "1")
-        try:
-            async with faulty.post(
-                "/v1/interactions", json={"id": "i2", "queue": "chat"}, headers=auth()
-            ) as resp:
-                assert resp.status == 503
-                assert resp.headers["Retry-After"] == "5"
-                problem = await resp.json(content_type="application/problem+json")
-            assert problem["type"] == "/problems/store-refused"
-            assert problem["reason"] == "out_of_memory"
-            check_against_document(
-                "POST", "/v1/interactions", None, 503, "application/problem+json", problem
-            )
-            assert "interaction_id" not in problem  # nothing was created: no id to retry with
-            async with faulty.get("/v1/interactions/i1", headers=auth()) as resp:
-                assert resp.status == 200
-            async with faulty.get("/metrics") as resp:
-                assert resp.status == 200
-                metrics = await resp.text()
-            assert 'acd_queue_waiting{queue="chat"} 1.0' in metrics  # the business metrics too
-            assert 'acd_store_refusals_total{reason="out_of_memory"}' in metrics
-            assert "acd_store_up 1.0" in metrics  # it answers
-        finally:
-            await redis.config_set("maxmemory", "0")
+    async with Redis.from_url(store.url) as redis, configured(redis, "maxmemory", "1"):
+        async with faulty.post(
+            "/v1/interactions", json={"id": "i2", "queue": "chat"}, headers=auth()
+        ) as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "5"
+            problem = await resp.json(content_type="application/problem+json")
+        assert problem["type"] == "/problems/store-refused"
+        assert problem["reason"] == "out_of_memory"
+        check_against_document(
+            "POST", "/v1/interactions", None, 503, "application/problem+json", problem
+        )
+        assert "interaction_id" not in problem  # nothing was created: no id to retry with
+        async with faulty.get("/v1/interactions/i1", headers=auth()) as resp:
+            assert resp.status == 200
+        async with faulty.get("/metrics") as resp:
+            assert resp.status == 200
+            metrics = await resp.text()
+        assert 'acd_queue_waiting{queue="chat"} 1.0' in metrics  # the business metrics too
+        assert 'acd_store_refusals_total{reason="out_of_memory"}' in metrics
+        assert "acd_store_up 1.0" in metrics  # it answers
     async with faulty.get("/v1/interactions/i2", headers=auth()) as resp:
         assert resp.status == 404
 
@@ -232,28 +229,25 @@ async def test_a_router_starts_on_a_store_at_its_maxmemory_and_writes_its_queues
     async with TestClient(ServiceTestServer(create_app(config, clock))):
         pass  # the library, the queues and the webhook's group are in the store
     more = replace(config, queues=(*config.queues, QueueConfig(name="new")))
-    async with Redis.from_url(store.url) as redis:
-        await redis.config_set("maxmemory", "1")
-        try:
-            async with TestClient(ServiceTestServer(create_app(more, clock))) as client:
-                assert "queue(s) are not written yet" in caplog.text
-                async with client.get("/v1/queues/chat", headers=auth()) as resp:
-                    assert resp.status == 200
-                async with client.get("/v1/queues/new", headers=auth()) as resp:
-                    assert resp.status == 404
-                async with client.post(
-                    "/v1/interactions", json={"queue": "chat"}, headers=auth()
-                ) as resp:
-                    assert resp.status == 503
-                await redis.config_set("maxmemory", "0")
-                for _ in range(100):  # the tick loop tries again within a second
-                    async with client.get("/v1/queues/new", headers=auth()) as resp:
-                        if resp.status == 200:
-                            break
-                    await asyncio.sleep(0.05)
-                assert resp.status == 200
-        finally:
-            await redis.config_set("maxmemory", "0")
+    async with (
+        Redis.from_url(store.url) as redis,
+        configured(redis, "maxmemory", "1"),
+        TestClient(ServiceTestServer(create_app(more, clock))) as client,
+    ):
+        assert "queue(s) are not written yet" in caplog.text
+        async with client.get("/v1/queues/chat", headers=auth()) as resp:
+            assert resp.status == 200
+        async with client.get("/v1/queues/new", headers=auth()) as resp:
+            assert resp.status == 404
+        async with client.post("/v1/interactions", json={"queue": "chat"}, headers=auth()) as resp:
+            assert resp.status == 503
+        await redis.config_set("maxmemory", "0")
+        for _ in range(100):  # the tick loop tries again within a second
+            async with client.get("/v1/queues/new", headers=auth()) as resp:
+                if resp.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+        assert resp.status == 200
 
 
 async def test_queues_refused_at_start_then_in_conflict_are_logged_and_ticks_go_on(
@@ -271,20 +265,17 @@ async def test_queues_refused_at_start_then_in_conflict_are_logged_and_ticks_go_
         assert resp.status == 201  # it waits: the queue's channel cannot change now
     chat_on_voice = QueueConfig(name="chat", channel=Channel.VOICE, skills={"chat": 1})
     on_voice = replace(config, queues=(*config.queues[:2], chat_on_voice))
-    async with Redis.from_url(store.url) as redis:
-        await redis.config_set("maxmemory", "1")
-        try:
-            async with TestClient(ServiceTestServer(create_app(on_voice, clock))) as client:
-                await redis.config_set("maxmemory", "0")
-                for _ in range(100):  # the tick loop tries again within a second
-                    if "ticks apply again" in caplog.text:
-                        break
-                    await asyncio.sleep(0.05)
-                assert "ticks apply again" in caplog.text
-                assert (
-                    "the configuration's queues cannot be written, the store's stay" in caplog.text
-                )
-                async with client.get("/v1/queues/chat", headers=auth()) as resp:
-                    assert (await resp.json())["channel"] == "chat"
-        finally:
-            await redis.config_set("maxmemory", "0")
+    async with (
+        Redis.from_url(store.url) as redis,
+        configured(redis, "maxmemory", "1"),
+        TestClient(ServiceTestServer(create_app(on_voice, clock))) as client,
+    ):
+        await redis.config_set("maxmemory", "0")
+        for _ in range(100):  # the tick loop tries again within a second
+            if "ticks apply again" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "ticks apply again" in caplog.text
+        assert "the configuration's queues cannot be written, the store's stay" in caplog.text
+        async with client.get("/v1/queues/chat", headers=auth()) as resp:
+            assert (await resp.json())["channel"] == "chat"
