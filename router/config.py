@@ -85,12 +85,25 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
     Every problem, the file's name first on each line, goes into one ConfigError.
     """
+    config, errors = read_config(path, env)
+    if errors or config is None:
+        raise _config_error(path, errors)
+    return config
+
+
+def read_config(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[FieldError]]:
+    """The configuration in `path` as far as it is valid, and every problem of the file: an
+    entry with a problem is left out, a setting left at its default. None when the file cannot
+    be read or parsed (nothing else can be checked then). With problems, the configuration is
+    fit only for finding more problems (check-config), never to run with."""
     try:
         with open(path, "rb") as file:
             document = tomllib.load(file)
     except (OSError, ValueError) as error:
         # tomllib.TOMLDecodeError and UnicodeDecodeError are both ValueErrors.
-        raise _config_error(path, [FieldError("", str(error))]) from error
+        return None, [FieldError("", str(error))]
     errors: list[FieldError] = []
     for name in sorted(set(document) - TOP_LEVEL):
         errors.append(FieldError(name, "unknown field"))
@@ -102,9 +115,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     keys = _valid(ApiKeyConfig, key_tables, errors)
     check_unique(_names(key_tables), errors)
     webhooks = _valid(WebhookConfig, _tables(document, "webhooks", errors), errors)
-    if errors or service is None:
-        raise _config_error(path, errors)
-    return Config(replace(service, config=str(path)), queues, keys, webhooks)
+    return Config(replace(service, config=str(path)), queues, keys, webhooks), errors
 
 
 Table = tuple[str, Any]
@@ -158,13 +169,13 @@ def _names(tables: list[Table]) -> list[tuple[str, str]]:
 
 def _service(
     document: Mapping[str, Any], env: Mapping[str, str] | None, errors: list[FieldError]
-) -> ServiceSettings | None:
+) -> ServiceSettings:
     table = document.get("service", {})
     if not isinstance(table, Mapping):
         errors.append(FieldError("service", "must be a table"))
-        return None
-    try:
-        return ServiceSettings.from_mapping(table, "service").with_env(env)
-    except ConfigError as error:
-        errors.extend(error.errors)
-        return None
+        table = {}
+    settings, problems = ServiceSettings.parse(table, "service")
+    errors.extend(problems)
+    settings, problems = settings.parse_env(env)
+    errors.extend(problems)
+    return settings

@@ -25,6 +25,8 @@ class RouterError(Exception):
     """Sent as `Retry-After` when set: the client may repeat the request after that long."""
     closes_connection: bool = False
     """The connection is closed after the answer (what follows on it cannot be read)."""
+    challenge: str | None = None
+    """Sent as `WWW-Authenticate` when set (a 401 must say how to authenticate, RFC 9110)."""
 
     def __init__(self, detail: str, errors: list[FieldError] | None = None, **members: Any) -> None:
         super().__init__(detail)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from router.domain.models import Channel
+from router.domain.models import MAX_DURATION_S, Channel
 from router.errors import ConfigError, FieldError
 
 DURABILITIES = ("local", "replicated")
@@ -22,6 +23,7 @@ class ServiceSettings:
     namespace: str = "main"
     event_log_max: int = 1_000_000
     retention_s: float = 86_400.0
+    """Finished interactions expire this long after their end; at most MAX_DURATION_S."""
     exclusive_channels: tuple[str, ...] = ("voice",)
     metrics_auth: bool = False
     max_routing_classes: int = 10_000
@@ -42,6 +44,15 @@ class ServiceSettings:
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], where: str = "service") -> ServiceSettings:
         """Settings from a `[service]` table, with errors naming the field."""
+        return _valid(*cls.parse(table, where))
+
+    @classmethod
+    def parse(
+        cls, table: Mapping[str, Any], where: str = "service"
+    ) -> tuple[ServiceSettings, list[FieldError]]:
+        """Settings from a `[service]` table, and every problem, each naming its field. A value
+        of the wrong kind is left at its default: with problems, the settings are fit only for
+        finding more problems (check-config), never to run with."""
         known = {f.name: f for f in fields(cls)}
         errors: list[FieldError] = []
         values: dict[str, Any] = {}
@@ -59,12 +70,17 @@ class ServiceSettings:
                 values[key] = coerced
         settings = replace(cls(), **values)
         errors.extend(settings._errors(where))
-        if errors:
-            raise ConfigError("; ".join(map(str, errors)), errors)
-        return settings
+        return settings, errors
 
     def with_env(self, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """These settings with `ACD_<NAME>` environment variables applied over them."""
+        return _valid(*self.parse_env(env))
+
+    def parse_env(
+        self, env: Mapping[str, str] | None = None
+    ) -> tuple[ServiceSettings, list[FieldError]]:
+        """These settings with `ACD_<NAME>` variables applied over them, and the problems of the
+        variables (as `parse`)."""
         env = os.environ if env is None else env
         table = {
             f.name: env[f"ACD_{f.name.upper()}"]
@@ -73,7 +89,10 @@ class ServiceSettings:
         }
         merged = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
         merged.update(table)
-        return replace(ServiceSettings.from_mapping(merged, "env"), config=self.config)
+        settings, errors = ServiceSettings.parse(merged, "env")
+        # A value the file set and the environment did not is the file's problem, named so.
+        errors = [e for e in errors if e.field.removeprefix("env.") in table]
+        return replace(settings, config=self.config), errors
 
     def worker_count(self) -> int:
         """The number of serving processes: `workers`, or the cores this process may use."""
@@ -92,22 +111,20 @@ class ServiceSettings:
             errors.append(
                 FieldError(f"{where}.namespace", "must be non-empty, without {}: or spaces")
             )
-        if self.event_log_max < 1:
-            errors.append(FieldError(f"{where}.event_log_max", "must be >= 1"))
-        if self.retention_s <= 0:
-            errors.append(FieldError(f"{where}.retention_s", "must be > 0"))
-        if self.max_routing_classes < 1:
-            errors.append(FieldError(f"{where}.max_routing_classes", "must be >= 1"))
-        if self.class_fill_batch < 1:
-            errors.append(FieldError(f"{where}.class_fill_batch", "must be >= 1"))
+        for name, most in COUNT_LIMITS.items():
+            if not 1 <= getattr(self, name) <= most:
+                errors.append(FieldError(f"{where}.{name}", f"must be >= 1 and <= {most}"))
+        # Comparisons that NaN fails: `not x <= 0` would let it through.
+        if not 0 < self.retention_s <= MAX_DURATION_S:
+            errors.append(
+                FieldError(f"{where}.retention_s", f"must be > 0 and <= {MAX_DURATION_S}")
+            )
         if not 0 < self.store_timeout_s <= 60:
             errors.append(FieldError(f"{where}.store_timeout_s", "must be > 0 and <= 60"))
         if self.durability not in DURABILITIES:
             errors.append(
                 FieldError(f"{where}.durability", f"must be one of {', '.join(DURABILITIES)}")
             )
-        if self.max_streams_per_key < 1:
-            errors.append(FieldError(f"{where}.max_streams_per_key", "must be >= 1"))
         if not set(self.exclusive_channels) <= set(Channel):
             names = ", ".join(Channel)
             errors.append(
@@ -115,6 +132,21 @@ class ServiceSettings:
             )
         return errors
 
+
+def _valid(settings: ServiceSettings, errors: list[FieldError]) -> ServiceSettings:
+    """`settings`, or a ConfigError listing `errors`."""
+    if errors:
+        raise ConfigError("; ".join(map(str, errors)), errors)
+    return settings
+
+
+COUNT_LIMITS = {
+    "event_log_max": 1_000_000_000,
+    "max_routing_classes": 1_000_000,
+    "class_fill_batch": 100_000,
+    "max_streams_per_key": 1_000_000,
+}
+"""The whole-number settings and their largest value (the store takes no larger number)."""
 
 AUTO = "auto"
 MAX_WORKERS = 64
@@ -143,7 +175,7 @@ def _kind(default: Any) -> str:
     if isinstance(default, int):
         return "an integer"
     if isinstance(default, float):
-        return "a number"
+        return "a finite number"
     if isinstance(default, tuple):
         return "a list of strings"
     return "a string"
@@ -164,12 +196,7 @@ def _coerce(default: Any, value: Any) -> Any:
             return int(value)
         return None
     if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return float(value) if isinstance(value, str) else None
-        except ValueError:
-            return None
+        return _finite(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -177,3 +204,15 @@ def _coerce(default: Any, value: Any) -> Any:
             return tuple(value)
         return None
     return value if isinstance(value, str) else None
+
+
+def _finite(value: Any) -> float | None:
+    """A number setting (from text too), or None; TOML and float() both read nan and inf, which
+    no duration or timeout may be."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

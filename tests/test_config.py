@@ -250,3 +250,60 @@ def test_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b'name = "caf\xe9"\n')
     [line] = problems(path)
     assert line.startswith(f"{path}: ")
+
+
+YEAR = "must be > 0 and <= 31536000"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "error"),
+    [
+        ("[service]\nretention_s = nan", {}, "service.retention_s: must be a finite number"),
+        ("[service]\nretention_s = inf", {}, "service.retention_s: must be a finite number"),
+        ("[service]\nretention_s = -inf", {}, "service.retention_s: must be a finite number"),
+        ("[service]\nretention_s = 1e20", {}, f"service.retention_s: {YEAR}"),
+        ("", {"ACD_RETENTION_S": "nan"}, "env.retention_s: must be a finite number"),
+        ("", {"ACD_RETENTION_S": "inf"}, "env.retention_s: must be a finite number"),
+        ("", {"ACD_RETENTION_S": "1e20"}, f"env.retention_s: {YEAR}"),
+        ("", {"ACD_RETENTION_S": "1e400"}, "env.retention_s: must be a finite number"),
+        (
+            "[service]\nstore_timeout_s = nan",
+            {},
+            "service.store_timeout_s: must be a finite number",
+        ),
+        ("", {"ACD_STORE_TIMEOUT_S": "inf"}, "env.store_timeout_s: must be a finite number"),
+        ('[[queues]]\nname = "q"\noffer_timeout_s = nan', {}, "queues[0].offer_timeout_s: "),
+        ('[[queues]]\nname = "q"\nwrap_up_s = inf', {}, "queues[0].wrap_up_s: "),
+        ('[[queues]]\nname = "q"\nmax_wait_s = 1e20', {}, "queues[0].max_wait_s: "),
+    ],
+)
+def test_float_settings_are_finite_and_bounded(
+    tmp_path: Path, text: str, env: dict[str, str], error: str
+) -> None:
+    # Seen: check-config said ok to nan, inf and 1e20, then serve crashed with a traceback.
+    path = write(tmp_path, text)
+    [line] = problems(path, env)
+    assert line.startswith(f"{path}: {error}")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "error"),
+    [
+        ("[service]\nevent_log_max = 100000000000000000000", {}, "service.event_log_max: "),
+        ("", {"ACD_MAX_ROUTING_CLASSES": "1000001"}, "env.max_routing_classes: "),
+        ("[service]\nclass_fill_batch = 0", {}, "service.class_fill_batch: must be >= 1 and"),
+        ("[service]\nmax_streams_per_key = 9223372036854775807", {}, "service.max_streams_"),
+    ],
+)
+def test_whole_number_settings_are_bounded(
+    tmp_path: Path, text: str, env: dict[str, str], error: str
+) -> None:
+    # Seen: check-config said ok to 10^20 events, then serve crashed packing it for Redis.
+    path = write(tmp_path, text)
+    [line] = problems(path, env)
+    assert line.startswith(f"{path}: {error}")
+
+
+def test_the_longest_retention_is_a_year(tmp_path: Path) -> None:
+    path = write(tmp_path, "[service]\nretention_s = 31536000")
+    assert load_config(path, env={}).service.retention_s == 365 * 86_400

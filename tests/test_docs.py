@@ -142,3 +142,16 @@ def test_python_commands_name_the_venv() -> None:
         for line in page.read_text().splitlines():
             bare = re.findall(r"(?<![/\w])python3? -m", line)
             assert not bare or "activate" in line, f"{page.name}: {line.strip()}"
+
+
+def test_paths_named_in_the_config_files_exist() -> None:
+    # Seen: the alert rules' comment named config/prometheus/tests/acd.yml (acd_test.yml).
+    named = {
+        (path.name, found.rstrip(".,:;`"))
+        for path in (ROOT / "config").rglob("*")
+        if path.is_file() and path.suffix in (".yml", ".toml", ".conf", ".md")
+        for found in re.findall(r"(?<![\w/])(?:config|docs)/[\w./-]+", path.read_text())
+    }
+    assert named
+    missing = sorted(f"{name}: {found}" for name, found in named if not (ROOT / found).exists())
+    assert not missing, missing

@@ -15,7 +15,13 @@ from redis import Redis
 from loadtest.served import Served, clean_env, port_open, serve_args
 from router.cli import build_parser, serve_options
 from router.errors import ConfigError
-from router.service.options import ServeOptions, build_config, parse_listen, redact_url
+from router.service.options import (
+    ServeOptions,
+    build_config,
+    parse_listen,
+    prepare_data_dir,
+    redact_url,
+)
 from tests.e2e.serve import eventually, http
 
 KEY = "test-platform-key"
@@ -159,19 +165,42 @@ def test_a_redis_url_without_a_scheme_is_a_one_line_refusal(launch: list[Served]
     assert not port_open(port)
 
 
-def test_insecure_json_logs_and_a_temporary_folder(launch: list[Served]) -> None:
+def test_a_data_dir_that_is_a_file_is_a_one_line_refusal(
+    launch: list[Served], tmp_path: Path
+) -> None:
+    # Seen: a Python traceback from the folder's creation, after the start-up lines.
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    args, port = serve_args("--insecure", data_dir=taken)
+    served = start(launch, args)
+    assert served.wait_exit() == 2
+    assert "Traceback" not in served.output
+    assert (
+        served.output.strip()
+        == f"acd-router serve: --data-dir: exists and is not a folder ({taken})"
+    )
+    assert not port_open(port)
+
+
+def test_insecure_json_logs_a_temporary_folder_and_a_hang_up_stops(launch: list[Served]) -> None:
     args, _ = serve_args("--insecure", "--log-json", "--clock-speed", "10")
     served = start(launch, args)
     url = served.wait_ready()
     status, _ = http("GET", f"{url}/v1/queues")  # no key needed in insecure mode
     assert status == 200
-    assert served.stop() == 0
+    store_port = served.store_port
+    assert store_port is not None
+    # Seen: a closed terminal's SIGHUP ended serve at once, its redis-server and folder left.
+    served.process.send_signal(signal.SIGHUP)
+    assert served.wait_exit() == 0
+    assert not port_open(store_port)
 
     records = [json.loads(line) for line in served.lines]
     assert records, "no log lines"
     for record in records:
         assert set(record) >= {"ts", "level", "logger", "message"}
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
+    assert any(r["message"].startswith("SIGHUP received: stopping") for r in records)
     warnings = [r["message"] for r in records if r["level"] == "WARNING"]
     assert any(m.startswith("INSECURE MODE") for m in warnings)
     assert any(m.startswith("ready: ") and "INSECURE MODE" in m for m in warnings)  # banner too
@@ -227,12 +256,31 @@ def test_without_a_file_there_are_defaults_and_no_queues() -> None:
         (["--redis-url", "redis://r/0", "--data-dir", "d"], "--data-dir"),
         (["--redis-url", "sentinel://h:26379/acd"], "--redis-url"),
         (["--redis-url", "redis+sentinel://h:26379"], "--redis-url"),
+        (["--clock-speed", "0"], "--clock-speed"),
+        (["--clock-speed", "nan"], "--clock-speed"),
+        (["--clock-speed", "inf"], "--clock-speed"),
+        (["--clock-speed", "1e20"], "--clock-speed"),
     ],
 )
 def test_bad_flags_are_config_errors(argv: list[str], field: str) -> None:
     with pytest.raises(ConfigError) as raised:
         build_config(options(argv), {})
     assert raised.value.errors[0].field == field
+
+
+def test_a_data_dir_is_created_or_a_config_error(tmp_path: Path) -> None:
+    assert prepare_data_dir(str(tmp_path / "new" / "data")) == tmp_path / "new" / "data"
+    assert (tmp_path / "new" / "data").is_dir()
+    assert prepare_data_dir(str(tmp_path)) == tmp_path  # an existing folder
+    (tmp_path / "file").write_text("")
+    for bad, message in (
+        (tmp_path / "file", "exists and is not a folder"),
+        (tmp_path / "file" / "sub", "cannot be created: Not a directory"),
+        (Path("/proc/nope"), "cannot be created: No such file or directory"),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            prepare_data_dir(str(bad))
+        assert [(e.field, e.message) for e in raised.value.errors] == [("--data-dir", message)]
 
 
 def test_listen_addresses() -> None:

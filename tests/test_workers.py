@@ -196,7 +196,9 @@ def sse_ids(conn: HTTPConnection, count: int) -> list[str]:
     return ids
 
 
-def test_the_workers_streams_are_fed_by_the_machines_one_reader(served: Served) -> None:
+def test_the_workers_streams_are_fed_by_the_machines_one_reader_and_a_hang_up_stops_all(
+    served: Served,
+) -> None:
     url = served.wait_ready()
     port = int(url.rsplit(":", 1)[1])
     pids = worker_pids(served)
@@ -227,14 +229,24 @@ def test_the_workers_streams_are_fed_by_the_machines_one_reader(served: Served) 
         store.close()
 
         # Stopped with streams open (the machine's reader blocked on the log): once the workers
-        # are gone, new connections are refused, not left waiting on the parent's sockets.
-        served.process.send_signal(signal.SIGTERM)
+        # are gone, new connections are refused, not left waiting on the parent's sockets. By a
+        # hang-up, which a closed terminal sends to the whole group: the workers' first (seen: it
+        # ended serve at once, its redis-server left running).
+        store_port = served.store_port
+        assert store_port is not None
+        for pid in [*pids.values(), served.process.pid]:
+            os.kill(pid, signal.SIGHUP)
         eventually(
             lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids.values()),
             what="the workers gone",
         )
         assert not port_open(port)
         assert served.wait_exit() == 0
+    assert "SIGHUP received: stopping 2 workers" in served.output
+    for index in pids:
+        assert f"[worker {index}]: SIGTERM received: stopping" in served.output
+    assert "exited with" not in served.output
+    assert not port_open(store_port)
     assert "Traceback" not in served.output
 
 

@@ -18,6 +18,7 @@ from router.events.sse import close_streams, events_ctx, stream_events
 from router.events.webhooks import webhooks_ctx
 from router.store.connection import request_client
 from router.store.engine import Engine
+from router.store.sentinel import watching
 from router.store.ticks import ticking
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
@@ -51,6 +52,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+async def primary_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Sentinel store's primary watcher (router/store/sentinel.py), before any client."""
+    async with watching(app[CONFIG].service):
+        yield
+
+
 async def tick_ctx(app: web.Application) -> AsyncIterator[None]:
     """The background tick loop (router/store/ticks.py), stopped and awaited on shutdown."""
     async with ticking(app[ENGINE], app[CLOCK]):
@@ -75,7 +82,7 @@ def create_app(
     app[AUTH] = Authenticator.from_config(config.keys, insecure)
     if event_feed is not None:
         app[EVENT_FEED] = event_feed
-    app.cleanup_ctx.extend([redis_ctx, events_ctx, tick_ctx, webhooks_ctx])
+    app.cleanup_ctx.extend([primary_ctx, redis_ctx, events_ctx, tick_ctx, webhooks_ctx])
     app.on_shutdown.append(close_streams)
     app.router.add_routes(handlers.routes)
     app.router.add_get("/v1/events", stream_events)

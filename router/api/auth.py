@@ -11,11 +11,22 @@ from dataclasses import dataclass
 from router.config import ApiKeyConfig, Role
 from router.errors import ConfigError, FieldError, RouterError
 
+REALM = "acd-router"
+
 
 class Unauthorized(RouterError):
+    """No key was sent: the challenge names the scheme keys are sent with (RFC 6750)."""
+
     status = 401
     type = "/problems/unauthorized"
     title = "Missing or invalid API key"
+    challenge = f'Bearer realm="{REALM}"'
+
+
+class UnknownKey(Unauthorized):
+    """A key was sent, and it is none of the configured ones."""
+
+    challenge = f'Bearer realm="{REALM}", error="invalid_token"'
 
 
 class Forbidden(RouterError):
@@ -51,18 +62,27 @@ class Authenticator:
     def from_config(
         cls, keys: tuple[ApiKeyConfig, ...], insecure: bool, env: Mapping[str, str] | None = None
     ) -> Authenticator:
-        """Digests of the configured keys; a key whose variable is unset or empty is an error."""
+        """Digests of the configured keys; a key whose variable is unset or empty, or the same
+        key as another, is an error."""
         env = os.environ if env is None else env
         found: list[tuple[bytes, Principal]] = []
         errors: list[FieldError] = []
+        first: dict[bytes, int] = {}
         for i, key in enumerate(keys):
-            principal = Principal(key.name, key.role)
             if key.sha256:
-                found.append((bytes.fromhex(key.sha256), principal))
+                known, where = bytes.fromhex(key.sha256), f"keys[{i}].sha256"
             elif key.env and env.get(key.env):
-                found.append((digest(env[key.env]), principal))
+                known, where = digest(env[key.env]), f"keys[{i}].env"
             else:
                 errors.append(FieldError(f"keys[{i}].env", f"variable {key.env} is not set"))
+                continue
+            if known in first:
+                # A shared secret would act with whichever role matched last: refuse it.
+                message = f"is the same key as keys[{first[known]}]; each key needs its own"
+                errors.append(FieldError(where, message))
+                continue
+            first[known] = i
+            found.append((known, Principal(key.name, key.role)))
         if errors:
             raise ConfigError("; ".join(map(str, errors)), errors)
         if not found and not insecure:
@@ -85,7 +105,7 @@ class Authenticator:
             if hmac.compare_digest(presented, known):
                 match = principal
         if match is None:
-            raise Unauthorized("unknown API key")
+            raise UnknownKey("unknown API key")
         return match
 
 

@@ -42,9 +42,12 @@ WAITING_SHOWN = 20
 """Waiting interactions a queue's detail shows without `?limit=`."""
 LIVE_STATUSES = ("queued", "offered", "connected", "callback")
 """The statuses of an interaction not yet ended (GET /v1/interactions)."""
-LIVE_CURSOR = Text(
-    re.compile(r"\d{15}:" + ID.pattern.pattern), "must be the next_cursor of a previous page"
-)
+NOT_A_CURSOR = "must be the next_cursor of a previous page"
+LIVE_CURSOR = Text(re.compile(r"\d{15}:" + ID.pattern.pattern), NOT_A_CURSOR)
+AGENT_CURSOR_PREFIX = "after:"
+AGENT_CURSOR = Text(re.compile(re.escape(AGENT_CURSOR_PREFIX) + ID.pattern.pattern), NOT_A_CURSOR)
+"""The agents' next_cursor: the page's last id, marked, so that a cursor made up is a 422 (as on
+GET /v1/interactions) rather than a page that starts anywhere."""
 
 
 def _engine(request: web.Request) -> Engine:
@@ -331,12 +334,12 @@ async def list_interactions(request: web.Request) -> web.Response:
     "A page of agents in id order",
     {200: ("A page; `next_cursor` continues.", "AgentPage")},
     (422,),
-    params=("AgentStateFilter", "AgentQueueFilter", "Limit", "Cursor"),
+    params=("AgentStateFilter", "AgentQueueFilter", "Limit", "AgentCursor"),
     description="An unknown query parameter is a 422.",
 )
 async def list_agents(request: web.Request) -> web.Response:
     """A page of agents in id order, filtered by `state` and `queue`; `next_cursor` continues."""
-    cursor, limit = _page(request, {"state", "queue"}, ID)
+    cursor, limit = _page(request, {"state", "queue"}, AGENT_CURSOR)
     state = _choice(request, "state", AgentState)
     name = _query_text(request, "queue", NAME)
     engine = _engine(request)
@@ -345,10 +348,16 @@ async def list_agents(request: web.Request) -> web.Response:
         queue = await engine.get_queue(name)
         if queue is None:
             raise ValidationError.of("queue", "no such queue")
-    agents, next_cursor = await engine.page_agents(
-        cursor, limit, None if state is None else AgentState(state), queue
+    agents, last = await engine.page_agents(
+        cursor.removeprefix(AGENT_CURSOR_PREFIX),
+        limit,
+        None if state is None else AgentState(state),
+        queue,
     )
-    page: AgentPage = {"agents": [agent_view(a) for a in agents], "next_cursor": next_cursor}
+    page: AgentPage = {
+        "agents": [agent_view(a) for a in agents],
+        "next_cursor": None if last is None else AGENT_CURSOR_PREFIX + last,
+    }
     return respond(request, page)
 
 

@@ -205,7 +205,8 @@ class ProblemView(TypedDict):
 
 
 def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Response:
-    """The problem+json response of an error (with `Retry-After` when the error has one)."""
+    """The problem+json response of an error (with `Retry-After` and `WWW-Authenticate` when the
+    error has them)."""
     body: dict[str, Any] = {
         "type": error.type,
         "title": error.title,
@@ -218,6 +219,8 @@ def problem(error: RouterError, headers: dict[str, str] | None = None) -> web.Re
     headers = dict(headers or {})
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
+    if error.challenge is not None:
+        headers["WWW-Authenticate"] = error.challenge
     response = web.Response(
         text=json.dumps(body), status=error.status, content_type=PROBLEM, headers=headers
     )

@@ -21,6 +21,7 @@ from router import errors
 from router.api import handlers, http
 from router.api.auth import roles_for
 from router.api.handlers import (
+    AGENT_CURSOR,
     DEFAULT_PAGE,
     LIVE_CURSOR,
     LIVE_STATUSES,
@@ -267,10 +268,10 @@ def parameters() -> dict[str, Schema]:
             {"anyOf": [{"type": "string", "pattern": LIVE_CURSOR.json_pattern}, {"const": ""}]},
             "The `next_cursor` of the previous page.",
         ),
-        "Cursor": param(
+        "AgentCursor": param(
             "cursor",
             "query",
-            {"anyOf": [_json_schema(Id), {"const": ""}]},
+            {"anyOf": [{"type": "string", "pattern": AGENT_CURSOR.json_pattern}, {"const": ""}]},
             "The `next_cursor` of the previous page.",
         ),
         "LastEventId": param(
@@ -343,6 +344,14 @@ def responses() -> dict[str, Schema]:
                 "Retry-After": {
                     "description": "Seconds to wait before retrying.",
                     "schema": {"type": "integer", "minimum": 0},
+                }
+            }
+        if status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "description": 'The scheme keys are sent with: `Bearer realm="acd-router"`, '
+                    'with `error="invalid_token"` for an unknown key (RFC 6750).',
+                    "schema": {"type": "string"},
                 }
             }
         found[f"E{status}"] = response

@@ -171,7 +171,8 @@ def agent_view(agent: Agent) -> AgentView:
 
 
 NextCursor = Annotated[
-    Id | None, Field(description="Pass as `cursor` for the next page; null on the last page.")
+    str | None,
+    Field(description="Opaque: pass as `cursor` for the next page; null on the last page."),
 ]
 
 

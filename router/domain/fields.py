@@ -150,18 +150,22 @@ class OneOf(GroupedMetadata):
 
     def check(self, value: object) -> object:
         """`value`, or a validation error naming the values allowed."""
-        names = [member.value for member in self.enum]
-        if isinstance(value, str) and value in names:
-            if value in self.excluded:
-                raise PydanticCustomError("choice", self.why)
+        if isinstance(value, str) and value in self.excluded:
+            raise PydanticCustomError("choice", self.why)
+        if isinstance(value, str) and value in self.allowed:
             return value
-        raise PydanticCustomError("choice", "must be one of " + ", ".join(names))
+        # Only what is accepted: naming an excluded value would invite a second refusal.
+        raise PydanticCustomError("choice", "must be one of " + ", ".join(self.allowed))
+
+    @property
+    def allowed(self) -> list[str]:
+        """The values accepted."""
+        return [m.value for m in self.enum if m.value not in self.excluded]
 
     def __iter__(self) -> Iterator[object]:
         yield BeforeValidator(self.check)
         if self.excluded:
-            allowed = [m.value for m in self.enum if m.value not in self.excluded]
-            yield Doc({"type": "string", "enum": allowed}, replace=True)
+            yield Doc({"type": "string", "enum": self.allowed}, replace=True)
 
 
 def problem_at(loc: tuple[str | int, ...], message: str, value: object) -> PydanticError:

@@ -47,6 +47,8 @@ MAX_CHANNEL_CAPACITY = 32
 MAX_CREDIT_S = 86_400
 MAX_PREFERRED_WAIT_S = 3_600
 MAX_PREFERRED_AGENTS = 16
+MAX_STEPS = 16
+"""Escalation steps of a queue: an arrival with extra skills takes a routing class per step."""
 MAX_DATA_BYTES = 4_096
 MAX_DATA_DEPTH = 16
 """Levels of nesting in `data`, which is level 1 itself (SPEC §4)."""
@@ -207,7 +209,8 @@ class QueueConfig(Body):
     max_wait_s: Annotated[Duration, Field(description="Then timed_out; 0: no limit.")] = 0.0
     callback: CallbackPolicy | None = Field(default=None, exclude_if=lambda v: v is None)
     steps: Annotated[
-        tuple[Step, ...], Field(description="Escalation steps, in increasing `after_s`.")
+        tuple[Step, ...],
+        Field(description="Escalation steps, in increasing `after_s`.", max_length=MAX_STEPS),
     ] = ()
 
     @field_validator("steps")

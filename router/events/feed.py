@@ -48,6 +48,7 @@ from router.store.codec import text
 from router.store.engine import Entry
 from router.store.keys import Keys
 from router.store.replication import replica_ceiling
+from router.store.sentinel import watching
 
 log = logging.getLogger("router.events.feed")
 
@@ -253,21 +254,22 @@ class MachineReader:
             self._server = None
 
     async def _run(self) -> None:
-        try:
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            redis = reader_client(self.settings)
-            self._server = FeedServer(self.settings, redis)
-        finally:
-            self._ready.set()
-        self._reading = asyncio.create_task(self._server.run(self._stop))
-        try:
-            with contextlib.suppress(asyncio.CancelledError):  # stopped (`_end`)
-                await self._reading
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await redis.aclose()
+        async with watching(self.settings):  # the reader's loop follows the primary too
+            try:
+                self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+                redis = reader_client(self.settings)
+                self._server = FeedServer(self.settings, redis)
+            finally:
+                self._ready.set()
+            self._reading = asyncio.create_task(self._server.run(self._stop))
+            try:
+                with contextlib.suppress(asyncio.CancelledError):  # stopped (`_end`)
+                    await self._reading
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await redis.aclose()
 
     def _serve_worker(self, sock: socket.socket) -> None:
         assert self._server is not None

@@ -17,8 +17,14 @@ if a.state == 'logged_out' and not a.force then
   end
 end
 if ag.state == a.state and a.state == 'available' then
-  if not ag.wrap_until then return M.reply('ok', ag) end
-  -- Already available: ends wrap-up early (§3.8).
+  -- Already available: resets the miss count (§3.5) and ends wrap-up early (§3.8).
+  if not ag.wrap_until then
+    if (ag.misses or 0) > 0 then
+      ag.misses = 0
+      M.save_ag(ag)
+    end
+    return M.reply('ok', ag)
+  end
   ag.misses = 0
   M.end_wrap_up(ag, M.now)
   M.save_ag(ag)

@@ -10,11 +10,11 @@ M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
-if ix.status == 'completed' and ix.agent == agent_id then return M.reply_ix(ix) end
+if ix.status == 'completed' and ix.agent == agent_id then return M.reply_ix(M.with_ewt(ix)) end
 if M.args.outcome == 'customer_no_answer'
     and ((ix.status == 'callback' and ix.no_answer_by == agent_id)
          or (ix.status == 'failed' and ix.agent == agent_id)) then
-  return M.reply_ix(ix)
+  return M.reply_ix(M.with_ewt(ix))
 end
 if ix.status ~= 'connected' or ix.agent ~= agent_id then return M.reply('not_connected') end
 local q = M.queue(ix.queue)
@@ -42,4 +42,4 @@ else
            {agent_id = agent_id, outcome = M.args.outcome, handle_s = M.seconds_since(ix.answered)})
 end
 M.route_agent(ag, true)
-return M.reply_ix(ix)
+return M.reply_ix(M.with_ewt(ix))

@@ -17,7 +17,9 @@ end
 local q = M.queue(req.queue)
 if not q then return M.reply('unknown_queue') end
 if req.channel and req.channel ~= q.channel then return M.reply('channel_mismatch') end
-local cid, err = M.arrival_class(q, req.skills)
+local blocked = q.max_waiting > 0
+    and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.max_waiting
+local cid, err = M.arrival_class(q, req.skills, blocked)
 if not cid then return M.reply(err) end
 local ix = {
   id = req.id, queue = q.name, channel = q.channel,
@@ -26,7 +28,7 @@ local ix = {
   skills = req.skills, pref = req.pref, data = req.data, fp = req.fp,
   created = M.now, enq = M.now, cls = cid, step = 0, excl = {}, attempts = 0, cb_offered = false,
 }
-if q.max_waiting > 0 and redis.call('ZCARD', M.keys.queue_on_line(q.name)) >= q.max_waiting then
+if blocked then
   ix.status = 'blocked'
   ix.ended = M.now
   M.count_arrival(ix.queue, true)

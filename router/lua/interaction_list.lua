@@ -19,12 +19,7 @@ for i, member in ipairs(members) do
   local ix = M.load_ix(M.member_id(member))
   if ix and (not a.queue or ix.queue == a.queue) and (not a.status or ix.status == a.status)
       and (not a.agent or ix.agent == a.agent) then
-    M.with_ewt(ix)
-    if ix.m and not ix.position then  -- a waiting callback: a position, no EWT
-      local rank = redis.call('ZRANK', M.keys.queue_waiting(ix.queue), ix.m)
-      if rank then ix.position = rank + 1 end
-    end
-    page[#page + 1] = ix
+    page[#page + 1] = M.with_ewt(ix)
   end
 end
 return M.reply('ok', page, more and last or false)

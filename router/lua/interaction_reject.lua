@@ -10,8 +10,8 @@ M.apply_due_of_interaction(id)
 local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
 if ix.status ~= 'offered' or ix.agent ~= agent_id then
-  if ix.excl[agent_id] then return M.reply_ix(ix) end
+  if ix.excl[agent_id] then return M.reply_ix(M.with_ewt(ix)) end
   return M.reply('not_offered')
 end
 M.refuse(ix, M.load_ag(agent_id), M.args.reason, M.args.reason)
-return M.reply_ix(M.load_ix(id))
+return M.reply_ix(M.with_ewt(M.load_ix(id)))

@@ -19,7 +19,7 @@ if ix.status ~= 'connected' or ix.agent ~= agent_id then
   local repeated = ix.xfer and ix.xfer.agent == agent_id and ix.xfer.queue == M.args.queue
   if repeated and ix.queue == M.args.queue and not ix.answered
       and (ix.status == 'queued' or ix.status == 'offered') then
-    return M.reply_ix(ix)
+    return M.reply_ix(M.with_ewt(ix))
   end
   return M.reply('not_connected')
 end
@@ -49,11 +49,10 @@ ix.agent = nil
 ix.answered = nil
 ix.answered_once = nil
 ix.last_offer = nil
-ix.mw_due = nil
 ix.transfers = (ix.transfers or 0) + 1
 ix.xfer = {agent = agent_id, queue = target.name}
 ix.cb, ix.cb_offered, ix.no_answer_by = nil, false, nil
 ix.attempts = 0
 M.enqueue(ix, target, 0)
 M.match_agent(ag)
-return M.reply_ix(M.load_ix(id))
+return M.reply_ix(M.with_ewt(M.load_ix(id)))

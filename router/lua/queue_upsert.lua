@@ -7,7 +7,9 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
---          | {'class_limit'}
+--          | {'class_limit'} (its steps' classes, with the extra skills of the interactions
+--          waiting, would pass max_routing_classes) | {'too_many_skills'} (a step's requirement
+--          with them would pass 16 skills)
 local K = M.keys
 M.apply_due(M.cfg.due_batch)
 local q = M.args.queue
@@ -30,9 +32,22 @@ local function signatures(queue)
   return sigs
 end
 local sigs = signatures(q)
-local needed = 0
-for _, sig in ipairs(sigs) do
-  if redis.call('HEXISTS', K.classes, sig) == 0 then needed = needed + 1 end
+local seen = {}
+local needed = M.classes_missing(q.channel, q.strategy, requirements(q), seen)
+-- Interactions with extra skills (waiting, or scheduled callbacks) take the classes of every
+-- step with them, made now (M.arrival_class), so that no escalation meets the limit.
+local ids = {}
+for _, m in ipairs(waiting) do ids[#ids + 1] = M.member_id(m) end
+for _, id in ipairs(scheduled) do ids[#ids + 1] = id end
+for _, id in ipairs(ids) do
+  local extra = M.load_ix(id).skills
+  if next(extra) ~= nil then
+    local reqs = M.step_requirements(q, extra)
+    for _, req in ipairs(reqs) do
+      if M.count(req) > M.cfg.max_skills then return M.reply('too_many_skills') end
+    end
+    needed = needed + M.classes_missing(q.channel, q.strategy, reqs, seen)
+  end
 end
 if redis.call('HLEN', K.classes) + needed > M.cfg.max_classes then return M.reply('class_limit') end
 local same = old and table.concat(signatures(old), '\n') == table.concat(sigs, '\n')
@@ -56,6 +71,7 @@ end
 for _, m in ipairs(waiting) do
   local ix = M.load_ix(M.member_id(m))
   if M.in_order(ix) then
+    M.arrival_class(q, ix.skills)
     if q.max_wait_s > 0 and not ix.cb then
       M.arm('mw', ix.id, ix.enq + M.ms(q.max_wait_s))
     else
@@ -67,7 +83,7 @@ end
 for _, id in ipairs(scheduled) do
   local ix = M.load_ix(id)
   ix.step = 0
-  ix.cls = M.class_for(q.channel, q.strategy, M.merge(q.skills, ix.skills)) or ix.cls
+  ix.cls = M.arrival_class(q, ix.skills) or ix.cls
   M.save_ix(ix)
 end
 -- Re-armed max waits may be due already.

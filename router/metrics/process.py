@@ -104,7 +104,8 @@ STORE_REFUSALS = Counter(
     "Store calls that Redis refused before running them, so that nothing changed, by reason: "
     "out_of_memory (maxmemory reached), cannot_persist (MISCONF: it cannot write to disk), "
     "no_replicas (fewer than min-replicas-to-write), busy (another script runs too long), "
-    "read_only (a redis:// store made a replica).",
+    "read_only (a redis:// store made a replica), moving (its cluster slot "
+    "moves to another node), cluster_down (the cluster has a slot without a primary).",
     ["reason"],
 )
 """Calls the store refused, by reason (router/store/engine.py, REFUSALS)."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from router.config import Config, load_config
 from router.errors import ConfigError, FieldError
 from router.settings import WORKERS_KIND, ServiceSettings, parse_workers
 from router.store.url import parse_store_url
+
+MAX_CLOCK_SPEED = 1000
+"""The fastest `--clock-speed`: load tests replay at tens of times real time; far faster clocks
+would push timestamps past what the store's numbers hold."""
 
 
 @dataclass(frozen=True)
@@ -61,34 +66,62 @@ def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
                 [FieldError("--workers", f"must be {WORKERS_KIND}")],
             )
         service = replace(service, workers=workers)
-    if not options.clock_speed > 0:
-        message = "must be > 0"
+    if not 0 < options.clock_speed <= MAX_CLOCK_SPEED:  # NaN fails both comparisons
+        message = f"must be > 0 and <= {MAX_CLOCK_SPEED}"
         raise ConfigError(f"--clock-speed: {message}", [FieldError("--clock-speed", message)])
     return replace(config, service=service)
 
 
+def prepare_data_dir(data_dir: str) -> Path:
+    """The embedded store's folder of `--data-dir`, created when missing; a ConfigError naming
+    the flag when it is not a folder or cannot be created."""
+    folder = Path(data_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # something other than a folder has the name
+        message = "exists and is not a folder"
+    except OSError as error:
+        message = f"cannot be created: {error.strerror or error}"
+    else:
+        return folder.resolve()
+    raise ConfigError(f"--data-dir: {message} ({data_dir})", [FieldError("--data-dir", message)])
+
+
 def check_startable(config: Config, env: Mapping[str, str], insecure: bool = False) -> None:
-    """What `serve` needs beyond a valid file, checked before anything starts: the listening
-    address, the Redis URL's form, every key's and webhook secret's variable set. A ConfigError
-    naming every problem, so that check-config's "ok" means serve starts."""
+    """A ConfigError naming every problem of `startable_problems`, checked before anything
+    starts, so that check-config's "ok" means serve starts."""
+    errors = startable_problems(config, env, insecure)
+    if errors:
+        raise ConfigError("; ".join(map(str, errors)), errors)
+
+
+def startable_problems(
+    config: Config, env: Mapping[str, str], insecure: bool = False, skip: Collection[str] = ()
+) -> list[FieldError]:
+    """What `serve` needs beyond a valid file: the listening address, the Redis URL's form,
+    every key's and webhook secret's variable set, no two keys alike. `skip` names the parts
+    ("keys", "webhooks") whose entries the file's check already found wrong: their checks would
+    name entries by the wrong index (the wrong ones are left out), or say that no key is
+    configured."""
     from router.api.auth import Authenticator  # the API's modules load for these checks only
     from router.events.webhooks import webhook_secrets
 
     errors: list[FieldError] = []
     service = config.service
-    checks: list[Callable[[], object]] = [
-        lambda: parse_listen(service.listen, "service.listen"),
-        lambda: check_redis_url(service.redis_url),
-        lambda: Authenticator.from_config(config.keys, insecure, env),
-        lambda: webhook_secrets(config.webhooks, env),
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("service", lambda: parse_listen(service.listen, "service.listen")),
+        ("service", lambda: check_redis_url(service.redis_url)),
+        ("keys", lambda: Authenticator.from_config(config.keys, insecure, env)),
+        ("webhooks", lambda: webhook_secrets(config.webhooks, env)),
     ]
-    for check in checks:
+    for part, check in checks:
+        if part in skip:
+            continue
         try:
             check()
         except ConfigError as error:
             errors.extend(error.errors or [FieldError("", error.detail)])
-    if errors:
-        raise ConfigError("; ".join(map(str, errors)), errors)
+    return errors
 
 
 def check_redis_url(url: str, where: str = "service.redis_url") -> None:

@@ -1,4 +1,5 @@
-"""`acd-router serve` (SPEC §8): the embedded store if any, the app until SIGTERM or SIGINT."""
+"""`acd-router serve` (SPEC §8): the embedded store if any, the app until SIGTERM, SIGINT or
+SIGHUP."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from importlib import metadata
-from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
@@ -30,6 +30,7 @@ from router.service.options import (
     check_startable,
     http_url,
     parse_listen,
+    prepare_data_dir,
     redact_url,
 )
 
@@ -52,7 +53,9 @@ INSECURE_WARNING = (
 T = TypeVar("T")
 Listen = tuple[str, int] | socket.socket
 """Where to serve: a host and a port to bind, or a bound listening socket (a worker's)."""
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""The signals that stop `serve` gracefully. SIGHUP too: a closed terminal sends it, and its default
+action would end the process without a shutdown, leaving the embedded redis-server running."""
 PARENT_POLL_S = 1.0
 """How often a worker checks that its parent still runs."""
 
@@ -167,9 +170,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def interrupt_on_signals() -> None:
-    """Outside the event loop, SIGTERM and SIGINT raise Interrupted so that cleanups run."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    """Outside the event loop, a stop signal raises Interrupted so that cleanups run."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
 
 
 def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
@@ -178,6 +181,8 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
     try:
         config = build_config(options, env)
         check_startable(config, env, options.insecure)
+        # build_config refused --data-dir with a Redis URL: it is the embedded store's.
+        data_dir = None if options.data_dir is None else prepare_data_dir(options.data_dir)
     except ConfigError as error:
         print(f"acd-router serve: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -185,7 +190,6 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
 
     store: EmbeddedStore | None = None
     if not config.service.redis_url:
-        data_dir = Path(options.data_dir) if options.data_dir is not None else None
         store = EmbeddedStore(data_dir)
         config = replace(config, service=replace(config.service, redis_url=store.url))
     clock = Clock(speed=options.clock_speed)
@@ -208,7 +212,7 @@ def serve(options: ServeOptions, env: Mapping[str, str]) -> int:
         return EXIT_OK
     finally:
         if store is not None:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)  # stopping the store is bounded: let it end
             store.stop()
             log.info("embedded store stopped")

@@ -3,8 +3,8 @@
 The parent binds one listening socket per worker on the same port (SO_REUSEPORT: the kernel
 spreads new connections over them), starts each worker as a fresh interpreter (multiprocessing
 `spawn`) with its socket, waits until every worker serves, then only supervises: it forwards
-SIGTERM and SIGINT to the workers (as SIGTERM) and waits for each one's graceful stop. A worker
-has its own event loop, store connections and tick loop; the event log is read once, by the
+SIGTERM, SIGINT and SIGHUP to the workers (as SIGTERM) and waits for each one's graceful stop. A
+worker has its own event loop, store connections and tick loop; the event log is read once, by the
 parent (router/events/feed.py), which sends each worker what its streams want over a socket
 pair; the embedded store, if any, is the parent's, started before the workers and stopped after
 them.
@@ -50,6 +50,7 @@ from router.service.run import (
     EXIT_FAILURE,
     EXIT_OK,
     SHUTDOWN_TIMEOUT_S,
+    STOP_SIGNALS,
     Interrupted,
     log_ready,
     run_app,
@@ -61,7 +62,6 @@ log = logging.getLogger("router.service.workers")
 RESTART_RETRY_S = 2.0
 """How long after a failed restart (the store unreachable, say) a worker is started again, while
 another worker serves."""
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 BACKLOG = 128
 """Pending connections per worker's socket (aiohttp's default)."""
 STOP_TIMEOUT_S = SHUTDOWN_TIMEOUT_S + 10.0
@@ -85,7 +85,10 @@ def worker_main(
 ) -> None:
     """A worker process: serve on `listener`, with events from the machine's reader at the
     other end of `feed`, until SIGTERM or until the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a stop reaches workers from the parent
+    # A stop reaches workers from the parent, also when a Ctrl-C or a hang-up hits the group.
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGTERM:
+            signal.signal(sig, signal.SIG_IGN)
     setup_logging(worker.log_json, worker=index)
     from router.api.app import create_app  # the API's modules load for serve only
 
@@ -271,10 +274,10 @@ class Supervisor:
         return clean
 
     def _stopped_starting(self, index: int, process: BaseProcess) -> bool:
-        """The stop's SIGTERM (or a Ctrl-C's SIGINT to the process group) ended a worker still
-        starting (a restart): before its handlers were in place, with nothing served and so
-        nothing lost."""
-        return index not in self.serving and process.exitcode in (-signal.SIGTERM, -signal.SIGINT)
+        """The stop's SIGTERM (or a Ctrl-C's SIGINT or a hang-up's SIGHUP to the process group)
+        ended a worker still starting (a restart): before its handlers were in place, with
+        nothing served and so nothing lost."""
+        return index not in self.serving and process.exitcode in [-sig for sig in STOP_SIGNALS]
 
 
 @contextlib.contextmanager

@@ -46,6 +46,11 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "queue_full": (errors.QueueFull, None, "the target queue is full"),
     "no_callback": (errors.Conflict, None, "no callback was offered to this interaction"),
     "not_waiting": (errors.Conflict, None, "the interaction is not waiting in its queue"),
+    "callback_differs": (
+        errors.Conflict,
+        None,
+        "the callback was already accepted, with another `at`",
+    ),
     "bad_at": (
         errors.ValidationError,
         "at",
@@ -100,6 +105,11 @@ def error_code(error: BaseException) -> str:
     one part of its message that may be logged (the rest may quote keys)."""
     if not isinstance(error, ResponseError):
         return ""
+    # redis-py 8 keeps the code that it strips from the message of the errors it has classes for
+    # (OOM, ASK, …); earlier versions lose it (engine.refusal goes by those classes).
+    status: object = getattr(error, "status_code", None)
+    if isinstance(status, str) and status:
+        return status
     # redis-py prefixes the error of a pipeline's command with "Command # <n> (<command>) ...".
     message = str(error).rpartition(" of pipeline caused error: ")[2]
     code = message.split(" ", 1)[0]

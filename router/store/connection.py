@@ -26,19 +26,25 @@ The store URL (router/store/url.py) says where the primary is (§8):
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 from router.settings import ServiceSettings
+from router.store.codec import error_code
 from router.store.keys import Keys
+from router.store.sentinel import PrimaryWatcher, watched
 from router.store.url import StoreKind, StoreUrl, parse_store_url
+
+log = logging.getLogger(__name__)
 
 REQUEST_POOL_SIZE = 128
 """Connections of the request client: requests hold one only during a store call."""
@@ -46,8 +52,69 @@ HEALTH_CHECK_S = 5
 """A pooled connection idle this long is checked with a PING before it carries a call."""
 
 
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary the Sentinels name: every (re)connection looks it up (the
+    watcher's address when one runs, else the Sentinels are asked), and a connection still open
+    to an address the watcher has left is closed and opened again before it sends anything."""
+
+    connection_pool: SentinelPool
+
+    async def _connect_retry(self) -> None:
+        await self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Connect to the primary; redis-py's reconnection before a send comes here too, and
+        would otherwise reopen the address it had."""
+        if self.is_connected:
+            return
+        self.host, self.port = await self.connection_pool.primary_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Send `command` to the current primary (after a switch: on a new connection)."""
+        if self.is_connected and self.connection_pool.left(self):
+            await self.disconnect()
+        await super().send_packed_command(command, check_health)
+
+
 class SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """redis-py's Sentinel-backed pool, blocking when every connection is in use."""
+    """redis-py's Sentinel-backed pool, blocking when every connection is in use, following the
+    primary the process's watcher (router/store/sentinel.py) sees the Sentinels name."""
+
+    watcher: PrimaryWatcher | None = None
+    """The process's watcher of the store, while one runs."""
+    primary: tuple[str, int] | None = None
+    """The primary's address as the watcher last saw it; None while no watcher runs."""
+    cut_in_use: bool = False
+    """On a switch, close the connections in use too: true of blocking clients, whose calls are
+    reads (XREAD); requests' calls run to their end, their next one reconnects."""
+
+    async def primary_address(self) -> tuple[str, int]:
+        """Where connections go: the watcher's address, else the Sentinels' answer."""
+        if self.primary is not None:
+            return self.primary
+        address: tuple[str, int] = await self.get_master_address()  # type: ignore[no-untyped-call]
+        return address
+
+    def left(self, connection: AbstractConnection) -> bool:
+        """Whether `connection` is open to an address the watcher no longer sees as primary."""
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        return self.primary is not None and address != self.primary
+
+    async def follow(self, primary: tuple[str, int]) -> None:
+        """The Sentinels name `primary`: close the connections to any other address that are idle
+        (and, with `cut_in_use`, in use); the others close before their next command."""
+        self.primary = self.master_address = primary
+        connections = list(self._available_connections)
+        if self.cut_in_use:
+            connections += list(self._in_use_connections)
+        await asyncio.gather(
+            *(c.disconnect() for c in connections if self.left(c)), return_exceptions=True
+        )
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         """Close the pool's connections; when closing for good, the Sentinel clients too."""
@@ -163,9 +230,17 @@ def _client(
                 "socket_connect_timeout": connect_timeout_s,
             },
         )
-        pool: BlockingConnectionPool = SentinelPool(  # type: ignore[no-untyped-call]
-            store.master, sentinels, is_master=True, db=store.db, **credentials, **options
+        pool = SentinelPool(  # type: ignore[no-untyped-call]
+            store.master,
+            sentinels,
+            is_master=True,
+            db=store.db,
+            connection_class=PrimaryConnection,
+            **credentials,
+            **options,
         )
+        pool.cut_in_use = read_timeout_s is not None
+        watched(store, pool)
         return Redis.from_pool(pool)
     return Redis.from_pool(SlotPool(_locator(store, settings, connect_timeout_s), **options))
 
@@ -208,14 +283,27 @@ def blocking_client(settings: ServiceSettings, block_s: float, size: int) -> Red
 
 async def load_library(redis: Redis, source: str) -> None:
     """FUNCTION LOAD `source` where the namespace's calls may run: the one Redis, the primary
-    (replicas get it by replication), or every primary of a cluster (a namespace's slot may
-    move to any of them)."""
+    (replicas get it by replication), or the primary of the namespace's slot and, as far as
+    they answer, the cluster's other primaries (the slot may move to any of them; one that
+    misses it gets it at its first call)."""
+    await redis.function_load(source, replace=True)
     pool = redis.connection_pool
-    if isinstance(pool, SlotPool):
-        await pool.locator.address()  # the cluster client is initialized
-        await pool.locator.cluster.function_load(source, replace=True)
-    else:
-        await redis.function_load(source, replace=True)
+    if not isinstance(pool, SlotPool):
+        return
+    cluster, own = pool.locator.cluster, await pool.locator.address()
+    for node in cluster.get_primaries():
+        if (node.host, node.port) == own:
+            continue
+        try:
+            await cluster.execute_command("FUNCTION LOAD", "REPLACE", source, target_nodes=node)
+        except (RedisError, OSError) as error:  # a shard down stops no namespace elsewhere
+            log.warning(
+                "the library is not loaded on cluster node %s:%s (%s); it will be when a "
+                "namespace's slot is there",
+                node.host,
+                node.port,
+                error_code(error) or type(error).__name__,
+            )
 
 
 async def round_trip(connection: Connection, command: bytes, check_health: bool = True) -> Any:

@@ -14,9 +14,17 @@ from types import TracebackType
 from typing import Any, cast
 
 import msgpack
+import orjson
 from redis.asyncio import Redis
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.clock import Clock
@@ -48,7 +56,7 @@ from router.store.records import (
     QueueFigures,
     member_id,
 )
-from router.store.replication import wait_ms
+from router.store.replication import NotReplicated, wait_ms
 from router.store.scripts import ScriptRunner
 
 ROUTING_OPERATIONS = frozenset(
@@ -98,7 +106,9 @@ class TickResult:
 
 
 def fingerprint(request: NewInteraction) -> str:
-    """A digest of an arrival request: the same id with another body is a conflict."""
+    """A digest of an arrival request: the same id with another body is a conflict. `data` is
+    taken with its object members sorted: JSON objects are unordered, and a retry rebuilt from a
+    store that reorders them (e.g. PostgreSQL's jsonb) is the same body."""
     body = msgpack.packb(
         [
             request.queue,
@@ -108,7 +118,7 @@ def fingerprint(request: NewInteraction) -> str:
             sorted(request.skills.items()),
             list(request.preferred_agents),
             request.preferred_wait_s,
-            request.data,
+            orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS),
         ],
         use_bin_type=False,
     )
@@ -121,6 +131,9 @@ REFUSALS = {
     "NOREPLICAS": ("no_replicas", "it has fewer replicas than its min-replicas-to-write"),
     "BUSY": ("busy", "another script has been running too long (BUSY)"),
     "READONLY": ("read_only", "it is a read-only replica (READONLY)"),
+    "ASK": ("moving", "the namespace's cluster slot is moving to another node (ASK)"),
+    "TRYAGAIN": ("moving", "the namespace's cluster slot is moving to another node (TRYAGAIN)"),
+    "CLUSTERDOWN": ("cluster_down", "the cluster is down: a slot has no primary (CLUSTERDOWN)"),
 }
 """Redis's answers that refuse a call before it runs, by error code: the reason (the label of
 `acd_store_refusals_total`) and what it means."""
@@ -135,6 +148,13 @@ def refusal(error: BaseException) -> tuple[str, str] | None:
         return REFUSALS["OOM"]
     if isinstance(error, ReadOnlyError):  # a `redis://` store made a replica (Sentinel: a retry)
         return REFUSALS["READONLY"]
+    # A cluster answers these before it runs a call (a function's keys are looked up first).
+    if isinstance(error, AskError):
+        return REFUSALS["ASK"]
+    if isinstance(error, TryAgainError):
+        return REFUSALS["TRYAGAIN"]
+    if isinstance(error, ClusterDownError):
+        return REFUSALS["CLUSTERDOWN"]
     return REFUSALS.get(error_code(error))
 
 
@@ -319,13 +339,18 @@ class Engine:
         return found
 
     async def ready(self) -> bool:
-        """The store answers and holds the library of every script."""
+        """The store answers for the namespace and holds the library of every script."""
         async with self.bounded():
+            # A keyed read: a cluster answers FUNCTION LIST even while it is down (CLUSTERDOWN).
+            await self.redis.exists(self.keys.queues)
             return await self.runner.loaded()
 
     async def load_queues(self, queues: Iterable[QueueConfig], clock: Clock) -> None:
         """Write the configuration file's queues over what the store holds (§7): now, and again
-        whenever the store is found without the library (restarted without its data)."""
+        whenever the store is found without the library and without the namespace's queues
+        (restarted without its data). A node that holds them but lacked the library (a cluster
+        slot moved to a node joined without it, a FUNCTION FLUSH) keeps its queues: they may
+        have been changed through the API since."""
         written = tuple(queues)
 
         async def write() -> None:
@@ -333,6 +358,9 @@ class Engine:
                 await self.upsert_queue(queue, clock.now())
 
         async def write_again() -> None:
+            if await self.redis.exists(self.keys.queues):
+                log.warning("the store lacked the library (not its data): loaded it again")
+                return
             log.warning(
                 "the store had lost the library (restarted without its data?): loaded it again, "
                 "and the configuration's %d queue(s) written again",
@@ -342,7 +370,7 @@ class Engine:
 
         try:
             await write()
-        except StoreRefused as refused:
+        except (StoreRefused, NotReplicated) as refused:  # not (or not known to be) written
             log.warning(
                 "the configuration's %d queue(s) are not written yet: %s; written once it takes "
                 "changes again",

@@ -50,6 +50,7 @@ class Snapshot:
     class_agents: dict[int, dict[str, float]] = field(default_factory=dict)
     class_staffed: dict[int, set[str]] = field(default_factory=dict)
     class_wrap_up: dict[int, dict[str, float]] = field(default_factory=dict)
+    class_available: dict[int, set[str]] = field(default_factory=dict)
     queue_staffed: dict[str, set[str]] = field(default_factory=dict)
     agent_classes: dict[str, set[int]] = field(default_factory=dict)
     agent_excluded: dict[str, set[str]] = field(default_factory=dict)
@@ -96,6 +97,7 @@ class Snapshot:
             keys.class_agents(""): (snap.class_agents, zset, int),
             keys.class_staffed(""): (snap.class_staffed, members, int),
             keys.class_wrap_up(""): (snap.class_wrap_up, zset, int),
+            keys.class_available(""): (snap.class_available, members, int),
             keys.queue_staffed(""): (snap.queue_staffed, members, str),
             keys.agent_classes(""): (snap.agent_classes, class_ids, str),
             keys.agent_excluded(""): (snap.agent_excluded, members, str),
@@ -296,6 +298,9 @@ def _class_index_violations(snap: Snapshot, exclusive: set[str]) -> Iterator[str
             for aid in staffed
             if snap.agents[aid].get("wrap_until") and snap.agents[aid]["state"] == "available"
         }
+        available = {aid for aid in staffed if snap.agents[aid]["state"] == "available"}
+        if snap.class_available.get(cid, set()) != available:
+            yield f"class {cid} available set disagrees with the agents' states"
         if snap.class_wrap_up.get(cid, {}) != wrapping:
             yield (
                 f"class {cid} wrap-up index disagrees with the agents in wrap-up: "
@@ -346,6 +351,8 @@ def _live_violations(
         yield f"{ix_id} offered to {holders.get(ix_id, [])}"
     if status in _WAITING:
         yield from _waiting_violations(snap, ix_id, ix, scheduled)
+    if scheduled and ix.get("pref_until"):
+        yield f"{ix_id}: a scheduled callback in a preferred wait"
     if scheduled != (ix_id in snap.queue_scheduled.get(ix["queue"], set())):
         yield f"{ix_id}: in the scheduled callbacks of {ix['queue']} is {not scheduled}"
     if status == InteractionStatus.CALLBACK and ix.get("cb_hold"):

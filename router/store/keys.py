@@ -86,6 +86,12 @@ class Keys:
         return self._k("cls_token")
 
     @property
+    def class_available_built(self) -> str:
+        """String: present once the classes' `clsav:` sets were built from the agents (data
+        written before they existed has none)."""
+        return self._k("clsav_built")
+
+    @property
     def class_filling(self) -> str:
         """Hash: class id -> records.FILL_STATE, while the class is being filled."""
         return self._k("clsfill")
@@ -116,6 +122,11 @@ class Keys:
     def class_queues(self, class_id: ClassId) -> str:
         """Set: queues with a step whose requirement is the class (staffed sets follow them)."""
         return self._k(f"clsq:{class_id}")
+
+    def class_available(self, class_id: ClassId) -> str:
+        """Set: agents of the class in state `available` (free, ringing, on a call or in
+        wrap-up): who may become free for its offers (read by the EWT)."""
+        return self._k(f"clsav:{class_id}")
 
     def class_wrap_up(self, class_id: ClassId) -> str:
         """Sorted set (wrap-up end, ms): agents of the class in wrap-up while `available`, who

@@ -44,7 +44,9 @@ class InteractionRecord(TypedDict, total=False):
     fp: Required[str]  # fingerprint of the create request (same id, other body: a conflict)
     created: Required[int]  # when it was created
     enq: Required[int]  # when it entered its queue (arrival, transfer, a scheduled callback's at)
-    cls: Required[int]  # the routing class it waits in (step requirement + extra skills)
+    cls: Required[
+        int
+    ]  # the class it waits in (step requirement + extra skills); blocked: the queue's
     step: Required[int]  # the escalation step in force (0: the queue's own requirement)
     excl: Required[dict[str, str]]  # agents that refused it -> how; never offered to them again
     attempts: Required[int]  # dial attempts of a callback
@@ -53,15 +55,16 @@ class InteractionRecord(TypedDict, total=False):
     m: str  # its member in the queue and class sets: '<seq, 15 digits>:<id>' (see member_id)
     score: float  # order score (lib/scores.lua): priority, then virtual start
     pref_until: int  # end of its preferred wait; absent outside one
+    pref_wait: int  # a scheduled callback's preferred wait (ms), started again when it enters
     ewt0: float  # the EWT (s) at arrival, for the EWT error histogram
     agent: str  # the agent it is offered or connected to
     offered: int  # when its last offer was made (its ring time ends at the accept)
     exp: int  # when the offer expires
     no_answer_by: str  # the agent whose dial attempt the customer did not answer
     last_offer: LastOffer  # the last offer that ended without an accept
-    mw_due: bool  # its max wait passed during an offer: it times out if the offer fails
     cb: bool  # it is a callback (accepted by the caller)
     cb_at: int  # a scheduled callback's time, until it enters the queue
+    cb_req: int  # the `at` its callback was accepted with; absent: accepted without one
     cb_hold: int  # a callback held back until then (scheduled, or a retry wait)
     answered: int  # when it was last connected
     answered_once: bool  # it was answered (counted once, however many dial attempts)

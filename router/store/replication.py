@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.errors import StoreUnavailable
 from router.settings import ServiceSettings
+from router.store.sentinel import primary_epoch
 
 REPLICAS = 1
 """Replicas that must hold a change before it is acknowledged."""
@@ -50,7 +51,10 @@ def wait_ms(settings: ServiceSettings) -> int:
 
 
 async def fcall_replicated(redis: Redis, function: str, key: str, arg: bytes, ms: int) -> Any:
-    """FCALL `function` then WAIT on the same connection; NotReplicated when no replica has it."""
+    """FCALL `function` then WAIT on the same connection; NotReplicated when no replica has it,
+    or when a Sentinel failover was under way or done meanwhile (a replica still following the
+    old primary may have confirmed it: the old primary drops it when it is demoted)."""
+    epoch = primary_epoch(redis)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.fcall(function, 1, key, arg)
         pipe.wait(REPLICAS, ms)
@@ -66,6 +70,11 @@ async def fcall_replicated(redis: Redis, function: str, key: str, arg: bytes, ms
         raise NotReplicated(
             f"no replica confirmed the change within {ms} ms: it is on the primary, which may "
             "yet lose it"
+        )
+    if epoch is None or primary_epoch(redis) != epoch:
+        raise NotReplicated(
+            "a Sentinel failover was under way while the change waited for a replica: it may be "
+            "lost with the old primary"
         )
     return reply
 
@@ -98,6 +107,7 @@ class ReplicaCeiling:
         self.redis = redis
         self.confirmed: StreamId = (0, 0)
         self._replid = ""
+        self._epoch = primary_epoch(redis)
         self._pending: deque[tuple[StreamId, int]] = deque()
         """(id read, the primary's offset once it was read), oldest first."""
 
@@ -111,12 +121,22 @@ class ReplicaCeiling:
         primary is another than at the previous call (drop what is held, read it again)."""
         if last_read <= self.confirmed:
             return last_read
+        epoch = primary_epoch(self.redis)
         try:
             replid, offset, acked = await replication_state(self.redis)
         except PrimaryChanged:
             self._replid = ""  # what the reader held goes: the next primary's id is taken as is
             self._pending.clear()
             raise
+        if epoch is None or primary_epoch(self.redis) != epoch:
+            # A Sentinel failover under way: a replica that confirms may follow the old primary
+            # still, which drops what it took once demoted (as fcall_replicated).
+            return min(self.confirmed, last_read)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            if self._pending:
+                self._pending.clear()
+                raise PrimaryChanged("a Sentinel failover happened: events are read again")
         if self._replid != replid:
             known, self._replid = self._replid, replid
             self._pending.clear()

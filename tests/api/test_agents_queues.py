@@ -103,6 +103,12 @@ async def test_agent_listing_pages_and_filters(client: Client) -> None:
     assert [a["id"] for a in page["agents"]] == ["a3"]
     page = await call(client, "GET", "/v1/agents?queue=billing")
     assert [a["id"] for a in page["agents"]] == ["b0"]
+    # Seen: a made-up cursor answered 200 here and 422 on GET /v1/interactions.
+    for cursor in ("garbage", "a1", "after:", "after:_x"):
+        problem = await call(client, "GET", f"/v1/agents?cursor={cursor}", expect=422)
+        assert problem["errors"] == [
+            {"field": "cursor", "message": "must be the next_cursor of a previous page"}
+        ]
     for query, field in (
         ("limit=0", "limit"),
         ("state=busy", "state"),
@@ -180,9 +186,14 @@ async def test_every_route_needs_a_key(client: Client, method: str, path: str) -
     async with client.request(method, path, json={}) as resp:
         assert resp.status == 401
         assert resp.content_type == "application/problem+json"
+        # RFC 9110: a 401 says how to authenticate, in the scheme keys are sent with.
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="acd-router"'
     bad = {"Authorization": "Bearer not-a-key"}
     async with client.request(method, path, json={}, headers=bad) as resp:
         assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"] == (
+            'Bearer realm="acd-router", error="invalid_token"'
+        )
 
 
 @pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r[0] != "GET"])

@@ -257,7 +257,7 @@ async def test_answers_and_events_follow_the_document(client: Client) -> None:
         agent = msgpack.unpackb(await resp.read())
         check_against_document("GET", "/v1/agents/a1", None, resp.status, resp.content_type, agent)
     page = await send(client, "GET", "/v1/agents?state=not_ready&limit=1")
-    assert page["next_cursor"] == "a1"
+    assert page["next_cursor"] == "after:a1"
     await send(client, "GET", "/v1/queues")
     billing = await send(client, "GET", "/v1/queues/billing?limit=5")
     assert [ix["id"] for ix in billing["waiting"]] == ["c5"]

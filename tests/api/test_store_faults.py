@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.clock import ManualClock
-from router.config import WebhookConfig
+from router.config import Role, WebhookConfig
 from router.domain.models import Channel, QueueConfig
 from router.settings import ServiceSettings
 from router.store.server import RedisServer
@@ -182,6 +182,27 @@ async def test_a_store_that_lost_its_data_gets_the_files_queues_again(
     assert {q["name"] for q in json.loads(body)["queues"]} == {q.name for q in QUEUES}
     assert (await answer(faulty, "GET", "/readyz"))[0] == 200
     assert "written again" in caplog.text
+
+
+async def test_a_store_that_lost_only_the_library_keeps_its_queues(
+    faulty: Client, store: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cluster slot moved to a node joined without the library: the API's changes stay.
+    changed = {"skills": {"chat": 2}, "channel": "chat"}
+    put = await answer(faulty, "PUT", "/v1/queues/chat", json=changed, headers=auth(Role.ADMIN))
+    assert put[0] == 200, put
+    flushed = Redis.from_url(store.url)
+    try:
+        await flushed.function_flush()
+    finally:
+        await flushed.aclose()
+    status, created, _ = await answer(
+        faulty, "POST", "/v1/interactions", json={"queue": "chat"}, headers=auth()
+    )
+    assert status == 201, created
+    status, body, _ = await answer(faulty, "GET", "/v1/queues/chat", headers=auth())
+    assert json.loads(body)["skills"] == {"chat": 2}
+    assert "lacked the library (not its data)" in caplog.text
 
 
 async def test_a_store_at_its_maxmemory_refuses_changes_with_503_and_still_answers_reads(

@@ -12,6 +12,7 @@ from router.domain.models import (
     AgentProfile,
     CallbackPolicy,
     Channel,
+    CompleteBody,
     NewInteraction,
     QueueConfig,
     Sla,
@@ -168,6 +169,11 @@ def test_parse_queue_partial_callback_policy_keeps_defaults() -> None:
         ({"callback": {"when": 1}}, "callback.when", "unknown field"),
         ({"steps": {"after_s": 30}}, "steps", "must be a list"),
         ({"steps": [30]}, "steps[0]", "must be an object"),
+        (
+            {"steps": [{"after_s": i + 1, "skills": {}} for i in range(17)]},
+            "steps",
+            "must have at most 16 entries",
+        ),
         ({"steps": [{"skills": {}}]}, "steps[0].after_s", "is required"),
         ({"steps": [{"after_s": 30}]}, "steps[0].skills", "is required"),
         ({"steps": [{"after_s": 0, "skills": {}}]}, "steps[0].after_s", "must be > 0"),
@@ -430,3 +436,17 @@ def test_validate_id_rejects(value: object, message: str) -> None:
 )
 def test_a_whole_number_is_ascii_digits_in_range(text: str, expected: int | None) -> None:
     assert whole_number(text, 1, 500) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message"),
+    [
+        ("done", "must be one of resolved, customer_no_answer"),
+        ("agent_lost", "agent_lost is set by a forced logout only"),
+    ],
+)
+def test_a_complete_names_only_the_outcomes_it_accepts(outcome: str, message: str) -> None:
+    # Seen: "must be one of resolved, customer_no_answer, agent_lost", then agent_lost refused.
+    with pytest.raises(ValidationError) as raised:
+        validate(CompleteBody, {"agent_id": "a1", "outcome": outcome})
+    assert [(e.field, e.message) for e in raised.value.errors] == [("outcome", message)]

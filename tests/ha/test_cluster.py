@@ -19,12 +19,15 @@ from redis.exceptions import ResponseError
 from loadtest.failover import KEY, LAG_ALLOWED_S, Load, lost_changes
 from loadtest.topology import Cluster, Node
 from router.clock import ManualClock
+from router.domain.models import NewInteraction, QueueConfig
+from router.errors import StoreRefused
 from router.settings import ServiceSettings
 from router.store.connection import request_client
 from router.store.engine import Engine
 from router.store.invariants import check_invariants
 from router.store.keys import Keys
 from router.store.scripts import ScriptRunner, operations
+from tests.conftest import configured
 from tests.ha.conftest import StartRouters, router_config
 from tests.store import test_callbacks, test_class_fill, test_lifecycle, test_offers, test_routing
 from tests.store.center import Center
@@ -189,3 +192,107 @@ async def test_the_cluster_refuses_a_script_that_leaves_its_slot(cluster: Cluste
         assert await redis.fcall("acd_test_slots", 1, here[0], here[0]) is None
         with pytest.raises(ResponseError, match="do not hash to the same slot"):
             await redis.fcall("acd_test_slots", 1, here[0], here[1])
+
+
+async def test_a_call_while_the_slot_migrates_is_refused_and_changes_nothing(
+    cluster: Cluster,
+) -> None:
+    (name,) = namespaces_on(cluster, cluster.nodes[:1], "migrating")
+    settings = ServiceSettings(redis_url=cluster.url, namespace=name)
+    redis = request_client(settings)
+    source, target = cluster.nodes[0], cluster.nodes[1]
+    slot = cluster.slot(Keys(name).prefix)
+    try:
+        engine = Engine(redis, settings)
+        await engine.start()
+        clock = ManualClock()
+        await engine.upsert_queue(QueueConfig(name="q"), clock.now())
+        async with Redis(port=source.port) as src, Redis(port=target.port) as dst:
+            src_id, dst_id = (
+                (await cluster_command(src, "MYID")).decode(),
+                (await cluster_command(dst, "MYID")).decode(),
+            )
+            await cluster_command(dst, "SETSLOT", slot, "IMPORTING", src_id)
+            await cluster_command(src, "SETSLOT", slot, "MIGRATING", dst_id)
+            try:
+                # The declared key (the prefix) is no key: the source answers ASK at once.
+                with pytest.raises(StoreRefused) as refused:
+                    await engine.create_interaction(NewInteraction(queue="q", id="i1"), clock.now())
+                assert refused.value.members["reason"] == "moving"
+            finally:
+                for node in (src, dst):
+                    await cluster_command(node, "SETSLOT", slot, "STABLE")
+        assert await engine.get_interaction("i1", clock.now()) is None
+        created, _ = await engine.create_interaction(
+            NewInteraction(queue="q", id="i1"), clock.now()
+        )
+        assert created.id == "i1"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_cluster_down_is_refused_and_not_ready(cluster: Cluster) -> None:
+    (name,) = namespaces_on(cluster, cluster.nodes[:1], "down")
+    settings = ServiceSettings(redis_url=cluster.url, namespace=name)
+    redis = request_client(settings)
+    node = cluster.nodes[0]
+    start, _, owner = next(r for r in cluster.ranges() if r[2] is not node)
+    try:
+        engine = Engine(redis, settings)
+        await engine.start()
+        async with Redis(port=node.port) as here, Redis(port=owner.port) as there:
+            owner_id = (await cluster_command(there, "MYID")).decode()
+            # As this node sees it, a slot of another shard has no primary: it stops serving.
+            await cluster_command(here, "DELSLOTS", start)
+            try:
+                await wait_for_state(here, "fail")
+                with pytest.raises(StoreRefused) as refused:
+                    await engine.ready()
+                assert refused.value.members["reason"] == "cluster_down"
+            finally:
+                await cluster_command(here, "SETSLOT", start, "NODE", owner_id)
+                await wait_for_state(here, "ok")
+        assert await engine.ready()
+    finally:
+        await redis.aclose()
+
+
+async def cluster_command(node: Redis, *args: object) -> Any:
+    """A CLUSTER subcommand on one node."""
+    return await node.execute_command("CLUSTER", *args)  # type: ignore[no-untyped-call]
+
+
+async def wait_for_state(node: Redis, state: str) -> None:
+    """Until the node's `cluster_state` is `state` (it updates it every 100 ms or so)."""
+    for _ in range(100):
+        info = (await cluster_command(node, "INFO")).decode()
+        if f"cluster_state:{state}" in info:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"cluster_state never {state}")
+
+
+async def test_a_router_starts_while_another_shard_refuses_the_library(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    (name,) = namespaces_on(cluster, cluster.nodes[:1], "shard")
+    settings = ServiceSettings(redis_url=cluster.url, namespace=name)
+    redis = request_client(settings)
+    try:
+        # FUNCTION LOAD is refused at maxmemory, as a shard that is down fails it.
+        other = Redis(port=cluster.nodes[1].port)
+        try:
+            async with configured(other, "maxmemory", "1"):
+                await Engine(redis, settings).start()
+        finally:
+            await other.aclose()
+        assert f"not loaded on cluster node 127.0.0.1:{cluster.nodes[1].port} (OOM)" in caplog.text
+        clock = ManualClock()
+        engine = Engine(redis, settings)
+        await engine.upsert_queue(QueueConfig(name="q"), clock.now())
+        created, _ = await engine.create_interaction(
+            NewInteraction(queue="q", id="i1"), clock.now()
+        )
+        assert created.id == "i1"
+    finally:
+        await redis.aclose()

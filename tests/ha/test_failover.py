@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from loadtest.failover import QUEUE, Load, Pair, scenario
+from loadtest.failover import KEY, QUEUE, Load, Pair, scenario
 from loadtest.topology import MASTER, Node, SentinelSet, until
+from router.api.keys import ENGINE
 from router.config import WebhookConfig
 from router.domain.models import AgentProfile, AgentState
 from router.errors import StoreUnavailable
@@ -25,10 +26,11 @@ from router.events import sse
 from router.events.sse import EventHub, no_ceiling, parse_event_id
 from router.events.webhooks import signature
 from router.settings import ServiceSettings
-from router.store.connection import FunctionCalls, request_client
+from router.store.connection import FunctionCalls, SentinelPool, request_client
 from router.store.engine import Engine
 from router.store.replication import replica_ceiling
-from tests.ha.conftest import StartRouters, router_config
+from router.store.sentinel import watching
+from tests.ha.conftest import Router, StartRouters, router_config
 
 WORKERS = 4
 LOOSE_S = 30.0
@@ -234,3 +236,114 @@ async def test_the_event_reader_leaves_a_demoted_primary_for_the_new_one(
             await asyncio.gather(running, return_exceptions=True)
         await reader.aclose()
         await engine.redis.aclose()
+
+
+FOLLOW_S = 3.0
+"""How long after the Sentinels name the new primary a router may still write to the old one: the
+watcher asks every 0.5 s (without it, the Sentinels demote the old primary ~10 s later)."""
+
+
+class Creates:
+    """Creates of interactions through a router, one at a time; the ids acknowledged (201)."""
+
+    def __init__(self, session: aiohttp.ClientSession, router: Router, namespace: str) -> None:
+        self.session, self.router, self.namespace = session, router, namespace
+        self.sent = 0
+        self.acknowledged: list[str] = []
+
+    async def create(self) -> str | None:
+        """A new interaction's id once acknowledged, else None."""
+        self.sent += 1
+        ix = f"{self.namespace}-{self.sent}"
+        async with self.session.post(
+            f"{self.router.url}/v1/interactions",
+            json={"id": ix, "queue": QUEUE},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as answer:
+            if answer.status != 201:
+                return None
+        self.acknowledged.append(ix)
+        return ix
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Create until `stop`."""
+        while not stop.is_set():
+            await self.create()
+
+    def missing(self, node: Node, ids: list[str]) -> list[str]:
+        """Which of `ids` `node` lacks."""
+        with node.client() as client:
+            return [ix for ix in ids if not client.exists(f"acd:{{{self.namespace}}}:ix:{ix}")]
+
+
+async def test_a_planned_failover_moves_kept_connections_to_the_new_primary(
+    sentinels: SentinelSet,
+    start_routers: StartRouters,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # SENTINEL FAILOVER leaves the old primary up and writable until the Sentinels demote it:
+    # a router writing on there on its open connections lost what it acknowledged meanwhile,
+    # with `local` and (a replica still following the old primary confirming) `replicated`.
+    (local,) = await start_routers(router_config(tmp_path, "planned", sentinels.url), 1)
+    config = router_config(tmp_path, "planned-rep", sentinels.url, "replicated")
+    (replicated,) = await start_routers(config, 1)
+    old = sentinels.primary()
+    stop = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            creates = Creates(session, local, "planned")
+            assert all(await asyncio.gather(*(creates.create() for _ in range(4))))
+            assert local.app[ENGINE].runner.calls.idle  # connections kept to the old primary
+            throughout = Creates(session, replicated, "planned-rep")
+            assert await throughout.create()
+            running = asyncio.create_task(throughout.run(stop))
+            caplog.clear()
+            await asyncio.to_thread(until, lambda: force_failover(sentinels), "a failover")
+            new = await asyncio.to_thread(sentinels.wait_failover, old)
+            # Soon the local router's creates land on the new primary, while the old one still
+            # takes writes; from then on, every acknowledged one is there.
+            async with asyncio.timeout(FOLLOW_S):
+                while not ((ix := await creates.create()) and not creates.missing(new, [ix])):
+                    pass
+            assert role(old) == "master"
+            after = [ix for ix in [await creates.create() for _ in range(10)] if ix]
+            before_end = len(throughout.acknowledged)
+            await asyncio.to_thread(
+                until, lambda: len(throughout.acknowledged) > before_end, "a replicated create"
+            )
+            stop.set()
+            await running
+        assert after
+        assert creates.missing(new, after) == []
+        # replicated: nothing acknowledged before, during or after the failover is missing.
+        assert throughout.missing(new, throughout.acknowledged) == []
+        switches = [r for r in caplog.records if r.name == "router.store.sentinel"]
+        assert [r.levelname for r in switches] == ["WARNING"]
+    finally:
+        stop.set()
+        with old.client() as client:  # demoted now rather than by the Sentinels, 10 s later
+            client.replicaof("127.0.0.1", sentinels.primary().port)
+
+
+async def test_the_pools_ask_the_sentinels_again_once_the_watcher_stops(
+    sentinels: SentinelSet,
+) -> None:
+    settings = ServiceSettings(redis_url=sentinels.url, namespace="watched")
+    async with watching(settings):
+        redis = request_client(settings)
+        pool = redis.connection_pool
+        assert isinstance(pool, SentinelPool)
+        watcher, primary = following(pool)
+        assert watcher is not None
+        assert primary == ("127.0.0.1", sentinels.primary().port)
+    try:
+        assert following(pool) == (None, None)  # pinned to nothing
+        assert await redis.ping()  # the pool asks the Sentinels itself
+    finally:
+        await redis.aclose()
+
+
+def following(pool: SentinelPool) -> tuple[object, object]:
+    """The watcher a pool follows, and the primary it was told."""
+    return pool.watcher, pool.primary

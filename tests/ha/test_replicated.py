@@ -15,7 +15,9 @@ from redis.asyncio import Redis
 from loadtest.failover import KEY
 from loadtest.topology import SentinelSet
 from router.store.replication import PrimaryChanged, ReplicaCeiling
+from router.store.sentinel import PrimaryWatcher
 from router.store.server import RedisServer
+from router.store.url import parse_store_url
 from tests.ha.conftest import StartRouters, router_config
 
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -99,3 +101,28 @@ async def test_the_ceiling_drops_what_it_holds_when_the_primary_changes(
         ceiling.redis = other  # another primary: another replication id
         with pytest.raises(PrimaryChanged):
             await ceiling((2**63, 0))
+
+
+async def test_the_ceiling_confirms_nothing_across_a_sentinel_failover(pair: SentinelSet) -> None:
+    # During a planned failover a replica still following the old primary confirms what the old
+    # primary drops once demoted: events read then wait, and a failover seen meanwhile drops them.
+    primary, _ = pair.nodes
+    async with Redis(port=primary.port) as redis:
+        watcher = PrimaryWatcher(parse_store_url("redis+sentinel://127.0.0.1:1/acd"), 1.0)
+        redis.connection_pool.watcher = watcher  # type: ignore[attr-defined]
+        ceiling = ReplicaCeiling(redis)
+        await ceiling.start()
+        await redis.set("acd:test:ceiling", 1)
+        await redis.wait(1, 1000)  # the replica holds it
+        watcher.failing_over, watcher.epoch = True, 1  # a Sentinel's +try-failover
+        assert await ceiling((2**63, 0)) == (0, 0)
+        watcher.failing_over, watcher.epoch = False, 2  # ended: the replica now follows another
+        async with asyncio.timeout(5):  # read under the new epoch: confirmed by the next ack
+            while await ceiling((2**63, 0)) != (2**63, 0):  # noqa: ASYNC110 - the replica acks
+                await asyncio.sleep(0.05)
+        await redis.set("acd:test:ceiling", 2)
+        assert await ceiling((2**63 + 1, 0)) < (2**63 + 1, 0)  # pending: not confirmed yet
+        watcher.epoch = 3  # another switch seen
+        with pytest.raises(PrimaryChanged):
+            await ceiling((2**63 + 1, 0))
+        await watcher.aclose()

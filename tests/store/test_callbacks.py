@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from router.domain.models import (
@@ -198,3 +199,69 @@ async def test_a_transferred_callback_is_a_caller_on_the_line(center: Center) ->
     )
     await center.advance(30)  # on the line, so its max wait applies
     assert (await center.ix("c1")).status == InteractionStatus.TIMED_OUT
+
+
+async def test_a_scheduled_callback_waits_for_its_preferred_agent_again_then_for_anyone(
+    center: Center,
+) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.agent("pref", {"s": 1}, available=False)
+    await center.state("pref", AgentState.NOT_READY)
+    await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
+    await center.engine.accept_callback("c1", center.now, at=center.now + 600)
+    await center.agent("other", {"s": 1})
+    await center.advance(600)  # enters as an arrival: its preferred wait starts again, whole
+    assert (await center.ix("c1")).status == InteractionStatus.CALLBACK
+    await center.check()
+    await center.advance(60)
+    assert await center.offered_to("c1") == "other"
+    await center.check()
+
+
+async def test_a_scheduled_callback_whose_preferred_agent_left_goes_to_anyone(
+    center: Center,
+) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.agent("pref", {"s": 1}, available=False)
+    await center.state("pref", AgentState.NOT_READY)
+    await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
+    await center.engine.accept_callback("c1", center.now, at=center.now + 600)
+    await center.state("pref", AgentState.LOGGED_OUT)
+    await center.agent("other", {"s": 1})
+    await center.advance(600)
+    assert await center.offered_to("c1") == "other"
+
+
+async def test_a_callback_accepted_again_with_another_time_is_a_conflict(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, callback=POLICY)
+    await center.call("support", "now")
+    await center.call("support", "later")
+    await center.engine.accept_callback("now", center.now)
+    at = center.now + 600
+    await center.engine.accept_callback("later", center.now, at=at)
+    assert (await center.engine.accept_callback("now", center.now)).status == "callback"
+    assert (await center.engine.accept_callback("later", center.now, at=at)).scheduled_at == at
+    with pytest.raises(Conflict):
+        await center.engine.accept_callback("now", center.now, at=at)
+    with pytest.raises(Conflict):
+        await center.engine.accept_callback("later", center.now, at=at + 60)
+    with pytest.raises(Conflict):
+        await center.engine.accept_callback("later", center.now)
+    assert (await center.ix("now")).scheduled_at is None
+    # Accepted by an earlier version, which kept no `cb_req`: its scheduled time stands for it.
+    key = center.engine.keys.interaction("later")
+    record = msgpack.unpackb(await center.engine.redis.get(key), raw=False)
+    del record["cb_req"]
+    await center.engine.redis.set(key, msgpack.packb(record, use_bin_type=False))
+    assert (await center.engine.accept_callback("later", center.now, at=at)).scheduled_at == at
+
+
+async def test_a_waiting_callback_shows_its_position_and_wait(center: Center) -> None:
+    await _busy_queue(center)
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    on_line = await center.ix("c2")
+    await center.engine.accept_callback("c2", center.now)
+    ix = await center.ix("c2")
+    assert (ix.position, ix.ewt_s) == (2, on_line.ewt_s)
+    assert (ix.ewt_s or 0) > 0

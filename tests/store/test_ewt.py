@@ -8,7 +8,7 @@ from typing import cast
 
 import msgpack
 
-from router.domain.models import AgentState, QueueConfig
+from router.domain.models import AgentState, CallbackPolicy, QueueConfig
 from router.metrics.business import render
 from router.store.codec import text
 from tests.metrics.test_business import samples, value
@@ -87,6 +87,78 @@ async def test_a_known_wrap_up_end_is_a_departure(center: Center) -> None:
     assert await members(center, wrap_index) == {}
     assert (await center.ix("c1")).ewt_s == 130.0  # nobody can become free: talk + wrap-up
     await center.state("a1", AgentState.AVAILABLE)  # ends wrap-up: offered at once
+    assert await center.offered_to("c1") == "a1"
+
+
+async def test_a_queue_whose_agents_are_all_on_a_break_waits_for_nobody(center: Center) -> None:
+    # Was: the share of the center's agents available (here 1 of 2) made a1 half an agent on a
+    # call, so callers heard a few seconds while nobody could answer them.
+    await center.queue("q", skills={"s": 1})
+    await center.queue("other", skills={"o": 1})
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"o": 1})  # available, in another queue
+    await taught(center, "q", 100, 0)
+    await center.state("a1", AgentState.NOT_READY, reason="lunch")
+    cid = await class_of(center, "voice|longest_idle|s=1")
+    available = center.engine.keys.class_available(cid)
+    assert await center.engine.redis.smembers(available) == set()
+    await center.call("q", "c1")
+    assert (await center.ix("c1")).ewt_s == 100.0  # at least the handle time
+    await center.advance(300)
+    assert (await center.ix("c1")).ewt_s == 300.0  # the oldest wait on the line
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") == "a1"
+    assert await center.engine.redis.smembers(available) == {b"a1"}
+    await center.check()
+
+
+async def test_a_later_step_with_a_free_agent_bounds_the_wait(center: Center) -> None:
+    # Was: 180 s (nobody staffed at step 0) and a callback offered, then an offer after 30 s.
+    policy = CallbackPolicy(offer_when_ewt_s=60)
+    await center.queue("q", skills={"s": 3}, steps=[(30, {"s": 1}), (60, {})], callback=policy)
+    await center.agent("a1", {"s": 1, "fi": 1})
+    assert await arrival_ewt(center, "q") == 30.0
+    created = await center.call("q", "c1")
+    assert (created.ewt_s, created.callback_offered) == (30.0, False)
+    await center.advance(10)
+    assert (await center.ix("c1")).ewt_s == 20.0
+    await center.call("q", "c2", skills={"fi": 1})  # a1 meets its step 1 too...
+    assert (await center.ix("c2")).ewt_s == 180.0  # ...but takes c1 first
+    await center.call("q", "c3", skills={"sv": 1})  # nobody meets any of its steps
+    assert (await center.ix("c3")).ewt_s == 180.0
+    await center.advance(20)
+    assert await center.offered_to("c1") == "a1"
+
+
+async def test_the_classes_available_sets_are_built_for_data_without_them(
+    center: Center,
+) -> None:
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"s": 1}, available=False)
+    await center.state("a2", AgentState.NOT_READY)
+    keys = center.engine.keys
+    available = keys.class_available(await class_of(center, "voice|longest_idle|s=1"))
+    # As an earlier version left it; a new library load (every router start) builds them.
+    await center.engine.redis.delete(available, keys.class_available_built)
+    await center.engine.start()
+    await center.call("q", "c1")
+    assert await center.engine.redis.smembers(available) == {b"a1"}
+    await center.check()
+
+
+async def test_the_build_of_the_available_sets_within_a_reclassification(center: Center) -> None:
+    # Was: built by the agent's reclassification (the first call to look at a class), it left
+    # the agent out of every class index until its next state change.
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    keys = center.engine.keys
+    available = keys.class_available(await class_of(center, "voice|longest_idle|s=1"))
+    await center.engine.redis.delete(available, keys.class_available_built)
+    await center.engine.start()
+    await center.agent("a1", {"s": 2})  # the first call: a skill change while available
+    await center.check()
+    await center.call("q", "c1")
     assert await center.offered_to("c1") == "a1"
 
 

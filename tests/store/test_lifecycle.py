@@ -131,6 +131,24 @@ async def test_max_wait_times_out_but_an_offer_finishes_first(center: Center) ->
     assert len(await center.events("interaction.timed_out")) == 2
 
 
+async def test_a_max_wait_changed_during_an_offer_applies_when_it_fails(center: Center) -> None:
+    async def limit(max_wait_s: float) -> None:
+        await center.queue("support", skills={"s": 1}, max_wait_s=max_wait_s, offer_timeout_s=120)
+
+    await limit(60)
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"s": 1})
+    await center.call("support", "lifted")
+    await center.call("support", "kept")
+    await center.advance(61)  # both passed their max wait while ringing
+    await limit(600)
+    await center.engine.reject("lifted", "a1", RejectReason.REJECTED, center.now)
+    assert (await center.ix("lifted")).status == InteractionStatus.QUEUED
+    await limit(60)  # passed again
+    await center.engine.reject("kept", "a2", RejectReason.REJECTED, center.now)
+    assert (await center.ix("kept")).status == InteractionStatus.TIMED_OUT
+
+
 async def test_abandon_frees_the_offered_agent(center: Center) -> None:
     await center.queue("support", skills={"support": 1})
     await center.agent("a1", {"support": 1})

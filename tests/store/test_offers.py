@@ -117,6 +117,33 @@ async def test_max_no_answer_counts_consecutive_misses(center: Center) -> None:
     assert (agent.state, agent.reason) == (AgentState.NOT_READY, "no_answer")
 
 
+async def test_setting_available_again_resets_the_missed_offers(center: Center) -> None:
+    await center.queue("support", skills={"support": 1}, max_no_answer=2)
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c0")
+    await center.engine.reject("c0", "a1", RejectReason.NO_ANSWER, center.now)
+    assert (await center.state("a1", AgentState.AVAILABLE)).missed_offers == 0
+    await center.call("support", "c1")
+    await center.engine.reject("c1", "a1", RejectReason.NO_ANSWER, center.now)
+    agent = await center.ag("a1")
+    assert (agent.state, agent.missed_offers) == (AgentState.AVAILABLE, 1)
+
+
+async def test_an_agent_created_again_with_its_id_keeps_its_exclusions(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    await center.engine.reject("c1", "a1", RejectReason.REJECTED, center.now)
+    await center.state("a1", AgentState.LOGGED_OUT)
+    await center.engine.delete_agent("a1", center.now)
+    await center.agent("a1", {"support": 1})
+    assert await center.offered_to("c1") is None
+    await center.state("a1", AgentState.NOT_READY)
+    await center.state("a1", AgentState.AVAILABLE)
+    assert await center.offered_to("c1") is None
+    await center.check()
+
+
 async def test_leaving_available_withdraws_the_offer_without_excluding(center: Center) -> None:
     await _two_agents_and_a_call(center)
     await center.state("a1", AgentState.NOT_READY, reason="lunch")
@@ -151,7 +178,13 @@ async def test_create_with_the_same_id_is_idempotent(center: Center) -> None:
     assert again == first
     with pytest.raises(IdempotencyConflict):
         await center.call("support", "c1", priority=4, data={"ani": "x"})
-    assert len(await center.events("interaction.queued")) == 1
+    data = {"ani": "x", "ivr": {"lang": "de", "menu": [1, 2]}}
+    await center.call("support", "c2", data=data)
+    reordered = {"ivr": {"menu": [1, 2], "lang": "de"}, "ani": "x"}  # the same JSON object
+    assert (await center.call("support", "c2", data=reordered)).id == "c2"
+    with pytest.raises(IdempotencyConflict):  # an array's order is its value
+        await center.call("support", "c2", data={**data, "ivr": {"lang": "de", "menu": [2, 1]}})
+    assert len(await center.events("interaction.queued")) == 2
 
 
 async def test_voice_is_exclusive_of_other_channels(center: Center) -> None:
@@ -210,3 +243,18 @@ async def test_channels_cannot_shrink_below_what_the_agent_holds(center: Center)
     with pytest.raises(Conflict):
         await center.engine.put_agent("a1", chat_only, center.now)
     assert (await center.ag("a1")).channels == {"voice": 1}
+
+
+async def test_reject_and_transfer_answer_the_interaction_as_get_shows_it(center: Center) -> None:
+    await center.queue("support", skills={"support": 1})
+    await center.queue("sales", skills={"sales": 1})
+    await center.agent("a1", {"support": 1})
+    await center.call("support", "c1")
+    rejected = await center.engine.reject("c1", "a1", RejectReason.REJECTED, center.now)
+    assert rejected == await center.ix("c1")
+    assert rejected.ewt_s is not None
+    await center.call("support", "c2")
+    await center.engine.accept("c2", "a1", center.now)
+    transferred = await center.engine.transfer("c2", "a1", "sales", center.now)
+    assert transferred == await center.ix("c2")
+    assert transferred.ewt_s is not None

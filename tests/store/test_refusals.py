@@ -186,3 +186,17 @@ async def test_a_start_is_refused_on_a_replica_and_on_a_full_store_without_the_l
                 await Engine(fresh, settings).start()
     finally:
         empty.stop()
+
+
+async def test_a_start_with_no_replica_confirming_writes_the_queues_later(
+    redis: Redis, settings: ServiceSettings, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Durability `replicated` and no replica (gone, or frozen): a router still starts.
+    replicated = replace(settings, durability="replicated", store_timeout_s=1.0)
+    engine = Engine(redis, replicated)
+    await engine.start()
+    with caplog.at_level(logging.WARNING, "router.store.engine"):
+        await engine.load_queues([QueueConfig(name="q")], clock)
+    assert "not written yet" in caplog.text
+    with pytest.raises(StoreUnavailable):
+        await engine.write_unwritten()  # still none: tried again before the next tick

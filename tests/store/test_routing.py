@@ -136,6 +136,59 @@ async def test_routing_class_limit_refuses_the_arrival(center: Center) -> None:
     assert await center.engine.get_interaction("c2", center.now) is None
 
 
+async def test_an_arrival_takes_the_classes_of_every_step_or_is_refused(center: Center) -> None:
+    # Was: only step 0 was checked; at step 1 the limit left the interaction in its step-0 pool
+    # while its event said it escalated, and an agent of step 1 stayed idle.
+    center.engine.tune(max_classes=4)
+    await center.queue("support", skills={"s": 3}, steps=[(10, {"s": 1})])  # 2 classes
+    await center.agent("a1", {"s": 1, "fi": 1})
+    await center.call("support", "c1", skills={"fi": 1})  # s=3,fi=1 and s=1,fi=1: 4 classes
+    with pytest.raises(ValidationError) as err:  # it would need 2 more
+        await center.call("support", "c2", skills={"sv": 1})
+    assert err.value.errors[0].field == "skills"
+    await center.advance(10)
+    ix = await center.ix("c1")
+    assert (ix.step, ix.status, ix.agent_id) == (1, InteractionStatus.OFFERED, "a1")
+    await center.check()
+
+
+async def test_a_queue_change_keeps_its_waiting_requirements_within_16_skills(
+    center: Center,
+) -> None:
+    await center.queue("q", skills={"s": 1})
+    await center.call("q", "c1", skills={f"x{i}": 1 for i in range(10)})
+    with pytest.raises(ValidationError) as err:  # 10 extra + 7 of the step: 17
+        await center.queue("q", skills={"s": 1}, steps=[(10, {f"y{i}": 1 for i in range(7)})])
+    assert err.value.errors[0].field == "skills"
+    assert (await center.engine.get_queue("q")).steps == ()  # type: ignore[union-attr]
+
+
+async def test_a_blocked_arrival_makes_no_routing_class(center: Center) -> None:
+    await center.queue("q", skills={"s": 1}, steps=[(10, {})], max_waiting=1)
+    await center.call("q", "c1")
+    classes = await center.engine.redis.hlen(center.engine.keys.classes)
+    blocked = await center.call("q", "c2", skills={"new": 1})
+    assert blocked.status == InteractionStatus.BLOCKED
+    assert await center.engine.redis.hlen(center.engine.keys.classes) == classes
+
+
+async def test_a_queue_change_takes_the_classes_its_waiting_interactions_need(
+    center: Center,
+) -> None:
+    center.engine.tune(max_classes=3)
+    await center.queue("support", skills={"s": 3})
+    await center.call("support", "c1", skills={"fi": 1})  # s=3 and s=3,fi=1
+    with pytest.raises(ValidationError):  # s=1, and s=1,fi=1 for c1: one too many
+        await center.queue("support", skills={"s": 3}, steps=[(10, {"s": 1})])
+    center.engine.tune(max_classes=4)
+    await center.queue("support", skills={"s": 3}, steps=[(10, {"s": 1})])
+    with pytest.raises(ValidationError):  # c1's class of step 1 was made with the change
+        await center.queue("other", skills={"o": 1})
+    await center.agent("a1", {"s": 1, "fi": 1})
+    await center.advance(10)
+    assert await center.offered_to("c1") == "a1"
+
+
 async def test_skill_change_of_a_logged_in_agent_routes_at_once(center: Center) -> None:
     await center.queue("fi", skills={"lang:fi": 3})
     await center.agent("a1", {"lang:fi": 1})

@@ -151,6 +151,13 @@ function M.index_wrap_up(ag)
   end
 end
 
+-- Puts the agent in (or takes it out of) the `available` set of each class it qualifies for
+-- (`clsav:<class>`, read by the EWT), as its state says: when it enters or leaves `available`.
+function M.index_available(ag)
+  local op = ag.state == 'available' and 'SADD' or 'SREM'
+  for _, cid in ipairs(M.agent_classes(ag)) do redis.call(op, K.class_available(cid), ag.id) end
+end
+
 -- Adds the agent to (or removes it from) the staffed set of every queue it serves: the queues
 -- of the classes it meets (`clsq:<class>`), O(classes it meets), not O(queues).
 function M.staff_agent(ag, logged_in)
@@ -176,9 +183,11 @@ function M.classify_agent(ag)
     if M.qualifies(ag, cls.channel, cls.skills) then
       redis.call('SADD', key, cid)
       redis.call('SADD', K.class_staffed(cid), ag.id)
+      if ag.state == 'available' then redis.call('SADD', K.class_available(cid), ag.id) end
       if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), M.int(ag.wrap_until), ag.id) end
     end
   end
+  M.agent_classes_changed(ag)
   M.staff_agent(ag, true)
 end
 
@@ -188,6 +197,7 @@ function M.unindex_agent(ag)
   for _, cid in ipairs(M.agent_classes(ag)) do
     redis.call('ZREM', K.class_agents(cid), ag.id)
     redis.call('SREM', K.class_staffed(cid), ag.id)
+    redis.call('SREM', K.class_available(cid), ag.id)
     redis.call('ZREM', K.class_wrap_up(cid), ag.id)
   end
   redis.call('DEL', key)
@@ -283,6 +293,10 @@ function M.change_state(ag, state, reason)
   ag.state = state
   ag.reason = reason
   ag.state_since = M.now
+  -- Logged out, it left its classes (M.unindex_agent); logged in, it joined them as logged out.
+  if (prev == 'available') ~= (state == 'available') and state ~= 'logged_out' then
+    M.index_available(ag)
+  end
   -- Not ready in wrap-up: its end no longer frees the agent (logged out, it ended above).
   if prev == 'available' and state == 'not_ready' and ag.wrap_until then M.index_wrap_up(ag) end
   M.save_ag(ag)

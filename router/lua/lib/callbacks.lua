@@ -40,6 +40,8 @@ function M.enter_scheduled_callback(ix)
       or ix.cls
   redis.call('ZADD', K.queue_waiting(ix.queue), M.int(ix.score), ix.m)
   M.arm_escalation(ix, q)
+  M.start_preferred_wait(ix, ix.pref_wait or 0)
+  ix.pref_wait = nil
   M.place(ix)
   M.save_ix(ix)
   M.emit('interaction.queued', {interaction_id = ix.id, queue = ix.queue,

@@ -39,6 +39,25 @@ local function check_classes_waiting()
   waiting_checked[K.classes] = true
 end
 
+-- The classes' `available` sets (`clsav:`) built from the agents, once per namespace: data
+-- written by an earlier version has none. O(logged-in agents x their classes), once (about a
+-- quarter of a second at 10,000 agents). It may run in the middle of an operation (the first
+-- that looks at a class): it reads each agent's classes as stored, without the call's cache of
+-- them (M.agent_classes), which an agent being reclassified would otherwise keep empty, and its
+-- state as the call holds it (an agent whose state this call changed is indexed by it).
+local function check_classes_available()
+  if redis.call('EXISTS', K.class_available_built) == 1 then return end
+  for _, aid in ipairs(redis.call('SMEMBERS', K.logged_in)) do
+    local ag = M.load_ag(aid)
+    if ag and ag.state == 'available' then
+      for _, cid in ipairs(redis.call('SMEMBERS', K.agent_classes(aid))) do
+        redis.call('SADD', K.class_available(cid), aid)
+      end
+    end
+  end
+  redis.call('SET', K.class_available_built, '1')
+end
+
 local function classes_known()
   if known then return known end
   local token = token_read
@@ -52,6 +71,7 @@ local function classes_known()
   if memo.key ~= K.classes or memo.token ~= token then
     memo = {key = K.classes, token = token, classes = {}, ids = {}, windows = {}}
     check_classes_waiting()
+    check_classes_available()
   end
   known = memo
   return known
@@ -84,14 +104,8 @@ function M.signature(channel, strategy, req)
   return channel .. '|' .. strategy .. '|' .. table.concat(parts, ',')
 end
 
--- The class id for a requirement, created on first use; nil when `max_routing_classes` is
--- reached. A new class is filled with every logged-in agent that qualifies for it
--- (M.qualifies): at once when there are at most cfg.fill_batch of them, else one batch now and
--- the next ones by its `fill` timer (M.fill_class), so no routing call costs more than
--- O(fill_batch) agents. `complete` (queue upserts, which scan the logged-in agents anyway)
--- fills the class to the end, even one whose fill an earlier call began.
-function M.class_for(channel, strategy, req, complete)
-  local sig = M.signature(channel, strategy, req)
+-- The id of the class of signature `sig` (M.signature); nil when it has none (none is made).
+function M.class_id(sig)
   local ids = classes_known().ids
   local cid = ids[sig]
   if not cid then
@@ -101,6 +115,34 @@ function M.class_for(channel, strategy, req, complete)
       ids[sig] = cid
     end
   end
+  return cid
+end
+
+-- How many routing classes of `channel` and `strategy` the requirements `reqs` would create
+-- (distinct signatures with no class yet); `seen` (optional) spans several calls.
+function M.classes_missing(channel, strategy, reqs, seen)
+  seen = seen or {}
+  local missing = 0
+  for _, req in ipairs(reqs) do
+    local sig = M.signature(channel, strategy, req)
+    if not seen[sig] and not M.class_id(sig) then
+      missing = missing + 1
+    end
+    seen[sig] = true
+  end
+  return missing
+end
+
+-- The class id for a requirement, created on first use; nil when `max_routing_classes` is
+-- reached. A new class is filled with every logged-in agent that qualifies for it
+-- (M.qualifies): at once when there are at most cfg.fill_batch of them, else one batch now and
+-- the next ones by its `fill` timer (M.fill_class), so no routing call costs more than
+-- O(fill_batch) agents. `complete` (queue upserts, which scan the logged-in agents anyway)
+-- fills the class to the end, even one whose fill an earlier call began.
+function M.class_for(channel, strategy, req, complete)
+  local sig = M.signature(channel, strategy, req)
+  local ids = classes_known().ids
+  local cid = M.class_id(sig)
   if cid then
     if complete and redis.call('HEXISTS', K.class_filling, cid) == 1 then
       while not M.fill_class(cid, true) do end
@@ -130,6 +172,7 @@ function M.join_class(ag, cid)
   redis.call('SADD', K.agent_classes(ag.id), cid)
   M.agent_classes_changed(ag)
   redis.call('SADD', K.class_staffed(cid), ag.id)
+  if ag.state == 'available' then redis.call('SADD', K.class_available(cid), ag.id) end
   if M.wrapping(ag) then redis.call('ZADD', K.class_wrap_up(cid), M.int(ag.wrap_until), ag.id) end
   M.index_agent_in(ag, cid)
 end

@@ -79,8 +79,8 @@ local function departure_time(target, ends, rate, shift)
   end
 end
 
--- With nobody staffed, or nobody who could become free: the oldest wait on the line, but at
--- least one handle time.
+-- With nobody staffed, or nobody who could become free (no candidate `available`: all on a
+-- break or otherwise not ready): the oldest wait on the line, but at least one handle time.
 local function unserved_estimate(q, talk, wrap, aht)
   local head = redis.call('ZRANGE', K.queue_on_line(q.name), 0, 0, 'WITHSCORES')
   local oldest = head[2] and M.seconds_since(tonumber(head[2])) or 0
@@ -90,6 +90,7 @@ end
 -- The wait (seconds) of an interaction with `own_ahead` routable interactions of its class
 -- ahead of it, order score `score`, in class `cid` of queue `q`, until an offer is accepted.
 local function wait_estimate(q, cid, score, own_ahead)
+  M.namespace_memo()  -- the classes' sets are whole (lib/classes.lua)
   local talk, wrap, ring, aht = recent_times(q)
   local staffed = cid and redis.call('SCARD', K.class_staffed(cid)) or 0
   -- A class still being filled (M.fill_class) counts its share of the agents scanned so far.
@@ -98,7 +99,7 @@ local function wait_estimate(q, cid, score, own_ahead)
   if scanned and scanned > 0 then
     scale = math.max(1, redis.call('SCARD', K.logged_in) / scanned)
   end
-  if staffed > 0 then
+  if staffed > 0 and redis.call('SCARD', K.class_available(cid)) > 0 then
     local k = own_ahead + 1 + competing_ahead(cid, score)
     local index = K.class_wrap_up(cid)
     local found = redis.call('ZRANGE', index, 0, WRAP_ENDS_READ - 1, 'WITHSCORES')
@@ -112,6 +113,26 @@ local function wait_estimate(q, cid, score, own_ahead)
     if t then return ring + t end
   end
   return unserved_estimate(q, talk, wrap, aht)
+end
+
+-- An estimate `ewt` (seconds) of an interaction of queue `q` with extra skills `extra`, waiting
+-- `waited_ms` at step `step` with order score `score`, bounded by its later steps: the first
+-- whose class has more agents free now than the queue has interactions ahead of it (they reach
+-- that step first) takes it when that step comes, after its ring time. O(later steps), each a
+-- lookup and a ZCARD, only while the estimate is longer than the wait for that step.
+local function bounded_by_steps(ewt, q, extra, step, waited_ms, score)
+  local steps = q.steps or {}
+  local ahead
+  for j = step + 1, #steps do
+    local until_s = math.max(0, M.seconds(M.ms_exact(steps[j].after_s) - waited_ms))
+    if until_s >= ewt then return ewt end
+    local cid = M.class_id(M.signature(q.channel, q.strategy, M.merge(steps[j].skills, extra)))
+    ahead = ahead or redis.call('ZCOUNT', K.queue_waiting(q.name), '-inf', before(score))
+    if cid and redis.call('ZCARD', K.class_agents(cid)) > ahead then
+      return math.min(ewt, until_s + M.ring_estimate(q))
+    end
+  end
+  return ewt
 end
 
 -- The EWT of an interaction now (seconds); nil when it does not wait (connected, ended, a
@@ -129,12 +150,14 @@ function M.interaction_ewt(ix)
   if not rank then
     rank = redis.call('ZCOUNT', K.class_waiting(ix.cls), '-inf', before(ix.score))
   end
-  return wait_estimate(q, ix.cls, ix.score, rank)
+  local ewt = wait_estimate(q, ix.cls, ix.score, rank)
+  return bounded_by_steps(ewt, q, ix.skills, ix.step, M.now - ix.enq, ix.score)
 end
 
--- A waiting (queued or offered) interaction with its position and EWT, as GET shows it (§4).
+-- A waiting interaction (queued, offered, or a callback in its place) with its position and
+-- EWT, as GET shows it (§4).
 function M.with_ewt(ix)
-  if ix.m and (ix.status == 'queued' or ix.status == 'offered') then
+  if ix.m and M.in_order(ix) then
     local rank = redis.call('ZRANK', K.queue_waiting(ix.queue), ix.m)
     if rank then
       ix.position = rank + 1
@@ -152,7 +175,8 @@ function M.arrival_ewt(q, cid)
   -- After the interactions of the same score: they arrived earlier.
   local ahead = cid and redis.call('ZCOUNT', K.class_waiting(cid), '-inf',
                                    string.format('%.17g', score)) or 0
-  return wait_estimate(q, cid, score, ahead)
+  -- After the interactions of the same score (string.format: as `ahead` above).
+  return bounded_by_steps(wait_estimate(q, cid, score, ahead), q, {}, 0, 0, score + 1)
 end
 
 -- Recomputes the competition hash (`m:ewt`, records.py COMPETITION_AT) when older than

@@ -4,11 +4,26 @@
 local K = M.keys
 
 -- The routing class of a queue's step 0 with the interaction's extra skills; nil and an error
--- code when the requirement cannot be routed.
-function M.arrival_class(q, extra)
-  local req = M.merge(q.skills, extra)
-  if M.count(req) > M.cfg.max_skills then return nil, 'too_many_skills' end
-  local cid = M.class_for(q.channel, q.strategy, req)
+-- code when the requirement of a step cannot be routed. With extra skills the classes of every
+-- step are made now (the queue's own exist: queue_upsert), so that no escalation meets
+-- `max_routing_classes`: O(steps) classes, each filled by at most cfg.fill_batch agents now.
+-- `blocked` (an arrival that will not wait) makes none and gets the queue's own class.
+function M.arrival_class(q, extra, blocked)
+  if next(extra) ~= nil then
+    local reqs = M.step_requirements(q, extra)
+    for _, req in ipairs(reqs) do
+      if M.count(req) > M.cfg.max_skills then return nil, 'too_many_skills' end
+    end
+    if not blocked then
+      local missing = M.classes_missing(q.channel, q.strategy, reqs)
+      if missing > 0 and redis.call('HLEN', K.classes) + missing > M.cfg.max_classes then
+        return nil, 'class_limit'
+      end
+      for i = #reqs, 2, -1 do M.class_for(q.channel, q.strategy, reqs[i]) end
+      return M.class_for(q.channel, q.strategy, reqs[1])
+    end
+  end
+  local cid = M.class_for(q.channel, q.strategy, q.skills)
   if not cid then return nil, 'class_limit' end
   return cid
 end
@@ -27,11 +42,7 @@ function M.enqueue(ix, q, preferred_wait_ms)
   redis.call('ZADD', K.queue_on_line(ix.queue), M.int(ix.enq), ix.m)
   M.arm_escalation(ix, q)
   if q.max_wait_s > 0 then M.arm('mw', ix.id, ix.enq + M.ms(q.max_wait_s)) end
-  ix.pref_until = nil
-  if #ix.pref > 0 and preferred_wait_ms > 0 and M.preferred_wait_alive(ix) then
-    ix.pref_until = M.now + preferred_wait_ms
-    M.arm('pw', ix.id, ix.pref_until)
-  end
+  M.start_preferred_wait(ix, preferred_wait_ms)
   M.count_arrival(ix.queue, false)
   local ag, preferred = M.candidate(ix)
   if ag then

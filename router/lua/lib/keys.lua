@@ -41,6 +41,7 @@ M.on_call(function(prefix)
   K.class_seq = P .. 'class_seq'
   K.class_token = P .. 'cls_token'
   K.class_filling = P .. 'clsfill'
+  K.class_available_built = P .. 'clsav_built'
   K.classes_waiting = P .. 'clsw'
   K.timers = P .. 'timers'
   K.live = P .. 'live'
@@ -65,6 +66,7 @@ function K.class_waiting(cid) return build('clsix:', cid) end
 function K.class_agents(cid) return build('clsag:', cid) end
 function K.class_staffed(cid) return build('clsin:', cid) end
 function K.class_queues(cid) return build('clsq:', cid) end
+function K.class_available(cid) return build('clsav:', cid) end
 function K.class_wrap_up(cid) return build('clswu:', cid) end
 function K.queue_waiting(name) return build('qw:', name) end
 function K.queue_on_line(name) return build('ql:', name) end

@@ -45,6 +45,13 @@ function M.offer(ix, ag, preferred, unplaced)
                                  data = ix.data, routing = note})
 end
 
+-- Whether the interaction's max wait (§3.9) has passed by its queue's limit now (a change of
+-- the limit applies to it); callbacks are exempt.
+function M.max_wait_passed(ix)
+  local q = M.queue(ix.queue)
+  return not ix.cb and q ~= nil and q.max_wait_s > 0 and M.now >= ix.enq + M.ms(q.max_wait_s)
+end
+
 -- An offer ended without an accept: the interaction goes back to its place (§3.2), unless its
 -- max wait passed during the offer. Returns true when it waits again.
 function M.requeue(ix, agent_id, reason)
@@ -52,7 +59,7 @@ function M.requeue(ix, agent_id, reason)
   ix.agent = nil
   ix.exp = nil
   M.disarm('off', ix.id)
-  if ix.mw_due then
+  if M.max_wait_passed(ix) then
     M.finish(ix, 'timed_out', 'interaction.timed_out', {})
     return false
   end

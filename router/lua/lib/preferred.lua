@@ -4,6 +4,25 @@
 
 local K = M.keys
 
+-- Starts the interaction's preferred wait of `wait_ms` now; skipped when no listed agent can
+-- serve it.
+function M.start_preferred_wait(ix, wait_ms)
+  ix.pref_until = nil
+  if #ix.pref > 0 and wait_ms > 0 and M.preferred_wait_alive(ix) then
+    ix.pref_until = M.now + wait_ms
+    M.arm('pw', ix.id, ix.pref_until)
+  end
+end
+
+-- A callback scheduled during its preferred wait (§3.10): the wait stops, and starts again
+-- whole when the callback enters the queue at its time, as an arrival then.
+function M.hold_preferred_wait(ix)
+  if not ix.pref_until then return end
+  ix.pref_wait = ix.pref_until - ix.enq
+  ix.pref_until = nil
+  M.disarm('pw', ix.id)
+end
+
 function M.preferred_wait_alive(ix)
   for _, aid in ipairs(ix.pref) do
     if not ix.excl[aid] and redis.call('SISMEMBER', K.logged_in, aid) == 1 then

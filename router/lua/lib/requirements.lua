@@ -23,6 +23,13 @@ function M.step_skills(q, step)
   return q.steps[step].skills
 end
 
+-- The requirement of each step of queue `q` (step 0 first) with the extra skills `extra`.
+function M.step_requirements(q, extra)
+  local reqs = {}
+  for step = 0, #(q.steps or {}) do reqs[step + 1] = M.merge(M.step_skills(q, step), extra) end
+  return reqs
+end
+
 -- The step in force after `wait_ms` of waiting: the last whose after_s <= wait.
 function M.step_at(q, wait_ms)
   local step = 0

@@ -11,13 +11,9 @@ local function escalation_due(ix)
   if M.in_order(ix) then M.escalate(ix, false) end
 end
 
+-- One being offered finishes its offer first (§3.9): M.requeue looks at the limit then.
 local function max_wait_due(ix)
-  if ix.status == 'queued' then
-    M.finish(ix, 'timed_out', 'interaction.timed_out', {})
-  elseif ix.status == 'offered' then
-    ix.mw_due = true          -- §3.9: the offer finishes first
-    M.save_ix(ix)
-  end
+  if ix.status == 'queued' then M.finish(ix, 'timed_out', 'interaction.timed_out', {}) end
 end
 
 local function preferred_wait_due(ix)
