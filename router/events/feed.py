@@ -38,6 +38,7 @@ from router.events.sse import (
     RETRY_S,
     FeedKey,
     LogReader,
+    field_keys,
     log_id,
     no_ceiling,
     reader_client,
@@ -99,13 +100,10 @@ class Subscriber:
         """Whether a key naming a queue or an agent takes an event with `fields`."""
         if fields is None:
             return True  # undecodable: the worker's hub logs and counts it
-        for kind, name in (("queue", "queue"), ("agent", "agent_id")):
-            value = fields.get(name)
-            if isinstance(value, str) and (
-                (kind, value, etype) in self.keys or (kind, value, "") in self.keys
-            ):
-                return True
-        return False
+        return any(
+            (kind, value, etype) in self.keys or (kind, value, "") in self.keys
+            for kind, value in field_keys(fields)
+        )
 
     def send(self, message: list[Any]) -> bool:
         """Write `message`; False when the worker is gone, or cut off because too much waits

@@ -158,7 +158,7 @@ class Filter:
         """Whether the stream wants `event`."""
         return (
             (not self.types or event.type in self.types)
-            and (self.queue is None or event.fields.get("queue") == self.queue)
+            and (self.queue is None or self.queue in event_queues(event.fields))
             and (self.agent_id is None or event.fields.get("agent_id") == self.agent_id)
         )
 
@@ -177,14 +177,26 @@ FIELD_KINDS = ("queue", "agent")
 """Index kinds that name a field of the event."""
 
 
+def event_queues(fields: Mapping[str, Any]) -> list[str]:
+    """The queues an event concerns, for `?queue=`: its `queue`, and the queue a transfer left
+    (`from_queue`)."""
+    return [v for v in (fields.get("queue"), fields.get("from_queue")) if isinstance(v, str)]
+
+
+def field_keys(fields: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """The queue and agent index keys of an event's fields."""
+    for queue in event_queues(fields):
+        yield ("queue", queue)
+    agent_id = fields.get("agent_id")
+    if isinstance(agent_id, str):
+        yield ("agent", agent_id)
+
+
 def candidate_keys(event: Event) -> Iterable[tuple[str, str]]:
     """The index keys under which streams that may want `event` are filed (each stream once)."""
     yield ("all", "")
     yield ("type", event.type)
-    for kind, name in (("queue", "queue"), ("agent", "agent_id")):
-        value = event.fields.get(name)
-        if isinstance(value, str):
-            yield (kind, value)
+    yield from field_keys(event.fields)
 
 
 @dataclass(eq=False)

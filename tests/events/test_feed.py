@@ -30,7 +30,7 @@ from tests.events.test_hub import (
     only_below_the_ceiling,
     xread_calls,
 )
-from tests.events.test_sse import open_stream, same
+from tests.events.test_sse import check_a_transfer_reaches_both_queues_streams, open_stream, same
 from tests.store.center import Center
 
 Attach = Callable[[], socket.socket]
@@ -275,3 +275,10 @@ async def test_workers_get_only_what_is_below_the_machines_ceiling(
     # Durability `replicated`: the machine's reader sends only what a replica holds.
     client, hub = await worker(start_router, attach)
     await only_below_the_ceiling(client, center, machine, hub)
+
+
+async def test_a_worker_is_sent_a_transfer_out_of_a_queue_its_streams_filter_on(
+    start_router: StartRouter, attach: Attach, center: Center
+) -> None:
+    client, _ = await worker(start_router, attach)
+    await check_a_transfer_reaches_both_queues_streams(client, center)

@@ -137,6 +137,35 @@ async def test_filters_pass_exactly_the_matching_events(
     same(await combined.until(wanted[-1].id), wanted)
 
 
+async def check_a_transfer_reaches_both_queues_streams(client: Client, center: Center) -> None:
+    """`?queue=` passes a transfer to the streams of the queue it left and of the one it joined."""
+    left = await open_stream(client, "?queue=support")
+    joined = await open_stream(client, "?queue=billing&types=interaction.transferred")
+    await center.queue("support", skills={"support": 1})
+    await center.queue("billing", skills={"billing": 1})
+    await center.agent("ann", {"support": 1})
+    await center.call("support", "s1")
+    await center.engine.accept("s1", "ann", center.now)
+    await center.engine.transfer("s1", "ann", "billing", center.now)
+
+    [transferred] = await center.events("interaction.transferred")
+    assert (transferred.fields["from_queue"], transferred.fields["queue"]) == ("support", "billing")
+    of_support = [
+        e
+        for e in await center.events()
+        if "support" in (e.fields.get("queue"), e.fields.get("from_queue"))
+    ]
+    assert of_support[-1] == transferred
+    same(await left.until(transferred.id or ""), of_support)
+    same(await joined.until(transferred.id or ""), [transferred])
+
+
+async def test_a_queue_filter_passes_a_transfer_out_of_its_queue(
+    start_router: StartRouter, center: Center
+) -> None:
+    await check_a_transfer_reaches_both_queues_streams(await start_router(), center)
+
+
 @pytest.mark.parametrize("how", ["header", "query"])
 async def test_a_client_resumes_with_nothing_lost_and_nothing_repeated(
     start_router: StartRouter, center: Center, how: str
