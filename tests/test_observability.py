@@ -57,6 +57,7 @@ ALERTS = {
     "AcdAbandonRateHigh",
     "AcdTimerLagHigh",
     "AcdWebhookDeliveryFailures",
+    "AcdWebhookEventsLost",
 }
 ANNOTATION_LABELS = {"queue", "channel", "instance", "sink", "job", "reason"}
 """Labels an alert's annotations may quote: bounded sets, never customer data."""

@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from router.api.keys import CONFIG, ENGINE
+from router.api.keys import CLOCK, CONFIG, ENGINE
+from router.clock import Clock
 from router.config import WebhookConfig
-from router.errors import ConfigError, FieldError
+from router.errors import ConfigError, FieldError, StoreUnavailable
 from router.events.sse import (
     Ceiling,
     StreamId,
@@ -41,7 +43,7 @@ from router.metrics.process import EVENT_DELIVERIES
 from router.store import codec
 from router.store.codec import error_code, text
 from router.store.connection import blocking_client
-from router.store.engine import Entry
+from router.store.engine import Engine, Entry
 from router.store.replication import replica_ceiling
 
 log = logging.getLogger("router.webhooks")
@@ -65,6 +67,8 @@ HELD_WAIT_MS = 50
 READ_COUNT = 1
 """One entry at a time: entries read but not yet posted would go idle behind a retried one and
 be taken over by another process, out of order."""
+LOST_LOG_S = 60.0
+"""Events lost to the log's trimming are logged at most this often, with the count since."""
 
 
 def group_name(index: int, url: str) -> str:
@@ -82,7 +86,9 @@ def raise_if_cancelling() -> None:
 
 def error_name(error: BaseException) -> str:
     """A store error's Redis code (`NOGROUP`), else its type: never its message, which may quote
-    keys."""
+    keys. An engine call's StoreUnavailable is named by the store error it wraps."""
+    if isinstance(error, StoreUnavailable) and error.__cause__ is not None:
+        error = error.__cause__
     return error_code(error) or type(error).__name__
 
 
@@ -99,7 +105,8 @@ class Delivery:
     hook: WebhookConfig
     secret: bytes
     redis: Redis
-    key: str
+    engine: Engine
+    clock: Clock
     consumer: str
     session: aiohttp.ClientSession
     ceiling: Ceiling = no_ceiling
@@ -111,11 +118,18 @@ class Delivery:
     """The group's position as this delivery last knew it (at its start, then each entry it
     handled): where the group is created again if the store lost it (NOGROUP)."""
     _group_lost: bool = False
+    _lost_unlogged: int = 0
+    _lost_logged_at: float = float("-inf")
 
     @property
     def group(self) -> str:
         """The consumer group's name."""
         return group_name(self.index, self.hook.url)
+
+    @property
+    def key(self) -> str:
+        """The event log."""
+        return self.engine.keys.events
 
     @property
     def sink(self) -> str:
@@ -128,6 +142,7 @@ class Delivery:
         position = await self._group_position()
         if position is None:
             await self._create_group("$")
+            await self._count_lost()  # at the log's end: Redis's count of reads is set
             position = await self._group_position()
         self._after = position or self._after
 
@@ -169,7 +184,7 @@ class Delivery:
                 if failing:
                     log.info("webhooks[%d]: the store answers again", self.index)
                     failing = False
-            except (RedisError, OSError) as error:
+            except (RedisError, OSError, StoreUnavailable) as error:
                 if not failing:
                     log.warning("webhooks[%d]: store error %s", self.index, error_name(error))
                     failing = True
@@ -203,7 +218,7 @@ class Delivery:
             if own:
                 return own
             self._own_first = False
-        cursor, claimed, *_ = await self.redis.xautoclaim(
+        cursor, claimed, *deleted = await self.redis.xautoclaim(
             self.key,
             self.group,
             self.consumer,
@@ -212,8 +227,11 @@ class Delivery:
             count=READ_COUNT,
         )
         self._claim_from = text(cursor)
+        if deleted and deleted[0]:  # pending entries of a dead consumer, trimmed meanwhile
+            self._lost(len(deleted[0]))
         if claimed:
             return cast(list[Entry], claimed)
+        await self._count_lost()
         raise_if_cancelling()  # before a read that blocks
         reply = await self.redis.xreadgroup(
             self.group,
@@ -224,9 +242,30 @@ class Delivery:
         )
         return cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
 
+    async def _count_lost(self) -> None:
+        """Count the events trimmed from the log before the group read them."""
+        self._lost(await self.engine.count_lost_events(self.group, self.clock.now()) or 0)
+
+    def _lost(self, count: int) -> None:
+        """Count `count` events lost to the log's trimming; log them (at most every
+        `LOST_LOG_S`)."""
+        if not count:
+            return
+        EVENT_DELIVERIES.labels(sink=self.sink, result="lost").inc(count)
+        self._lost_unlogged += count
+        if time.monotonic() - self._lost_logged_at >= LOST_LOG_S:
+            log.warning(
+                "webhooks[%d]: %d events trimmed from the log (event_log_max) before delivery",
+                self.index,
+                self._lost_unlogged,
+            )
+            self._lost_unlogged, self._lost_logged_at = 0, time.monotonic()
+
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Deliver one entry (unless its type is filtered out) until acknowledged, then XACK."""
-        if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
+        if not fields:  # pending, and trimmed from the log meanwhile (redis-py: {} or None)
+            self._lost(1)
+        elif fields[b"t"].decode(errors="replace") in self.hook.types:
             await self._replicated(entry_id)
             try:
                 body = event_json(codec.event(entry_id, fields))
@@ -247,17 +286,23 @@ class Delivery:
                 await asyncio.sleep(min(RETRY_BASE_S * 2 ** min(attempt, 32), RETRY_MAX_S))
                 attempt += 1
                 if not await self._touch(entry_id):
-                    return  # another process took it over and acknowledged it
+                    return
             EVENT_DELIVERIES.labels(sink=self.sink, result="delivered").inc()
         await self.redis.xack(self.key, self.group, entry_id)
         self._after = max(self._after, log_id(entry_id))
 
     async def _touch(self, entry_id: str) -> bool:
-        """Reset the entry's idle time so no other process takes it over; False if not pending."""
+        """Reset the entry's idle time so no other process takes it over; False if not pending:
+        another process took it over and acknowledged it, or it was trimmed from the log (lost,
+        and no longer pending either)."""
         claimed = await self.redis.xclaim(
             self.key, self.group, self.consumer, 0, [entry_id], justid=True
         )
-        return bool(claimed)
+        if claimed:
+            return True
+        if not await self.redis.xrange(self.key, entry_id, entry_id):
+            self._lost(1)
+        return False
 
     async def _post(self, entry_id: str, body: bytes) -> bool:
         """One attempt; True on 2xx."""
@@ -314,7 +359,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     # A connection per webhook, outside store_timeout_s: each blocks up to READ_BLOCK_S.
     clients = [blocking_client(app[CONFIG].service, READ_BLOCK_S, size=1) for _ in hooks]
     deliveries = [
-        Delivery(i, hook, secret, redis, app[ENGINE].keys.events, consumer, session)
+        Delivery(i, hook, secret, redis, app[ENGINE], app[CLOCK], consumer, session)
         for i, (hook, secret, redis) in enumerate(zip(hooks, secrets, clients, strict=True))
     ]
     try:

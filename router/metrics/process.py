@@ -26,10 +26,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometh
 EVENT_DELIVERIES = Counter(
     "acd_event_deliveries_total",
     "Events written to a sink: sse (a client's stream) or webhook:<index>; result delivered, "
-    "failed (one per failed webhook attempt) or skipped (an event that could not be rendered).",
+    "failed (one per failed webhook attempt), skipped (an event that could not be rendered) or "
+    "lost (a webhook's event trimmed from the log before it was delivered).",
     ["sink", "result"],
 )
-"""Event deliveries by sink and result; `skipped`: an event that could not be rendered."""
+"""Event deliveries by sink and result; `skipped`: an event that could not be rendered; `lost`: a
+webhook's event trimmed from the log before it was delivered."""
 
 EVENT_STREAMS = Gauge(
     "acd_event_streams", "Event streams (SSE) open on this process.", multiprocess_mode="livesum"

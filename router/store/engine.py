@@ -624,3 +624,9 @@ class Engine:
             except ResponseError:
                 return None
         return info
+
+    async def count_lost_events(self, group: str, now: float) -> int | None:
+        """Events trimmed from the log before the consumer group `group` read them, each counted
+        once; None when the group (or the log) does not exist."""
+        code, lost, _ = await self._call("webhook_lost", now, group=group)
+        return None if code == "not_found" else int(lost)

@@ -49,11 +49,11 @@ table `M`."""
 
 
 READ_OPERATIONS = frozenset(
-    {"interaction_get", "interaction_list", "queue_stats", "metrics_snapshot"}
+    {"interaction_get", "interaction_list", "queue_stats", "metrics_snapshot", "webhook_lost"}
 )
 """Operations that change nothing a client sees (at most a cache: the class memo's token, the
-metrics snapshot): registered `allow-oom`, so that they still answer while Redis is at its
-maxmemory and refuses every change."""
+metrics snapshot; a webhook group's count of reads): registered `allow-oom`, so that they still
+answer while Redis is at its maxmemory and refuses every change (webhooks deliver on then)."""
 
 
 def _read(name: str) -> str:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from router.clock import ManualClock
 from router.config import WebhookConfig
 from router.domain.models import AgentState
 from router.errors import ConfigError
 from router.events import webhooks
 from router.events.sse import event_json
-from router.events.webhooks import group_name
+from router.events.webhooks import Delivery, group_name
 from router.store.engine import Engine
 from tests.conftest import configured
 from tests.events.conftest import SECRET, Receiver, StartRouter, deliveries, eventually
@@ -216,3 +220,93 @@ async def test_a_group_the_store_lost_is_made_again_where_it_was(
     await eventually(lambda: len(receiver.acknowledged) == 2)
     delivered = [body["interaction_id"] for body in receiver.acknowledged]
     assert delivered == ["i1", "i2"]  # the new one, and no old one again
+
+
+async def test_events_trimmed_from_the_log_before_delivery_are_counted_lost(
+    start_router: StartRouter,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhooks, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(webhooks, "RETRY_MAX_S", 0.01)
+    caplog.set_level(logging.WARNING, "router.webhooks")
+    lost = deliveries("webhook:0", "lost")
+    receiver.fail_first = 1_000_000  # down
+    await center.agent("ann", {}, available=False)
+    await start_router(receiver.webhook())
+    for state in (AgentState.AVAILABLE, AgentState.NOT_READY, AgentState.AVAILABLE):
+        await center.state("ann", state)
+    first, _, kept = await center.events()
+    await eventually(lambda: len(receiver.calls) >= 2)  # the first event, retried
+
+    # The log is trimmed past the receiver: the first (being retried) and the second (not read
+    # yet) are lost, each counted once; the third is delivered when the receiver is back.
+    await redis.xtrim(engine.keys.events, maxlen=1, approximate=False)
+    await eventually(lambda: deliveries("webhook:0", "lost") - lost >= 1)
+    receiver.fail_first = 0
+    await eventually(lambda: len(receiver.acknowledged) == 1)
+    assert receiver.acknowledged == [json.loads(event_json(kept))]
+    assert {event_id for event_id, _, _ in receiver.calls} == {first.id, kept.id}
+    assert deliveries("webhook:0", "lost") - lost == 2
+    assert "webhooks[0]: 1 events trimmed from the log (event_log_max) before delivery" in (
+        caplog.text
+    )
+    await eventually_pending(redis, engine, receiver, 0)
+
+
+@pytest.fixture
+async def delivery(
+    receiver: Receiver, redis: Redis, engine: Engine, clock: ManualClock
+) -> AsyncIterator[Delivery]:
+    """A webhook's delivery loop of one process (consumer `me`), its group made; not running."""
+    async with aiohttp.ClientSession() as session:
+        made = Delivery(0, receiver.webhook(), SECRET.encode(), redis, engine, clock, "me", session)
+        await made.ensure_group()
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def running(delivery: Delivery) -> AsyncIterator[None]:
+    task = asyncio.create_task(delivery.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("held_by", ["dead", "me"])
+async def test_a_pending_event_trimmed_from_the_log_is_counted_lost(
+    delivery: Delivery,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    held_by: str,
+) -> None:
+    monkeypatch.setattr(webhooks, "CLAIM_IDLE_S", 0.05)
+    lost = deliveries("webhook:0", "lost")
+    await center.agent("ann", {})
+    # Read by a consumer that died, or by this one before a store error; then trimmed.
+    await redis.xreadgroup(delivery.group, held_by, {engine.keys.events: ">"}, count=1)
+    await redis.xtrim(engine.keys.events, maxlen=0, approximate=False)
+    delivery._own_first = held_by == "me"  # as after a store error
+    async with running(delivery):
+        await eventually(lambda: deliveries("webhook:0", "lost") - lost == 1)
+        await eventually_pending(redis, engine, receiver, 0)
+    assert receiver.calls == []
+
+
+async def test_webhooks_deliver_while_the_store_is_at_its_maxmemory(
+    delivery: Delivery, receiver: Receiver, center: Center, redis: Redis
+) -> None:
+    await center.agent("ann", {})
+    [event] = await center.events()
+    async with configured(redis, "maxmemory", "1"), running(delivery):
+        await eventually(lambda: len(receiver.acknowledged) == 1)
+    assert receiver.acknowledged == [json.loads(event_json(event))]

@@ -4,6 +4,7 @@ timers under several routers, the event log and record retention."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -243,3 +244,44 @@ async def test_logout_of_the_only_preferred_agent_with_its_offer_routes_once(
     offers = [e.fields["agent_id"] for e in await center.events("interaction.offered")]
     assert offers == ["pref", "other1"]
     assert (await center.ag("other2")).interactions == {}
+
+
+async def test_events_trimmed_before_a_webhook_group_read_them_are_counted_once(
+    center: Center,
+) -> None:
+    engine, redis = center.engine, center.engine.redis
+    key, group = engine.keys.events, "webhook:0:test"
+
+    async def emit(count: int) -> None:  # one agent.state_changed each
+        for _ in range(count):
+            ann = await center.ag("ann")
+            available = ann.state == AgentState.AVAILABLE
+            await center.state("ann", AgentState.NOT_READY if available else AgentState.AVAILABLE)
+
+    async def read() -> None:
+        reply = await redis.xreadgroup(group, "c", {key: ">"}, count=1)
+        assert len(cast(list[Any], reply)[0][1]) == 1
+
+    await center.agent("ann", {}, available=False)
+    assert await engine.count_lost_events(group, center.now) is None  # no such group
+    await redis.xgroup_create(key, group, "$", mkstream=True)
+    assert await engine.count_lost_events(group, center.now) == 0  # its count of reads is set
+    await emit(3)
+    await read()
+    await emit(5)
+    # The group read 1 of 8; the log keeps the last 3: 4 were never read.
+    await redis.xtrim(key, maxlen=3, approximate=False)
+    assert await engine.count_lost_events(group, center.now) == 4
+    assert await engine.count_lost_events(group, center.now) == 0  # counted once
+    for _ in range(3):
+        await read()
+    assert await engine.count_lost_events(group, center.now) == 0  # at the end, none lost since
+
+    # A read that crossed trimmed entries before they were counted: found at the log's end.
+    await emit(4)
+    await redis.xtrim(key, maxlen=2, approximate=False)
+    await read()
+    assert await engine.count_lost_events(group, center.now) == 0  # unknown in the middle
+    await read()
+    assert await engine.count_lost_events(group, center.now) == 2
+    assert await engine.count_lost_events(group, center.now) == 0
