@@ -169,6 +169,9 @@ class Delivery:
         A group the store lost (its data lost, or deleted) is created again where this delivery
         last knew it: a store that lost its data starts a new log, whose entries all come after
         it, and are all delivered."""
+        # Every result at 0 from the start: an alert's increase() then sees the first one.
+        for result in ("delivered", "failed", "skipped", "lost"):
+            EVENT_DELIVERIES.labels(sink=self.sink, result=result)
         task = asyncio.current_task()
         failing = False
         # redis-py may swallow a CancelledError that lands during a call: check the request too.

@@ -7,9 +7,11 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from router.clock import ManualClock
@@ -310,3 +312,20 @@ async def test_webhooks_deliver_while_the_store_is_at_its_maxmemory(
     async with configured(redis, "maxmemory", "1"), running(delivery):
         await eventually(lambda: len(receiver.acknowledged) == 1)
     assert receiver.acknowledged == [json.loads(event_json(event))]
+
+
+async def test_every_result_of_a_webhook_is_exposed_from_its_start(delivery: Delivery) -> None:
+    # At 0 before the first of each, so that an alert's increase() counts the first one.
+    unused = replace(delivery, index=97)
+
+    def exposed() -> list[float | None]:
+        return [
+            REGISTRY.get_sample_value(
+                "acd_event_deliveries_total", {"sink": "webhook:97", "result": result}
+            )
+            for result in ("delivered", "failed", "skipped", "lost")
+        ]
+
+    assert exposed() == [None] * 4
+    async with running(unused):
+        await eventually(lambda: exposed() == [0.0] * 4)

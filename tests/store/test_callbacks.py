@@ -201,14 +201,19 @@ async def test_a_transferred_callback_is_a_caller_on_the_line(center: Center) ->
     assert (await center.ix("c1")).status == InteractionStatus.TIMED_OUT
 
 
-async def test_a_scheduled_callback_waits_for_its_preferred_agent_again_then_for_anyone(
-    center: Center,
-) -> None:
+async def scheduled_for_a_preferred_agent_on_a_break(center: Center) -> None:
+    """c1 prefers `pref` (not ready) for 60 s and is scheduled as a callback 600 s from now."""
     await center.queue("support", skills={"s": 1}, callback=POLICY)
     await center.agent("pref", {"s": 1}, available=False)
     await center.state("pref", AgentState.NOT_READY)
     await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
     await center.engine.accept_callback("c1", center.now, at=center.now + 600)
+
+
+async def test_a_scheduled_callback_waits_for_its_preferred_agent_again_then_for_anyone(
+    center: Center,
+) -> None:
+    await scheduled_for_a_preferred_agent_on_a_break(center)
     await center.agent("other", {"s": 1})
     await center.advance(600)  # enters as an arrival: its preferred wait starts again, whole
     assert (await center.ix("c1")).status == InteractionStatus.CALLBACK
@@ -221,11 +226,7 @@ async def test_a_scheduled_callback_waits_for_its_preferred_agent_again_then_for
 async def test_a_scheduled_callback_whose_preferred_agent_left_goes_to_anyone(
     center: Center,
 ) -> None:
-    await center.queue("support", skills={"s": 1}, callback=POLICY)
-    await center.agent("pref", {"s": 1}, available=False)
-    await center.state("pref", AgentState.NOT_READY)
-    await center.call("support", "c1", preferred_agents=("pref",), preferred_wait_s=60)
-    await center.engine.accept_callback("c1", center.now, at=center.now + 600)
+    await scheduled_for_a_preferred_agent_on_a_break(center)
     await center.state("pref", AgentState.LOGGED_OUT)
     await center.agent("other", {"s": 1})
     await center.advance(600)
