@@ -14,6 +14,7 @@ from pydantic import AfterValidator, field_validator, model_validator
 
 from router.domain.fields import (
     Body,
+    Integer,
     Matches,
     OneOf,
     Text,
@@ -51,12 +52,17 @@ class ApiKeyConfig(Body):
         return self
 
 
+MAX_WEBHOOK_CONCURRENCY = 32
+"""Delivery loops of one webhook in one process: each holds a Redis connection."""
+
+
 class WebhookConfig(Body):
     """A receiver of events, signed with the secret in the variable `secret_env`."""
 
     url: Annotated[str, Matches(HTTP_URL)]
     secret_env: Annotated[str, Matches(ENV_NAME)]
     types: tuple[str, ...] = EVENT_TYPES
+    concurrency: Annotated[int, Integer(1, MAX_WEBHOOK_CONCURRENCY)] = 1
 
     @field_validator("types")
     @classmethod

@@ -224,6 +224,10 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
             '[[webhooks]]\nurl = "https://x"\nsecret_env = "S"\ntypes = "interaction.queued"',
             "webhooks[0].types: must be a list",
         ),
+        (
+            '[[webhooks]]\nurl = "https://x"\nsecret_env = "S"\nconcurrency = 33',
+            "webhooks[0].concurrency: must be <= 32",
+        ),
     ],
 )
 def test_rejects(tmp_path: Path, text: str, error: str) -> None:

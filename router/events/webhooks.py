@@ -1,9 +1,10 @@
 """Webhooks (§4): each configured receiver gets every event of its types, signed, at least once.
 
-Each webhook has a Redis consumer group on the event log, so each event is delivered by one of
-the router processes; every process reads with a consumer name of its own. A process delivers
-its events in log order, one at a time, retrying with exponential back-off until the receiver
-answers 2xx; entries left pending by a dead process are taken over after `CLAIM_IDLE_S`.
+Each webhook has a Redis consumer group on the event log, so each event is delivered by one
+delivery loop of the router processes: `concurrency` loops per process (default 1), each reading
+with a consumer name of its own. A loop delivers its events in log order, one at a time, retrying
+with exponential back-off until the receiver answers 2xx; entries left pending by a dead process
+are taken over after `CLAIM_IDLE_S`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiohttp
@@ -67,6 +68,12 @@ HELD_WAIT_MS = 50
 READ_COUNT = 1
 """One entry at a time: entries read but not yet posted would go idle behind a retried one and
 be taken over by another process, out of order."""
+CLAIM_CHECK_S = 1.0
+"""How often entries of dead consumers are looked for (between new entries): not before every
+read, which would cost a store round trip per event."""
+LOST_CHECK_S = 1.0
+"""How often the group's events lost to the log's trimming are counted: a count costs a quarter of
+a delivery, and is exact whenever it is made (router/lua/webhook_lost.lua)."""
 LOST_LOG_S = 60.0
 """Events lost to the log's trimming are logged at most this often, with the count since."""
 
@@ -90,6 +97,22 @@ def error_name(error: BaseException) -> str:
     if isinstance(error, StoreUnavailable) and error.__cause__ is not None:
         error = error.__cause__
     return error_code(error) or type(error).__name__
+
+
+@dataclass
+class Every:
+    """Due at most once every `seconds` (the process's monotonic clock: pacing, not routing)."""
+
+    seconds: float
+    _last: float = float("-inf")
+
+    def due(self) -> bool:
+        """True, and restarts the interval, when `seconds` have passed since the last time."""
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -118,6 +141,8 @@ class Delivery:
     """The group's position as this delivery last knew it (at its start, then each entry it
     handled): where the group is created again if the store lost it (NOGROUP)."""
     _group_lost: bool = False
+    _claim_check: Every = field(default_factory=lambda: Every(CLAIM_CHECK_S))
+    _lost_check: Every = field(default_factory=lambda: Every(LOST_CHECK_S))
     _lost_unlogged: int = 0
     _lost_logged_at: float = float("-inf")
 
@@ -221,19 +246,10 @@ class Delivery:
             if own:
                 return own
             self._own_first = False
-        cursor, claimed, *deleted = await self.redis.xautoclaim(
-            self.key,
-            self.group,
-            self.consumer,
-            min_idle_time=int(CLAIM_IDLE_S * 1000),
-            start_id=self._claim_from,
-            count=READ_COUNT,
-        )
-        self._claim_from = text(cursor)
-        if deleted and deleted[0]:  # pending entries of a dead consumer, trimmed meanwhile
-            self._lost(len(deleted[0]))
-        if claimed:
-            return cast(list[Entry], claimed)
+        if self._claim_check.due():
+            claimed = await self._claim()
+            if claimed:
+                return claimed
         await self._count_lost()
         raise_if_cancelling()  # before a read that blocks
         reply = await self.redis.xreadgroup(
@@ -245,8 +261,28 @@ class Delivery:
         )
         return cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
 
+    async def _claim(self) -> list[Entry]:
+        """Entries idle for `CLAIM_IDLE_S` in the group, taken over from their (dead) consumer."""
+        cursor, claimed, *deleted = await self.redis.xautoclaim(
+            self.key,
+            self.group,
+            self.consumer,
+            min_idle_time=int(CLAIM_IDLE_S * 1000),
+            start_id=self._claim_from,
+            count=READ_COUNT,
+        )
+        self._claim_from = text(cursor)
+        if deleted and deleted[0]:  # pending entries of a dead consumer, trimmed meanwhile
+            self._lost(len(deleted[0]))
+        if claimed:  # more may follow: look again at once
+            self._claim_check = Every(CLAIM_CHECK_S)
+        return cast(list[Entry], claimed)
+
     async def _count_lost(self) -> None:
-        """Count the events trimmed from the log before the group read them."""
+        """Count the events trimmed from the log before the group read them (at most every
+        `LOST_CHECK_S`)."""
+        if not self._lost_check.due():
+            return
         self._lost(await self.engine.count_lost_events(self.group, self.clock.now()) or 0)
 
     def _lost(self, count: int) -> None:
@@ -351,26 +387,34 @@ def webhook_secrets(
 
 
 async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: one delivery task per configured webhook, cancelled on shutdown."""
+    """Cleanup context: `concurrency` delivery tasks per configured webhook, each a consumer of
+    its own; cancelled on shutdown."""
     hooks = app[CONFIG].webhooks
     secrets = webhook_secrets(hooks)
     if not hooks:
         yield
         return
-    consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
-    # A connection per webhook, outside store_timeout_s: each blocks up to READ_BLOCK_S.
-    clients = [blocking_client(app[CONFIG].service, READ_BLOCK_S, size=1) for _ in hooks]
+    loops = [
+        (i, hook, secret, f"{process}:{k}")
+        for i, (hook, secret) in enumerate(zip(hooks, secrets, strict=True))
+        for k in range(hook.concurrency)
+    ]
+    # A connection per loop, outside store_timeout_s: each blocks up to READ_BLOCK_S.
+    clients = [blocking_client(app[CONFIG].service, READ_BLOCK_S, size=1) for _ in loops]
     deliveries = [
         Delivery(i, hook, secret, redis, app[ENGINE], app[CLOCK], consumer, session)
-        for i, (hook, secret, redis) in enumerate(zip(hooks, secrets, clients, strict=True))
+        for (i, hook, secret, consumer), redis in zip(loops, clients, strict=True)
     ]
     try:
         for delivery in deliveries:
             await delivery.ensure_group()
             ceiling = await replica_ceiling(app[CONFIG].service, delivery.redis)
             delivery.ceiling = ceiling or no_ceiling
-        tasks = [asyncio.create_task(d.run(), name=f"webhook-{d.index}") for d in deliveries]
+        tasks = [
+            asyncio.create_task(d.run(), name=f"webhook-{d.index}-{d.consumer}") for d in deliveries
+        ]
         try:
             yield
         finally:

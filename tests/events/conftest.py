@@ -19,6 +19,7 @@ from router.api.http import problem_middleware
 from router.api.keys import CLOCK, CONFIG, ENGINE, EVENT_FEED, EVENT_HUB
 from router.clock import ManualClock
 from router.config import Config, WebhookConfig
+from router.domain.models import EVENT_TYPES
 from router.events.sse import EventHub, close_streams, events_ctx, stream_events
 from router.events.webhooks import signature, webhooks_ctx
 from router.settings import ServiceSettings
@@ -144,9 +145,14 @@ async def start_router(
 
 @dataclass
 class Receiver:
-    """A webhook receiver on loopback that fails its first `fail_first` requests."""
+    """A webhook receiver on loopback that fails its first `fail_first` requests, and answers
+    each `answer_after_s` after it arrived."""
 
     fail_first: int = 0
+    answer_after_s: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    """The most requests it has held at once."""
     calls: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
     """(X-ACD-Event-Id, body, acknowledged with 2xx) of every request with a valid signature."""
     bad_signatures: int = 0
@@ -159,6 +165,12 @@ class Receiver:
             return web.Response(status=401)
         ok = len(self.calls) >= self.fail_first
         self.calls.append((request.headers["X-ACD-Event-Id"], json.loads(body), ok))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.answer_after_s)  # a receiver's own work
+        finally:
+            self.in_flight -= 1
         return web.Response(status=204 if ok else 503)
 
     @property
@@ -166,11 +178,14 @@ class Receiver:
         """Bodies of the requests answered 2xx, in arrival order."""
         return [body for _, body, ok in self.calls if ok]
 
-    def webhook(self, *types: str) -> WebhookConfig:
+    def webhook(self, *types: str, concurrency: int = 1) -> WebhookConfig:
         """The configuration of a webhook to this receiver."""
-        if types:
-            return WebhookConfig(url=self.url, secret_env=SECRET_ENV, types=types)
-        return WebhookConfig(url=self.url, secret_env=SECRET_ENV)
+        return WebhookConfig(
+            url=self.url,
+            secret_env=SECRET_ENV,
+            types=types or EVENT_TYPES,
+            concurrency=concurrency,
+        )
 
 
 @pytest.fixture

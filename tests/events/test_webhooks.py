@@ -113,6 +113,26 @@ async def test_with_two_routers_each_event_arrives_once(
     assert len(await redis.xinfo_consumers(engine.keys.events, group)) == 1
 
 
+async def test_concurrency_delivers_that_many_events_at_once_each_once(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    receiver.answer_after_s = 0.05
+    router = await start_router(receiver.webhook(concurrency=4))
+    await center.agent("ann", {}, available=False)
+    for state in [AgentState.AVAILABLE, AgentState.NOT_READY] * 6:
+        await center.state("ann", state)
+    events = await center.events()
+    await eventually(lambda: len(receiver.acknowledged) >= len(events))
+    await eventually_pending(redis, engine, receiver, 0)
+
+    assert sorted(event_id for event_id, _, _ in receiver.calls) == sorted(e.id for e in events)
+    assert receiver.most_in_flight == 4
+    group = group_name(0, receiver.url)
+    assert len(await redis.xinfo_consumers(engine.keys.events, group)) == 4
+    await router.close()  # each loop leaves the group, holding nothing
+    assert await redis.xinfo_consumers(engine.keys.events, group) == []
+
+
 async def test_types_not_subscribed_are_acknowledged_without_delivery(
     start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
 ) -> None:
@@ -235,6 +255,7 @@ async def test_events_trimmed_from_the_log_before_delivery_are_counted_lost(
 ) -> None:
     monkeypatch.setattr(webhooks, "RETRY_BASE_S", 0.01)
     monkeypatch.setattr(webhooks, "RETRY_MAX_S", 0.01)
+    monkeypatch.setattr(webhooks, "READ_BLOCK_S", 0.2)  # idle: counted within 1 s, not 5
     caplog.set_level(logging.WARNING, "router.webhooks")
     lost = deliveries("webhook:0", "lost")
     receiver.fail_first = 1_000_000  # down
@@ -253,11 +274,12 @@ async def test_events_trimmed_from_the_log_before_delivery_are_counted_lost(
     await eventually(lambda: len(receiver.acknowledged) == 1)
     assert receiver.acknowledged == [json.loads(event_json(kept))]
     assert {event_id for event_id, _, _ in receiver.calls} == {first.id, kept.id}
+    await eventually(lambda: deliveries("webhook:0", "lost") - lost == 2)
+    await eventually_pending(redis, engine, receiver, 0)
     assert deliveries("webhook:0", "lost") - lost == 2
     assert "webhooks[0]: 1 events trimmed from the log (event_log_max) before delivery" in (
         caplog.text
     )
-    await eventually_pending(redis, engine, receiver, 0)
 
 
 @pytest.fixture
