@@ -141,6 +141,9 @@ class Delivery:
     """The group's position as this delivery last knew it (at its start, then each entry it
     handled): where the group is created again if the store lost it (NOGROUP)."""
     _group_lost: bool = False
+    _handled: list[str] = field(default_factory=list)
+    """Entries delivered (or not for this webhook): acknowledged with the next read, in its round
+    trip."""
     _claim_check: Every = field(default_factory=lambda: Every(CLAIM_CHECK_S))
     _lost_check: Every = field(default_factory=lambda: Every(LOST_CHECK_S))
     _lost_unlogged: int = 0
@@ -239,6 +242,7 @@ class Delivery:
         """This consumer's pending entries after a store error, then those of dead consumers,
         then new ones."""
         if self._own_first:
+            await self._acknowledge()  # else what was delivered would be read again
             reply = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.key: "0"}, count=READ_COUNT
             )
@@ -252,14 +256,25 @@ class Delivery:
                 return claimed
         await self._count_lost()
         raise_if_cancelling()  # before a read that blocks
-        reply = await self.redis.xreadgroup(
+        pipe = self.redis.pipeline(transaction=False)
+        if self._handled:
+            pipe.xack(self.key, self.group, *self._handled)
+        pipe.xreadgroup(
             self.group,
             self.consumer,
             {self.key: ">"},
             count=READ_COUNT,
             block=max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000)),
         )
+        *_, reply = await pipe.execute()
+        self._handled.clear()
         return cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+
+    async def _acknowledge(self) -> None:
+        """XACK the entries handled since the last read."""
+        if self._handled:
+            await self.redis.xack(self.key, self.group, *self._handled)
+            self._handled.clear()
 
     async def _claim(self) -> list[Entry]:
         """Entries idle for `CLAIM_IDLE_S` in the group, taken over from their (dead) consumer."""
@@ -301,7 +316,8 @@ class Delivery:
             self._lost_unlogged, self._lost_logged_at = 0, time.monotonic()
 
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
-        """Deliver one entry (unless its type is filtered out) until acknowledged, then XACK."""
+        """Deliver one entry (unless its type is filtered out) until acknowledged; then it is
+        handled, for the next read to XACK."""
         if not fields:  # pending, and trimmed from the log meanwhile (redis-py: {} or None)
             self._lost(1)
         elif fields[b"t"].decode(errors="replace") in self.hook.types:
@@ -317,7 +333,7 @@ class Delivery:
                     type(error).__name__,
                 )
                 EVENT_DELIVERIES.labels(sink=self.sink, result="skipped").inc()
-                await self.redis.xack(self.key, self.group, entry_id)
+                self._handled.append(entry_id)
                 return
             attempt = 0
             while not await self._post(entry_id, body):
@@ -327,7 +343,7 @@ class Delivery:
                 if not await self._touch(entry_id):
                     return
             EVENT_DELIVERIES.labels(sink=self.sink, result="delivered").inc()
-        await self.redis.xack(self.key, self.group, entry_id)
+        self._handled.append(entry_id)
         self._after = max(self._after, log_id(entry_id))
 
     async def _touch(self, entry_id: str) -> bool:
@@ -363,7 +379,9 @@ class Delivery:
         return False
 
     async def release(self) -> None:
-        """Remove this process's consumer from the group when it holds nothing pending."""
+        """Acknowledge what was handled; then remove this process's consumer from the group when
+        it holds nothing pending."""
+        await self._acknowledge()
         pending = await self.redis.xpending_range(
             self.key, self.group, "-", "+", 1, consumername=self.consumer
         )
