@@ -114,6 +114,10 @@ class Every:
         self._last = now
         return True
 
+    def again(self) -> None:
+        """Due at the next look."""
+        self._last = float("-inf")
+
 
 def signature(secret: bytes, body: bytes) -> str:
     """The `X-ACD-Signature` header of a body: `sha256=<hex HMAC-SHA256>`."""
@@ -290,7 +294,7 @@ class Delivery:
         if deleted and deleted[0]:  # pending entries of a dead consumer, trimmed meanwhile
             self._lost(len(deleted[0]))
         if claimed:  # more may follow: look again at once
-            self._claim_check = Every(CLAIM_CHECK_S)
+            self._claim_check.again()
         return cast(list[Entry], claimed)
 
     async def _count_lost(self) -> None:
