@@ -69,11 +69,8 @@ READ_COUNT = 1
 """One entry at a time: entries read but not yet posted would go idle behind a retried one and
 be taken over by another process, out of order."""
 CLAIM_CHECK_S = 1.0
-"""How often entries of dead consumers are looked for (between new entries): not before every
-read, which would cost a store round trip per event."""
-LOST_CHECK_S = 1.0
-"""How often the group's events lost to the log's trimming are counted: a count costs a quarter of
-a delivery, and is exact whenever it is made (router/lua/webhook_lost.lua)."""
+"""How often entries of dead consumers are looked for, beside a read: not with every read, which
+would cost the store a scan of the group's pending entries per event."""
 LOST_LOG_S = 60.0
 """Events lost to the log's trimming are logged at most this often, with the count since."""
 
@@ -137,7 +134,6 @@ class Delivery:
     consumer: str
     session: aiohttp.ClientSession
     ceiling: Ceiling = no_ceiling
-    _claim_from: str = "0-0"
     _own_first: bool = False
     """After a store error: this consumer's pending entries first (the store may be another
     primary now, with an entry read but not yet delivered)."""
@@ -146,10 +142,8 @@ class Delivery:
     handled): where the group is created again if the store lost it (NOGROUP)."""
     _group_lost: bool = False
     _handled: list[str] = field(default_factory=list)
-    """Entries delivered (or not for this webhook): acknowledged with the next read, in its round
-    trip."""
+    """Entries delivered (or not for this webhook): acknowledged by the next read, in its call."""
     _claim_check: Every = field(default_factory=lambda: Every(CLAIM_CHECK_S))
-    _lost_check: Every = field(default_factory=lambda: Every(LOST_CHECK_S))
     _lost_unlogged: int = 0
     _lost_logged_at: float = float("-inf")
 
@@ -174,7 +168,6 @@ class Delivery:
         position = await self._group_position()
         if position is None:
             await self._create_group("$")
-            await self._count_lost()  # at the log's end: Redis's count of reads is set
             position = await self._group_position()
         self._after = position or self._after
 
@@ -216,6 +209,7 @@ class Delivery:
                     self._group_lost = False
                 for entry_id, fields in await self._next_batch():
                     await self._handle(text(entry_id), fields)
+                self._log_lost()
                 if failing:
                     log.info("webhooks[%d]: the store answers again", self.index)
                     failing = False
@@ -243,75 +237,67 @@ class Delivery:
             await self.redis.wait(1, HELD_WAIT_MS)
 
     async def _next_batch(self) -> list[Entry]:
-        """This consumer's pending entries after a store error, then those of dead consumers,
-        then new ones."""
+        """This consumer's pending entries after a store error, then (once a second) those of
+        dead consumers, then new ones; what was handled is acknowledged on the way."""
         if self._own_first:
             await self._acknowledge()  # else what was delivered would be read again
             reply = await self.redis.xreadgroup(
                 self.group, self.consumer, {self.key: "0"}, count=READ_COUNT
             )
             own = cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+            for entry_id, fields in own:
+                if not fields:  # trimmed from the log meanwhile: lost, if not counted already
+                    self._lost(await self.redis.xack(self.key, self.group, entry_id))
             if own:
-                return own
+                return [(entry_id, fields) for entry_id, fields in own if fields]
             self._own_first = False
-        if self._claim_check.due():
-            claimed = await self._claim()
-            if claimed:
-                return claimed
-        await self._count_lost()
-        raise_if_cancelling()  # before a read that blocks
-        pipe = self.redis.pipeline(transaction=False)
-        if self._handled:
-            pipe.xack(self.key, self.group, *self._handled)
-        pipe.xreadgroup(
-            self.group,
-            self.consumer,
-            {self.key: ">"},
-            count=READ_COUNT,
-            block=max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000)),
+        claim_ms = int(CLAIM_IDLE_S * 1000) if self._claim_check.due() else 0
+        code, lost, *found = await self.engine.webhook_call(
+            self.redis,
+            "webhook_next",
+            self.clock.now(),
+            group=self.group,
+            consumer=self.consumer,
+            claim_idle_ms=claim_ms,
+            ack=self._handled,
         )
-        *_, reply = await pipe.execute()
-        self._handled.clear()
-        return cast(list[Entry], cast(list[Any], reply)[0][1]) if reply else []
+        self._handled = []
+        self._lost(int(lost or 0))
+        code = text(code)
+        if code == "no_group":
+            self._group_lost = True
+            return []
+        if code == "none":
+            raise_if_cancelling()  # before a read that blocks
+            await self.redis.xread(
+                {self.key: text(found[0])},
+                count=1,
+                block=max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000)),
+            )
+            return []  # an entry after the group's position, or none: the next call reads it
+        if code == "claimed":  # more may wait: look again at once
+            self._claim_check.again()
+        entry_id, flat = found
+        return [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))]
 
     async def _acknowledge(self) -> None:
         """XACK the entries handled since the last read."""
         if self._handled:
             await self.redis.xack(self.key, self.group, *self._handled)
-            self._handled.clear()
-
-    async def _claim(self) -> list[Entry]:
-        """Entries idle for `CLAIM_IDLE_S` in the group, taken over from their (dead) consumer."""
-        cursor, claimed, *deleted = await self.redis.xautoclaim(
-            self.key,
-            self.group,
-            self.consumer,
-            min_idle_time=int(CLAIM_IDLE_S * 1000),
-            start_id=self._claim_from,
-            count=READ_COUNT,
-        )
-        self._claim_from = text(cursor)
-        if deleted and deleted[0]:  # pending entries of a dead consumer, trimmed meanwhile
-            self._lost(len(deleted[0]))
-        if claimed:  # more may follow: look again at once
-            self._claim_check.again()
-        return cast(list[Entry], claimed)
-
-    async def _count_lost(self) -> None:
-        """Count the events trimmed from the log before the group read them (at most every
-        `LOST_CHECK_S`)."""
-        if not self._lost_check.due():
-            return
-        self._lost(await self.engine.count_lost_events(self.group, self.clock.now()) or 0)
+            self._handled = []
 
     def _lost(self, count: int) -> None:
         """Count `count` events lost to the log's trimming; log them (at most every
-        `LOST_LOG_S`)."""
+        `LOST_LOG_S`, the rest with the next)."""
         if not count:
             return
         EVENT_DELIVERIES.labels(sink=self.sink, result="lost").inc(count)
         self._lost_unlogged += count
-        if time.monotonic() - self._lost_logged_at >= LOST_LOG_S:
+        self._log_lost()
+
+    def _log_lost(self) -> None:
+        """Log the losses not logged yet, unless one was logged less than `LOST_LOG_S` ago."""
+        if self._lost_unlogged and time.monotonic() - self._lost_logged_at >= LOST_LOG_S:
             log.warning(
                 "webhooks[%d]: %d events trimmed from the log (event_log_max) before delivery",
                 self.index,
@@ -322,9 +308,7 @@ class Delivery:
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Deliver one entry (unless its type is filtered out) until acknowledged; then it is
         handled, for the next read to XACK."""
-        if not fields:  # pending, and trimmed from the log meanwhile (redis-py: {} or None)
-            self._lost(1)
-        elif fields[b"t"].decode(errors="replace") in self.hook.types:
+        if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
             await self._replicated(entry_id)
             try:
                 body = event_json(codec.event(entry_id, fields))
@@ -351,17 +335,19 @@ class Delivery:
         self._after = max(self._after, log_id(entry_id))
 
     async def _touch(self, entry_id: str) -> bool:
-        """Reset the entry's idle time so no other process takes it over; False if not pending:
-        another process took it over and acknowledged it, or it was trimmed from the log (lost,
-        and no longer pending either)."""
-        claimed = await self.redis.xclaim(
-            self.key, self.group, self.consumer, 0, [entry_id], justid=True
+        """Reset the entry's idle time so no other loop takes it over; False if it is no longer
+        pending: taken over by another loop, or trimmed from the log (lost, counted here)."""
+        [outcome] = await self.engine.webhook_call(
+            self.redis,
+            "webhook_touch",
+            self.clock.now(),
+            group=self.group,
+            consumer=self.consumer,
+            id=entry_id,
         )
-        if claimed:
-            return True
-        if not await self.redis.xrange(self.key, entry_id, entry_id):
+        if text(outcome) == "lost":
             self._lost(1)
-        return False
+        return text(outcome) == "held"
 
     async def _post(self, entry_id: str, body: bytes) -> bool:
         """One attempt; True on 2xx."""
@@ -386,6 +372,7 @@ class Delivery:
         """Acknowledge what was handled; then remove this process's consumer from the group when
         it holds nothing pending."""
         await self._acknowledge()
+        self._log_lost()
         pending = await self.redis.xpending_range(
             self.key, self.group, "-", "+", 1, consumername=self.consumer
         )

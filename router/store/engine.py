@@ -625,8 +625,11 @@ class Engine:
                 return None
         return info
 
-    async def count_lost_events(self, group: str, now: float) -> int | None:
-        """Events trimmed from the log before the consumer group `group` read them, each counted
-        once; None when the group (or the log) does not exist."""
-        code, lost, _ = await self._call("webhook_lost", now, group=group)
-        return None if code == "not_found" else int(lost)
+    async def webhook_call(self, redis: Redis, op: str, now: float, **args: Any) -> list[Any]:
+        """A webhook delivery loop's operation (webhook_next, webhook_touch) on the loop's own
+        client `redis`: outside `store_timeout_s` and the durability wait, as its other reads;
+        the reply as Redis sent it."""
+        reply = await self.runner.call_on(
+            redis, op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
+        )
+        return cast(list[Any], reply)

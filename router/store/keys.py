@@ -169,6 +169,12 @@ class Keys:
         return self._k("events")
 
     @property
+    def webhook_reads(self) -> str:
+        """Hash: a webhook's consumer group -> the log's entries it has read or lost
+        (router/lua/webhook_next.lua)."""
+        return self._k("whr")
+
+    @property
     def metric_counters(self) -> str:
         """Hash: business counters, '<metric>|<label values>' -> count (records.py)."""
         return self._k("m:c")

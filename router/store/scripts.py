@@ -49,11 +49,18 @@ table `M`."""
 
 
 READ_OPERATIONS = frozenset(
-    {"interaction_get", "interaction_list", "queue_stats", "metrics_snapshot", "webhook_lost"}
+    {
+        "interaction_get",
+        "interaction_list",
+        "queue_stats",
+        "metrics_snapshot",
+        "webhook_next",
+        "webhook_touch",
+    }
 )
 """Operations that change nothing a client sees (at most a cache: the class memo's token, the
-metrics snapshot; a webhook group's count of reads): registered `allow-oom`, so that they still
-answer while Redis is at its maxmemory and refuses every change (webhooks deliver on then)."""
+metrics snapshot; a webhook's read position in the log): registered `allow-oom`, so that they
+still answer while Redis is at its maxmemory and refuses every change (webhooks deliver on)."""
 
 
 def _read(name: str) -> str:
@@ -180,6 +187,20 @@ class ScriptRunner:
             raw = await self._fcall(function, prefix, packed)
         reply: list[Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         return reply
+
+    async def call_on(self, redis: Redis, name: str, prefix: str, args: dict[str, Any]) -> Any:
+        """Run one operation on the client `redis` (a caller's own connection, outside the
+        durability wait); the reply as Redis sent it: for operations whose reply holds binary
+        data, which msgpack text would not carry (the webhooks')."""
+        packed = msgpack.packb(args, use_bin_type=False)
+        function = self.library.function(name)
+        try:
+            return await redis.fcall(function, 1, prefix, packed)
+        except ResponseError as exc:
+            if not _missing(exc):
+                raise
+            await self.reload()
+            return await redis.fcall(function, 1, prefix, packed)
 
     async def _fcall(self, function: str, prefix: str, packed: bytes) -> Any:
         if self.wait_ms:

@@ -209,7 +209,7 @@ async def test_store_errors_are_logged_once_while_they_last(
     before = await refused_reads()
     async with configured(redis, "min-replicas-to-write", "1"):
         for client in await redis.client_list():
-            if client["cmd"] == "xreadgroup":  # its blocked read ends: the next is refused
+            if client["cmd"] == "xread":  # its blocked wait ends: the next read is refused
                 await redis.client_kill_filter(_id=client["id"])
         for _ in range(500):
             if await refused_reads() >= before + 5:
@@ -351,3 +351,22 @@ async def test_every_result_of_a_webhook_is_exposed_from_its_start(delivery: Del
     assert exposed() == [None] * 4
     async with running(unused):
         await eventually(lambda: exposed() == [0.0] * 4)
+
+
+async def test_a_receiver_the_log_overtakes_loses_exactly_the_events_trimmed_unread(
+    delivery: Delivery, receiver: Receiver, center: Center, redis: Redis, engine: Engine
+) -> None:
+    receiver.answer_after_s = 0.02  # slower than the log: the group lags behind it
+    lost = deliveries("webhook:0", "lost")
+    await center.agent("ann", {})
+    for state in [AgentState.NOT_READY, AgentState.AVAILABLE] * 10:
+        await center.state("ann", state)
+    events = await center.events()
+    async with running(delivery):
+        await eventually(lambda: len(receiver.acknowledged) >= 3)
+        await redis.xtrim(engine.keys.events, maxlen=5, approximate=False)
+        await eventually(lambda: receiver.calls[-1][0] == events[-1].id)
+        await eventually_pending(redis, engine, receiver, 0)
+    delivered = {event_id for event_id, _, ok in receiver.calls if ok}
+    assert len(delivered) >= 8  # the first 3, and the 5 kept
+    assert deliveries("webhook:0", "lost") - lost == len(events) - len(delivered)

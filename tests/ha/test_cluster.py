@@ -146,11 +146,20 @@ async def test_every_store_scenario_runs_on_a_cluster_node(
     called: set[str] = set()
     call = ScriptRunner.call
 
+    call_on = ScriptRunner.call_on
+
     async def recording(self: ScriptRunner, name: str, prefix: str, args: Any) -> Any:
         called.add(name)
         return await call(self, name, prefix, args)
 
+    async def recording_on(
+        self: ScriptRunner, redis: Any, name: str, prefix: str, args: Any
+    ) -> Any:
+        called.add(name)
+        return await call_on(self, redis, name, prefix, args)
+
     monkeypatch.setattr(ScriptRunner, "call", recording)
+    monkeypatch.setattr(ScriptRunner, "call_on", recording_on)
     found = scenarios()
     assert len(found) > 40
     for i, (name, scenario) in enumerate(found):

@@ -246,7 +246,7 @@ async def test_logout_of_the_only_preferred_agent_with_its_offer_routes_once(
     assert (await center.ag("other2")).interactions == {}
 
 
-async def test_events_trimmed_before_a_webhook_group_read_them_are_counted_once(
+async def test_a_webhook_group_reads_through_webhook_next_which_counts_trimmed_events_once(
     center: Center,
 ) -> None:
     engine, redis = center.engine, center.engine.redis
@@ -258,30 +258,42 @@ async def test_events_trimmed_before_a_webhook_group_read_them_are_counted_once(
             available = ann.state == AgentState.AVAILABLE
             await center.state("ann", AgentState.NOT_READY if available else AgentState.AVAILABLE)
 
-    async def read() -> None:
-        reply = await redis.xreadgroup(group, "c", {key: ">"}, count=1)
-        assert len(cast(list[Any], reply)[0][1]) == 1
+    async def call(op: str, **args: Any) -> list[Any]:
+        return await engine.webhook_call(redis, op, center.now, group=group, consumer="me", **args)
+
+    async def next_entry(claim_idle_ms: int = 0, ack: tuple[bytes, ...] = ()) -> list[Any]:
+        return await call("webhook_next", claim_idle_ms=claim_idle_ms, ack=list(ack))
 
     await center.agent("ann", {}, available=False)
-    assert await engine.count_lost_events(group, center.now) is None  # no such group
+    assert await next_entry() == [b"no_group", 0]
     await redis.xgroup_create(key, group, "$", mkstream=True)
-    assert await engine.count_lost_events(group, center.now) == 0  # its count of reads is set
+    assert (await next_entry())[:2] == [b"none", 0]  # at the log's end: its count is set
     await emit(3)
-    await read()
+    code, lost, first, fields = await next_entry()
+    assert (code, lost, fields[0]) == (b"entry", 0, b"t")
     await emit(5)
     # The group read 1 of 8; the log keeps the last 3: 4 were never read.
     await redis.xtrim(key, maxlen=3, approximate=False)
-    assert await engine.count_lost_events(group, center.now) == 4
-    assert await engine.count_lost_events(group, center.now) == 0  # counted once
-    for _ in range(3):
-        await read()
-    assert await engine.count_lost_events(group, center.now) == 0  # at the end, none lost since
+    code, lost, held, _ = await next_entry(ack=(first,))
+    assert (code, lost) == (b"entry", 4)
+    assert [p["message_id"] for p in await redis.xpending_range(key, group, "-", "+", 9)] == [held]
+    for _ in range(2):
+        assert (await next_entry())[:2] == [b"entry", 0]  # counted once
+    assert (await next_entry())[:2] == [b"none", 0]
 
-    # A read that crossed trimmed entries before they were counted: found at the log's end.
-    await emit(4)
-    await redis.xtrim(key, maxlen=2, approximate=False)
-    await read()
-    assert await engine.count_lost_events(group, center.now) == 0  # unknown in the middle
-    await read()
-    assert await engine.count_lost_events(group, center.now) == 2
-    assert await engine.count_lost_events(group, center.now) == 0
+    # An entry being retried: held, then trimmed (lost, once), then no longer pending.
+    assert await call("webhook_touch", id=held) == [b"held"]
+    await redis.xtrim(key, maxlen=0, approximate=False)
+    assert await call("webhook_touch", id=held) == [b"lost"]
+    assert await call("webhook_touch", id=held) == [b"gone"]
+
+    # A dead consumer's pending entries: taken over, or lost when trimmed, once idle enough.
+    await emit(2)
+    read = await redis.xreadgroup(group, "dead", {key: ">"}, count=2)
+    ids = [entry_id for entry_id, _ in cast(list[Any], read)[0][1]]
+    await redis.xclaim(key, group, "dead", 0, ids, idle=60_000)  # read a minute ago
+    await redis.xtrim(key, maxlen=1, approximate=False)
+    assert (await next_entry(claim_idle_ms=120_000))[:2] == [b"none", 0]  # not idle enough
+    code, lost, claimed, _ = await next_entry(claim_idle_ms=30_000)
+    assert (code, lost) == (b"claimed", 1)
+    assert [entry_id for entry_id, _ in cast(list[Any], await redis.xrange(key))] == [claimed]

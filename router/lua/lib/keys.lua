@@ -47,6 +47,7 @@ M.on_call(function(prefix)
   K.live = P .. 'live'
   K.arrival_seq = P .. 'seq'
   K.events = P .. 'events'
+  K.webhook_reads = P .. 'whr'
   K.metric_counters = P .. 'm:c'
   K.metric_histograms = P .. 'm:h'
   K.agent_time = P .. 'm:at'
