@@ -231,9 +231,10 @@ async def test_the_event_reader_leaves_a_demoted_primary_for_the_new_one(
         await asyncio.to_thread(until, lambda: sentinels.online_replicas(new) > 0, "a replica")
         await write_and_see_delivered("after")
     finally:
-        if running is not None:  # cancelled, as the app does: it may be in a 5 s XREAD
+        if running is not None:  # stopped as the app does: it may be in a 5 s XREAD, and
+            stop.set()  # redis-py may swallow a cancellation that lands while it connects
             running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), LOOSE_S)
         await reader.aclose()
         await engine.redis.aclose()
 
