@@ -3,7 +3,7 @@
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id, agent_id, reason = 'rejected' | 'no_answer'}
 -- Returns  {'ok', interaction} (also when that agent already refused it: a retry)
---          {'not_found'} | {'not_offered'}
+--          {'not_found'} | {'not_offered', note?} (`note` when it has ended)
 M.apply_due(M.cfg.due_batch)
 local id, agent_id = M.args.id, M.args.agent_id
 M.apply_due_of_interaction(id)
@@ -11,7 +11,7 @@ local ix = M.load_ix(id)
 if not ix then return M.reply('not_found') end
 if ix.status ~= 'offered' or ix.agent ~= agent_id then
   if ix.excl[agent_id] then return M.reply_ix(M.with_ewt(ix)) end
-  return M.reply('not_offered')
+  return M.reply('not_offered', M.ended_note(ix))
 end
 M.refuse(ix, M.load_ag(agent_id), M.args.reason, M.args.reason)
 return M.reply_ix(M.with_ewt(M.load_ix(id)))

@@ -73,11 +73,13 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
 }
 
 
-def raise_for(code: str, field: str | None = None) -> None:
+def raise_for(code: str, field: str | None = None, about: object = None) -> None:
     """Raise the named error a script answered with (`field` overrides the default field)."""
     if code == "ok":
         return
     cls, default_field, message = ERRORS[code]
+    if isinstance(about, str):  # a note of the script's: why, or what differs
+        message = f"{message}: {about}"
     name = field or default_field
     if issubclass(cls, errors.ValidationError) and name:
         raise cls.of(name, message)

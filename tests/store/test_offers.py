@@ -8,6 +8,7 @@ from router.domain.models import (
     Activity,
     AgentProfile,
     AgentState,
+    CallbackPolicy,
     Channel,
     InteractionStatus,
     Outcome,
@@ -258,3 +259,43 @@ async def test_reject_and_transfer_answer_the_interaction_as_get_shows_it(center
     transferred = await center.engine.transfer("c2", "a1", "sales", center.now)
     assert transferred == await center.ix("c2")
     assert transferred.ewt_s is not None
+
+
+async def test_an_offer_ended_without_an_accept_leaves_no_expiry_nor_agent(
+    center: Center,
+) -> None:
+    # Was: an abandon or a cancel during the offer kept the offer's `expires_at` and agent.
+    policy = CallbackPolicy(offer_when_ewt_s=120, retry_after_s=300, max_attempts=2)
+    await center.queue("support", skills={"s": 1}, callback=policy, max_wait_s=60)
+    await center.call("support", "cb")  # nobody serves: EWT 180 s, a callback is offered
+    await center.engine.accept_callback("cb", center.now)
+    for ix_id in ("hung_up", "rejected", "timed_out"):
+        await center.call("support", ix_id)
+    for agent_id in ("a1", "a2", "a3", "a4"):
+        await center.agent(agent_id, {"s": 1})
+    offered = {ix_id: await center.offered_to(ix_id) for ix_id in ("cb", "hung_up", "rejected")}
+    assert offered == {"cb": "a1", "hung_up": "a2", "rejected": "a3"}
+    assert await center.offered_to("timed_out") == "a4"
+    assert (await center.engine.abandon("cb", center.now)).status == InteractionStatus.CANCELLED
+    await center.engine.abandon("hung_up", center.now)
+    await center.engine.reject("rejected", "a3", RejectReason.REJECTED, center.now)
+    await center.advance(60)  # `timed_out` passed its max wait while offered...
+    await center.engine.reject("timed_out", "a4", RejectReason.REJECTED, center.now)  # ...so ends
+    found = {ix_id: await center.ix(ix_id) for ix_id in ("cb", "hung_up", "timed_out")}
+    assert {ix_id: (ix.status, ix.agent_id, ix.expires_at) for ix_id, ix in found.items()} == {
+        "cb": (InteractionStatus.CANCELLED, None, None),
+        "hung_up": (InteractionStatus.ABANDONED, None, None),
+        "timed_out": (InteractionStatus.TIMED_OUT, None, None),
+    }
+    # The events still name the agent whose offer ended.
+    (cancelled,) = await center.events("interaction.cancelled")
+    (abandoned,) = await center.events("interaction.abandoned")
+    assert (cancelled.fields["agent_id"], abandoned.fields["agent_id"]) == ("a1", "a2")
+    # A late accept or reject is told that the interaction ended, and how.
+    with pytest.raises(OfferExpired) as late:
+        await center.engine.accept("hung_up", "a2", center.now)
+    assert late.value.detail == (
+        "the offer expired or was withdrawn: the interaction has ended (abandoned)"
+    )
+    with pytest.raises(NotOffered, match=r"not offered to this agent: .* ended \(cancelled\)$"):
+        await center.engine.reject("cb", "a1", RejectReason.NO_ANSWER, center.now)
