@@ -25,6 +25,7 @@ ix.status = 'connected'
 ix.answered = M.now
 ix.exp = nil
 ix.pref_until = nil
+ix.done = nil  -- a callback's earlier completion: this connection ends anew
 ag.act[id].st = 'connected'
 ag.misses = 0
 M.count_offer(ix.queue, 'accepted')

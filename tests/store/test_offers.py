@@ -225,6 +225,8 @@ async def test_logout_with_a_connected_call_needs_force(center: Center) -> None:
     assert (agent.state, agent.interactions) == (AgentState.LOGGED_OUT, {})
     ix = await center.ix("c1")
     assert (ix.status, ix.outcome) == (InteractionStatus.COMPLETED, Outcome.AGENT_LOST)
+    with pytest.raises(IdempotencyConflict, match=r"outcome was agent_lost$"):  # was a 200
+        await center.engine.complete("c1", "a1", center.now)
 
 
 async def test_agent_deletion_needs_logout(center: Center) -> None:
@@ -266,7 +268,9 @@ async def test_an_offer_ended_without_an_accept_leaves_no_expiry_nor_agent(
 ) -> None:
     # Was: an abandon or a cancel during the offer kept the offer's `expires_at` and agent.
     policy = CallbackPolicy(offer_when_ewt_s=120, retry_after_s=300, max_attempts=2)
-    await center.queue("support", skills={"s": 1}, callback=policy, max_wait_s=60)
+    await center.queue(
+        "support", skills={"s": 1}, callback=policy, max_wait_s=60, offer_timeout_s=120
+    )
     await center.call("support", "cb")  # nobody serves: EWT 180 s, a callback is offered
     await center.engine.accept_callback("cb", center.now)
     for ix_id in ("hung_up", "rejected", "timed_out"):
@@ -299,3 +303,38 @@ async def test_an_offer_ended_without_an_accept_leaves_no_expiry_nor_agent(
     )
     with pytest.raises(NotOffered, match=r"not offered to this agent: .* ended \(cancelled\)$"):
         await center.engine.reject("cb", "a1", RejectReason.NO_ANSWER, center.now)
+
+
+async def test_a_repeat_with_other_arguments_is_a_conflict_naming_them(center: Center) -> None:
+    # Was: a complete repeated with another outcome or wrap-up, or a reject with another reason,
+    # answered 200 as a retry, and the new arguments were silently dropped.
+    await _two_agents_and_a_call(center)
+    await center.engine.accept("c1", "a1", center.now)
+    first = await center.engine.complete("c1", "a1", center.now, wrap_up_s=30)
+    again = await center.engine.complete("c1", "a1", center.now + 1, wrap_up_s=30)
+    assert again.ended_at == first.ended_at  # the same arguments: a retry
+    with pytest.raises(IdempotencyConflict, match=r"arguments: outcome was resolved$"):
+        await center.engine.complete(
+            "c1", "a1", center.now, outcome=Outcome.CUSTOMER_NO_ANSWER, wrap_up_s=30
+        )
+    with pytest.raises(IdempotencyConflict, match=r"arguments: wrap_up_s was 30$"):
+        await center.engine.complete("c1", "a1", center.now, wrap_up_s=5)
+    with pytest.raises(IdempotencyConflict, match=r"arguments: wrap_up_s was 30$"):
+        await center.engine.complete("c1", "a1", center.now)
+    assert first.ended_at is not None
+    assert (await center.ag("a1")).wrap_up_until == first.ended_at + 30  # not applied
+    await center.call("support", "c2")
+    assert await center.offered_to("c2") == "a2"
+    await center.engine.reject("c2", "a2", RejectReason.REJECTED, center.now)
+    await center.engine.reject("c2", "a2", RejectReason.REJECTED, center.now)
+    with pytest.raises(IdempotencyConflict, match=r"arguments: reason was rejected$"):
+        await center.engine.reject("c2", "a2", RejectReason.NO_ANSWER, center.now)
+    assert (await center.ag("a2")).missed_offers == 0  # not applied
+    await center.advance(31)
+    assert await center.offered_to("c2") == "a1"
+    await center.advance(15)  # the offer expires: a miss, as a no-answer
+    await center.engine.reject("c2", "a1", RejectReason.NO_ANSWER, center.now)
+    with pytest.raises(IdempotencyConflict, match=r"reason was no_answer \(the offer expired\)$"):
+        await center.engine.reject("c2", "a1", RejectReason.REJECTED, center.now)
+    assert len(await center.events("interaction.completed")) == 1
+    assert len(await center.events("interaction.requeued")) == 2
