@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from router.domain.models import (
@@ -338,3 +339,20 @@ async def test_a_repeat_with_other_arguments_is_a_conflict_naming_them(center: C
         await center.engine.reject("c2", "a1", RejectReason.REJECTED, center.now)
     assert len(await center.events("interaction.completed")) == 1
     assert len(await center.events("interaction.requeued")) == 2
+
+
+async def test_an_agent_s_reason_is_that_of_not_ready_or_logged_out_only(center: Center) -> None:
+    # Was: `available` took a reason ("on_break"), and kept it when set again with another.
+    await center.agent("a1", {"s": 1}, available=False)
+    assert (await center.state("a1", AgentState.NOT_READY, reason="lunch")).reason == "lunch"
+    assert (await center.state("a1", AgentState.AVAILABLE, reason="on_break")).reason is None
+    # Kept by an earlier version, which took a reason with `available`: the next one drops it.
+    key = center.engine.keys.agent("a1")
+    record = msgpack.unpackb(await center.engine.redis.get(key), raw=False)
+    await center.engine.redis.set(key, msgpack.packb({**record, "reason": "on_break"}))
+    assert (await center.ag("a1")).reason == "on_break"
+    assert (await center.state("a1", AgentState.AVAILABLE, reason="other")).reason is None
+    assert (await center.ag("a1")).reason is None
+    assert (await center.state("a1", AgentState.LOGGED_OUT, reason="shift")).reason == "shift"
+    reasons = [e.fields["reason"] for e in await center.events("agent.state_changed")]
+    assert reasons == ["lunch", None, "shift"]  # the repeated `available` changes nothing
