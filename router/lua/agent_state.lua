@@ -21,19 +21,16 @@ if a.state == 'available' then reason = nil end
 if ag.state == a.state and a.state == 'available' then
   -- Already available: resets the miss count (§3.5) and ends wrap-up early (§3.8); drops the
   -- reason that versions which took one with `available` kept.
-  if not ag.wrap_until then
-    if (ag.misses or 0) > 0 or ag.reason ~= nil then
-      ag.misses = 0
-      ag.reason = nil
-      M.save_ag(ag)
-    end
-    return M.reply('ok', ag)
-  end
+  local changed = (ag.misses or 0) > 0 or ag.reason ~= nil
   ag.misses = 0
   ag.reason = nil
-  M.end_wrap_up(ag, M.now)
-  M.save_ag(ag)
-  M.route_agent(ag)
+  if ag.wrap_until then
+    M.end_wrap_up(ag, M.now)
+    M.save_ag(ag)
+    M.route_agent(ag)
+  elseif changed then
+    M.save_ag(ag)
+  end
   return M.reply('ok', ag)
 end
 if ag.state == a.state and ag.reason == reason then return M.reply('ok', ag) end

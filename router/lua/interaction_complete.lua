@@ -14,19 +14,19 @@ if not ix then return M.reply('not_found') end
 
 -- The completion `agent_id` applied, while the interaction is where it left it: completed or
 -- failed by it, or waiting again after its customer_no_answer (§3.10); nil otherwise.
-local function applied_by(agent)
+local function applied()
   local by = ix.agent
   if ix.status == 'callback' then
     by = ix.no_answer_by
   elseif ix.status ~= 'completed' and ix.status ~= 'failed' then
     return nil
   end
-  if by ~= agent then return nil end
+  if by ~= agent_id then return nil end
   -- A forced logout, or a completion before `done` was kept: its outcome only.
   return ix.done or {outcome = ix.outcome or 'customer_no_answer', wrap = M.args.wrap_up_ms}
 end
 
-local done = applied_by(agent_id)
+local done = applied()
 if done then
   local differs = {}
   if done.outcome ~= M.args.outcome then differs[#differs + 1] = 'outcome was ' .. done.outcome end
