@@ -161,7 +161,8 @@ async def accept_offer(request: web.Request) -> web.Response:
     problems=(404, 409),
     body=RejectBody,
     description="The agent is never offered it again; `no_answer` counts as a miss. 409 when not "
-    "offered to this agent.",
+    "offered to this agent. A retry answers 200; a repeat with another `reason` is a 409 "
+    "(`/problems/idempotency-conflict`).",
 )
 async def reject_offer(request: web.Request) -> web.Response:
     """The agent rejects or misses the offer: back in its place (§3.5)."""
@@ -176,7 +177,8 @@ async def reject_offer(request: web.Request) -> web.Response:
     "The agent finished: completed, wrap-up follows",
     problems=(404, 409),
     body=CompleteBody,
-    description="409 when not connected to this agent. A retry answers 200.",
+    description="409 when not connected to this agent. A retry answers 200; a repeat with another "
+    "`outcome` or `wrap_up_s` is a 409 (`/problems/idempotency-conflict`).",
 )
 async def complete_interaction(request: web.Request) -> web.Response:
     """The agent finished: completed (or a callback's retry, §3.10), wrap-up follows."""
@@ -213,7 +215,7 @@ async def transfer_interaction(request: web.Request) -> web.Response:
     body_required=False,
     description="409 when no callback was offered or the interaction is not queued (offered to an "
     "agent, connected or ended); 422 on `at` when it is past or too far ahead. A retry answers "
-    "200.",
+    "200; a repeat with another `at` is a 409 (`/problems/idempotency-conflict`).",
 )
 async def accept_callback(request: web.Request) -> web.Response:
     """The caller accepts the callback offered (§3.10): now, or scheduled `at`."""

@@ -558,10 +558,20 @@ class CallbackBody(Body):
 class StateChange(Body):
     """POST /v1/agents/{id}/state."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"state": {"const": "available"}}, "required": ["state"]},
+            "then": {"properties": {"reason": {"enum": [None]}}},
+        }
+    )
+
     state: Annotated[AgentState, OneOf(AgentState)]
     reason: Annotated[
         Annotated[str, Matches(REASON)] | None,
-        Field(description="E.g. the reason of `not_ready`."),
+        Field(
+            description="Why the agent is `not_ready` or `logged_out` (cleared on `available`, "
+            "with which it is a 422)."
+        ),
     ] = None
     force: Annotated[
         bool,
@@ -571,6 +581,13 @@ class StateChange(Body):
             "`agent_lost` (role admin)."
         ),
     ] = False
+
+    @model_validator(mode="after")
+    def _reason_of_unavailable(self) -> Self:
+        """A reason says why the agent is not available: none with `available`."""
+        if self.state == AgentState.AVAILABLE and self.reason is not None:
+            raise problem_at(("reason",), "only with not_ready or logged_out", self.reason)
+        return self
 
 
 def nesting(value: object) -> int:

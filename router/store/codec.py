@@ -47,9 +47,19 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
     "no_callback": (errors.Conflict, None, "no callback was offered to this interaction"),
     "not_waiting": (errors.Conflict, None, "the interaction is not waiting in its queue"),
     "callback_differs": (
-        errors.Conflict,
+        errors.IdempotencyConflict,
         None,
         "the callback was already accepted, with another `at`",
+    ),
+    "complete_differs": (
+        errors.IdempotencyConflict,
+        None,
+        "the interaction was already completed by this agent, with other arguments",
+    ),
+    "reject_differs": (
+        errors.IdempotencyConflict,
+        None,
+        "the offer was already refused by this agent, with other arguments",
     ),
     "bad_at": (
         errors.ValidationError,
@@ -73,11 +83,13 @@ ERRORS: dict[str, tuple[type[errors.RouterError], str | None, str]] = {
 }
 
 
-def raise_for(code: str, field: str | None = None) -> None:
+def raise_for(code: str, field: str | None = None, about: object = None) -> None:
     """Raise the named error a script answered with (`field` overrides the default field)."""
     if code == "ok":
         return
     cls, default_field, message = ERRORS[code]
+    if isinstance(about, str):  # a note of the script's: why, or what differs
+        message = f"{message}: {about}"
     name = field or default_field
     if issubclass(cls, errors.ValidationError) and name:
         raise cls.of(name, message)

@@ -563,7 +563,7 @@ class Engine:
 
     async def _ix_op(self, op: str, now: float, **args: Any) -> Interaction:
         code, rec, _ = await self._call(op, now, **args)
-        raise_for(code)
+        raise_for(code, about=rec)
         return codec.interaction(rec)
 
     async def get_interaction(self, interaction_id: str, now: float) -> Interaction | None:

@@ -22,6 +22,13 @@ class LastOffer(TypedDict):
     reason: str  # rejected | no_answer | expired | withdrawn
 
 
+class Completion(TypedDict, total=False):
+    """What the last completion of an interaction asked for (interaction_complete)."""
+
+    outcome: Required[str]  # the Outcome requested
+    wrap: int  # the wrap_up_s requested, ms; absent: the queue's
+
+
 class LastTransfer(TypedDict):
     """The last transfer of an interaction (interaction_transfer)."""
 
@@ -70,6 +77,7 @@ class InteractionRecord(TypedDict, total=False):
     answered_once: bool  # it was answered (counted once, however many dial attempts)
     ended: int  # when it reached a terminal status
     outcome: str  # an Outcome, once completed
+    done: Completion  # the completion requested since the last accept: its repeat is a retry
     transfers: int  # how many times it was transferred
     xfer: LastTransfer  # the last transfer: its exact repeat answers the current record
     position: int  # reply only: 1 + those ahead of it in its queue

@@ -64,7 +64,11 @@ async def test_agent_state_changes_and_force_logout(client: Client) -> None:
     )
     assert (agent["state"], agent["reason"]) == ("not_ready", "lunch")
     await call(client, "POST", "/v1/agents/a1/state", json={"state": "away"}, expect=422)
-    await call(client, "POST", "/v1/agents/a1/state", json={"state": "available"})
+    on_break = {"state": "available", "reason": "on_break"}  # a reason is not_ready's
+    problem = await call(client, "POST", "/v1/agents/a1/state", json=on_break, expect=422)
+    assert [e["field"] for e in problem["errors"]] == ["reason"]
+    agent = await call(client, "POST", "/v1/agents/a1/state", json={"state": "available"})
+    assert (agent["state"], agent["reason"]) == ("available", None)
     await call(
         client, "POST", "/v1/interactions", json={"id": "c1", "queue": "support"}, expect=201
     )

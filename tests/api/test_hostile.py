@@ -192,6 +192,7 @@ async def test_an_accept_after_the_caller_hung_up_is_offer_expired(client: Clien
         client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a1"}, expect=409
     )
     assert late["type"] == "/problems/offer-expired"
+    assert late["detail"].endswith(": the interaction has ended (abandoned)")
     stranger = await call(
         client, "POST", "/v1/interactions/c1/accept", json={"agent_id": "a2"}, expect=409
     )

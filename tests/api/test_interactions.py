@@ -73,6 +73,10 @@ async def test_create_offer_accept_complete(client: Client) -> None:
     assert (ix["status"], ix["outcome"]) == ("completed", "resolved")
     again = await call(client, "POST", "/v1/interactions/c1/complete", json={"agent_id": "a1"})
     assert again == ix
+    other = {"agent_id": "a1", "wrap_up_s": 10}
+    differs = await call(client, "POST", "/v1/interactions/c1/complete", json=other, expect=409)
+    assert differs["type"] == "/problems/idempotency-conflict"
+    assert differs["detail"].endswith("with other arguments: wrap_up_s was not given")
 
 
 async def test_the_create_answer_has_the_position_and_ewt_a_get_shows(client: Client) -> None:

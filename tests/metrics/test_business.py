@@ -219,3 +219,21 @@ return cmsgpack.pack(redis.call('HGETALL', M.keys.metric_histograms))
     assert float(fields[prefix + "sum"]) == 7.5e15  # beyond 2^53 ms: the seconds field
     assert fields[prefix + "sum_ms"] == "2500"
     assert (fields[prefix + "+Inf"], fields[prefix + "10"]) == ("2", "1")  # NaN: no sum
+
+
+async def test_a_forced_logout_is_no_handle_time(center: Center) -> None:
+    # Was: an agent_lost end counted its talk as a handle time (0.005 s here), and the queue's
+    # EWT took it as its recent handle time: a few ms of wait announced with nobody staffed.
+    await center.queue("q", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await center.call("q", "c1")
+    await center.engine.accept("c1", "a1", center.now)
+    await center.advance(0.005)
+    await center.state("a1", AgentState.LOGGED_OUT, force=True)
+    assert (await center.ix("c1")).outcome == Outcome.AGENT_LOST
+    found = samples(await render(center.engine, center.now))
+    assert value(found, "acd_handle_seconds_count", queue="q") == 0
+    window = (await center.engine.queue_figures(["q"], center.now))["q"]["window"]
+    assert (window["handle_sum"], window["handle_n"]) == (0, 0)
+    await center.call("q", "c2")
+    assert (await center.ix("c2")).ewt_s == 180.0  # the default talk time: none measured

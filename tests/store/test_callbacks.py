@@ -12,7 +12,7 @@ from router.domain.models import (
     InteractionStatus,
     Outcome,
 )
-from router.errors import Conflict, ValidationError
+from router.errors import Conflict, IdempotencyConflict, ValidationError
 from tests.store.center import Center
 
 POLICY = CallbackPolicy(
@@ -144,8 +144,8 @@ async def test_a_repeated_customer_no_answer_is_a_retry_not_a_conflict(center: C
     again = await center.engine.complete("c1", "a1", center.now, Outcome.CUSTOMER_NO_ANSWER)
     assert (again.status, again.attempts) == (first.status, first.attempts) == ("callback", 1)
     assert len(await center.events("interaction.requeued")) == 1
-    with pytest.raises(Conflict):  # a plain complete of a call no longer connected still is one
-        await center.engine.complete("c1", "a1", center.now)
+    with pytest.raises(IdempotencyConflict, match=r"outcome was customer_no_answer$"):
+        await center.engine.complete("c1", "a1", center.now)  # not what it was completed with
 
 
 async def test_steps_go_on_passing_during_a_callback_retry_wait(center: Center) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from router.domain.models import (
     Activity,
     AgentProfile,
     AgentState,
+    CallbackPolicy,
     Channel,
     InteractionStatus,
     Outcome,
@@ -224,6 +226,8 @@ async def test_logout_with_a_connected_call_needs_force(center: Center) -> None:
     assert (agent.state, agent.interactions) == (AgentState.LOGGED_OUT, {})
     ix = await center.ix("c1")
     assert (ix.status, ix.outcome) == (InteractionStatus.COMPLETED, Outcome.AGENT_LOST)
+    with pytest.raises(IdempotencyConflict, match=r"outcome was agent_lost$"):  # was a 200
+        await center.engine.complete("c1", "a1", center.now)
 
 
 async def test_agent_deletion_needs_logout(center: Center) -> None:
@@ -258,3 +262,97 @@ async def test_reject_and_transfer_answer_the_interaction_as_get_shows_it(center
     transferred = await center.engine.transfer("c2", "a1", "sales", center.now)
     assert transferred == await center.ix("c2")
     assert transferred.ewt_s is not None
+
+
+async def test_an_offer_ended_without_an_accept_leaves_no_expiry_nor_agent(
+    center: Center,
+) -> None:
+    # Was: an abandon or a cancel during the offer kept the offer's `expires_at` and agent.
+    policy = CallbackPolicy(offer_when_ewt_s=120, retry_after_s=300, max_attempts=2)
+    await center.queue(
+        "support", skills={"s": 1}, callback=policy, max_wait_s=60, offer_timeout_s=120
+    )
+    await center.call("support", "cb")  # nobody serves: EWT 180 s, a callback is offered
+    await center.engine.accept_callback("cb", center.now)
+    for ix_id in ("hung_up", "rejected", "timed_out"):
+        await center.call("support", ix_id)
+    for agent_id in ("a1", "a2", "a3", "a4"):
+        await center.agent(agent_id, {"s": 1})
+    offered = {ix_id: await center.offered_to(ix_id) for ix_id in ("cb", "hung_up", "rejected")}
+    assert offered == {"cb": "a1", "hung_up": "a2", "rejected": "a3"}
+    assert await center.offered_to("timed_out") == "a4"
+    assert (await center.engine.abandon("cb", center.now)).status == InteractionStatus.CANCELLED
+    await center.engine.abandon("hung_up", center.now)
+    await center.engine.reject("rejected", "a3", RejectReason.REJECTED, center.now)
+    await center.advance(60)  # `timed_out` passed its max wait while offered...
+    await center.engine.reject("timed_out", "a4", RejectReason.REJECTED, center.now)  # ...so ends
+    found = {ix_id: await center.ix(ix_id) for ix_id in ("cb", "hung_up", "timed_out")}
+    assert {ix_id: (ix.status, ix.agent_id, ix.expires_at) for ix_id, ix in found.items()} == {
+        "cb": (InteractionStatus.CANCELLED, None, None),
+        "hung_up": (InteractionStatus.ABANDONED, None, None),
+        "timed_out": (InteractionStatus.TIMED_OUT, None, None),
+    }
+    # The events still name the agent whose offer ended.
+    (cancelled,) = await center.events("interaction.cancelled")
+    (abandoned,) = await center.events("interaction.abandoned")
+    assert (cancelled.fields["agent_id"], abandoned.fields["agent_id"]) == ("a1", "a2")
+    # A late accept or reject is told that the interaction ended, and how.
+    with pytest.raises(OfferExpired) as late:
+        await center.engine.accept("hung_up", "a2", center.now)
+    assert late.value.detail == (
+        "the offer expired or was withdrawn: the interaction has ended (abandoned)"
+    )
+    with pytest.raises(NotOffered, match=r"not offered to this agent: .* ended \(cancelled\)$"):
+        await center.engine.reject("cb", "a1", RejectReason.NO_ANSWER, center.now)
+
+
+async def test_a_repeat_with_other_arguments_is_a_conflict_naming_them(center: Center) -> None:
+    # Was: a complete repeated with another outcome or wrap-up, or a reject with another reason,
+    # answered 200 as a retry, and the new arguments were silently dropped.
+    await _two_agents_and_a_call(center)
+    await center.engine.accept("c1", "a1", center.now)
+    first = await center.engine.complete("c1", "a1", center.now, wrap_up_s=30)
+    again = await center.engine.complete("c1", "a1", center.now + 1, wrap_up_s=30)
+    assert again.ended_at == first.ended_at  # the same arguments: a retry
+    with pytest.raises(IdempotencyConflict, match=r"arguments: outcome was resolved$"):
+        await center.engine.complete(
+            "c1", "a1", center.now, outcome=Outcome.CUSTOMER_NO_ANSWER, wrap_up_s=30
+        )
+    with pytest.raises(IdempotencyConflict, match=r"arguments: wrap_up_s was 30$"):
+        await center.engine.complete("c1", "a1", center.now, wrap_up_s=5)
+    with pytest.raises(IdempotencyConflict, match=r"arguments: wrap_up_s was 30$"):
+        await center.engine.complete("c1", "a1", center.now)
+    assert first.ended_at is not None
+    assert (await center.ag("a1")).wrap_up_until == first.ended_at + 30  # not applied
+    await center.call("support", "c2")
+    assert await center.offered_to("c2") == "a2"
+    await center.engine.reject("c2", "a2", RejectReason.REJECTED, center.now)
+    await center.engine.reject("c2", "a2", RejectReason.REJECTED, center.now)
+    with pytest.raises(IdempotencyConflict, match=r"arguments: reason was rejected$"):
+        await center.engine.reject("c2", "a2", RejectReason.NO_ANSWER, center.now)
+    assert (await center.ag("a2")).missed_offers == 0  # not applied
+    await center.advance(31)
+    assert await center.offered_to("c2") == "a1"
+    await center.advance(15)  # the offer expires: a miss, as a no-answer
+    await center.engine.reject("c2", "a1", RejectReason.NO_ANSWER, center.now)
+    with pytest.raises(IdempotencyConflict, match=r"reason was no_answer \(the offer expired\)$"):
+        await center.engine.reject("c2", "a1", RejectReason.REJECTED, center.now)
+    assert len(await center.events("interaction.completed")) == 1
+    assert len(await center.events("interaction.requeued")) == 2
+
+
+async def test_an_agent_s_reason_is_that_of_not_ready_or_logged_out_only(center: Center) -> None:
+    # Was: `available` took a reason ("on_break"), and kept it when set again with another.
+    await center.agent("a1", {"s": 1}, available=False)
+    assert (await center.state("a1", AgentState.NOT_READY, reason="lunch")).reason == "lunch"
+    assert (await center.state("a1", AgentState.AVAILABLE, reason="on_break")).reason is None
+    # Kept by an earlier version, which took a reason with `available`: the next one drops it.
+    key = center.engine.keys.agent("a1")
+    record = msgpack.unpackb(await center.engine.redis.get(key), raw=False)
+    await center.engine.redis.set(key, msgpack.packb({**record, "reason": "on_break"}))
+    assert (await center.ag("a1")).reason == "on_break"
+    assert (await center.state("a1", AgentState.AVAILABLE, reason="other")).reason is None
+    assert (await center.ag("a1")).reason is None
+    assert (await center.state("a1", AgentState.LOGGED_OUT, reason="shift")).reason == "shift"
+    reasons = [e.fields["reason"] for e in await center.events("agent.state_changed")]
+    assert reasons == ["lunch", None, "shift"]  # the repeated `available` changes nothing

@@ -270,8 +270,9 @@ function M.change_state(ag, state, reason)
   if state == 'logged_out' then
     for ix_id, a in pairs(ag.act) do
       if a.st == 'connected' then
+        -- Not a handle time (docs/metrics.md): the call was cut off, not handled, and would
+        -- teach the EWT a handle time of however long it had lasted.
         local ix = M.load_ix(ix_id)
-        M.count_handle(ix.queue, M.seconds_since(ix.answered))
         M.finish(ix, 'completed', 'interaction.completed',
                  {agent_id = ag.id, outcome = 'agent_lost'})
       end

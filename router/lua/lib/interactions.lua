@@ -70,7 +70,8 @@ end
 
 -- Ends the interaction in a terminal `status`: out of every index and timer, kept for
 -- `retention_s`; emits `etype` with `fields`. A connected one holds no place, queue index or
--- timer any more (its accept took them).
+-- timer any more (its accept took them). One ended while offered keeps no offer: no expiry, no
+-- agent (it was never connected; the event names the agent).
 function M.finish(ix, status, etype, fields)
   if ix.status ~= 'connected' then
     M.unplace(ix)
@@ -78,6 +79,8 @@ function M.finish(ix, status, etype, fields)
     redis.call('SREM', K.queue_scheduled(ix.queue), ix.id)
     M.disarm_ix(ix.id)
   end
+  if ix.status == 'offered' then ix.agent = nil end
+  ix.exp = nil
   M.drop_exclusions(ix)
   ix.status = status
   ix.ended = M.now

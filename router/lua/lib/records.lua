@@ -47,6 +47,12 @@ end
 M.TERMINAL = {completed = true, abandoned = true, timed_out = true, blocked = true,
               cancelled = true, failed = true}
 
+-- What a refusal adds to its detail when the interaction has ended (nil while it has not): a
+-- late accept or reject is told why, not only that its offer is gone.
+function M.ended_note(ix)
+  if M.TERMINAL[ix.status] then return 'the interaction has ended (' .. ix.status .. ')' end
+end
+
 -- An interaction's member in K.live, the index of those not yet ended: '<created, 15 digits>:<id>',
 -- so that the index pages oldest first by lexicographic range (GET /v1/interactions).
 function M.live_member(ix)
