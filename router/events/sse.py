@@ -44,6 +44,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from router.api.keys import CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
+from router.api.operations import documented
 from router.api.views import event_view
 from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
@@ -143,6 +144,8 @@ class Filter:
     def from_query(cls, query: Mapping[str, str]) -> Filter:
         """The filter of a request's query; a 422 naming the parameter when malformed."""
         types = frozenset(t.strip() for t in query.get("types", "").split(",") if t.strip())
+        if "types" in query and not types:
+            raise ValidationError.of("types", "must name at least one event type")
         unknown = sorted(types - set(EVENT_TYPES))
         if unknown:
             raise ValidationError.of(
@@ -702,6 +705,13 @@ def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:
     return oldest if parse_event_id(oldest, "oldest") > after else None
 
 
+@documented(
+    "streamEvents",
+    "The event stream",
+    {},
+    (429,),
+    params=("LastEventId", "After", "Types", "EventQueue", "EventAgent", "EventLimit"),
+)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """GET /v1/events: events as SSE, resumable by `Last-Event-ID` or `?after=`, filtered."""
     wanted = Filter.from_query(request.query)

@@ -240,6 +240,8 @@ async def test_a_keep_alive_comment_is_sent_when_nothing_happens(
     ("query", "headers", "field"),
     [
         ("?types=interaction.queued,interaction.bogus", {}, "types"),
+        ("?types=", {}, "types"),  # seen: it streamed every type
+        ("?types=,", {}, "types"),
         ("?after=yesterday", {}, "after"),
         ("", {"Last-Event-ID": "1-2-3"}, "Last-Event-ID"),
     ],
