@@ -223,7 +223,7 @@ def param(
 
 def parameters() -> dict[str, Schema]:
     """Path, query and header parameters."""
-    event_id = {"type": "string", "pattern": r"^\s*\d{1,20}(-\d{1,20})?\s*$"}
+    event_id = {"type": "string", "pattern": r"^\s*(\d{1,20}-\d{1,20}|0)\s*$"}
     return {
         "InteractionId": param("id", "path", _json_schema(Id)),
         "AgentId": param("id", "path", _json_schema(Id)),
@@ -281,7 +281,8 @@ def parameters() -> dict[str, Schema]:
             "after",
             "query",
             event_id,
-            "Resume after this event id; `0` starts at the oldest kept. Without it (and without "
+            "Resume after this event id (`<ms>-<seq>`, whole); `0` starts at the oldest kept. "
+            "Without it (and without "
             "Last-Event-ID) the stream starts at the live end.",
         ),
         "Types": param(
