@@ -117,7 +117,7 @@ def fingerprint(request: NewInteraction) -> str:
             request.credit_s,
             sorted(request.skills.items()),
             list(request.preferred_agents),
-            request.preferred_wait_s,
+            request.preferred_wait_s or 0.0,  # absent: 0.0, as before, so earlier fingerprints hold
             orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS),
         ],
         use_bin_type=False,
@@ -494,7 +494,7 @@ class Engine:
                     "credit_ms": None if request.credit_s is None else to_ms(request.credit_s),
                     "skills": request.skills,
                     "pref": list(request.preferred_agents),
-                    "pref_wait_ms": to_ms(request.preferred_wait_s),
+                    "pref_wait_ms": to_ms(request.preferred_wait_s or 0.0),
                     # Opaque to the scripts: JSON text survives Lua unchanged ({} stays {}).
                     "data": None if request.data is None else json.dumps(request.data),
                     "fp": fingerprint(request),

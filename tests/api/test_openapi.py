@@ -297,6 +297,7 @@ async def test_answers_and_events_follow_the_document(client: Client) -> None:
         ("/v1/interactions", "NewInteraction", {"queue": "support", "skills": {"a": 6}}),
         ("/v1/interactions", "NewInteraction", {"queue": "support", "preferred_agents": ["a1"]}),
         ("/v1/interactions", "NewInteraction", {"queue": "support", "preferred_wait_s": 5}),
+        ("/v1/interactions", "NewInteraction", {"queue": "support", "preferred_wait_s": 0}),
         (
             "/v1/interactions",
             "NewInteraction",
