@@ -233,10 +233,14 @@ async def accept_callback(request: web.Request) -> web.Response:
         201: ("Created (logged out).", "Agent"),
         200: ("Updated (re-indexed at once if logged in).", "Agent"),
     },
+    (409,),
     body=AgentProfile,
+    description="Replaces the whole profile: an omitted `name` or `channels` returns to its "
+    "default. 409 when the new channels cannot hold the interactions offered or connected to the "
+    "agent now.",
 )
 async def put_agent(request: web.Request) -> web.Response:
-    """Create (201) or update (200) an agent's skills, channels and name."""
+    """Create (201) or replace (200) an agent's skills, channels and name."""
     profile = validate(AgentProfile, await read_body(request))
     agent, created = await _engine(request).put_agent(_id(request), profile, _now(request))
     return respond(request, agent_view(agent), 201 if created else 200)
