@@ -92,9 +92,11 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
     body=NewInteraction,
     params=("IdempotencyKey",),
     description="Routed at once; the answer has the `position` and `ewt_s` a GET shows. 409: the "
-    "same `id` with a different body. A 503 names the `interaction_id` it tried: the create may "
-    "have been applied, so retry with that id. 422 on `queue` (unknown queue), `channel` (another "
-    "channel than the queue's) and `skills` (over 16 skills merged, or the routing-class limit).",
+    "same `id` with a different body (a field given with what its absence means is the same, but "
+    "for `priority` and `credit_s`, whose absence means the queue's default). A 503 names the "
+    "`interaction_id` it tried: the create may have been applied, so retry with that id. 422 "
+    "on `queue` (unknown queue), `channel` (another channel than the queue's) and `skills` (over "
+    "16 skills merged, or the routing-class limit).",
 )
 async def create_interaction(request: web.Request) -> web.Response:
     """Queue an interaction; 201 when created, 200 for a retry with the same id and body.

@@ -108,11 +108,13 @@ class TickResult:
 def fingerprint(request: NewInteraction) -> str:
     """A digest of an arrival request: the same id with another body is a conflict. `data` is
     taken with its object members sorted: JSON objects are unordered, and a retry rebuilt from a
-    store that reorders them (e.g. PostgreSQL's jsonb) is the same body."""
+    store that reorders them (e.g. PostgreSQL's jsonb) is the same body. `channel` is left out:
+    a given one must be the queue's, what its absence means (the script compares it with the
+    interaction's)."""
     body = msgpack.packb(
         [
             request.queue,
-            request.channel,
+            None,  # the channel's place: fingerprints of requests without one stay as they were
             request.priority,
             request.credit_s,
             sorted(request.skills.items()),
