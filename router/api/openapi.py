@@ -282,8 +282,7 @@ def parameters() -> dict[str, Schema]:
             "query",
             event_id,
             "Resume after this event id (`<ms>-<seq>`, whole); `0` starts at the oldest kept. "
-            "Without it (and without "
-            "Last-Event-ID) the stream starts at the live end.",
+            "Without it (and without Last-Event-ID) the stream starts at the live end.",
         ),
         "Types": param(
             "types",
