@@ -4,7 +4,9 @@ queue fields, routes, links; and self-contained (nothing outside the repository 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from dataclasses import fields
 from pathlib import Path
 
@@ -155,3 +157,22 @@ def test_paths_named_in_the_config_files_exist() -> None:
     assert named
     missing = sorted(f"{name}: {found}" for name, found in named if not (ROOT / found).exists())
     assert not missing, missing
+
+
+def test_the_documented_check_config_command_works_as_pasted() -> None:
+    # Seen: the documented command exited 1 (the demo's key variables unset) instead of "ok".
+    text = read("configuration.md")
+    block = text.split("Check a file with\n\n", 1)[1].split("\n\n", 1)[0]
+    command = block.replace("\\\n", " ")
+    said = re.search(r"which prints `(ok: [^`]+)`", text)
+    assert said is not None
+    comment = [
+        line.removeprefix("#").strip()
+        for line in (ROOT / "config" / "acd.toml").read_text().splitlines()[:6]
+    ]
+    assert " ".join(command.split()) in " ".join(" ".join(comment).replace("\\", "").split())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACD_")}
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, said[1] + "\n"), done.stderr

@@ -11,9 +11,11 @@ from router.api import handlers, instrument, openapi
 from router.api.auth import Authenticator, Forbidden, authorize
 from router.api.http import MAX_BODY_BYTES, Handler, problem_middleware
 from router.api.keys import AUTH, CLOCK, CONFIG, ENGINE, EVENT_FEED, PRINCIPAL, REDIS
+from router.api.operations import operation_of
 from router.api.protocol import quiet_aiohttp_logs
 from router.clock import Clock
 from router.config import Config, Role
+from router.errors import FieldError, ValidationError
 from router.events.sse import close_streams, events_ctx, stream_events
 from router.events.webhooks import webhooks_ctx
 from router.store.connection import request_client
@@ -36,6 +38,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         principal = request.app[AUTH].identify(request.headers.get("Authorization"))
         authorize(principal, request.method, request.path)
         request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+@web.middleware
+async def query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A documented operation takes the query parameters it declares, each at most once: any
+    other, or a repeat, is a 422 naming it (a misspelt filter would otherwise filter nothing)."""
+    op = operation_of(request.match_info.handler)
+    if op is not None:
+        allowed = openapi.query_names(op.params)
+        found = []
+        for name in dict.fromkeys(request.query):
+            if name not in allowed:
+                found.append(FieldError(name, "unknown query parameter"))
+            elif len(request.query.getall(name)) > 1:
+                found.append(FieldError(name, "given more than once"))
+        if found:
+            raise ValidationError("; ".join(map(str, found)), found)
     return await handler(request)
 
 
@@ -74,7 +94,12 @@ def create_app(
     events from `event_feed` (a worker's feed from the machine's reader) if given."""
     quiet_aiohttp_logs()
     app = web.Application(
-        middlewares=[instrument.metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[
+            instrument.metrics_middleware,
+            problem_middleware,
+            auth_middleware,
+            query_middleware,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config

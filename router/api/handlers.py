@@ -92,9 +92,11 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
     body=NewInteraction,
     params=("IdempotencyKey",),
     description="Routed at once; the answer has the `position` and `ewt_s` a GET shows. 409: the "
-    "same `id` with a different body. A 503 names the `interaction_id` it tried: the create may "
-    "have been applied, so retry with that id. 422 on `queue` (unknown queue), `channel` (another "
-    "channel than the queue's) and `skills` (over 16 skills merged, or the routing-class limit).",
+    "same `id` with a different body (a field given with what its absence means is the same, but "
+    "for `priority` and `credit_s`, whose absence means the queue's default). A 503 names the "
+    "`interaction_id` it tried: the create may have been applied, so retry with that id. 422 "
+    "on `queue` (unknown queue), `channel` (another channel than the queue's) and `skills` (over "
+    "16 skills merged, or the routing-class limit).",
 )
 async def create_interaction(request: web.Request) -> web.Response:
     """Queue an interaction; 201 when created, 200 for a retry with the same id and body.
@@ -115,7 +117,7 @@ async def create_interaction(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/interactions/{id}")
-@documented("getInteraction", "An interaction with its position", problems=(404, 422))
+@documented("getInteraction", "An interaction with its position", problems=(404,))
 async def get_interaction(request: web.Request) -> web.Response:
     """An interaction with its position."""
     ix = await _engine(request).get_interaction(_id(request), _now(request))
@@ -128,7 +130,7 @@ async def get_interaction(request: web.Request) -> web.Response:
 @documented(
     "abandonInteraction",
     "The caller hung up",
-    problems=(404, 409, 422),
+    problems=(404, 409),
     description="`queued`/`offered` -> `abandoned`; a waiting callback -> `cancelled`; a retry "
     "answers 200. 409 when connected or already ended.",
 )
@@ -235,10 +237,14 @@ async def accept_callback(request: web.Request) -> web.Response:
         201: ("Created (logged out).", "Agent"),
         200: ("Updated (re-indexed at once if logged in).", "Agent"),
     },
+    (409,),
     body=AgentProfile,
+    description="Replaces the whole profile: an omitted `name` or `channels` returns to its "
+    "default. 409 when the new channels cannot hold the interactions offered or connected to the "
+    "agent now.",
 )
 async def put_agent(request: web.Request) -> web.Response:
-    """Create (201) or update (200) an agent's skills, channels and name."""
+    """Create (201) or replace (200) an agent's skills, channels and name."""
     profile = validate(AgentProfile, await read_body(request))
     agent, created = await _engine(request).put_agent(_id(request), profile, _now(request))
     return respond(request, agent_view(agent), 201 if created else 200)
@@ -246,7 +252,7 @@ async def put_agent(request: web.Request) -> web.Response:
 
 @routes.get("/v1/agents/{id}")
 @documented(
-    "getAgent", "An agent with its state and activity", {200: ("The agent.", "Agent")}, (404, 422)
+    "getAgent", "An agent with its state and activity", {200: ("The agent.", "Agent")}, (404,)
 )
 async def get_agent(request: web.Request) -> web.Response:
     """An agent with its state and activity."""
@@ -256,18 +262,15 @@ async def get_agent(request: web.Request) -> web.Response:
     return respond(request, agent_view(agent))
 
 
-def _page(request: web.Request, filters: set[str], cursor_rule: Text) -> tuple[str, int]:
-    """The cursor and limit of a page request; a 422 on an unknown parameter or a bad value."""
-    limit = _limit(request, filters | {"cursor"}, DEFAULT_PAGE)
+def _page(request: web.Request, cursor_rule: Text) -> tuple[str, int]:
+    """The cursor and limit of a page request; a 422 on a bad value."""
+    limit = _limit(request, DEFAULT_PAGE)
     cursor = _query_text(request, "cursor", cursor_rule) or ""
     return cursor, limit
 
 
-def _limit(request: web.Request, others: set[str], default: int) -> int:
-    """The `limit` query parameter (1..MAX_PAGE); a 422 on it or on a parameter not in `others`."""
-    unknown = set(request.query) - others - {"limit"}
-    if unknown:
-        raise ValidationError.of(sorted(unknown)[0], "unknown query parameter")
+def _limit(request: web.Request, default: int) -> int:
+    """The `limit` query parameter (1..MAX_PAGE)."""
     limit = whole_number(request.query.get("limit", str(default)), 1, MAX_PAGE)
     if limit is None:
         raise ValidationError.of("limit", f"must be an integer 1..{MAX_PAGE}")
@@ -296,7 +299,6 @@ def _query_text(request: web.Request, name: str, rule: Text) -> str | None:
     "listInteractions",
     "A page of the interactions not yet ended, oldest first",
     {200: ("A page; `next_cursor` continues.", "InteractionPage")},
-    (422,),
     params=(
         "InteractionQueueFilter",
         "InteractionStatusFilter",
@@ -307,12 +309,12 @@ def _query_text(request: web.Request, name: str, rule: Text) -> str | None:
     description="Queued, offered, connected and waiting callbacks, oldest first (by `created_at`), "
     "each as GET shows it: a platform that restarts finds what it was handling. Filters read at "
     "most 10 x `limit` interactions per page, so a page may hold fewer and still have a "
-    "`next_cursor`. An unknown query parameter is a 422.",
+    "`next_cursor`.",
 )
 async def list_interactions(request: web.Request) -> web.Response:
     """A page of the interactions not yet ended, oldest first, filtered by `queue`, `status` and
     `agent_id`; `next_cursor` continues (a platform that restarts finds what it handled)."""
-    cursor, limit = _page(request, {"queue", "status", "agent_id"}, LIVE_CURSOR)
+    cursor, limit = _page(request, LIVE_CURSOR)
     status = _choice(request, "status", LIVE_STATUSES)
     now = _now(request)
     found, next_cursor = await _engine(request).page_interactions(
@@ -335,13 +337,11 @@ async def list_interactions(request: web.Request) -> web.Response:
     "listAgents",
     "A page of agents in id order",
     {200: ("A page; `next_cursor` continues.", "AgentPage")},
-    (422,),
     params=("AgentStateFilter", "AgentQueueFilter", "Limit", "AgentCursor"),
-    description="An unknown query parameter is a 422.",
 )
 async def list_agents(request: web.Request) -> web.Response:
     """A page of agents in id order, filtered by `state` and `queue`; `next_cursor` continues."""
-    cursor, limit = _page(request, {"state", "queue"}, AGENT_CURSOR)
+    cursor, limit = _page(request, AGENT_CURSOR)
     state = _choice(request, "state", AgentState)
     name = _query_text(request, "queue", NAME)
     engine = _engine(request)
@@ -390,7 +390,7 @@ async def set_agent_state(request: web.Request) -> web.Response:
     "deleteAgent",
     "Remove a logged-out agent",
     {204: ("Removed.", None)},
-    (404, 409, 422),
+    (404, 409),
     description="409 unless the agent is logged out.",
 )
 async def delete_agent(request: web.Request) -> web.Response:
@@ -421,13 +421,13 @@ async def list_queues(request: web.Request) -> web.Response:
     "getQueue",
     "A queue's configuration, stats and first waiting",
     {200: ("The queue.", "QueueDetail")},
-    (404, 422),
+    (404,),
     params=("WaitingLimit",),
 )
 async def get_queue(request: web.Request) -> web.Response:
     """A queue's configuration, stats and first waiting interactions with their positions."""
     engine, now = _engine(request), _now(request)
-    name, limit = _queue_name(request), _limit(request, set(), WAITING_SHOWN)
+    name, limit = _queue_name(request), _limit(request, WAITING_SHOWN)
     queue = await engine.get_queue(name)
     if queue is None:
         raise NotFound(f"no queue {request.match_info['name']}")
@@ -469,7 +469,7 @@ async def put_queue(request: web.Request) -> web.Response:
     "deleteQueue",
     "Remove a queue with nothing waiting",
     {204: ("Removed.", None)},
-    (404, 409, 422),
+    (404, 409),
     description="409 when interactions are waiting.",
 )
 async def delete_queue(request: web.Request) -> web.Response:

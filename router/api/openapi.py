@@ -51,7 +51,7 @@ from router.domain.models import (
     QueueConfig,
 )
 from router.events.schema import Event, GapEvent
-from router.events.sse import KEEPALIVE_S
+from router.events.sse import KEEPALIVE_S, stream_events
 
 Schema = dict[str, Any]
 
@@ -223,7 +223,7 @@ def param(
 
 def parameters() -> dict[str, Schema]:
     """Path, query and header parameters."""
-    event_id = {"type": "string", "pattern": r"^\s*\d{1,20}(-\d{1,20})?\s*$"}
+    event_id = {"type": "string", "pattern": r"^\s*(\d{1,20}-\d{1,20}|0)\s*$"}
     return {
         "InteractionId": param("id", "path", _json_schema(Id)),
         "AgentId": param("id", "path", _json_schema(Id)),
@@ -281,14 +281,14 @@ def parameters() -> dict[str, Schema]:
             "after",
             "query",
             event_id,
-            "Resume after this event id; `0` starts at the oldest kept. Without it (and without "
-            "Last-Event-ID) the stream starts at the live end.",
+            "Resume after this event id (`<ms>-<seq>`, whole); `0` starts at the oldest kept. "
+            "Without it (and without Last-Event-ID) the stream starts at the live end.",
         ),
         "Types": param(
             "types",
             "query",
-            {"type": "array", "items": {"enum": list(EVENT_TYPES)}},
-            "Only events of these types (comma-separated).",
+            {"type": "array", "items": {"enum": list(EVENT_TYPES)}, "minItems": 1},
+            "Only events of these types (comma-separated; present but empty is a 422).",
             style="form",
             explode=False,
         ),
@@ -309,6 +309,13 @@ def parameters() -> dict[str, Schema]:
     }
 
 
+@functools.cache
+def query_names(params: tuple[str, ...]) -> frozenset[str]:
+    """The names of the query parameters among the parameter components `params`."""
+    found = parameters()
+    return frozenset(found[p]["name"] for p in params if found[p]["in"] == "query")
+
+
 _ERRORS: dict[int, str] = {
     400: "The body is not valid JSON or msgpack.",
     408: f"The body did not arrive whole within {http.BODY_TIMEOUT_S:g} s; the connection is "
@@ -320,7 +327,8 @@ _ERRORS: dict[int, str] = {
     413: f"The body exceeds {http.MAX_BODY_BYTES} bytes.",
     415: "The Content-Type is neither application/json nor application/msgpack, or the body is "
     "compressed (a Content-Encoding).",
-    422: "Validation failed: `errors` lists every invalid field.",
+    422: "Validation failed: `errors` lists every invalid field, and every query parameter that "
+    "the operation does not take or that is given more than once.",
     429: "A limit that protects the service (event streams per key); retry after "
     "`Retry-After` seconds.",
     503: "The store did not answer within `store_timeout_s`, or cannot be reached: the outcome "
@@ -409,8 +417,9 @@ def operation(
     params: Sequence[str] = (),
     description: str | None = None,
 ) -> Schema:
-    """One operation: its `ok` answers, then every problem it can answer (role, body, store)."""
-    statuses = set(problems) | ({400, 408, 413, 415, 422} if request else set())
+    """One operation: its `ok` answers, then every problem it can answer (role, query, body,
+    store)."""
+    statuses = set(problems) | {422} | ({400, 408, 413, 415} if request else set())
     if set(roles) != set(ANY_ROLE):
         statuses.add(403)
     responses: dict[str, Schema] = {str(status): resp for status, resp in ok.items()}
@@ -494,20 +503,22 @@ def events_path() -> dict[str, Schema]:
         "whose data (`GapEvent`) names the oldest id kept. Without a resume point the stream "
         "starts at the live end. A comment line `: keep-alive` is sent after "
         f"{KEEPALIVE_S:g} s without a write. `types`, `queue` and `agent_id` filter; an unknown "
-        "type or a malformed id is a 422. A client that falls too far behind is dropped (the "
-        "stream ends) and resumes by `Last-Event-ID`. Each key may hold `max_streams_per_key` "
-        "streams open on each router process; past it a 429."
+        "type, an empty `types` or a malformed id is a 422. A client that falls too far behind "
+        "is dropped (the stream ends) and resumes by `Last-Event-ID`. Each key may hold "
+        "`max_streams_per_key` streams open on each router process; past it a 429."
     )
+    op = operation_of(stream_events)
+    assert op is not None
     return {
         "/v1/events": {
             "get": operation(
-                "streamEvents",
+                op.op_id,
                 "events",
-                "The event stream",
+                op.summary,
                 ANY_ROLE,
                 {200: stream},
-                [422, 429],
-                params=["LastEventId", "After", "Types", "EventQueue", "EventAgent", "EventLimit"],
+                op.problems,
+                params=op.params,
                 description=description,
             ),
         },
@@ -589,8 +600,10 @@ def build_document(*, metrics: bool = False) -> dict[str, Any]:
             "description": "JSON by default; `application/msgpack` is accepted and returned when "
             "the client sends it in `Content-Type` / `Accept`. Every error is "
             "`application/problem+json` (RFC 9457); an unknown route is a 404 and a wrong "
-            "method a 405, both as problems. Timestamps are RFC 3339 UTC strings, durations "
-            "seconds. The operation extension `x-roles` lists the roles allowed.",
+            "method a 405, both as problems. A query parameter that the operation does not "
+            "take, or one given more than once, is a 422 naming it. Timestamps are RFC 3339 UTC "
+            "strings, durations seconds. The operation extension `x-roles` lists the roles "
+            "allowed.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "tags": [

@@ -301,10 +301,10 @@ class NewInteraction(Body):
                 "required": ["preferred_agents"],
             },
             "then": {
-                "properties": {"preferred_wait_s": {"type": "number", "exclusiveMinimum": 0}},
+                "properties": {"preferred_wait_s": {"type": "number"}},
                 "required": ["preferred_wait_s"],
             },
-            "else": {"properties": {"preferred_wait_s": {"enum": [0, None]}}},
+            "else": {"properties": {"preferred_wait_s": {"type": "null"}}},
         }
     )
 
@@ -345,10 +345,9 @@ class NewInteraction(Body):
         Doc({"uniqueItems": True}),
     ] = ()
     preferred_wait_s: Annotated[
-        float,
-        Number(0, MAX_PREFERRED_WAIT_S),
-        Field(description="Needed (> 0) with a non-empty `preferred_agents`, and only with it."),
-    ] = 0.0
+        Annotated[float, Number(0, MAX_PREFERRED_WAIT_S, above=True)] | None,
+        Field(description="Needed with a non-empty `preferred_agents`, and only with it."),
+    ] = None
     data: Annotated[
         dict[str, Any] | None,
         Field(
@@ -381,13 +380,11 @@ class NewInteraction(Body):
 
     @model_validator(mode="after")
     def _preferred_wait(self) -> Self:
-        """A non-empty `preferred_agents` needs a wait > 0, and a wait > 0 needs the list."""
+        """A non-empty `preferred_agents` needs a wait, and a wait needs the list."""
         wait = self.preferred_wait_s
-        if self.preferred_agents and "preferred_wait_s" not in self.model_fields_set:
+        if self.preferred_agents and wait is None:
             raise problem_at(("preferred_wait_s",), "is required", None)
-        if self.preferred_agents and wait == 0:
-            raise problem_at(("preferred_wait_s",), "must be > 0", wait)
-        if not self.preferred_agents and wait > 0:
+        if not self.preferred_agents and wait is not None:
             raise problem_at(("preferred_wait_s",), "needs preferred_agents", wait)
         return self
 

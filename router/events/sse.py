@@ -44,6 +44,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from router.api.keys import CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
+from router.api.operations import documented
 from router.api.views import event_view
 from router.domain.fields import ID, NAME
 from router.domain.models import EVENT_TYPES, Event
@@ -80,7 +81,9 @@ RETRY_S = 1.0
 HELD_POLL_S = 0.005
 """The hub's longest XREAD wait while it holds events above its ceiling."""
 
-_ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+_ID = re.compile(r"(\d{1,20})-(\d{1,20})|(0)")
+"""A whole event id `<ms>-<seq>`, or `0`: before every event. A bare `<ms>` is refused: read as
+`<ms>-0` it would skip the event `<ms>-0` itself."""
 _MAX_ID_PART = 2**64 - 1
 StreamId = tuple[int, int]
 Ceiling = Callable[[StreamId], Awaitable[StreamId]]
@@ -94,11 +97,13 @@ def event_json(event: Event) -> bytes:
 
 
 def parse_event_id(value: str, name: str) -> StreamId:
-    """A stream id `<ms>-<seq>` (or `<ms>`) as a pair; a 422 naming `name` when malformed."""
+    """A stream id `<ms>-<seq>` (or `0`) as a pair; a 422 naming `name` when malformed."""
     found = _ID.fullmatch(value.strip())
     if found is None:
-        raise ValidationError.of(name, "must be an event id such as 1712345678901-0")
-    ms, seq = int(found[1]), int(found[2] or 0)
+        raise ValidationError.of(name, "must be an event id such as 1712345678901-0, or 0")
+    if found[3]:
+        return 0, 0
+    ms, seq = int(found[1]), int(found[2])
     if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
         raise ValidationError.of(name, "is out of range")
     return ms, seq
@@ -143,6 +148,8 @@ class Filter:
     def from_query(cls, query: Mapping[str, str]) -> Filter:
         """The filter of a request's query; a 422 naming the parameter when malformed."""
         types = frozenset(t.strip() for t in query.get("types", "").split(",") if t.strip())
+        if "types" in query and not types:
+            raise ValidationError.of("types", "must name at least one event type")
         unknown = sorted(types - set(EVENT_TYPES))
         if unknown:
             raise ValidationError.of(
@@ -702,6 +709,13 @@ def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:
     return oldest if parse_event_id(oldest, "oldest") > after else None
 
 
+@documented(
+    "streamEvents",
+    "The event stream",
+    {},
+    (429,),
+    params=("LastEventId", "After", "Types", "EventQueue", "EventAgent", "EventLimit"),
+)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """GET /v1/events: events as SSE, resumable by `Last-Event-ID` or `?after=`, filtered."""
     wanted = Filter.from_query(request.query)

@@ -3,7 +3,8 @@
 -- cfg.fill_batch agents logged in, it holds one batch of them on return, its fill timer the rest.
 -- KEYS[1]  namespace prefix `acd:{ns}:`
 -- ARGV[1]  msgpack {now, cfg, ix = {id, queue, channel?, priority?, credit_ms?, skills,
---          pref, pref_wait_ms, data, fp}}; fp fingerprints the request for idempotency
+--          pref, pref_wait_ms, data, fp}}; fp fingerprints the request (but its channel) for
+--          idempotency
 -- Returns  msgpack {'ok', interaction, created}: the interaction as GET shows it (position, EWT)
 --          {'idempotency_conflict'} same id, different request
 --          {'unknown_queue'} | {'channel_mismatch'} | {'too_many_skills'} | {'class_limit'}
@@ -11,7 +12,10 @@ M.apply_due(M.cfg.due_batch)
 local req = M.args.ix
 local existing = M.load_ix(req.id)
 if existing then
-  if existing.fp ~= req.fp then return M.reply('idempotency_conflict') end
+  -- The fingerprint leaves the channel out: absent, it means the queue's, which is the record's.
+  if existing.fp ~= req.fp or (req.channel and req.channel ~= existing.channel) then
+    return M.reply('idempotency_conflict')
+  end
   return M.reply_ix(M.with_ewt(existing), false)
 end
 local q = M.queue(req.queue)

@@ -108,16 +108,18 @@ class TickResult:
 def fingerprint(request: NewInteraction) -> str:
     """A digest of an arrival request: the same id with another body is a conflict. `data` is
     taken with its object members sorted: JSON objects are unordered, and a retry rebuilt from a
-    store that reorders them (e.g. PostgreSQL's jsonb) is the same body."""
+    store that reorders them (e.g. PostgreSQL's jsonb) is the same body. `channel` is left out:
+    a given one must be the queue's, what its absence means (the script compares it with the
+    interaction's)."""
     body = msgpack.packb(
         [
             request.queue,
-            request.channel,
+            None,  # the channel's place: fingerprints of requests without one stay as they were
             request.priority,
             request.credit_s,
             sorted(request.skills.items()),
             list(request.preferred_agents),
-            request.preferred_wait_s,
+            request.preferred_wait_s or 0.0,  # absent: 0.0, as before, so earlier fingerprints hold
             orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS),
         ],
         use_bin_type=False,
@@ -494,7 +496,7 @@ class Engine:
                     "credit_ms": None if request.credit_s is None else to_ms(request.credit_s),
                     "skills": request.skills,
                     "pref": list(request.preferred_agents),
-                    "pref_wait_ms": to_ms(request.preferred_wait_s),
+                    "pref_wait_ms": to_ms(request.preferred_wait_s or 0.0),
                     # Opaque to the scripts: JSON text survives Lua unchanged ({} stays {}).
                     "data": None if request.data is None else json.dumps(request.data),
                     "fp": fingerprint(request),

@@ -118,6 +118,36 @@ async def test_create_is_idempotent_by_id(client: Client) -> None:
     assert problem["type"] == "/problems/idempotency-conflict"
 
 
+async def test_a_retry_that_spells_out_what_absence_means_is_the_same_create(
+    client: Client,
+) -> None:
+    # Seen: a retry that added `"channel": "voice"` (the queue's) answered 409.
+    bare = {"id": "c1", "queue": "support"}
+    await call(client, "POST", "/v1/interactions", json=bare, expect=201)
+    spelt: dict[str, Any] = {
+        **bare,
+        "channel": "voice",
+        "skills": {},
+        "preferred_agents": [],
+        "data": None,
+    }
+    await call(client, "POST", "/v1/interactions", json=spelt, expect=200)
+    await call(client, "POST", "/v1/interactions", json={**spelt, "id": "c2"}, expect=201)
+    await call(client, "POST", "/v1/interactions", json={**bare, "id": "c2"}, expect=200)
+    # What absence means is the queue's default, which a queue may change: so a difference.
+    differences: list[dict[str, Any]] = [
+        {"priority": 0},
+        {"credit_s": 0},
+        {"data": {}},
+        {"channel": "chat"},
+    ]
+    for differs in differences:
+        problem = await call(
+            client, "POST", "/v1/interactions", json={**bare, **differs}, expect=409
+        )
+        assert problem["type"] == "/problems/idempotency-conflict"
+
+
 async def test_create_without_id_gets_one(client: Client) -> None:
     ix = await call(client, "POST", "/v1/interactions", json={"queue": "support"}, expect=201)
     assert len(ix["id"]) == 32

@@ -332,7 +332,9 @@ AGENTS_17 = [f"a{i}" for i in range(17)]
             "must be <= 3600",
         ),
         ({"queue": "q", "preferred_wait_s": 10}, "preferred_wait_s", "needs preferred_agents"),
-        ({"queue": "q", "preferred_wait_s": -1}, "preferred_wait_s", "must be >= 0"),
+        # Seen: -5 answered "must be >= 0" and 0 "must be > 0".
+        ({"queue": "q", "preferred_wait_s": -5}, "preferred_wait_s", "must be > 0"),
+        ({"queue": "q", "preferred_wait_s": 0}, "preferred_wait_s", "must be > 0"),
         (
             {"queue": "q", "data": {"s": "x" * 4089}},
             "data",
@@ -348,6 +350,15 @@ AGENTS_17 = [f"a{i}" for i in range(17)]
 )
 def test_parse_new_interaction_rejects(body: dict[str, Any], field: str, message: str) -> None:
     assert problems(parse_new_interaction, body) == [(field, message)]
+
+
+def test_a_preferred_wait_of_0_is_listed_with_the_other_field_errors() -> None:
+    # Seen: held back as a rule across fields, it showed only once the rest was valid.
+    body = {"queue": "q", "priority": -1, "preferred_agents": ["a1"], "preferred_wait_s": 0}
+    assert problems(parse_new_interaction, body) == [
+        ("priority", "must be >= 0"),
+        ("preferred_wait_s", "must be > 0"),
+    ]
 
 
 def test_parse_new_interaction_rejects_a_body_that_is_not_an_object() -> None:

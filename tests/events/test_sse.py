@@ -240,8 +240,13 @@ async def test_a_keep_alive_comment_is_sent_when_nothing_happens(
     ("query", "headers", "field"),
     [
         ("?types=interaction.queued,interaction.bogus", {}, "types"),
+        ("?types=", {}, "types"),  # seen: it streamed every type
+        ("?types=,", {}, "types"),
         ("?after=yesterday", {}, "after"),
         ("", {"Last-Event-ID": "1-2-3"}, "Last-Event-ID"),
+        # Seen: read as <ms>-0, skipping the event <ms>-0 itself.
+        ("?after=1796392626193", {}, "after"),
+        ("", {"Last-Event-ID": "1796392626193"}, "Last-Event-ID"),
     ],
 )
 async def test_bad_parameters_are_a_422_problem(

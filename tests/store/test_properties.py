@@ -924,7 +924,7 @@ class Run:
             credit_s=op.credit_s,
             skills=dict(op.skills),
             preferred_agents=tuple(AGENT_IDS[a] for a in op.preferred),
-            preferred_wait_s=op.preferred_wait_s if op.preferred else 0.0,
+            preferred_wait_s=op.preferred_wait_s if op.preferred else None,
             data={"n": ix_id},
         )
         results: list[Any]
