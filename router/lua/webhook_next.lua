@@ -57,14 +57,18 @@ if M.args.claim_idle_ms > 0 then
   end
 end
 
-local log = fields(redis.call('XINFO', 'STREAM', key))
 local accounted = tonumber(redis.call('HGET', M.keys.webhook_reads, group))
-if position == log['last-generated-id'] then
-  accounted = log['entries-added']
-elseif log['first-entry'] and before(position, log['first-entry'][1]) then
-  local trimmed = log['entries-added'] - log.length
-  if accounted and accounted < trimmed then lost = lost + trimmed - accounted end
-  accounted = trimmed
+local oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+-- XINFO STREAM (which copies the first and last entries) only where the count is set or made.
+if not accounted or (oldest and before(position, oldest[1])) then
+  local log = fields(redis.call('XINFO', 'STREAM', key))
+  if position == log['last-generated-id'] then
+    accounted = log['entries-added']
+  elseif oldest and before(position, oldest[1]) then
+    local trimmed = log['entries-added'] - log.length
+    if accounted and accounted < trimmed then lost = lost + trimmed - accounted end
+    accounted = trimmed
+  end
 end
 local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, '>')
 local entry = read and read[1][2][1]
