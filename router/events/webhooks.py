@@ -116,6 +116,37 @@ class Every:
         self._last = float("-inf")
 
 
+async def wait_for_entry(redis: Redis, key: str, position: str) -> None:
+    """Until the log `key` holds an entry after `position`, or `READ_BLOCK_S` have passed."""
+    block_ms = max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000))
+    await redis.xread({key: position}, count=1, block=block_ms)
+
+
+@dataclass(eq=False)
+class LogWaiter:
+    """One blocking XREAD per webhook and process, on a connection of its own, which the
+    webhook's delivery loops wait on together: a new event wakes one read per process, not one
+    per loop."""
+
+    redis: Redis
+    key: str
+    _read: asyncio.Task[None] | None = None
+
+    async def after(self, position: str) -> None:
+        """Until the log holds an entry after `position`, or `READ_BLOCK_S` have passed: the read
+        under way, if any (a loop cancelled leaves it to the others), else a new one."""
+        if self._read is None or self._read.done():
+            self._read = asyncio.create_task(wait_for_entry(self.redis, self.key, position))
+        await asyncio.shield(self._read)
+
+    async def close(self) -> None:
+        """Stop the read under way, if any, and close the connection."""
+        if self._read is not None:
+            self._read.cancel()
+            await asyncio.gather(self._read, return_exceptions=True)
+        await self.redis.aclose()
+
+
 def signature(secret: bytes, body: bytes) -> str:
     """The `X-ACD-Signature` header of a body: `sha256=<hex HMAC-SHA256>`."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -134,6 +165,8 @@ class Delivery:
     consumer: str
     session: aiohttp.ClientSession
     ceiling: Ceiling = no_ceiling
+    waiter: LogWaiter | None = None
+    """Shared with the webhook's other loops in this process; None: waits on its own connection."""
     _own_first: bool = False
     """After a store error: this consumer's pending entries first (the store may be another
     primary now, with an entry read but not yet delivered)."""
@@ -183,11 +216,11 @@ class Delivery:
         return None
 
     async def _create_group(self, position: str) -> None:
-        try:
-            await self.redis.xgroup_create(self.key, self.group, position, mkstream=True)
-        except ResponseError as error:
-            if error_code(error) != "BUSYGROUP":  # another process made it
-                raise
+        """Make the group at `position` ('$' or an id) with its count (webhook_group.lua), unless
+        another loop or process made it."""
+        await self.engine.webhook_call(
+            self.redis, "webhook_group", self.clock.now(), group=self.group, position=position
+        )
 
     async def run(self) -> None:
         """Deliver until cancelled; store errors are logged (once while they last) and retried.
@@ -226,15 +259,19 @@ class Delivery:
                 log.error("webhooks[%d]: unexpected %s", self.index, type(error).__name__)
                 await asyncio.sleep(STORE_RETRY_S)
 
-    async def _replicated(self, entry_id: str) -> None:
-        """Wait until a replica holds the entry (durability `replicated`; at once with `local`)."""
+    async def _replicated(self, entry_id: str) -> bool:
+        """Wait until a replica holds the entry (durability `replicated`; at once with `local`);
+        whether it waited."""
         wanted = parse_event_id(entry_id, "log")
+        waited = False
         while await self.ceiling(wanted) < wanted:
+            waited = True
             raise_if_cancelling()
             # The read that got the entry wrote too (the group's position), on this delivery's
             # own connection: a WAIT for it makes the replicas acknowledge now, not at their
             # next periodic acknowledgement. Its answer is not used: the ceiling decides.
             await self.redis.wait(1, HELD_WAIT_MS)
+        return waited
 
     async def _next_batch(self) -> list[Entry]:
         """This consumer's pending entries after a store error, then (once a second) those of
@@ -269,11 +306,10 @@ class Delivery:
             return []
         if code == "none":
             raise_if_cancelling()  # before a read that blocks
-            await self.redis.xread(
-                {self.key: text(found[0])},
-                count=1,
-                block=max(1, int(min(READ_BLOCK_S, CLAIM_IDLE_S) * 1000)),
-            )
+            if self.waiter is None:
+                await wait_for_entry(self.redis, self.key, text(found[0]))
+            else:
+                await self.waiter.after(text(found[0]))
             return []  # an entry after the group's position, or none: the next call reads it
         if code == "claimed":  # more may wait: look again at once
             self._claim_check.again()
@@ -309,7 +345,8 @@ class Delivery:
         """Deliver one entry (unless its type is filtered out) until acknowledged; then it is
         handled, for the next read to XACK."""
         if fields and fields[b"t"].decode(errors="replace") in self.hook.types:
-            await self._replicated(entry_id)
+            if await self._replicated(entry_id) and not await self._touch(entry_id):
+                return  # it waited long enough for another loop to take the entry over
             try:
                 body = event_json(codec.event(entry_id, fields))
             except Exception as error:  # RecursionError included: whatever the entry holds
@@ -410,10 +447,15 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         for i, (hook, secret) in enumerate(zip(hooks, secrets, strict=True))
         for k in range(hook.concurrency)
     ]
-    # A connection per loop, outside store_timeout_s: each blocks up to READ_BLOCK_S.
-    clients = [blocking_client(app[CONFIG].service, READ_BLOCK_S, size=1) for _ in loops]
+    # A connection per loop and one per webhook's waiter, outside store_timeout_s: each blocks
+    # up to READ_BLOCK_S.
+    service, key = app[CONFIG].service, app[ENGINE].keys.events
+    clients = [blocking_client(service, READ_BLOCK_S, size=1) for _ in loops]
+    waiters = [LogWaiter(blocking_client(service, READ_BLOCK_S, size=1), key) for _ in hooks]
     deliveries = [
-        Delivery(i, hook, secret, redis, app[ENGINE], app[CLOCK], consumer, session)
+        Delivery(
+            i, hook, secret, redis, app[ENGINE], app[CLOCK], consumer, session, waiter=waiters[i]
+        )
         for (i, hook, secret, consumer), redis in zip(loops, clients, strict=True)
     ]
     try:
@@ -436,5 +478,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
                     await delivery.release()
     finally:
         await session.close()
+        for waiter in waiters:
+            await waiter.close()
         for redis in clients:
             await redis.aclose()

@@ -17,27 +17,7 @@
 --          | {'no_group', 0} the group (or the log) does not exist
 --          where `lost` counts the events found lost in this call.
 local key, group, consumer = M.keys.events, M.args.group, M.args.consumer
-
-local function fields(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-
--- Whether the entry id `a` comes before `b` ('<ms>-<seq>').
-local function before(a, b)
-  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
-  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
-  a_ms, b_ms = tonumber(a_ms), tonumber(b_ms)
-  return a_ms < b_ms or (a_ms == b_ms and tonumber(a_seq) < tonumber(b_seq))
-end
-
-if redis.call('EXISTS', key) == 0 then return {'no_group', 0} end
-local position
-for _, found in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-  found = fields(found)
-  if found.name == group then position = found['last-delivered-id'] end
-end
+local position = M.group_position(group)
 if not position then return {'no_group', 0} end
 if #M.args.ack > 0 then redis.call('XACK', key, group, unpack(M.args.ack)) end
 
@@ -57,24 +37,22 @@ if M.args.claim_idle_ms > 0 then
   end
 end
 
-local accounted = tonumber(redis.call('HGET', M.keys.webhook_reads, group))
-local oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
--- XINFO STREAM (which copies the first and last entries) only where the count is set or made.
-if not accounted or (oldest and before(position, oldest[1])) then
-  local log = fields(redis.call('XINFO', 'STREAM', key))
-  if position == log['last-generated-id'] then
-    accounted = log['entries-added']
-  elseif oldest and before(position, oldest[1]) then
-    local trimmed = log['entries-added'] - log.length
-    if accounted and accounted < trimmed then lost = lost + trimmed - accounted end
-    accounted = trimmed
-  end
+local stored = M.webhook_count(group, position)
+local count = stored
+local oldest = M.oldest_event_id()
+-- XINFO STREAM (which copies the first and last entries) only where the count is made or a gap
+-- is found: the rest of the time the count goes on by one a read.
+if not count or (oldest and M.id_before(position, oldest)) then
+  local found
+  count, found = M.webhook_count_known(position, count, oldest)
+  lost = lost + found
 end
 local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, '>')
 local entry = read and read[1][2][1]
-if accounted then
-  if entry then accounted = accounted + 1 end
-  redis.call('HSET', M.keys.webhook_reads, group, accounted)
+if entry then
+  position = entry[1]
+  if count then count = count + 1 end
 end
+if entry or count ~= stored then M.save_webhook_count(group, count, position) end
 if entry then return {'entry', lost, entry[1], entry[2]} end
 return {'none', lost, position}

@@ -3,10 +3,12 @@
 -- once, by the call that removes it from the pending entries.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, group, consumer, id}
--- Returns  a RESP array: {'held'} | {'gone'}: not pending (taken over by another loop, which may
---          have delivered it) | {'lost'}: trimmed, no longer pending
+-- Returns  a RESP array: {'held'} | {'gone'}: not this consumer's (taken over by another loop,
+--          which delivers it, or acknowledged) | {'lost'}: trimmed, no longer pending
 local key, group, id = M.keys.events, M.args.group, M.args.id
-if #redis.call('XPENDING', key, group, id, id, 1) == 0 then return {'gone'} end
+local pending = redis.call('XPENDING', key, group, id, id, 1)[1]
+-- Another loop's: taken over while this one stalled (it delivers it now), or acknowledged.
+if not pending or pending[2] ~= M.args.consumer then return {'gone'} end
 if #redis.call('XCLAIM', key, group, M.args.consumer, 0, id, 'JUSTID') > 0 then
   return {'held'}
 end

@@ -42,6 +42,7 @@ LIBRARY_FILES = (
     "callbacks",  # callback offers, scheduled callbacks, retry waits
     "metrics",  # business metrics and the live figures of queues
     "ewt",  # the estimated wait, and the competition between classes it reads
+    "webhooks",  # a webhook's consumer group: its position, and its count of entries read or lost
 )
 """The files of router/lua/lib/, in the order the library defines them: each runs once, at load,
 in a block of its own (`do ... end`), so that a file shares nothing with another but the module
@@ -54,6 +55,7 @@ READ_OPERATIONS = frozenset(
         "interaction_list",
         "queue_stats",
         "metrics_snapshot",
+        "webhook_group",
         "webhook_next",
         "webhook_touch",
     }

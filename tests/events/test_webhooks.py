@@ -133,6 +133,23 @@ async def test_concurrency_delivers_that_many_events_at_once_each_once(
     assert await redis.xinfo_consumers(engine.keys.events, group) == []
 
 
+async def test_the_loops_of_a_webhook_wait_for_new_events_on_one_read_per_process(
+    start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis
+) -> None:
+    async def xreads() -> int:
+        return int((await redis.info("commandstats")).get("cmdstat_xread", {}).get("calls", 0))
+
+    await center.agent("ann", {}, available=False)
+    await start_router(receiver.webhook(concurrency=4))
+    before = await xreads()
+    events = 8
+    for sent, state in enumerate([AgentState.AVAILABLE, AgentState.NOT_READY] * 4, start=1):
+        await center.state("ann", state)  # one at a time, each to idle loops
+        await eventually(lambda: len(receiver.acknowledged) == sent)  # noqa: B023 - awaited here
+    # Each event ends the read all four loops wait on, and one more starts: not four.
+    assert await xreads() - before < 2 * events
+
+
 async def test_types_not_subscribed_are_acknowledged_without_delivery(
     start_router: StartRouter, receiver: Receiver, center: Center, redis: Redis, engine: Engine
 ) -> None:

@@ -259,15 +259,16 @@ async def test_a_webhook_group_reads_through_webhook_next_which_counts_trimmed_e
             await center.state("ann", AgentState.NOT_READY if available else AgentState.AVAILABLE)
 
     async def call(op: str, **args: Any) -> list[Any]:
-        return await engine.webhook_call(redis, op, center.now, group=group, consumer="me", **args)
+        return await engine.webhook_call(redis, op, center.now, group=group, **args)
 
     async def next_entry(claim_idle_ms: int = 0, ack: tuple[bytes, ...] = ()) -> list[Any]:
-        return await call("webhook_next", claim_idle_ms=claim_idle_ms, ack=list(ack))
+        return await call("webhook_next", consumer="me", claim_idle_ms=claim_idle_ms, ack=list(ack))
 
     await center.agent("ann", {}, available=False)
     assert await next_entry() == [b"no_group", 0]
-    await redis.xgroup_create(key, group, "$", mkstream=True)
-    assert (await next_entry())[:2] == [b"none", 0]  # at the log's end: its count is set
+    assert await call("webhook_group", position="$") == [b"made"]
+    assert await call("webhook_group", position="$") == [b"exists"]
+    assert (await next_entry())[:2] == [b"none", 0]
     await emit(3)
     code, lost, first, fields = await next_entry()
     assert (code, lost, fields[0]) == (b"entry", 0, b"t")
@@ -282,10 +283,10 @@ async def test_a_webhook_group_reads_through_webhook_next_which_counts_trimmed_e
     assert (await next_entry())[:2] == [b"none", 0]
 
     # An entry being retried: held, then trimmed (lost, once), then no longer pending.
-    assert await call("webhook_touch", id=held) == [b"held"]
+    assert await call("webhook_touch", consumer="me", id=held) == [b"held"]
     await redis.xtrim(key, maxlen=0, approximate=False)
-    assert await call("webhook_touch", id=held) == [b"lost"]
-    assert await call("webhook_touch", id=held) == [b"gone"]
+    assert await call("webhook_touch", consumer="me", id=held) == [b"lost"]
+    assert await call("webhook_touch", consumer="me", id=held) == [b"gone"]
 
     # A dead consumer's pending entries: taken over, or lost when trimmed, once idle enough.
     await emit(2)
@@ -296,4 +297,52 @@ async def test_a_webhook_group_reads_through_webhook_next_which_counts_trimmed_e
     assert (await next_entry(claim_idle_ms=120_000))[:2] == [b"none", 0]  # not idle enough
     code, lost, claimed, _ = await next_entry(claim_idle_ms=30_000)
     assert (code, lost) == (b"claimed", 1)
+    assert await call("webhook_touch", consumer="me", id=claimed) == [b"held"]
+    await redis.xclaim(key, group, "other", 0, [claimed])  # another loop took it over
+    assert await call("webhook_touch", consumer="me", id=claimed) == [b"gone"]
     assert [entry_id for entry_id, _ in cast(list[Any], await redis.xrange(key))] == [claimed]
+
+
+async def test_a_webhook_group_s_count_starts_when_made_and_holds_only_where_it_was_counted(
+    center: Center,
+) -> None:
+    engine, redis = center.engine, center.engine.redis
+    key, group = engine.keys.events, "webhook:0:test"
+
+    async def call(op: str, **args: Any) -> list[Any]:
+        return await engine.webhook_call(redis, op, center.now, group=group, **args)
+
+    async def lost_by_next_read() -> int:
+        reply = await call("webhook_next", consumer="me", claim_idle_ms=0, ack=[])
+        return int(reply[1])
+
+    await center.agent("ann", {}, available=False)
+    await center.state("ann", AgentState.AVAILABLE)
+    assert await call("webhook_group", position="$") == [b"made"]
+    for state in [AgentState.NOT_READY, AgentState.AVAILABLE] * 3:  # before the first read
+        await center.state("ann", state)
+    await redis.xtrim(key, maxlen=2, approximate=False)
+    assert await lost_by_next_read() == 4  # counted from the group's making
+
+    # A read outside these functions (an older router) moves the group: its count is unknown
+    # (nothing counted, rather than too much) until the log tells it again.
+    await center.state("ann", AgentState.NOT_READY)
+    await redis.xreadgroup(group, "older", {key: ">"}, count=1)
+    for state in [AgentState.AVAILABLE, AgentState.NOT_READY] * 2:
+        await center.state("ann", state)
+    await redis.xtrim(key, maxlen=1, approximate=False)
+    assert await lost_by_next_read() == 0  # 3 were lost: unknown, so not counted
+    assert (await call("webhook_next", consumer="me", claim_idle_ms=0, ack=[]))[0] == b"none"
+    for state in [AgentState.AVAILABLE, AgentState.NOT_READY, AgentState.AVAILABLE]:
+        await center.state("ann", state)
+    await redis.xtrim(key, maxlen=1, approximate=False)
+    assert await lost_by_next_read() == 2  # known again since the log's end
+
+    # Made again behind where it was (XGROUP DESTROY): counted from there, not from before.
+    await redis.xgroup_destroy(key, group)
+    for state in [AgentState.NOT_READY, AgentState.AVAILABLE]:
+        await center.state("ann", state)
+    [(first, _), *_] = cast(list[Any], await redis.xrange(key))
+    assert await call("webhook_group", position=first.decode()) == [b"made"]
+    await redis.xtrim(key, maxlen=1, approximate=False)
+    assert await lost_by_next_read() == 0  # made in the middle: unknown, nothing counted
