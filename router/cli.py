@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from router.config import read_config
-from router.service.options import ServeOptions, startable_problems
+from router.service.options import ServeOptions, startable_problems_of
 from router.service.run import serve, version
 
 Command = Callable[[argparse.Namespace], int]
@@ -18,11 +18,7 @@ def check_config(args: argparse.Namespace) -> int:
     """Validate a configuration as `serve` would (file, ACD_* variables, listening address, Redis
     URL, key and webhook secret variables): a one-line summary, or every problem on stderr."""
     config, errors = read_config(args.file, os.environ)
-    if config is not None:  # else the file could not be read or parsed: nothing more to check
-        # A wrong setting is left at its default, which the address and URL checks accept; a
-        # wrong key or webhook entry is left out, and the checks of its part are skipped.
-        wrong = {error.field.split("[")[0] for error in errors} & {"keys", "webhooks"}
-        errors += startable_problems(config, os.environ, args.insecure, skip=wrong)
+    errors += startable_problems_of(config, errors, os.environ, args.insecure)
     if errors or config is None:
         print("\n".join(f"{args.file}: {problem}" for problem in errors), file=sys.stderr)
         return 1

@@ -93,7 +93,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     """
     config, errors = read_config(path, env)
     if errors or config is None:
-        raise _config_error(path, errors)
+        raise config_error(path, errors)
     return config
 
 
@@ -161,7 +161,8 @@ def check_unique(named: Iterable[tuple[str, object]], errors: list[FieldError]) 
             first[value] = path
 
 
-def _config_error(path: str | Path, errors: list[FieldError]) -> ConfigError:
+def config_error(path: str | Path, errors: list[FieldError]) -> ConfigError:
+    """One ConfigError of every problem of the file `path`, a line each, the file's name first."""
     return ConfigError("\n".join(f"{path}: {error}" for error in errors), errors)
 
 

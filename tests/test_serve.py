@@ -295,3 +295,18 @@ def test_passwords_never_reach_the_log() -> None:
     assert redact_url("redis://redis:6379/0") == "redis://redis:6379/0"
     assert redact_url("redis+sentinel://:pw@s1:1,s2:2/acd") == "redis+sentinel://:***@s1:1,s2:2/acd"
     assert redact_url("redis+cluster://u:pw@n1:1,n2:2") == "redis+cluster://u:***@n1:1,n2:2"
+
+
+def test_a_file_with_problems_is_refused_with_the_start_up_checks_too(tmp_path: Path) -> None:
+    # One run names everything to fix, as check-config does: the file's problem and the key's.
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        '[[queues]]\nname = "a"\nsla = { target = 2 }\n'
+        '[[keys]]\nname = "pbx"\nrole = "platform"\nenv = "ACD_TEST_UNSET_KEY"\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        build_config(options(["--config", str(path), "--listen", "127.0.0.1:1"]), {})
+    assert [e.field for e in raised.value.errors] == ["queues[0].sla.target", "keys[0].env"]
+    assert str(raised.value).splitlines()[1] == (
+        f"{path}: keys[0].env: variable ACD_TEST_UNSET_KEY is not set"
+    )

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from router.config import Config, load_config
+from router.config import Config, config_error, read_config
 from router.errors import ConfigError, FieldError
 from router.settings import WORKERS_KIND, ServiceSettings, parse_workers
 from router.store.url import parse_store_url
@@ -47,7 +47,14 @@ def build_config(options: ServeOptions, env: Mapping[str, str]) -> Config:
     Without a file the service has default settings, no queues and no keys.
     """
     path = options.config or env.get("ACD_CONFIG") or None
-    config = load_config(path, env) if path is not None else Config(ServiceSettings.from_env(env))
+    if path is None:
+        config = Config(ServiceSettings.from_env(env))
+    else:
+        read, errors = read_config(path, env)
+        if errors or read is None:
+            more = startable_problems_of(read, errors, env, options.insecure, options)
+            raise config_error(path, errors + more)
+        config = read
     service = config.service
     if options.listen is not None:
         service = replace(service, listen=options.listen)
@@ -122,6 +129,28 @@ def startable_problems(
         except ConfigError as error:
             errors.extend(error.errors or [FieldError("", error.detail)])
     return errors
+
+
+def startable_problems_of(
+    config: Config | None,
+    errors: list[FieldError],
+    env: Mapping[str, str],
+    insecure: bool,
+    options: ServeOptions | None = None,
+) -> list[FieldError]:
+    """The start-up checks of a file read with `errors`, so that one run names every problem:
+    none when the file could not be read; a wrong setting is left at its default, which the
+    address and URL checks accept; a wrong key or webhook entry is left out, and the checks of its
+    part are skipped. With serve's `options`, its flags' address and URL in place of the file's."""
+    if config is None:
+        return []
+    service = config.service
+    if options is not None and options.listen is not None:
+        service = replace(service, listen=options.listen)
+    if options is not None and options.redis_url is not None:
+        service = replace(service, redis_url=options.redis_url)
+    wrong = {error.field.split("[")[0] for error in errors} & {"keys", "webhooks"}
+    return startable_problems(replace(config, service=service), env, insecure, skip=wrong)
 
 
 def check_redis_url(url: str, where: str = "service.redis_url") -> None:
