@@ -218,8 +218,13 @@ class Delivery:
     async def _create_group(self, position: str) -> None:
         """Make the group at `position` ('$' or an id) with its count (webhook_group.lua), unless
         another loop or process made it."""
-        await self.engine.webhook_call(
-            self.redis, "webhook_group", self.clock.now(), group=self.group, position=position
+        await self._call("webhook_group", position=position)
+
+    async def _call(self, op: str, **args: Any) -> list[Any]:
+        """One of the webhook functions (router/lua/webhook_*.lua), for this loop's group and
+        consumer, on its own connection."""
+        return await self.engine.webhook_call(
+            self.redis, op, self.clock.now(), group=self.group, consumer=self.consumer, **args
         )
 
     async def run(self) -> None:
@@ -289,14 +294,8 @@ class Delivery:
                 return [(entry_id, fields) for entry_id, fields in own if fields]
             self._own_first = False
         claim_ms = int(CLAIM_IDLE_S * 1000) if self._claim_check.due() else 0
-        code, lost, *found = await self.engine.webhook_call(
-            self.redis,
-            "webhook_next",
-            self.clock.now(),
-            group=self.group,
-            consumer=self.consumer,
-            claim_idle_ms=claim_ms,
-            ack=self._handled,
+        code, lost, *found = await self._call(
+            "webhook_next", claim_idle_ms=claim_ms, ack=self._handled
         )
         self._handled = []
         self._lost(int(lost or 0))
@@ -374,17 +373,11 @@ class Delivery:
     async def _touch(self, entry_id: str) -> bool:
         """Reset the entry's idle time so no other loop takes it over; False if it is no longer
         pending: taken over by another loop, or trimmed from the log (lost, counted here)."""
-        [outcome] = await self.engine.webhook_call(
-            self.redis,
-            "webhook_touch",
-            self.clock.now(),
-            group=self.group,
-            consumer=self.consumer,
-            id=entry_id,
-        )
-        if text(outcome) == "lost":
+        [reply] = await self._call("webhook_touch", id=entry_id)
+        outcome = text(reply)
+        if outcome == "lost":
             self._lost(1)
-        return text(outcome) == "held"
+        return outcome == "held"
 
     async def _post(self, entry_id: str, body: bytes) -> bool:
         """One attempt; True on 2xx."""

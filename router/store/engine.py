@@ -628,9 +628,9 @@ class Engine:
         return info
 
     async def webhook_call(self, redis: Redis, op: str, now: float, **args: Any) -> list[Any]:
-        """A webhook delivery loop's operation (webhook_next, webhook_touch) on the loop's own
-        client `redis`: outside `store_timeout_s` and the durability wait, as its other reads;
-        the reply as Redis sent it."""
+        """A webhook delivery loop's operation (webhook_group, webhook_next, webhook_touch) on its
+        own client `redis`: outside `store_timeout_s` and the durability wait, as its other
+        reads; the reply as Redis sent it."""
         reply = await self.runner.call_on(
             redis, op, self.keys.prefix, {"now": to_ms(now), "cfg": self._cfg, **args}
         )

@@ -179,14 +179,7 @@ class ScriptRunner:
         """Run one operation; its reply is the unpacked list `[code, payload, payload]`."""
         packed = msgpack.packb(args, use_bin_type=False)
         function = self.library.function(name)
-        try:
-            raw = await self._fcall(function, prefix, packed)
-        except ResponseError as exc:
-            # A call of `reloaded` finding it missing (deleted again meanwhile) fails that reload.
-            if not _missing(exc) or _IN_RELOAD.get():
-                raise
-            await self.reload()
-            raw = await self._fcall(function, prefix, packed)
+        raw = await self._loaded(lambda: self._fcall(function, prefix, packed))
         reply: list[Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         return reply
 
@@ -196,13 +189,18 @@ class ScriptRunner:
         data, which msgpack text would not carry (the webhooks')."""
         packed = msgpack.packb(args, use_bin_type=False)
         function = self.library.function(name)
+        return await self._loaded(lambda: redis.fcall(function, 1, prefix, packed))
+
+    async def _loaded(self, fcall: Callable[[], Awaitable[Any]]) -> Any:
+        """`fcall`, run again once the library is loaded again if Redis had lost it."""
         try:
-            return await redis.fcall(function, 1, prefix, packed)
+            return await fcall()
         except ResponseError as exc:
-            if not _missing(exc):
+            # A call of `reloaded` finding it missing (deleted again meanwhile) fails that reload.
+            if not _missing(exc) or _IN_RELOAD.get():
                 raise
             await self.reload()
-            return await redis.fcall(function, 1, prefix, packed)
+            return await fcall()
 
     async def _fcall(self, function: str, prefix: str, packed: bytes) -> Any:
         if self.wait_ms:

@@ -165,15 +165,21 @@ async def test_no_request_fails_on_a_stale_connection_after_a_restart(
     assert set(await burst(faulty, 50)) == {200, 201}
 
 
+async def flush(store: RedisServer, *, data: bool) -> None:
+    """The store loses its library (FUNCTION FLUSH), and with `data` everything (FLUSHALL)."""
+    redis = Redis.from_url(store.url)
+    try:
+        if data:
+            await redis.flushall()
+        await redis.function_flush()
+    finally:
+        await redis.aclose()
+
+
 async def test_a_store_that_lost_its_data_gets_the_files_queues_again(
     faulty: Client, store: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    wiped = Redis.from_url(store.url)
-    try:
-        await wiped.flushall()
-        await wiped.function_flush()
-    finally:
-        await wiped.aclose()
+    await flush(store, data=True)
     status, created, _ = await answer(
         faulty, "POST", "/v1/interactions", json={"queue": "chat"}, headers=auth()
     )
@@ -191,11 +197,7 @@ async def test_a_store_that_lost_only_the_library_keeps_its_queues(
     changed = {"skills": {"chat": 2}, "channel": "chat"}
     put = await answer(faulty, "PUT", "/v1/queues/chat", json=changed, headers=auth(Role.ADMIN))
     assert put[0] == 200, put
-    flushed = Redis.from_url(store.url)
-    try:
-        await flushed.function_flush()
-    finally:
-        await flushed.aclose()
+    await flush(store, data=False)
     status, created, _ = await answer(
         faulty, "POST", "/v1/interactions", json={"queue": "chat"}, headers=auth()
     )

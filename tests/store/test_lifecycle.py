@@ -344,5 +344,6 @@ async def test_a_webhook_group_s_count_starts_when_made_and_holds_only_where_it_
         await center.state("ann", state)
     [(first, _), *_] = cast(list[Any], await redis.xrange(key))
     assert await call("webhook_group", position=first.decode()) == [b"made"]
+    assert await redis.hget(engine.keys.webhook_reads, group) is None  # the old count is gone
     await redis.xtrim(key, maxlen=1, approximate=False)
     assert await lost_by_next_read() == 0  # made in the middle: unknown, nothing counted
