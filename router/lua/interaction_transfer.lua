@@ -53,6 +53,8 @@ ix.transfers = (ix.transfers or 0) + 1
 ix.xfer = {agent = agent_id, queue = target.name}
 ix.cb, ix.cb_offered, ix.no_answer_by = nil, false, nil
 ix.attempts = 0
-M.enqueue(ix, target, 0)
+-- The agent, free again, takes the first interaction waiting by §3.2 (§3.4) before the transfer
+-- enters behind those already waiting; it may then be offered the transfer itself.
 M.match_agent(ag)
+M.enqueue(ix, target, 0)
 return M.reply_ix(M.with_ewt(M.load_ix(id)))

@@ -1,9 +1,9 @@
 -- queue_upsert: create or replace a queue. Its steps' routing classes are created now and
 -- filled at once, however many agents are logged in (like the staffed set, O(logged-in agents)
 -- when its requirements change), finishing a fill that an arrival began. A change applies to
--- the interactions already waiting: each moves to the requirement in force and is routed again
--- (O(waiting in the queue), an admin operation); a scheduled callback takes the class of step 0
--- of the new requirement.
+-- the interactions already waiting: each moves to the requirement in force and is routed again,
+-- and is offered a callback by the queue's policy (O(waiting in the queue), an admin
+-- operation); a scheduled callback takes the class of step 0 of the new requirement.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
@@ -78,6 +78,8 @@ for _, m in ipairs(waiting) do
       M.disarm('mw', ix.id)
     end
     M.escalate(ix, true)
+    -- A callback policy applies to those already waiting too (§3.10: "or later while it waits").
+    if q.callback then M.consider_callback(ix, q, M.interaction_ewt(ix) or 0) end
   end
 end
 for _, id in ipairs(scheduled) do

@@ -59,6 +59,40 @@ async def test_a_stalling_queue_offers_a_callback_later(center: Center) -> None:
     assert len(await center.events("callback.offered")) == 1
 
 
+async def test_a_policy_added_to_a_queue_applies_to_the_callers_waiting(center: Center) -> None:
+    await center.queue("support", skills={"s": 1}, offer_timeout_s=30)
+    await center.agent("a1", {"s": 1})
+    await center.call("support", "warm")
+    await center.engine.accept("warm", "a1", center.now)
+    await center.advance(100)
+    await center.engine.complete("warm", "a1", center.now)
+    await center.call("support", "busy")
+    await center.engine.accept("busy", "a1", center.now)
+    await center.call("support", "c1")  # 66.7 s
+    await center.call("support", "c2")  # 166.7 s
+    await center.advance(30)
+    assert await center.events("callback.offered") == []  # no policy yet
+    # Callbacks are switched on while the queue is long: the callers already waiting are looked
+    # at again at once, and later while they wait.
+    await center.queue("support", skills={"s": 1}, offer_timeout_s=30, callback=POLICY)
+    offered = await center.events("callback.offered")
+    assert [e.fields["interaction_id"] for e in offered] == ["c2"]
+    assert (await center.ix("c2")).callback_offered
+    await center.queue(
+        "support",
+        skills={"s": 1},
+        offer_timeout_s=30,
+        callback=CallbackPolicy(
+            offer_when_ewt_s=10, retry_after_s=300, max_attempts=2, max_schedule_ahead_s=3600
+        ),
+    )
+    assert [e.fields["interaction_id"] for e in await center.events("callback.offered")] == [
+        "c2",
+        "c1",
+    ]
+    await center.check()
+
+
 async def test_an_accepted_callback_keeps_its_place_off_the_line(center: Center) -> None:
     await _busy_queue(center)
     await center.call("support", "c1")

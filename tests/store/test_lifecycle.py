@@ -190,6 +190,36 @@ async def test_transfer_enters_the_target_as_a_new_arrival(center: Center) -> No
     assert await center.offered_to("c1") == "b1"
 
 
+async def test_transfer_without_wrap_up_frees_the_agent_for_the_older_caller(
+    center: Center,
+) -> None:
+    await center.queue("sales", skills={"s": 1})
+    await center.queue("care", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await center.call("sales", "moved")
+    await center.engine.accept("moved", "a1", center.now)
+    await center.advance(5)
+    await center.call("care", "older")  # waits: a1 is busy
+    await center.advance(5)
+    await center.engine.transfer("moved", "a1", "care", center.now)
+    # a1 gained capacity: the first waiting by §3.2 is the older caller; the transfer waits
+    # behind it.
+    assert await center.offered_to("older") == "a1"
+    moved = await center.ix("moved")
+    assert (moved.status, moved.position) == (InteractionStatus.QUEUED, 2)
+    await center.check()
+
+
+async def test_transfer_may_go_back_to_its_agent_when_nothing_else_waits(center: Center) -> None:
+    await center.queue("sales", skills={"s": 1})
+    await center.queue("care", skills={"s": 1})
+    await center.agent("a1", {"s": 1})
+    await center.call("sales", "moved")
+    await center.engine.accept("moved", "a1", center.now)
+    await center.engine.transfer("moved", "a1", "care", center.now)
+    assert await center.offered_to("moved") == "a1"
+
+
 async def test_transfer_to_a_full_queue_stays_with_the_agent(center: Center) -> None:
     await center.queue("support", skills={"support": 1})
     await center.queue("billing", skills={"billing": 1}, max_waiting=1)

@@ -146,6 +146,23 @@ async def test_an_agent_created_again_with_its_id_keeps_its_exclusions(center: C
     await center.check()
 
 
+async def test_a_miss_routes_the_refused_and_the_withdrawn_in_their_order(center: Center) -> None:
+    await center.queue("web", channel=Channel.CHAT, skills={"s": 1})
+    await center.agent("a1", {"s": 1}, channels={Channel.CHAT: 2})
+    await center.call("web", "ahead")
+    await center.advance(1)
+    await center.call("web", "behind")
+    assert await center.offered_to("ahead") == await center.offered_to("behind") == "a1"
+    await center.agent("b1", {"s": 1}, channels={Channel.CHAT: 1})
+    # The miss on `behind` sets a1 not_ready, which withdraws `ahead`: the one free agent goes
+    # to the first of the two by §3.2, not to the one refused.
+    await center.engine.reject("behind", "a1", RejectReason.NO_ANSWER, center.now)
+    assert await center.offered_to("ahead") == "b1"
+    behind = await center.ix("behind")
+    assert (behind.status, behind.position) == (InteractionStatus.QUEUED, 2)
+    await center.check()
+
+
 async def test_leaving_available_withdraws_the_offer_without_excluding(center: Center) -> None:
     await _two_agents_and_a_call(center)
     await center.state("a1", AgentState.NOT_READY, reason="lunch")

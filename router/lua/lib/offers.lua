@@ -77,24 +77,22 @@ function M.exclude(ix, agent_id, reason)
 end
 
 -- The agent refused the offer (reject, no-answer or expiry): it never gets this interaction
--- again; a no-answer counts as a miss (§3.5). Then both are routed again.
+-- again; a no-answer counts as a miss (§3.5). Then both are routed again: the interaction with
+-- those the miss withdrew from the agent, in their order (§3.2), then the agent.
 function M.refuse(ix, ag, reason, requeue_reason)
   ag.act[ix.id] = nil
   M.count_offer(ix.queue, reason)
   M.exclude(ix, ag.id, reason)
   local back = M.requeue(ix, ag.id, requeue_reason)
-  local withdrawn = {}
-  if reason ~= 'rejected' then withdrawn = M.count_miss(ag, M.queue(ix.queue)) end
+  local again = {}
+  if reason ~= 'rejected' then again = M.count_miss(ag, M.queue(ix.queue)) end
   M.save_ag(ag)
   M.reindex_agent(ag)
   if back then
-    if ix.pref_until and not M.preferred_wait_alive(ix) then
-      M.end_preferred_wait(ix)
-    else
-      M.match_interaction(ix)
-    end
+    if ix.pref_until and not M.preferred_wait_alive(ix) then M.end_preferred_wait(ix, true) end
+    again[#again + 1] = ix
   end
-  M.rematch_after_change(ag, withdrawn)
+  M.rematch_after_change(ag, again)
 end
 
 -- The offer expired unanswered: a no-answer.

@@ -32,14 +32,16 @@ function M.preferred_wait_alive(ix)
   return false
 end
 
-function M.end_preferred_wait(ix)
+-- Ends the interaction's preferred wait: it waits in its class from then on, and is routed
+-- (unless `unrouted`: its caller routes it).
+function M.end_preferred_wait(ix, unrouted)
   local placed = M.routable(ix)
   if placed then M.unplace(ix) end
   ix.pref_until = nil
   M.disarm('pw', ix.id)
   if placed then M.place(ix) end
   M.save_ix(ix)
-  M.match_interaction(ix)
+  if not unrouted then M.match_interaction(ix) end
 end
 
 -- After the agent logged out: end the preferred waits that no listed agent can serve any more.
