@@ -131,11 +131,11 @@ async def get_interaction(request: web.Request) -> web.Response:
     "abandonInteraction",
     "The caller hung up",
     problems=(404, 409),
-    description="`queued`/`offered` -> `abandoned`; a waiting callback -> `cancelled`; a retry "
-    "answers 200. 409 when connected or already ended.",
+    description="`queued`/`offered` -> `abandoned`; a waiting, scheduled or offered callback -> "
+    "`cancelled`; a retry answers 200. 409 when connected or already ended.",
 )
 async def abandon_interaction(request: web.Request) -> web.Response:
-    """The caller hung up: abandoned (or a waiting callback cancelled)."""
+    """The caller hung up: abandoned (or a callback cancelled)."""
     ix = await _engine(request).abandon(_id(request), _now(request))
     return _interaction(request, ix)
 
@@ -481,13 +481,18 @@ async def delete_queue(request: web.Request) -> web.Response:
 # Operations
 
 
+METRICS_STORE_TIMEOUT_S = 5.0
+"""How long a scrape waits for the store at most, whatever `store_timeout_s` is: half Prometheus's
+default scrape timeout (10 s), so that a scrape during an outage still gets `acd_store_up` 0."""
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus: the business metrics (the same from every router) and this process's own;
     while the store does not answer, this process's own only (`acd_store_up` 0)."""
     engine = _engine(request)
     try:
-        async with engine.bounded():
+        async with engine.bounded(min(engine.settings.store_timeout_s, METRICS_STORE_TIMEOUT_S)):
             business = await render(engine, _now(request))
     except StoreUnavailable:
         business = b""

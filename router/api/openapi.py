@@ -574,12 +574,13 @@ def operations_paths(*, metrics: bool) -> dict[str, Schema]:
                     "content": {PROMETHEUS: {"schema": {"type": "string"}}},
                 },
                 401: ref("E401", "responses"),
+                403: ref("E403", "responses"),
             },
         )
         op["security"] = [{}, {"bearerAuth": []}]
         op["description"] = (
-            "Open unless the service's `metrics_auth` is on; then any valid key (e.g. role "
-            "`monitor`). Documented only when the application serves the route."
+            "Open unless the service's `metrics_auth` is on; then a key of role `monitor` or "
+            "`admin` (another role: 403). Documented only when the application serves the route."
         )
         paths[METRICS_PATH] = {"get": op}
     return paths

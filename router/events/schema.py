@@ -68,8 +68,8 @@ class InteractionOfferedEvent(_AboutInteraction):
     agent_id: Id
     expires_at: Timestamp
     callback: Annotated[bool, Field(description="The offer is a callback.")]
-    data: NotRequired[
-        Annotated[dict[str, object], Field(description="The interaction's data; absent if none.")]
+    data: Annotated[
+        dict[str, object] | None, Field(description="The interaction's data; null if none.")
     ]
     routing: Routing
 
@@ -150,7 +150,8 @@ class InteractionFailedEvent(_AboutInteraction):
 
 
 class InteractionCancelledEvent(_AboutInteraction):
-    """The platform cancelled a waiting callback (DELETE); not an abandon (§3.10)."""
+    """The platform cancelled a callback, waiting, scheduled or offered (DELETE); not an abandon
+    (§3.10)."""
 
     type: Literal["interaction.cancelled"]
     agent_id: Id | None

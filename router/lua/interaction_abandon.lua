@@ -1,5 +1,6 @@
 -- interaction_abandon: the caller hung up (DELETE). Queued or offered -> abandoned (an offer is
--- withdrawn from its agent, who is routed again); a waiting callback -> cancelled.
+-- withdrawn from its agent, who is routed again); a callback (waiting, scheduled or offered) ->
+-- cancelled.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, id}
 -- Returns  {'ok', interaction} (also when already abandoned or cancelled: a retry)

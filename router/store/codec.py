@@ -215,6 +215,7 @@ NULLABLE_EVENT_FIELDS = {
     "agent.state_changed": ("reason",),
     "interaction.abandoned": ("agent_id",),
     "interaction.cancelled": ("agent_id",),
+    "interaction.offered": ("data",),
 }
 """Fields an event always carries, null when unset (the scripts' msgpack drops nil)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -20,7 +21,8 @@ from router.clock import ManualClock
 from router.config import ApiKeyConfig, Config, Role
 from router.domain.models import EVENT_TYPES
 from router.settings import ServiceSettings
-from tests.api.conftest import auth
+from router.store.server import RedisServer
+from tests.api.conftest import ServiceTestServer, auth, config_for
 
 Client = TestClient[web.Request, web.Application]
 Operation = tuple[str, str]
@@ -128,6 +130,24 @@ def test_metrics_is_documented_when_the_app_serves_it() -> None:
     document = document_for(app)
     assert document_operations(document) == app_operations(app)
     assert document["paths"]["/metrics"]["get"]["security"] == [{}, {"bearerAuth": []}]
+
+
+async def test_metrics_behind_metrics_auth_answers_as_documented(
+    redis_server: RedisServer, settings: ServiceSettings, clock: ManualClock
+) -> None:
+    config = config_for(replace(settings, metrics_auth=True), redis_server.url)
+    document = build_document(metrics=True)
+    operation = document["paths"]["/metrics"]["get"]
+    async with TestClient(ServiceTestServer(create_app(config, clock))) as guarded:
+        for role, status in ((Role.MONITOR, 200), (Role.ADMIN, 200), (Role.PLATFORM, 403)):
+            async with guarded.get("/metrics", headers=auth(role)) as resp:
+                assert resp.status == status, role
+                assert str(status) in operation["responses"]
+                if status == 403:
+                    assert resp.content_type == "application/problem+json"
+        async with guarded.get("/metrics") as resp:
+            assert resp.status == 401
+            assert "401" in operation["responses"]
 
 
 def test_security_is_global_but_for_the_operations_routes() -> None:
@@ -272,12 +292,16 @@ async def test_answers_and_events_follow_the_document(client: Client) -> None:
     document = build_document()
     schemas = document["components"]["schemas"]
     seen = set()
+    offered_data = {}
     for event in await engine.read_events():
         body = event_view(event)
         assert_valid(document, component("Event"), body)
         own = set(schemas[event_schemas()[event.type].rsplit("/", 1)[1]]["properties"])
         assert set(body) <= own, (event.type, "has undocumented fields")
         seen.add(event.type)
+        if event.type == "interaction.offered":
+            offered_data[body["interaction_id"]] = body["data"]  # present, null when none
+    assert (offered_data["c1"], offered_data["c2"]) == ({"k": 1}, None)
     assert set(EVENT_TYPES) - seen == {  # tests/api/test_callbacks.py checks these
         "interaction.failed",
         "interaction.cancelled",
