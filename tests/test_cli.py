@@ -122,6 +122,21 @@ def test_check_config_reports_the_problems_of_every_stage_at_once(
     ]
 
 
+def test_a_bad_address_or_store_url_from_the_environment_names_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "acd.toml"
+    path.write_text(
+        '[service]\nlisten = "127.0.0.1:8080"\n'
+        '[[keys]]\nname = "pbx"\nrole = "platform"\nenv = "ACD_KEY_PBX"\n'
+    )
+    monkeypatch.setenv("ACD_KEY_PBX", "secret")
+    monkeypatch.setenv("ACD_LISTEN", "nowhere")
+    monkeypatch.setenv("ACD_REDIS_URL", "localhost:6379")
+    problems = refused(path, capsys)
+    assert [p.split(": ", 2)[1] for p in problems] == ["env.listen", "env.redis_url"]
+
+
 def test_check_config_skips_the_checks_of_entries_already_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -84,7 +84,6 @@ class StoreMetrics:
 
     counters: dict[str, float]
     histograms: dict[str, float]
-    agent_time: dict[str, float]
     agents: dict[str, float]
     snapshot: MetricsSnapshot
     queues: dict[str, QueueConfig]
@@ -98,19 +97,14 @@ class StoreMetrics:
         # must answer then. A scrape may see one script's counts before another's; the next
         # scrape has both.
         async with engine.redis.pipeline(transaction=False) as pipe:
-            for key in (
-                keys.metric_counters,
-                keys.metric_histograms,
-                keys.agent_time,
-                keys.agents_by_state,
-            ):
+            for key in (keys.metric_counters, keys.metric_histograms, keys.agents_by_state):
                 pipe.hgetall(key)
             replies = await pipe.execute()
-        counters, histograms, agent_time, agents = (
+        counters, histograms, agents = (
             {text(k): float(v) for k, v in reply.items()} for reply in replies
         )
         queues = {q.name: q for q in await engine.list_queues()}
-        return cls(counters, histograms, agent_time, agents, snapshot, queues)
+        return cls(counters, histograms, agents, snapshot, queues)
 
     def collect(self) -> Iterator[Metric]:
         """The metric families of §6."""
@@ -169,22 +163,24 @@ class StoreMetrics:
             yield family
 
     def _agent_time(self) -> Metric:
-        now_ms = self.snapshot["at"]
+        # From the snapshot's copies of both hashes, at its time: a counter that never goes back
+        # (lua/metrics_snapshot.lua).
+        now_ms, agent_time = self.snapshot["at"], self.snapshot["agent_time"]
         family = CounterMetricFamily(
             "acd_agent_time_seconds_total",
             "Agent-seconds by activity (idle only while available).",
             labels=("activity",),
         )
         in_activity = dict.fromkeys(ACTIVITIES, 0.0)
-        for field, n in self.agents.items():
+        for field, n in self.snapshot["agents"].items():
             state, activity = field.split("|")
             if counted_activity(state, activity) is not None:
                 in_activity[activity] += n
         for activity in ACTIVITIES:
             # Whole ms, plus the seconds of a `total` field written by earlier versions.
-            closed_ms = self.agent_time.get(f"total_ms|{activity}", 0.0)
-            closed = self.agent_time.get(f"total|{activity}", 0.0) + closed_ms / 1000
-            since = self.agent_time.get(f"since|{activity}", 0.0)
+            closed_ms = agent_time.get(f"total_ms|{activity}", 0.0)
+            closed = agent_time.get(f"total|{activity}", 0.0) + closed_ms / 1000
+            since = agent_time.get(f"since|{activity}", 0.0)
             agents = in_activity[activity]
             family.add_metric([activity], closed + max(0.0, agents * now_ms - since) / 1000)
         return family

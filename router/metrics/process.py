@@ -7,7 +7,10 @@ interaction data: routes are path templates, methods and statuses are bounded se
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from prometheus_client import (
@@ -88,10 +91,14 @@ HTTP_DURATION = Histogram(
 
 TIMER_LAG = Gauge(
     "acd_timer_lag_seconds",
-    "How late the due timers applied by this process's last tick were (0 when none was due).",
+    "How late the due timers applied by this process's ticks were, the worst of the last 15 s.",
     multiprocess_mode="livemax",
 )
-"""Lag of the last tick's timers."""
+"""Lag of the ticks' timers (observe_tick)."""
+
+TIMER_LAG_HOLD_S = 15.0
+"""How long the timer lag gauge holds the worst lag (the shipped scrape interval): a tick runs
+about every 50 ms, and a late one must still be there when the next scrape comes."""
 
 STORE_UP = Gauge(
     "acd_store_up",
@@ -141,9 +148,23 @@ class TickOutcome(Protocol):
         ...
 
 
-def observe_tick(result: TickOutcome) -> None:
-    """Set `acd_timer_lag_seconds` from one tick's result."""
-    TIMER_LAG.set(max(0.0, result.lag_s))
+@dataclass
+class _HeldLag:
+    lag_s: float = 0.0
+    at: float = -math.inf
+
+
+_held_lag = _HeldLag()
+
+
+def observe_tick(result: TickOutcome, at: float | None = None) -> None:
+    """Set `acd_timer_lag_seconds` from one tick's result at `at` (monotonic seconds; now when
+    None): the worst lag of the last TIMER_LAG_HOLD_S, in real time as scrapes come."""
+    at = time.monotonic() if at is None else at
+    lag_s = max(0.0, result.lag_s)
+    if lag_s >= _held_lag.lag_s or not 0 <= at - _held_lag.at < TIMER_LAG_HOLD_S:
+        _held_lag.lag_s, _held_lag.at = lag_s, at
+    TIMER_LAG.set(_held_lag.lag_s)
 
 
 def observe_decision(seconds: float) -> None:

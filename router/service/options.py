@@ -115,9 +115,15 @@ def startable_problems(
 
     errors: list[FieldError] = []
     service = config.service
+
+    def where(name: str) -> str:
+        """The setting's name as its value came: from an `ACD_*` variable, or the file."""
+        from_env = env.get(f"ACD_{name.upper()}") == getattr(service, name)
+        return f"env.{name}" if from_env else f"service.{name}"
+
     checks: list[tuple[str, Callable[[], object]]] = [
-        ("service", lambda: parse_listen(service.listen, "service.listen")),
-        ("service", lambda: check_redis_url(service.redis_url)),
+        ("service", lambda: parse_listen(service.listen, where("listen"))),
+        ("service", lambda: check_redis_url(service.redis_url, where("redis_url"))),
         ("keys", lambda: Authenticator.from_config(config.keys, insecure, env)),
         ("webhooks", lambda: webhook_secrets(config.webhooks, env)),
     ]

@@ -164,9 +164,9 @@ class Bounded:
     """`async with engine.bounded()`: the calls inside bounded by `store_timeout_s` in all."""
 
     # A class rather than a generator-based context manager: it wraps every store call.
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout_s: float) -> None:
         self._engine = engine
-        self._timeout = asyncio.timeout(engine.settings.store_timeout_s)
+        self._timeout = asyncio.timeout(timeout_s)
 
     async def __aenter__(self) -> None:
         await self._timeout.__aenter__()
@@ -237,10 +237,11 @@ class Engine:
         policy = found.get("maxmemory-policy")
         return None if policy is None else text(policy)
 
-    def bounded(self) -> Bounded:
-        """The store calls inside wait `store_timeout_s` at most in all; past it, or when the
-        store cannot be reached, StoreUnavailable (the outcome of a change is then unknown)."""
-        return Bounded(self)
+    def bounded(self, timeout_s: float | None = None) -> Bounded:
+        """The store calls inside wait `store_timeout_s` (or `timeout_s`) at most in all; past
+        it, or when the store cannot be reached, StoreUnavailable (the outcome of a change is then
+        unknown)."""
+        return Bounded(self, self.settings.store_timeout_s if timeout_s is None else timeout_s)
 
     def settle(self, error: BaseException | None) -> None:
         """After store calls: `acd_store_up` follows their outcome; a timeout or a lost
@@ -323,7 +324,12 @@ class Engine:
         """The shared snapshot of time-dependent figures (recomputed when older than max_age_s)."""
         code, snapshot, _ = await self._call("metrics_snapshot", now, max_age_ms=to_ms(max_age_s))
         raise_for(code)
-        return {"at": snapshot["at"], "queues": dict(snapshot["queues"] or {})}
+        return {
+            "at": snapshot["at"],
+            "queues": dict(snapshot["queues"] or {}),
+            "agent_time": {k: float(v) for k, v in (snapshot["agent_time"] or {}).items()},
+            "agents": {k: float(v) for k, v in (snapshot["agents"] or {}).items()},
+        }
 
     async def first_waiting(self, queue: str, count: int) -> list[Interaction]:
         """The first `count` interactions waiting in the queue, with their positions."""

@@ -192,8 +192,14 @@ async def test_engine_calls_that_route_are_timed(client: Client) -> None:
     assert decisions() - before == 1
 
 
-def test_observe_tick_sets_the_timer_lag() -> None:
-    observe_tick(TickResult(applied=3, lag_s=0.25, next_due=None))
-    assert REGISTRY.get_sample_value("acd_timer_lag_seconds") == 0.25
-    observe_tick(TickResult(applied=0, lag_s=0.0, next_due=12.0))
-    assert REGISTRY.get_sample_value("acd_timer_lag_seconds") == 0.0
+def test_the_timer_lag_holds_the_worst_tick_until_a_scrape_has_seen_it() -> None:
+    def lag_after(lag_s: float, at: float) -> float | None:
+        observe_tick(TickResult(applied=1, lag_s=lag_s, next_due=None), at)
+        return REGISTRY.get_sample_value("acd_timer_lag_seconds")
+
+    start = 1e9  # later than any tick other tests observed
+    assert lag_after(3.0, start) == 3.0  # one late tick between two scrapes
+    assert lag_after(0.0, start + 0.05) == 3.0
+    assert lag_after(0.5, start + 14.9) == 3.0
+    assert lag_after(0.0, start + 15.0) == 0.0  # held for TIMER_LAG_HOLD_S, then the latest
+    assert lag_after(0.25, start + 15.1) == 0.25

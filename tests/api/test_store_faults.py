@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from router.api import handlers
 from router.api.app import create_app
 from router.clock import ManualClock
 from router.config import Role, WebhookConfig
@@ -131,6 +132,27 @@ async def test_a_frozen_store_answers_503_in_time_and_a_retried_create_is_applie
     assert await burst(faulty, 50) == [200 if i % 2 else 201 for i in range(50)]
     status, metrics, _ = await answer(faulty, "GET", "/metrics")
     assert b"acd_store_up 1.0" in metrics
+
+
+async def test_a_scrape_waits_for_a_frozen_store_less_than_a_long_store_timeout(
+    store: RedisServer,
+    settings: ServiceSettings,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A store_timeout_s past Prometheus's scrape timeout must not keep `acd_store_up 0` from it.
+    monkeypatch.setattr(handlers, "METRICS_STORE_TIMEOUT_S", TIMEOUT_S)
+    config = config_for(replace(settings, store_timeout_s=60.0), store.url)
+    assert store.process is not None
+    async with TestClient(ServiceTestServer(create_app(config, clock))) as client:
+        await until_ready(client)
+        os.kill(store.process.pid, signal.SIGSTOP)
+        try:
+            status, metrics, _ = await answer(client, "GET", "/metrics")  # within LOOSE_S
+        finally:
+            os.kill(store.process.pid, signal.SIGCONT)
+    assert status == 200
+    assert b"acd_store_up 0.0" in metrics
 
 
 async def test_every_wait_on_a_frozen_store_ends_in_time(

@@ -104,6 +104,25 @@ async def test_two_routers_export_the_same_and_a_restart_keeps_it(
     assert samples(second) == samples(first)
 
 
+async def test_agent_time_never_goes_back_between_scrapes(center: Center) -> None:
+    await center.queue("q", skills={"s": 1}, offer_timeout_s=600)
+    await center.agent("a1", {"s": 1})
+    await center.agent("a2", {"s": 1})
+    await center.call("q", "c1")  # a1 offered at t=0
+    await center.advance(10)
+    first = samples(await render(center.engine, center.now))  # the snapshot of t=10
+    await center.advance(2)
+    await center.call("q", "c2")  # a2 offered at t=12
+    await center.advance(1)
+    second = samples(await render(center.engine, center.now))  # t=13: the same snapshot
+    await center.advance(5)
+    third = samples(await render(center.engine, center.now))  # t=18: a new one
+    offered = [
+        value(s, "acd_agent_time_seconds_total", activity="offered") for s in (first, second, third)
+    ]
+    assert offered == [10.0, 10.0, 18.0 + 6.0]
+
+
 async def test_agent_time_by_activity_and_agents_by_state(center: Center) -> None:
     await center.queue("q", skills={"s": 1}, wrap_up_s=10)
     await center.agent("a1", {"s": 1})  # idle from t=0
