@@ -20,9 +20,9 @@ POLICY = CallbackPolicy(
 )
 
 
-async def _busy_queue(center: Center) -> None:
+async def _busy_queue(center: Center, policy: CallbackPolicy | None = POLICY) -> None:
     """One agent, busy on a call, in a queue that learned a handle time of 100 s."""
-    await center.queue("support", skills={"s": 1}, callback=POLICY, offer_timeout_s=30)
+    await center.queue("support", skills={"s": 1}, callback=policy, offer_timeout_s=30)
     await center.agent("a1", {"s": 1})
     await center.call("support", "warm")
     await center.engine.accept("warm", "a1", center.now)
@@ -60,14 +60,7 @@ async def test_a_stalling_queue_offers_a_callback_later(center: Center) -> None:
 
 
 async def test_a_policy_added_to_a_queue_applies_to_the_callers_waiting(center: Center) -> None:
-    await center.queue("support", skills={"s": 1}, offer_timeout_s=30)
-    await center.agent("a1", {"s": 1})
-    await center.call("support", "warm")
-    await center.engine.accept("warm", "a1", center.now)
-    await center.advance(100)
-    await center.engine.complete("warm", "a1", center.now)
-    await center.call("support", "busy")
-    await center.engine.accept("busy", "a1", center.now)
+    await _busy_queue(center, policy=None)
     await center.call("support", "c1")  # 66.7 s
     await center.call("support", "c2")  # 166.7 s
     await center.advance(30)

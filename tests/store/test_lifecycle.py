@@ -190,14 +190,19 @@ async def test_transfer_enters_the_target_as_a_new_arrival(center: Center) -> No
     assert await center.offered_to("c1") == "b1"
 
 
-async def test_transfer_without_wrap_up_frees_the_agent_for_the_older_caller(
-    center: Center,
-) -> None:
+async def _connected_in_sales(center: Center) -> None:
+    """Agent a1, without wrap-up, connected to `moved` in `sales`; `care` served by a1 too."""
     await center.queue("sales", skills={"s": 1})
     await center.queue("care", skills={"s": 1})
     await center.agent("a1", {"s": 1})
     await center.call("sales", "moved")
     await center.engine.accept("moved", "a1", center.now)
+
+
+async def test_transfer_without_wrap_up_frees_the_agent_for_the_older_caller(
+    center: Center,
+) -> None:
+    await _connected_in_sales(center)
     await center.advance(5)
     await center.call("care", "older")  # waits: a1 is busy
     await center.advance(5)
@@ -211,11 +216,7 @@ async def test_transfer_without_wrap_up_frees_the_agent_for_the_older_caller(
 
 
 async def test_transfer_may_go_back_to_its_agent_when_nothing_else_waits(center: Center) -> None:
-    await center.queue("sales", skills={"s": 1})
-    await center.queue("care", skills={"s": 1})
-    await center.agent("a1", {"s": 1})
-    await center.call("sales", "moved")
-    await center.engine.accept("moved", "a1", center.now)
+    await _connected_in_sales(center)
     await center.engine.transfer("moved", "a1", "care", center.now)
     assert await center.offered_to("moved") == "a1"
 
