@@ -78,8 +78,11 @@ for _, m in ipairs(waiting) do
       M.disarm('mw', ix.id)
     end
     M.escalate(ix, true)
-    -- A callback policy applies to those already waiting too (§3.10: "or later while it waits").
-    if q.callback then M.consider_callback(ix, q, M.interaction_ewt(ix) or 0) end
+    -- A callback policy applies to those already waiting too (§3.10: "or later while it waits"),
+    -- but not to one whose max wait, changed now, has passed: it times out below.
+    if q.callback and not M.max_wait_passed(ix) then
+      M.consider_callback(ix, q, M.interaction_ewt(ix) or 0)
+    end
   end
 end
 for _, id in ipairs(scheduled) do

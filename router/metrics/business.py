@@ -70,14 +70,6 @@ _Gauge = Literal[
 """The queue figures (router/store/records.py QueueFigures) exported as gauges as they are."""
 
 
-def counted_activity(state: str, activity: str) -> str | None:
-    """The activity whose time an agent in `state` and `activity` counts (lib/metrics.lua,
-    M.account_agent): idle only while available, none while logged out."""
-    if state == "logged_out" or (activity == "idle" and state != "available"):
-        return None
-    return activity
-
-
 @dataclass(frozen=True, eq=False)  # a collector is registered by identity
 class StoreMetrics:
     """Everything one scrape needs, read from the store."""
@@ -163,26 +155,15 @@ class StoreMetrics:
             yield family
 
     def _agent_time(self) -> Metric:
-        # From the snapshot's copies of both hashes, at its time: a counter that never goes back
-        # (lua/metrics_snapshot.lua).
-        now_ms, agent_time = self.snapshot["at"], self.snapshot["agent_time"]
         family = CounterMetricFamily(
             "acd_agent_time_seconds_total",
             "Agent-seconds by activity (idle only while available).",
             labels=("activity",),
         )
-        in_activity = dict.fromkeys(ACTIVITIES, 0.0)
-        for field, n in self.snapshot["agents"].items():
-            state, activity = field.split("|")
-            if counted_activity(state, activity) is not None:
-                in_activity[activity] += n
+        # Computed with the snapshot, at its time (lua/lib/metrics.lua, M.agent_seconds).
+        seconds = self.snapshot["agent_seconds"]
         for activity in ACTIVITIES:
-            # Whole ms, plus the seconds of a `total` field written by earlier versions.
-            closed_ms = agent_time.get(f"total_ms|{activity}", 0.0)
-            closed = agent_time.get(f"total|{activity}", 0.0) + closed_ms / 1000
-            since = agent_time.get(f"since|{activity}", 0.0)
-            agents = in_activity[activity]
-            family.add_metric([activity], closed + max(0.0, agents * now_ms - since) / 1000)
+            family.add_metric([activity], float(seconds.get(activity, 0.0)))
         return family
 
     def _agents(self) -> Metric:

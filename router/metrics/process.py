@@ -7,10 +7,9 @@ interaction data: routes are path templates, methods and statuses are bounded se
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass
+from collections import deque
 from typing import ParamSpec, Protocol, TypeVar
 
 from prometheus_client import (
@@ -148,23 +147,24 @@ class TickOutcome(Protocol):
         ...
 
 
-@dataclass
-class _HeldLag:
-    lag_s: float = 0.0
-    at: float = -math.inf
-
-
-_held_lag = _HeldLag()
+_recent_lags: deque[tuple[float, float]] = deque()
+"""(monotonic time, lag) of the ticks of the last TIMER_LAG_HOLD_S that no later tick's lag
+reaches: the first is the worst (a sliding-window maximum)."""
 
 
 def observe_tick(result: TickOutcome, at: float | None = None) -> None:
     """Set `acd_timer_lag_seconds` from one tick's result at `at` (monotonic seconds; now when
-    None): the worst lag of the last TIMER_LAG_HOLD_S, in real time as scrapes come."""
+    None): the worst lag of the ticks of the last TIMER_LAG_HOLD_S, in real time as scrapes come."""
     at = time.monotonic() if at is None else at
     lag_s = max(0.0, result.lag_s)
-    if lag_s >= _held_lag.lag_s or not 0 <= at - _held_lag.at < TIMER_LAG_HOLD_S:
-        _held_lag.lag_s, _held_lag.at = lag_s, at
-    TIMER_LAG.set(_held_lag.lag_s)
+    if _recent_lags and _recent_lags[-1][0] > at:
+        _recent_lags.clear()  # a clock gone back (tests)
+    while _recent_lags and _recent_lags[-1][1] <= lag_s:
+        _recent_lags.pop()  # this tick's lag reaches it: it can no longer be the worst
+    _recent_lags.append((at, lag_s))
+    while at - _recent_lags[0][0] >= TIMER_LAG_HOLD_S:
+        _recent_lags.popleft()
+    TIMER_LAG.set(_recent_lags[0][1])
 
 
 def observe_decision(seconds: float) -> None:

@@ -327,8 +327,7 @@ class Engine:
         return {
             "at": snapshot["at"],
             "queues": dict(snapshot["queues"] or {}),
-            "agent_time": {k: float(v) for k, v in (snapshot["agent_time"] or {}).items()},
-            "agents": {k: float(v) for k, v in (snapshot["agents"] or {}).items()},
+            "agent_seconds": dict(snapshot["agent_seconds"] or {}),
         }
 
     async def first_waiting(self, queue: str, count: int) -> list[Interaction]:

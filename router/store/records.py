@@ -271,8 +271,7 @@ class MetricsSnapshot(TypedDict):
 
     at: int  # when it was computed
     queues: dict[str, QueueFigures]  # queue name -> figures
-    agent_time: dict[str, float]  # the agent_time hash at `at`
-    agents: dict[str, float]  # the agents_by_state hash at `at`
+    agent_seconds: dict[str, float]  # agent time by activity until `at` (never less than before)
 
 
 # Calls and events ----------------------------------------------------------------------------

@@ -200,6 +200,8 @@ def test_the_timer_lag_holds_the_worst_tick_until_a_scrape_has_seen_it() -> None
     start = 1e9  # later than any tick other tests observed
     assert lag_after(3.0, start) == 3.0  # one late tick between two scrapes
     assert lag_after(0.0, start + 0.05) == 3.0
+    assert lag_after(2.0, start + 10.0) == 3.0  # a second late tick, smaller
     assert lag_after(0.5, start + 14.9) == 3.0
-    assert lag_after(0.0, start + 15.0) == 0.0  # held for TIMER_LAG_HOLD_S, then the latest
-    assert lag_after(0.25, start + 15.1) == 0.25
+    assert lag_after(0.0, start + 15.0) == 2.0  # the worst of the last TIMER_LAG_HOLD_S
+    assert lag_after(0.0, start + 25.0) == 0.5
+    assert lag_after(0.25, start + 30.0) == 0.25

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from router.domain.models import AgentState, CallbackPolicy, Channel, Outcome, Sla
 from router.metrics.business import render
+from router.store.codec import to_ms
 from router.store.engine import Engine
 from router.store.server import RedisServer
 from tests.store.center import Center
@@ -121,6 +122,32 @@ async def test_agent_time_never_goes_back_between_scrapes(center: Center) -> Non
         value(s, "acd_agent_time_seconds_total", activity="offered") for s in (first, second, third)
     ]
     assert offered == [10.0, 10.0, 18.0 + 6.0]
+
+
+async def test_agent_time_does_not_go_back_when_a_late_tick_ends_a_wrap_up(center: Center) -> None:
+    await center.queue("q", skills={"s": 1}, wrap_up_s=10)
+    await center.agent("a1", {"s": 1})
+    await center.call("q", "c1")
+    await center.engine.accept("c1", "a1", center.now)
+    await center.engine.complete("c1", "a1", center.now)
+    center.clock.advance(13)  # the wrap-up ends at +10, but no tick ran yet
+    first = samples(await render(center.engine, center.now))
+    await center.advance(6)  # the tick ends it at its scheduled end, +10
+    second = samples(await render(center.engine, center.now))
+    name = "acd_agent_time_seconds_total"
+    assert value(first, name, activity="wrap_up") == 13.0
+    assert value(second, name, activity="wrap_up") == 13.0  # held until the total passes it
+    assert value(second, name, activity="idle") == 9.0
+
+
+async def test_a_snapshot_far_ahead_of_the_clock_is_recomputed(center: Center) -> None:
+    await center.queue("q", skills={"s": 1})
+    # Taken by a router whose clock is an hour ahead (or before an NTP step back of this one).
+    await center.engine.metrics_snapshot(center.now + 3600, 5.0)
+    await center.call("q", "c1")
+    await center.advance(60)
+    seen = await center.engine.metrics_snapshot(center.now, 5.0)
+    assert (seen["at"], seen["queues"]["q"]["waiting"]) == (to_ms(center.now), 1)
 
 
 async def test_agent_time_by_activity_and_agents_by_state(center: Center) -> None:

@@ -86,6 +86,21 @@ async def test_a_policy_added_to_a_queue_applies_to_the_callers_waiting(center: 
     await center.check()
 
 
+async def test_a_queue_write_offers_no_callback_to_callers_its_max_wait_times_out(
+    center: Center,
+) -> None:
+    await _busy_queue(center, policy=None)
+    await center.call("support", "c1")
+    await center.call("support", "c2")
+    await center.advance(50)
+    # One write: a callback policy, and a max wait the callers have already passed.
+    await center.queue(
+        "support", skills={"s": 1}, offer_timeout_s=30, callback=POLICY, max_wait_s=40
+    )
+    assert [(await center.ix(c)).status for c in ("c1", "c2")] == [InteractionStatus.TIMED_OUT] * 2
+    assert await center.events("callback.offered") == []
+
+
 async def test_an_accepted_callback_keeps_its_place_off_the_line(center: Center) -> None:
     await _busy_queue(center)
     await center.call("support", "c1")

@@ -148,16 +148,19 @@ function M.emas(queue, values)
   redis.call('HSET', K.queue_averages(queue), unpack(out))
 end
 
+-- The activity whose time an agent in `state` and `activity` counts: idle only while available
+-- (§6 occupancy), the others while logged in; nil for none.
+local function counted_activity(state, activity)
+  if state == 'logged_out' or (activity == 'idle' and state ~= 'available') then return nil end
+  return activity
+end
+
 -- Agent time by activity, and agents by state and activity: called whenever an agent record is
--- saved. Idle time counts only while the agent is available (§6 occupancy); other activities
--- count while logged in. How many agents an activity's time counts follows from agents by state
--- and activity (router/metrics/business.py).
+-- saved. How many agents an activity's time counts follows from agents by state and activity
+-- (M.agent_seconds).
 function M.account_agent(ag)
   local activity = M.activity(ag)
-  local counted = activity
-  if ag.state == 'logged_out' or (activity == 'idle' and ag.state ~= 'available') then
-    counted = nil
-  end
+  local counted = counted_activity(ag.state, activity)
   local by = ag.state .. '|' .. activity
   if ag.m_by ~= by then
     if ag.m_by then redis.call('HINCRBY', K.agents_by_state, ag.m_by, '-1') end
@@ -176,6 +179,34 @@ function M.account_agent(ag)
     ag.m_act = counted
     ag.m_since = at
   end
+end
+
+local ACTIVITIES = {'idle', 'offered', 'busy', 'wrap_up'}
+
+local function hash_of(key)
+  local flat, map = redis.call('HGETALL', key), {}
+  for i = 1, #flat, 2 do map[flat[i]] = tonumber(flat[i + 1]) end
+  return map
+end
+
+-- Agent-seconds by activity until now: the closed intervals (whole ms, and the seconds of the
+-- `total` fields of earlier versions) and the open ones (agents in it x now - their starts),
+-- never below `floor` (the previous snapshot's): a wrap-up ended by a late tick is dated back
+-- to its scheduled end, which would take back time already exported.
+function M.agent_seconds(floor)
+  local times, counts, agents = hash_of(K.agent_time), {}, hash_of(K.agents_by_state)
+  for field, n in pairs(agents) do
+    local state, activity = string.match(field, '^([^|]*)|(.*)$')
+    local counted = counted_activity(state, activity)
+    if counted then counts[counted] = (counts[counted] or 0) + n end
+  end
+  local seconds = {}
+  for _, a in ipairs(ACTIVITIES) do
+    local closed = (times['total|' .. a] or 0) + (times['total_ms|' .. a] or 0) / 1000
+    local open = math.max(0, (counts[a] or 0) * M.now - (times['since|' .. a] or 0)) / 1000
+    seconds[a] = math.max(closed + open, floor and floor[a] or 0)
+  end
+  return seconds
 end
 
 -- Live figures of a queue (§4 stats, §6 gauges) and its last 15 minutes.
