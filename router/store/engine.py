@@ -166,6 +166,7 @@ class Bounded:
     # A class rather than a generator-based context manager: it wraps every store call.
     def __init__(self, engine: Engine, timeout_s: float) -> None:
         self._engine = engine
+        self._timeout_s = timeout_s
         self._timeout = asyncio.timeout(timeout_s)
 
     async def __aenter__(self) -> None:
@@ -181,7 +182,7 @@ class Bounded:
             await self._timeout.__aexit__(kind, error, traceback)
         except TimeoutError as timed_out:  # the bound expired: the calls were cancelled
             error = timed_out
-        self._engine.settle(error)
+        self._engine.settle(error, self._timeout_s)
 
 
 class Engine:
@@ -243,17 +244,16 @@ class Engine:
         unknown)."""
         return Bounded(self, self.settings.store_timeout_s if timeout_s is None else timeout_s)
 
-    def settle(self, error: BaseException | None) -> None:
-        """After store calls: `acd_store_up` follows their outcome; a timeout or a lost
-        connection becomes StoreUnavailable, a refusal (REFUSALS) StoreRefused, any other error
-        goes on unchanged."""
+    def settle(self, error: BaseException | None, timeout_s: float) -> None:
+        """After store calls bounded by `timeout_s`: `acd_store_up` follows their outcome; a
+        timeout or a lost connection becomes StoreUnavailable, a refusal (REFUSALS) StoreRefused,
+        any other error goes on unchanged."""
         if error is None:
             if not self._store_up:
                 self._set_store_up(True)
             return
         if isinstance(error, TimeoutError | RedisTimeoutError):
             self._set_store_up(False)
-            timeout_s = self.settings.store_timeout_s
             raise StoreUnavailable(f"the store did not answer within {timeout_s:g} s") from error
         if isinstance(error, RedisConnectionError | OSError):
             self._set_store_up(False)
