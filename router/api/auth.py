@@ -47,8 +47,9 @@ INSECURE = Principal("insecure-mode", Role.ADMIN)
 
 
 def digest(secret: str) -> bytes:
-    """The SHA-256 digest of a key."""
-    return hashlib.sha256(secret.encode()).digest()
+    """The SHA-256 digest of a key. A header's bytes that are not UTF-8 (aiohttp decodes them
+    as surrogates) are digested as they came: no key matches them."""
+    return hashlib.sha256(secret.encode(errors="surrogatepass")).digest()
 
 
 @dataclass(frozen=True)

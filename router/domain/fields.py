@@ -198,8 +198,10 @@ class Body(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_is_absent(cls, value: Any) -> Any:
+        # Only a known field's null: an unknown field is refused whatever its value.
         if isinstance(value, Mapping):
-            return {key: item for key, item in value.items() if item is not None}
+            known = cls.model_fields
+            return {k: item for k, item in value.items() if item is not None or k not in known}
         return value
 
     @classmethod

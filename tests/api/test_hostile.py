@@ -160,6 +160,24 @@ async def test_a_missing_body_is_a_422_where_the_document_requires_one(client: C
     assert conflict["type"] == "/problems/conflict"
 
 
+async def test_an_unknown_field_is_a_422_even_when_null(client: Client) -> None:
+    # Seen: PUT {"": null} replaced a queue with a queue of defaults (null counts as absent).
+    before = await call(client, "GET", "/v1/queues/support")
+    body = await call(
+        client, "PUT", "/v1/queues/support", json={"": None}, role=Role.ADMIN, expect=422
+    )
+    assert body["errors"][0]["message"] == "unknown field"
+    assert await call(client, "GET", "/v1/queues/support") == before
+    body = await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "x": None}, expect=422
+    )
+    assert fields(body) == ["x"]
+    # A known field's null is still absent.
+    await call(
+        client, "POST", "/v1/interactions", json={"queue": "chat", "priority": None}, expect=201
+    )
+
+
 async def test_the_idempotency_key_header_is_the_create_s_id(client: Client) -> None:
     headers = {**auth(), "Idempotency-Key": "pbx-call-1"}
     body = {"queue": "chat"}
@@ -252,3 +270,18 @@ async def test_a_body_of_another_declared_media_type_is_a_415(client: Client, me
         "/v1/interactions", data=raw, headers=auth(), skip_auto_headers=no_type
     ) as resp:
         assert resp.status == 201  # no Content-Type: JSON
+
+
+@pytest.mark.parametrize("token", [b"\xff", b"platform-key\xe9", b"\xed\xa0\x80"])
+async def test_a_key_of_bytes_that_are_not_utf8_is_a_401(client: Client, token: bytes) -> None:
+    url = client.make_url("/v1/queues")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        b"GET /v1/queues HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + token + b"\r\n\r\n"
+    )
+    await writer.drain()
+    head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    writer.close()
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 401 Unauthorized"
+    assert json.loads(body)["type"] == "/problems/unauthorized"
