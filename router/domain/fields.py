@@ -10,6 +10,7 @@ an integer is (JSON Schema's `integer`).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from annotated_types import Ge, GroupedMetadata, Gt, Le
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -125,18 +127,29 @@ class Integer(GroupedMetadata):
 
 @dataclass(frozen=True)
 class Number(GroupedMetadata):
-    """A finite number in [low, high], or (low, high] if `above`; a boolean is no number:
+    """A finite number in [low, high], or (low, high] if `above`, and at least `least` if given
+    (checked after the bounds, so that a value at `low` is told those); a boolean is no number:
     `Annotated[float, …]`."""
 
     low: float
     high: float
     above: bool = False
+    least: float | None = None
 
     def __iter__(self) -> Iterator[object]:
         yield Gt(self.low) if self.above else Ge(self.low)
         yield Le(self.high)
         yield Field(allow_inf_nan=False)
         yield Strict()
+        if self.least is not None:
+            yield AfterValidator(functools.partial(_at_least, self.least))
+            yield Field(json_schema_extra={"minimum": self.least})  # the document says it too
+
+
+def _at_least(least: float, value: float) -> float:
+    if value < least:
+        raise PydanticCustomError("greater_than_equal", "must be >= {ge}", {"ge": least})
+    return value
 
 
 @dataclass(frozen=True)

@@ -159,8 +159,11 @@ SkillRequirement = Annotated[
         }
     ),
 ]
+MIN_POSITIVE_S = 0.001
+"""The shortest positive duration: the store keeps times in whole ms, and a shorter one would
+count as none (an offer timeout of 1e-300 s expired every offer at once)."""
 Duration = Annotated[float, Number(0, MAX_DURATION_S)]
-PositiveDuration = Annotated[float, Number(0, MAX_DURATION_S, above=True)]
+PositiveDuration = Annotated[float, Number(0, MAX_DURATION_S, above=True, least=MIN_POSITIVE_S)]
 
 
 class Step(Body):
@@ -345,7 +348,7 @@ class NewInteraction(Body):
         Doc({"uniqueItems": True}),
     ] = ()
     preferred_wait_s: Annotated[
-        Annotated[float, Number(0, MAX_PREFERRED_WAIT_S, above=True)] | None,
+        Annotated[float, Number(0, MAX_PREFERRED_WAIT_S, above=True, least=MIN_POSITIVE_S)] | None,
         Field(description="Needed with a non-empty `preferred_agents`, and only with it."),
     ] = None
     data: Annotated[

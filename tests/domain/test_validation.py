@@ -150,6 +150,9 @@ def test_parse_queue_partial_callback_policy_keeps_defaults() -> None:
         ({"sla": {"target": 1.01}}, "sla.target", "must be <= 1"),
         ({"sla": {"percent": 80}}, "sla.percent", "unknown field"),
         ({"offer_timeout_s": 0}, "offer_timeout_s", "must be > 0"),
+        # Below the store's whole ms it would count as none: every offer expired at once.
+        ({"offer_timeout_s": 1e-300}, "offer_timeout_s", "must be >= 0.001"),
+        ({"sla": {"threshold_s": 0.0004}}, "sla.threshold_s", "must be >= 0.001"),
         ({"offer_timeout_s": float("inf")}, "offer_timeout_s", "must be a finite number"),
         ({"max_no_answer": 0}, "max_no_answer", "must be >= 1"),
         ({"wrap_up_s": -0.5}, "wrap_up_s", "must be >= 0"),
