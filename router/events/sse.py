@@ -43,7 +43,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from router.api.keys import CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
+from router.api.keys import CLOCK, CONFIG, ENGINE, EVENT_FEED, EVENT_HUB, PRINCIPAL
 from router.api.operations import documented
 from router.api.views import event_view
 from router.domain.fields import ID, NAME
@@ -699,6 +699,18 @@ def _limit(query: Mapping[str, str]) -> int | None:
     return limit
 
 
+FUTURE_ID_MS = 60_000
+"""How far a resume point may lie beyond both the log's last event and the router's clock: the
+log's ids follow Redis's clock, which may run ahead of the router's; a point further ahead
+would hold back every event until that time."""
+
+
+def _not_in_the_future(after: StreamId, live_end: StreamId, now_ms: int, name: str) -> None:
+    """A 422 naming `name` when the resume point `after` lies in the future (FUTURE_ID_MS)."""
+    if after[0] > max(live_end[0], now_ms) + FUTURE_ID_MS:
+        raise ValidationError.of(name, f"is after the log's last event ({id_text(live_end)})")
+
+
 def _gap(info: dict[str, Any] | None, after: StreamId) -> str | None:
     """The oldest id kept when events after `after` have been trimmed away, else None."""
     if info is None or after == (0, 0) or info.get("first-entry") is None:
@@ -731,6 +743,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         if after is None:
             start, gap = live_end, None
         else:
+            _not_in_the_future(after, live_end, int(request.app[CLOCK].now() * 1000), name)
             start, gap = after, _gap(info, after)
         stream = Stream(wanted, start, request.transport)
         try:

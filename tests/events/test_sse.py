@@ -247,6 +247,9 @@ async def test_a_keep_alive_comment_is_sent_when_nothing_happens(
         # Seen: read as <ms>-0, skipping the event <ms>-0 itself.
         ("?after=1796392626193", {}, "after"),
         ("", {"Last-Event-ID": "1796392626193"}, "Last-Event-ID"),
+        # Seen: accepted, then every event appended after it was held back (its ids are lower).
+        ("?after=99999999999999-0", {}, "after"),
+        ("", {"Last-Event-ID": "99999999999999-0"}, "Last-Event-ID"),
     ],
 )
 async def test_bad_parameters_are_a_422_problem(
