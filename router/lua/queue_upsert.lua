@@ -3,13 +3,13 @@
 -- when its requirements change), finishing a fill that an arrival began. A change applies to
 -- the interactions already waiting: each moves to the requirement in force and is routed again,
 -- and is offered a callback by the queue's policy (O(waiting in the queue), an admin
--- operation); a scheduled callback takes the class of step 0 of the new requirement.
+-- operation); a scheduled callback takes the class of step 0 of the new requirement. The
+-- classes it makes count towards max_routing_classes but are never refused by it.
 -- KEYS[1]  namespace prefix
 -- ARGV[1]  msgpack {now, cfg, queue = <queue record, router/domain/models.py>}
 -- Returns  {'ok', created} | {'channel_change'} (interactions waiting on another channel)
---          | {'class_limit'} (its steps' classes, with the extra skills of the interactions
---          waiting, would pass max_routing_classes) | {'too_many_skills'} (a step's requirement
---          with them would pass 16 skills)
+--          | {'too_many_skills'} (a step's requirement with the extra skills of the
+--          interactions waiting would pass 16 skills)
 local K = M.keys
 M.apply_due(M.cfg.due_batch)
 local q = M.args.queue
@@ -32,8 +32,9 @@ local function signatures(queue)
   return sigs
 end
 local sigs = signatures(q)
-local seen = {}
-local needed = M.classes_missing(q.channel, q.strategy, requirements(q), seen)
+-- An admin operation: the classes it makes count towards max_routing_classes, but are not
+-- refused by it (lib/classes.lua, M.unbounded_classes).
+M.unbounded_classes()
 -- Interactions with extra skills (waiting, or scheduled callbacks) take the classes of every
 -- step with them, made now (M.arrival_class), so that no escalation meets the limit.
 local ids = {}
@@ -46,10 +47,8 @@ for _, id in ipairs(ids) do
     for _, req in ipairs(reqs) do
       if M.count(req) > M.cfg.max_skills then return M.reply('too_many_skills') end
     end
-    needed = needed + M.classes_missing(q.channel, q.strategy, reqs, seen)
   end
 end
-if redis.call('HLEN', K.classes) + needed > M.cfg.max_classes then return M.reply('class_limit') end
 local same = old and table.concat(signatures(old), '\n') == table.concat(sigs, '\n')
 if old and not same then
   for _, sig in ipairs(signatures(old)) do

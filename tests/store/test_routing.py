@@ -178,15 +178,33 @@ async def test_a_queue_change_takes_the_classes_its_waiting_interactions_need(
     center.engine.tune(max_classes=3)
     await center.queue("support", skills={"s": 3})
     await center.call("support", "c1", skills={"fi": 1})  # s=3 and s=3,fi=1
-    with pytest.raises(ValidationError):  # s=1, and s=1,fi=1 for c1: one too many
-        await center.queue("support", skills={"s": 3}, steps=[(10, {"s": 1})])
-    center.engine.tune(max_classes=4)
+    # s=1, and s=1,fi=1 for c1: past the limit, but a queue write (admin) is not refused.
     await center.queue("support", skills={"s": 3}, steps=[(10, {"s": 1})])
-    with pytest.raises(ValidationError):  # c1's class of step 1 was made with the change
-        await center.queue("other", skills={"o": 1})
+    assert await center.engine.redis.hlen(center.engine.keys.classes) == 4
+    with pytest.raises(ValidationError):  # arrivals are: c1's class of step 1 was made
+        await center.call("support", "c2", skills={"sv": 1})
     await center.agent("a1", {"s": 1, "fi": 1})
     await center.advance(10)
     assert await center.offered_to("c1") == "a1"
+    await center.check()
+
+
+async def test_arrivals_that_used_the_class_budget_up_leave_queue_writes_free(
+    center: Center,
+) -> None:
+    # Seen: a platform key spent max_routing_classes on arrivals with made-up extra skills, and
+    # every PUT /v1/queues of a new requirement was a 422 for good.
+    center.engine.tune(max_classes=3)
+    await center.queue("support", skills={"s": 1})
+    for i in range(2):
+        await center.call("support", f"junk{i}", skills={f"k{i}": 1})
+        await center.engine.abandon(f"junk{i}", center.now)
+    with pytest.raises(ValidationError):
+        await center.call("support", "c1", skills={"k9": 1})
+    await center.queue("new", skills={"n": 1}, steps=[(10, {"m": 1})])
+    await center.agent("a1", {"n": 1})
+    assert (await center.call("new", "c2")).agent_id == "a1"
+    await center.check()
 
 
 async def test_skill_change_of_a_logged_in_agent_routes_at_once(center: Center) -> None:

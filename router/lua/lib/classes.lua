@@ -13,7 +13,19 @@ local memo = {}
 local tokens = 0
 local known                            -- memo, once this call checked the token
 local token_read                       -- the token, read along with a record (M.get_record)
-M.on_call(function() known, token_read = nil, nil end)
+local unbounded                        -- this call makes classes past max_classes
+M.on_call(function() known, token_read, unbounded = nil, nil, false end)
+
+-- The classes this call makes are not refused by `max_routing_classes`: a queue write, an admin
+-- operation (§3.1 bounds the classes arrivals make), so that arrivals that used the budget up
+-- cannot keep the admin from configuring queues.
+function M.unbounded_classes() unbounded = true end
+
+-- Whether making `missing` more classes would pass `max_routing_classes` in this call.
+function M.past_class_limit(missing)
+  return not unbounded and missing > 0
+      and redis.call('HLEN', K.classes) + missing > M.cfg.max_classes
+end
 
 -- GET of a record's key; the first of a call reads the token along with it (MGET), saving
 -- classes_known its own GET.
@@ -119,9 +131,9 @@ function M.class_id(sig)
 end
 
 -- How many routing classes of `channel` and `strategy` the requirements `reqs` would create
--- (distinct signatures with no class yet); `seen` (optional) spans several calls.
-function M.classes_missing(channel, strategy, reqs, seen)
-  seen = seen or {}
+-- (distinct signatures with no class yet).
+function M.classes_missing(channel, strategy, reqs)
+  local seen = {}
   local missing = 0
   for _, req in ipairs(reqs) do
     local sig = M.signature(channel, strategy, req)
@@ -134,7 +146,7 @@ function M.classes_missing(channel, strategy, reqs, seen)
 end
 
 -- The class id for a requirement, created on first use; nil when `max_routing_classes` is
--- reached. A new class is filled with every logged-in agent that qualifies for it
+-- reached (M.past_class_limit). A new class is filled with every logged-in agent that qualifies for it
 -- (M.qualifies): at once when there are at most cfg.fill_batch of them, else one batch now and
 -- the next ones by its `fill` timer (M.fill_class), so no routing call costs more than
 -- O(fill_batch) agents. `complete` (queue upserts, which scan the logged-in agents anyway)
@@ -149,7 +161,7 @@ function M.class_for(channel, strategy, req, complete)
     end
     return cid
   end
-  if redis.call('HLEN', K.classes) >= M.cfg.max_classes then return nil end
+  if M.past_class_limit(1) then return nil end
   cid = redis.call('INCR', K.class_seq)
   local packed = cmsgpack.pack({id = cid, channel = channel, strategy = strategy, skills = req})
   redis.call('SET', K.routing_class(cid), packed)

@@ -16,9 +16,7 @@ function M.arrival_class(q, extra, blocked)
     end
     if not blocked then
       local missing = M.classes_missing(q.channel, q.strategy, reqs)
-      if missing > 0 and redis.call('HLEN', K.classes) + missing > M.cfg.max_classes then
-        return nil, 'class_limit'
-      end
+      if M.past_class_limit(missing) then return nil, 'class_limit' end
       for i = #reqs, 2, -1 do M.class_for(q.channel, q.strategy, reqs[i]) end
       return M.class_for(q.channel, q.strategy, reqs[1])
     end
