@@ -53,6 +53,7 @@ ALERTS = {
     "AcdRouterNotReady",
     "AcdStoreDown",
     "AcdStoreRefusing",
+    "AcdChangesUnconfirmed",
     "AcdHttpServerErrors",
     "AcdAbandonRateHigh",
     "AcdTimerLagHigh",

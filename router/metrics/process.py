@@ -118,6 +118,17 @@ STORE_REFUSALS = Counter(
 )
 """Calls the store refused, by reason (router/store/engine.py, REFUSALS)."""
 
+STORE_UNCONFIRMED = Counter(
+    "acd_store_unconfirmed_total",
+    "Changes under durability replicated answered 503 with their outcome unknown, by reason: "
+    "no_replica (no replica confirmed them within the wait), failover (a Sentinel failover "
+    "overlapped them).",
+    ["reason"],
+)
+"""Changes a replica did not confirm (router/store/replication.py)."""
+for _reason in ("no_replica", "failover"):
+    STORE_UNCONFIRMED.labels(_reason)  # exposed at 0, so that increase() counts the first
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Set (by `serve --workers`, router/service/workers.py): every worker writes its series to
 files in that folder, and a scrape of any worker reads them all."""

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from router.errors import StoreUnavailable
+from router.metrics.process import STORE_UNCONFIRMED
 from router.settings import ServiceSettings
 from router.store.sentinel import primary_epoch
 
@@ -63,15 +64,18 @@ async def fcall_replicated(redis: Redis, function: str, key: str, arg: bytes, ms
     if isinstance(reply, Exception):
         raise reply
     if isinstance(replicas, Exception):  # the change was applied; whether a replica has it, unknown
+        STORE_UNCONFIRMED.labels("no_replica").inc()
         raise NotReplicated(
             "the change is on the primary; whether a replica has it is unknown (WAIT failed)"
         ) from replicas
     if int(replicas) < REPLICAS:
+        STORE_UNCONFIRMED.labels("no_replica").inc()
         raise NotReplicated(
             f"no replica confirmed the change within {ms} ms: it is on the primary, which may "
             "yet lose it"
         )
     if epoch is None or primary_epoch(redis) != epoch:
+        STORE_UNCONFIRMED.labels("failover").inc()
         raise NotReplicated(
             "a Sentinel failover was under way while the change waited for a replica: it may be "
             "lost with the old primary"

@@ -4,6 +4,7 @@ the replica holds it, else 503; events are delivered once the replica holds them
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,17 @@ async def post(
         return response.status, dict(response.headers), time.monotonic() - started
 
 
+async def unconfirmed(session: aiohttp.ClientSession, url: str) -> float:
+    """The router's `acd_store_unconfirmed_total{reason="no_replica"}`."""
+    async with session.get(f"{url}/metrics") as response:
+        exposition = await response.text()
+    found = re.search(
+        r'^acd_store_unconfirmed_total\{reason="no_replica"\} (\S+)$', exposition, re.M
+    )
+    assert found is not None
+    return float(found[1])
+
+
 async def test_a_change_no_replica_confirms_answers_503_and_its_events_wait(
     pair: SentinelSet, start_routers: StartRouters, tmp_path: Path
 ) -> None:
@@ -57,6 +69,7 @@ async def test_a_change_no_replica_confirms_answers_503_and_its_events_wait(
         async with session.get(
             f"{router.url}/v1/events?types=interaction.queued", headers=HEADERS
         ) as stream:
+            unconfirmed_before = await unconfirmed(session, router.url)
             replica.freeze()
             try:
                 status, headers, seconds = await post(
@@ -68,6 +81,8 @@ async def test_a_change_no_replica_confirms_answers_503_and_its_events_wait(
                 assert seconds < STORE_TIMEOUT_S + 0.5
                 async with Redis(port=primary.port) as redis:
                     assert await redis.exists("acd:{rep}:ix:frozen")
+                # Counted apart (Redis answers: acd_store_up stays 1), for AcdChangesUnconfirmed.
+                assert await unconfirmed(session, router.url) > unconfirmed_before
                 # Its event is not delivered while no replica holds it.
                 with pytest.raises(TimeoutError):
                     async with asyncio.timeout(0.3):
