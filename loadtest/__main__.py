@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -43,23 +44,44 @@ from router.config import load_config
 from router.errors import ConfigError
 
 
+def _bounded(kind: Callable[[str], Any], low: float, strict: bool) -> Callable[[str], Any]:
+    """An argument type: a finite number of `kind` above `low` (at least `low` unless strict);
+    anything else is argparse's usage error (exit 2), never a traceback further on."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" for what is no number
+    return parse
+
+
+POSITIVE = _bounded(float, 0, strict=True)
+NON_NEGATIVE = _bounded(float, 0, strict=False)
+POSITIVE_INT = _bounded(int, 0, strict=True)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="python -m loadtest")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="a synthetic trace and an Erlang C sized roster")
-    g.add_argument("--hours", type=int, default=24)
+    g.add_argument("--hours", type=POSITIVE_INT, default=24)
     g.add_argument("--rate-profile", default="400", help="calls/hour per hour: 120,300,... ")
     g.add_argument("--queues", default="support", help="queue mix: support=0.7,billing=0.3")
-    g.add_argument("--aht", type=float, default=180.0, help="mean handle time, s")
-    g.add_argument("--handle-cv", type=float, default=1.0, help="log-normal CV of handle time")
+    g.add_argument("--aht", type=POSITIVE, default=180.0, help="mean handle time, s")
+    g.add_argument(
+        "--handle-cv", type=NON_NEGATIVE, default=1.0, help="log-normal CV of handle time"
+    )
     g.add_argument("--handle-dist", choices=("lognormal", "exponential"), default="lognormal")
-    g.add_argument("--patience", type=float, help="mean exponential patience, s (none: never)")
-    g.add_argument("--wrap-up", type=float, help="wrap-up per call, s (none: the queue's)")
+    g.add_argument("--patience", type=POSITIVE, help="mean exponential patience, s (none: never)")
+    g.add_argument("--wrap-up", type=NON_NEGATIVE, help="wrap-up per call, s (none: the queue's)")
     g.add_argument("--config", help="queue skills, SLA and wrap-up for the roster")
-    g.add_argument("--sla-threshold", type=float, default=20.0)
-    g.add_argument("--sla-target", type=float, default=0.8)
+    g.add_argument("--sla-threshold", type=POSITIVE, default=20.0)
+    g.add_argument("--sla-target", type=POSITIVE, default=0.8)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--out", required=True)
     g.add_argument("--roster-out")
@@ -86,10 +108,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("trace")
     s.add_argument("--roster", required=True)
     s.add_argument("--config", required=True)
-    s.add_argument("--ring-delay", type=float, default=0.0)
+    s.add_argument("--ring-delay", type=NON_NEGATIVE, default=0.0)
     s.add_argument("--seed", type=int, default=1, help="of the roster's wrap-up and breaks")
-    s.add_argument("--scale-agents", type=float, help="what-if: this many times the agents")
-    s.add_argument("--add-agents", type=int, help="what-if: this many more agents")
+    s.add_argument("--scale-agents", type=POSITIVE, help="what-if: this many times the agents")
+    s.add_argument("--add-agents", type=POSITIVE_INT, help="what-if: this many more agents")
     s.add_argument("--add-like", help="the agent the added ones copy (default: spread)")
     s.add_argument("--compare-config", help="what-if: this configuration instead")
     chart_options(s)
@@ -104,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
     p_replay.add_argument(
         "--speed", type=float, required=True, help="S x real time (serve --clock-speed S)"
     )
-    p_replay.add_argument("--ring-delay", type=float, default=0.0, help="trace s before accepts")
+    p_replay.add_argument(
+        "--ring-delay", type=NON_NEGATIVE, default=0.0, help="trace s before accepts"
+    )
     p_replay.add_argument(
         "--drain", type=float, default=1800.0, help="trace s after the last arrival at most"
     )
@@ -120,26 +144,28 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--config", required=True)
     c.add_argument("--fit-days", help="trace days to fit on, e.g. 0-3 (default: all but the last)")
     c.add_argument("--predict-days", help="trace days to predict, e.g. 4 (default: the last)")
-    c.add_argument("--ring-delay", type=float, default=0.0, help="s from offer to answer")
+    c.add_argument("--ring-delay", type=NON_NEGATIVE, default=0.0, help="s from offer to answer")
     c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--replications", type=int, default=1, help="prediction runs averaged")
-    c.add_argument("--interval", type=float, default=60.0, help="report interval, minutes")
+    c.add_argument("--replications", type=POSITIVE_INT, default=1, help="prediction runs averaged")
+    c.add_argument("--interval", type=POSITIVE, default=60.0, help="report interval, minutes")
     c.add_argument("--roster-out", help="write the roster with the fitted figures here")
     json_option(c)
     progress_options(c)
 
     k = sub.add_parser("check_calibration", help="calibration on synthetic history: PASS/FAIL")
-    k.add_argument("--days", type=int, default=6, help="simulated days; the last is predicted")
+    k.add_argument(
+        "--days", type=POSITIVE_INT, default=6, help="simulated days; the last is predicted"
+    )
     k.add_argument("--seed", type=int, default=1)
-    k.add_argument("--staffing", type=float, default=0.5, help="x the Erlang C agents")
+    k.add_argument("--staffing", type=POSITIVE, default=0.5, help="x the Erlang C agents")
     k.add_argument("--format", choices=(*FORMATS, "all"), default="all")
-    k.add_argument("--replications", type=int, default=2, help="prediction runs averaged")
+    k.add_argument("--replications", type=POSITIVE_INT, default=2, help="prediction runs averaged")
     k.add_argument("--out", help="a folder for the imported histories and rosters")
     json_option(k)
     progress_options(k)
 
     e = sub.add_parser("check_ewt", help="the router's EWT vs Asterisk's: PASS/FAIL")
-    e.add_argument("--hours", type=int, default=8)
+    e.add_argument("--hours", type=POSITIVE_INT, default=8)
     e.add_argument("--seed", type=int, default=1)
     json_option(e)
     progress_options(e)
@@ -233,6 +259,9 @@ def cmd_import(a: argparse.Namespace, progress: Progress) -> Outcome:
         raise ValueError("--to must be after --from")
     progress.start(f"read {a.source}", len(text), "lines")
     imported = reader(text, seed=a.seed, selection=selection, progress=progress)
+    if not imported.calls:
+        notes = "; ".join(imported.notes[:5]) + ("; ..." if len(imported.notes) > 5 else "")
+        raise ValueError(f"{a.source}: no call imported as {a.format} ({notes or 'no line'})")
     progress.start(f"write {a.out}", len(imported.calls))
     write_trace(a.out, progress.track(imported.calls))
     lines = [f"{a.out}: {len(imported.calls)} calls", *imported.notes]
@@ -272,6 +301,8 @@ def cmd_simulate(a: argparse.Namespace, progress: Progress) -> Outcome:
     if a.scale_agents is not None:
         changed = scale_roster(changed, a.scale_agents)
         what.append(f"agents x{a.scale_agents:g}")
+    if a.add_like and not a.add_agents:
+        raise ValueError("--add-like names the agent the added ones copy: give --add-agents too")
     if a.add_agents:
         changed = add_agents(changed, a.add_agents, a.add_like)
         what.append(f"+{a.add_agents} agents")

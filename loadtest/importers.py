@@ -144,7 +144,7 @@ class Selection:
             and self.start_s <= r.arrival_s % DAY_S < self.end_s
         ]
         if not kept:
-            notes.append("no calls in the selected days and hours")
+            notes.append("no calls in the selected days and hours" if records else "no call read")
             return kept
         origin = min(int(r.arrival_s // DAY_S) for r in kept)
         counts: dict[int, int] = defaultdict(int)

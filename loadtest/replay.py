@@ -246,6 +246,8 @@ class Replayer:
         self.by_id = {options.id_prefix + c.id: _Call(CallResult(c)) for c in self.calls}
         self.queues: dict[str, QueueConfig] = {}
         self.stats = ClientStats()
+        self.last_failure = ""
+        """The latest request that got no answer: its error, for a set-up request's message."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.t0 = 0.0
         self.created = 0
@@ -299,6 +301,9 @@ class Replayer:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
             self.stats.errors[f"{kind} {type(error).__name__}"] += 1
+            self.last_failure = (
+                f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            )
             return 0, None
         self.stats.latencies.setdefault(kind, []).append(time.perf_counter() - start)
         if status == 409:
@@ -313,6 +318,8 @@ class Replayer:
     async def must(self, kind: str, method: str, path: str, body: Any = None) -> Any:
         """A set-up request that has to succeed."""
         status, answer = await self.request(kind, method, path, body)
+        if status == 0:
+            raise ReplayError(f"{method} {self.base}{path}: no answer ({self.last_failure})"[:500])
         if not 200 <= status < 300:
             raise ReplayError(f"{method} {self.base}{path}: {status} {answer!r}"[:500])
         return answer

@@ -414,8 +414,13 @@ def parse_trace(lines: Iterable[str], name: str = "trace") -> list[Call]:
 
 def load_trace(path: str | Path) -> list[Call]:
     """The calls of a JSON Lines trace file."""
-    with open(path, encoding="utf-8") as file:
-        return parse_trace(file, str(path))
+    try:
+        with open(path, encoding="utf-8") as file:
+            return parse_trace(file, str(path))
+    except UnicodeDecodeError as error:
+        raise TraceError(
+            [f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"]
+        ) from None
 
 
 def write_trace(path: str | Path, calls: Iterable[Call]) -> None:
