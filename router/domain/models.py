@@ -188,6 +188,19 @@ class CallbackPolicy(Body):
     max_attempts: Annotated[int, Integer(1, MAX_COUNT)] = 3
     max_schedule_ahead_s: PositiveDuration = 604800.0
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> CallbackPolicy:
+        """The policy of a stored queue, as stored (QueueConfig.from_record)."""
+        default = cls()
+        return cls.model_construct(
+            offer_when_ewt_s=float(record.get("offer_when_ewt_s", default.offer_when_ewt_s)),
+            retry_after_s=float(record.get("retry_after_s", default.retry_after_s)),
+            max_attempts=int(record.get("max_attempts", default.max_attempts)),
+            max_schedule_ahead_s=float(
+                record.get("max_schedule_ahead_s", default.max_schedule_ahead_s)
+            ),
+        )
+
 
 class QueueConfig(Body):
     """A queue as the config file spells it (§7); absent fields take the defaults."""
@@ -246,17 +259,18 @@ class QueueConfig(Body):
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> QueueConfig:
-        """Rebuild a queue from its stored map."""
+        """Rebuild a queue from its stored map, as stored: not checked again, so that a queue an
+        earlier version accepted (e.g. before a bound was tightened) still reads."""
         callback = record.get("callback")
         sla = record.get("sla") or {}
-        return cls(
+        return cls.model_construct(
             name=record["name"],
             channel=Channel(record["channel"]),
             skills=as_skills(record.get("skills")),
             strategy=Strategy(record["strategy"]),
             priority=int(record["priority"]),
             credit_s=float(record["credit_s"]),
-            sla=Sla(
+            sla=Sla.model_construct(
                 threshold_s=float(sla.get("threshold_s", 20.0)),
                 target=float(sla.get("target", 0.8)),
             ),
@@ -265,9 +279,9 @@ class QueueConfig(Body):
             wrap_up_s=float(record["wrap_up_s"]),
             max_waiting=int(record["max_waiting"]),
             max_wait_s=float(record["max_wait_s"]),
-            callback=None if not callback else CallbackPolicy(**callback),
+            callback=None if not callback else CallbackPolicy.from_record(callback),
             steps=tuple(
-                Step(after_s=float(s["after_s"]), skills=as_skills(s.get("skills")))
+                Step.model_construct(after_s=float(s["after_s"]), skills=as_skills(s.get("skills")))
                 for s in record.get("steps") or ()
             ),
         )

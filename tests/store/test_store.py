@@ -7,11 +7,12 @@ import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.domain.models import NewInteraction, QueueConfig
+from router.domain.models import CallbackPolicy, NewInteraction, QueueConfig
 from router.settings import ServiceSettings
 from router.store.engine import Engine
 from router.store.scripts import library, operation_source, operations
@@ -189,3 +190,19 @@ async def test_classes_remembered_across_calls_follow_a_deleted_namespace(center
     await center.call("second", "c3")
     assert (await center.ix("c2")).agent_id == "ann"
     assert (await center.ix("c3")).agent_id == "bob"
+
+
+async def test_a_queue_an_earlier_version_stored_reads_even_past_todays_bounds(
+    center: Center,
+) -> None:
+    # Before positive durations had to be >= 0.001 s, 1e-9 was accepted and stored.
+    await center.queue("q", skills={"s": 1}, callback=CallbackPolicy(offer_when_ewt_s=60))
+    keys, redis = center.engine.keys, center.engine.redis
+    record = msgpack.unpackb(await redis.hget(keys.queues, "q"), raw=False)
+    record["offer_timeout_s"] = 1e-9
+    record["callback"]["retry_after_s"] = 1e-9
+    await redis.hset(keys.queues, "q", msgpack.packb(record, use_bin_type=False))
+    queue = await center.engine.get_queue("q")
+    assert queue is not None
+    assert (queue.offer_timeout_s, queue.callback and queue.callback.retry_after_s) == (1e-9, 1e-9)
+    assert [q.name for q in await center.engine.list_queues()] == ["q"]
