@@ -34,7 +34,7 @@ end
 local sigs = signatures(q)
 -- An admin operation: the classes it makes count towards max_routing_classes, but are not
 -- refused by it (lib/classes.lua, M.unbounded_classes).
-M.unbounded_classes()
+M.unbounded_classes(true)
 -- Interactions with extra skills (waiting, or scheduled callbacks) take the classes of every
 -- step with them, made now (M.arrival_class), so that no escalation meets the limit.
 local ids = {}
@@ -90,6 +90,7 @@ for _, id in ipairs(scheduled) do
   ix.cls = M.arrival_class(q, ix.skills) or ix.cls
   M.save_ix(ix)
 end
--- Re-armed max waits may be due already.
+-- Re-armed max waits may be due already; other timers due meanwhile are bounded as always.
+M.unbounded_classes(false)
 M.apply_due(M.cfg.due_batch)
 return M.reply('ok', old == nil)

@@ -16,10 +16,10 @@ local token_read                       -- the token, read along with a record (M
 local unbounded                        -- this call makes classes past max_classes
 M.on_call(function() known, token_read, unbounded = nil, nil, false end)
 
--- The classes this call makes are not refused by `max_routing_classes`: a queue write, an admin
--- operation (§3.1 bounds the classes arrivals make), so that arrivals that used the budget up
--- cannot keep the admin from configuring queues.
-function M.unbounded_classes() unbounded = true end
+-- Whether the classes this call makes from now on are refused by `max_routing_classes`: not
+-- those of a queue write, an admin operation (§3.1 bounds the classes arrivals make), so that
+-- arrivals that used the budget up cannot keep the admin from configuring queues.
+function M.unbounded_classes(on) unbounded = on end
 
 -- Whether making `missing` more classes would pass `max_routing_classes` in this call.
 function M.past_class_limit(missing)
