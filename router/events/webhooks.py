@@ -59,6 +59,8 @@ CLAIM_IDLE_S = 120.0
 An entry being retried is touched before every attempt, so this must exceed
 `RETRY_MAX_S + REQUEST_TIMEOUT_S`, or a live process's retries would be taken over.
 """
+RELEASED_MAX = 100
+"""Entries a stopping loop looks for among its pending ones (it holds one at a time)."""
 STORE_RETRY_S = 1.0
 """The wait after a failed store call before the next."""
 READ_BLOCK_S = 5.0
@@ -400,14 +402,22 @@ class Delivery:
 
     async def release(self) -> None:
         """Acknowledge what was handled; then remove this process's consumer from the group when
-        it holds nothing pending."""
+        it holds nothing pending, else leave what it holds to the next loop at once."""
         await self._acknowledge()
         self._log_lost()
         pending = await self.redis.xpending_range(
-            self.key, self.group, "-", "+", 1, consumername=self.consumer
+            self.key, self.group, "-", "+", RELEASED_MAX, consumername=self.consumer
         )
         if not pending:
             await self.redis.xgroup_delconsumer(self.key, self.group, self.consumer)
+            return
+        # Stopped mid-delivery (or in a retry's wait): made as idle as a dead router's entries, so
+        # that the next claim check of any loop takes them over, first, not CLAIM_IDLE_S later.
+        ids: list[bytes | str | int | memoryview[int]] = [entry["message_id"] for entry in pending]
+        idle_ms = int(CLAIM_IDLE_S * 1000)
+        await self.redis.xclaim(
+            self.key, self.group, self.consumer, 0, ids, idle=idle_ms, justid=True
+        )
 
 
 def webhook_secrets(

@@ -32,7 +32,7 @@ class EmbeddedStore:
         # A data_dir makes RedisServer append-only: the temporary folder gets it too.
         # The service connects over a Unix socket: a call costs both sides less than over TCP
         # on loopback (docs/benchmarks.md); the port stays open for redis-cli and tools.
-        self.server = RedisServer(data_dir=self.folder, unix_socket=True)
+        self.server = RedisServer(data_dir=self.folder, unix_socket=True, die_with_parent=True)
 
     @property
     def temporary(self) -> bool:

@@ -35,6 +35,10 @@ class RedisServer:
     """Listen on a Unix socket too (`socket_url`), in a folder of its own under the system's
     temporary folder (a socket's path is limited to about 100 bytes), chosen at once and kept
     across restarts; the folder goes when this object does."""
+    die_with_parent: bool = False
+    """The server gets SIGTERM when the process (thread) that started it dies, even killed with
+    SIGKILL (Linux, util-linux's `setpriv --pdeathsig`; nothing where it is missing): no
+    redis-server is left running alone."""
     process: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     _socket_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
@@ -76,7 +80,9 @@ class RedisServer:
         unix: list[str] = []
         if self.socket_path is not None:
             unix = ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        orphaned = ["setpriv", "--pdeathsig", "TERM", "--"]
         args = [
+            *(orphaned if self.die_with_parent and shutil.which("setpriv") else []),
             binary,
             *([str(self.config_file)] if self.config_file is not None else []),
             "--port", str(self.port),

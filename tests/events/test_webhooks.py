@@ -195,6 +195,32 @@ async def test_entries_of_a_dead_consumer_are_taken_over(
     await eventually_pending(redis, engine, receiver, 0)
 
 
+async def test_an_event_a_stopping_router_was_delivering_goes_to_the_next_at_once(
+    start_router: StartRouter,
+    receiver: Receiver,
+    center: Center,
+    redis: Redis,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen: stranded for CLAIM_IDLE_S (2 minutes), then delivered after the later events.
+    monkeypatch.setattr(webhooks, "RETRY_BASE_S", 60.0)  # its failed attempt waits to retry
+    receiver.fail_first = 1
+    first = await start_router(receiver.webhook())
+    await center.queue("support")
+    await center.agent("ann", {"support": 1})
+    [event] = await center.events()
+    await eventually(lambda: len(receiver.calls) == 1)
+    await first.close()  # a graceful stop, the event pending on its consumer
+    assert await pending(redis, engine, receiver) == 1
+    await center.agent("bob", {"support": 1})  # a later event
+
+    await start_router(receiver.webhook())
+    await eventually(lambda: len(receiver.acknowledged) == 2)
+    assert next(i for i, _, ok in receiver.calls if ok) == event.id  # the stranded one first
+    await eventually_pending(redis, engine, receiver, 0)
+
+
 async def test_a_missing_secret_fails_startup_naming_the_field(
     start_router: StartRouter, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

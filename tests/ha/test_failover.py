@@ -203,17 +203,21 @@ async def test_the_event_reader_leaves_a_demoted_primary_for_the_new_one(
     running: asyncio.Task[None] | None = None
 
     async def write_and_see_delivered(agent: str) -> None:
-        async with asyncio.timeout(LOOSE_S):
-            while True:  # the writer meets the demoted primary too, until it follows
-                try:
-                    await engine.put_agent(agent, AgentProfile(skills={"s": 1}), time.time())
-                    await engine.set_agent_state(agent, AgentState.AVAILABLE, time.time())
-                    break
-                except StoreUnavailable:
-                    await asyncio.sleep(0.1)
-            last = (await engine.read_events(count=100_000))[-1].id
-            while hub.position < parse_event_id(last, "log"):  # noqa: ASYNC110 - the reader's task
-                await asyncio.sleep(0.05)
+        # Deadlines checked in the loops, not asyncio.timeout: redis-py may swallow the one
+        # cancellation a timeout sends (once seen: this loop ran on for good).
+        deadline = time.monotonic() + LOOSE_S
+        while True:  # the writer meets the demoted primary too, until it follows
+            assert time.monotonic() < deadline, f"{agent}: not written within {LOOSE_S} s"
+            try:
+                await engine.put_agent(agent, AgentProfile(skills={"s": 1}), time.time())
+                await engine.set_agent_state(agent, AgentState.AVAILABLE, time.time())
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.1)
+        last = (await engine.read_events(count=100_000))[-1].id
+        while hub.position < parse_event_id(last, "log"):
+            assert time.monotonic() < deadline, f"{agent}: not read within {LOOSE_S} s"
+            await asyncio.sleep(0.05)
 
     try:
         await engine.start()
