@@ -1,5 +1,6 @@
-"""The embedded store's redis-server (router/store/server.py): it does not outlive the process that
-started it, even one killed with SIGKILL (what an audit of `serve` saw left running)."""
+"""The embedded store's redis-server (router/service/embedded.py, router/store/server.py): it does
+not outlive the process that started it, even one killed with SIGKILL (what an audit of `serve`
+saw left running)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,28 @@ import subprocess
 import sys
 import time
 
-CHILD = """
-import sys, time
+EMBEDDED = """
+import time
+from router.service.embedded import EmbeddedStore
+store = EmbeddedStore()
+store.start()
+print(store.server.process.pid, flush=True)
+time.sleep(60)
+"""
+PLAIN = """
+import time
 from router.store.server import RedisServer
-server = RedisServer(die_with_parent={die})
+server = RedisServer()
 server.start()
 print(server.process.pid, flush=True)
 time.sleep(60)
 """
 
 
-def started_by_a_killed_process(die_with_parent: bool) -> int:
+def started_by_a_killed_process(program: str) -> int:
     """The pid of a redis-server started by a child process, once that child is SIGKILLed."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(die=die_with_parent)],
+        [sys.executable, "-c", program],
         stdout=subprocess.PIPE,
         cwd="/",
         env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -53,13 +62,13 @@ def gone_within(pid: int, seconds: float) -> bool:
 
 
 def test_the_embedded_store_stops_when_its_service_is_killed() -> None:
-    pid = started_by_a_killed_process(die_with_parent=True)
+    pid = started_by_a_killed_process(EMBEDDED)
     assert gone_within(pid, 10)
 
 
 def test_without_it_a_server_outlives_its_starter() -> None:
     # What the embedded store did before: the check above would pass for any server otherwise.
-    pid = started_by_a_killed_process(die_with_parent=False)
+    pid = started_by_a_killed_process(PLAIN)
     try:
         assert not gone_within(pid, 0.5)
     finally:

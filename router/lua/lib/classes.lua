@@ -146,9 +146,9 @@ function M.classes_missing(channel, strategy, reqs)
 end
 
 -- The class id for a requirement, created on first use; nil when `max_routing_classes` is
--- reached (M.past_class_limit). A new class is filled with every logged-in agent that qualifies for it
--- (M.qualifies): at once when there are at most cfg.fill_batch of them, else one batch now and
--- the next ones by its `fill` timer (M.fill_class), so no routing call costs more than
+-- reached (M.past_class_limit). A new class is filled with every logged-in agent that qualifies
+-- for it (M.qualifies): at once when there are at most cfg.fill_batch of them, else one batch
+-- now and the next ones by its `fill` timer (M.fill_class), so no routing call costs more than
 -- O(fill_batch) agents. `complete` (queue upserts, which scan the logged-in agents anyway)
 -- fills the class to the end, even one whose fill an earlier call began.
 function M.class_for(channel, strategy, req, complete)

@@ -183,27 +183,23 @@ end
 
 local ACTIVITIES = {'idle', 'offered', 'busy', 'wrap_up'}
 
-local function hash_of(key)
-  local flat, map = redis.call('HGETALL', key), {}
-  for i = 1, #flat, 2 do map[flat[i]] = tonumber(flat[i + 1]) end
-  return map
-end
-
 -- Agent-seconds by activity until now: the closed intervals (whole ms, and the seconds of the
 -- `total` fields of earlier versions) and the open ones (agents in it x now - their starts),
 -- never below `floor` (the previous snapshot's): a wrap-up ended by a late tick is dated back
 -- to its scheduled end, which would take back time already exported.
 function M.agent_seconds(floor)
-  local times, counts, agents = hash_of(K.agent_time), {}, hash_of(K.agents_by_state)
-  for field, n in pairs(agents) do
+  local times = M.pairs_table(redis.call('HGETALL', K.agent_time))
+  local counts = {}
+  for field, n in pairs(M.pairs_table(redis.call('HGETALL', K.agents_by_state))) do
     local state, activity = string.match(field, '^([^|]*)|(.*)$')
     local counted = counted_activity(state, activity)
-    if counted then counts[counted] = (counts[counted] or 0) + n end
+    if counted then counts[counted] = (counts[counted] or 0) + tonumber(n) end
   end
+  local function field(name, a) return tonumber(times[name .. '|' .. a] or 0) end
   local seconds = {}
   for _, a in ipairs(ACTIVITIES) do
-    local closed = (times['total|' .. a] or 0) + (times['total_ms|' .. a] or 0) / 1000
-    local open = math.max(0, (counts[a] or 0) * M.now - (times['since|' .. a] or 0)) / 1000
+    local closed = field('total', a) + field('total_ms', a) / 1000
+    local open = math.max(0, (counts[a] or 0) * M.now - field('since', a)) / 1000
     seconds[a] = math.max(closed + open, floor and floor[a] or 0)
   end
   return seconds

@@ -6,13 +6,6 @@
 
 local K = M.keys
 
--- A reply of XINFO (field, value, field, value...) as a table.
-function M.info_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-
 -- Whether the entry id `a` comes before `b` ('<ms>-<seq>').
 function M.id_before(a, b)
   local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
@@ -25,7 +18,7 @@ end
 function M.group_position(group)
   if redis.call('EXISTS', K.events) == 0 then return nil end
   for _, found in ipairs(redis.call('XINFO', 'GROUPS', K.events)) do
-    found = M.info_table(found)
+    found = M.pairs_table(found)
     if found.name == group then return found['last-delivered-id'] end
   end
   return nil
@@ -53,7 +46,7 @@ end
 -- entry, every entry the trimming took (`entries-added - length`) was, and those beyond `count`
 -- were lost. Returns the count (nil where the log does not tell it) and the entries lost.
 function M.webhook_count_known(position, count, oldest)
-  local log = M.info_table(redis.call('XINFO', 'STREAM', K.events))
+  local log = M.pairs_table(redis.call('XINFO', 'STREAM', K.events))
   if position == log['last-generated-id'] then return log['entries-added'], 0 end
   if oldest and M.id_before(position, oldest) then
     local trimmed = log['entries-added'] - log.length
